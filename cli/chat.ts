@@ -1,0 +1,189 @@
+/**
+ * Terminal chat: one routed answer, tokens coloured by origin, then a summary.
+ *
+ *   npm run chat -- [--slm <path|uri>] [--llm <path|uri>] [--cloud <url>] [--token T] [--tau x]
+ *                   [--max-tokens n] [--deadline-ms n] [--top-k k] [--json] [--no-color] "prompt"
+ *   npm run demo -- [same options]      (the stories260K-derived pair and an in-process cloud)
+ *
+ * With --llm the cloud token server starts in-process on loopback with a random bearer token.
+ * With --json: one JSON object per token event, then {"summary": {...}}.
+ */
+import { randomBytes } from "node:crypto";
+import { parseArgs } from "node:util";
+import { startCloudServer, type CloudServer } from "../cloud/server.js";
+import { defaultSlm } from "../models/catalogue.js";
+import type { AnswerSummary, Origin, TokenEvent } from "../shared/events.js";
+import { ConfidenceRouter, validateTau } from "../shared/router.js";
+import { ModelFileError, VocabularyMismatchError } from "../shared/node/modelFile.js";
+import { CloudCallError, type CloudPeer } from "../electron/engine/cloud/peer.js";
+import { TandemCloudClient, DEFAULT_DEADLINE_MS } from "../electron/engine/cloud/tandemClient.js";
+import { CollaborativeDecoder } from "../electron/engine/decoder.js";
+import { LocalModel } from "../electron/engine/localModel.js";
+import { demoPair } from "./demoPair.js";
+
+const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
+                      [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--json] [--no-color] "prompt"
+       npm run demo -- [same options]`;
+
+const COLORS: Record<Origin, string> = { local: "\x1b[32m", cloud: "\x1b[1;35m", fallback: "\x1b[33m" };
+const RESET = "\x1b[0m";
+
+class UsageError extends Error {}
+
+interface Cli {
+  demo: boolean;
+  slm: string;
+  llm?: string;
+  cloud?: string;
+  token?: string;
+  tau: number;
+  maxTokens: number;
+  deadlineMs: number;
+  topK: number;
+  json: boolean;
+  color: boolean;
+  prompt: string;
+}
+
+function parseCli(argv: string[]): Cli {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      demo: { type: "boolean", default: false },
+      slm: { type: "string" },
+      llm: { type: "string" },
+      cloud: { type: "string" },
+      token: { type: "string" },
+      tau: { type: "string" },
+      "max-tokens": { type: "string" },
+      "deadline-ms": { type: "string" },
+      "top-k": { type: "string" },
+      json: { type: "boolean", default: false },
+      "no-color": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const num = (name: string, v: string | undefined, def: number, ok: (n: number) => boolean): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${name}: invalid value ${JSON.stringify(v)}`);
+    return n;
+  };
+  if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
+  const demo = values.demo!;
+  const prompt = positionals.join(" ") || (demo ? "Once upon a time" : "");
+  if (!prompt) throw new UsageError("no prompt given");
+  return {
+    demo,
+    slm: values.slm ?? defaultSlm.uri,
+    llm: values.llm,
+    cloud: values.cloud,
+    token: values.token ?? process.env.TANDEM_CLOUD_TOKEN,
+    tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
+    maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
+    deadlineMs: num("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, (n) => n > 0),
+    topK: num("top-k", values["top-k"], 0, (n) => Number.isInteger(n) && n >= 0 && n <= 20),
+    json: values.json!,
+    color: !values["no-color"] && !process.env.NO_COLOR,
+    prompt,
+  };
+}
+
+async function main(): Promise<number> {
+  const cli = parseCli(process.argv.slice(2));
+  const log = (msg: string) => process.stderr.write(msg + "\n");
+  if (cli.demo) {
+    const pair = await demoPair();
+    cli.slm = process.argv.includes("--slm") ? cli.slm : pair.slm;
+    if (!cli.cloud && !process.argv.includes("--llm")) cli.llm = pair.llm;
+  }
+
+  let server: CloudServer | undefined;
+  let cloud: CloudPeer | null = null;
+  const slm = await LocalModel.load(cli.slm, { download: !cli.demo });
+  try {
+    if (cli.llm) {
+      const token = randomBytes(18).toString("base64url");
+      server = await startCloudServer({ modelPath: cli.llm, host: "127.0.0.1", port: 0, token });
+      cli.cloud = server.url;
+      cli.token = token;
+      if (!cli.json) log(`cloud: in-process token server at ${server.url} (${server.identity.name})`);
+    }
+    if (cli.cloud) {
+      const client = new TandemCloudClient({
+        url: cli.cloud,
+        token: cli.token,
+        deadlineMs: cli.deadlineMs,
+        onStateChange: (s, detail) => !cli.json && log(`cloud: ${s}${detail ? ` (${detail})` : ""}`),
+      });
+      try {
+        const m = await client.connect(slm.identity);
+        if (!cli.json) log(`cloud: connected to ${m.name}`);
+      } catch (err) {
+        // a wrong vocabulary can never work: refuse before any token. Anything else: go on locally.
+        if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) throw err;
+        log(`cloud: offline (${(err as Error).message}); answering locally`);
+      }
+      cloud = client;
+    }
+
+    const router = new ConfidenceRouter();
+    const decoder = new CollaborativeDecoder(slm, router, cloud);
+    if (!cli.json) {
+      log(`slm: ${slm.identity.name} · router: ${router.name} · τ = ${validateTau(cli.tau)}`);
+      if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
+    }
+    const abort = new AbortController();
+    process.once("SIGINT", () => abort.abort());
+    const prompt = slm.hasChatTemplate ? slm.promptFromMessages([{ role: "user", content: cli.prompt }]) : slm.tokenizeText(cli.prompt);
+    if (!cli.json && !slm.hasChatTemplate) process.stdout.write(cli.prompt);
+    const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
+    for await (const ev of answer) {
+      if (cli.json) process.stdout.write(JSON.stringify(ev) + "\n");
+      else process.stdout.write(paint(ev, cli.color));
+    }
+    const summary = await answer.summary;
+    if (cli.json) process.stdout.write(JSON.stringify({ summary: jsonSummary(summary) }) + "\n");
+    else log("\n" + formatSummary(summary));
+    await cloud?.close();
+    return 0;
+  } finally {
+    await server?.close();
+    await slm.dispose();
+  }
+}
+
+function paint(ev: TokenEvent, color: boolean): string {
+  return color && ev.text ? `${COLORS[ev.origin]}${ev.text}${RESET}` : ev.text;
+}
+
+function jsonSummary(s: AnswerSummary) {
+  const { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router } = s;
+  return { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router };
+}
+
+function formatSummary(s: AnswerSummary): string {
+  const share = s.tokens ? ((100 * s.cloudTokens) / s.tokens).toFixed(1) : "0.0";
+  return (
+    `— ${s.tokens} tokens · ${s.cloudTokens} cloud (${share}%) · ${s.fallbackTokens} fallback · ${s.cloudCalls} cloud calls · ` +
+    `${s.bytesUp} B up / ${s.bytesDown} B down · ${s.tokensPerSecond.toFixed(1)} tokens/s · stop: ${s.stopReason}`
+  );
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof UsageError) {
+      console.error(`error: ${err.message}\n${USAGE}`);
+      process.exit(2);
+    }
+    const known = err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError;
+    console.error(`error: ${known ? err.message : (err as Error)?.stack ?? err}`);
+    process.exit(1);
+  },
+);

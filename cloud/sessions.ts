@@ -1,0 +1,457 @@
+/**
+ * Sessions of the cloud token server: each one mirrors one conversation's token history in one KV-cached
+ * sequence of a single shared LlamaContext.
+ *
+ * Why one context with N sequences rather than N contexts: node-llama-cpp queues the evaluations of all
+ * sequences of a context and decodes whatever is queued in one llama_decode call, so concurrent
+ * requests of different sessions share one forward pass (measured: 8 concurrent 4-token prompts → 1
+ * decode, the same prompts one after another → 8).
+ *
+ * How node-llama-cpp 3.21.1 sizes the context: `createContext({contextSize, sequences})` treats
+ * `contextSize` as the size of EACH sequence and allocates `contextSize × sequences` KV cells
+ * (LlamaContext.js: "each sequence needs its own <contextSize> of cells"); `context.contextSize` reports
+ * the per-sequence size. A requested size at or below the model's training context is padded up to a
+ * multiple of 256. A sequence holds at most `contextSize - 1` tokens: evaluating beyond that triggers
+ * node-llama-cpp's context shift, which would silently drop tokens from the client's history, so this
+ * manager refuses such requests with `context_overflow` before evaluating anything (and installs a
+ * context-shift strategy that throws, as a backstop).
+ *
+ * Requests of one session run one after another (a promise queue per session); different sessions run
+ * concurrently. Sessions are never evicted while in use: only sessions idle beyond `idleTimeoutMs`.
+ */
+import { randomUUID } from "node:crypto";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import type { AppendResponse, NextResponse, TokenLogprob } from "../shared/protocol.js";
+import { threadsFor } from "../shared/node/llama.js";
+import { CloudError } from "./errors.js";
+
+export const DEFAULT_MAX_SESSIONS = 8;
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
+const DEFAULT_CONTEXT_SIZE = 4096;
+
+/** ln of the smallest positive double: stands in for ln(0), which JSON cannot carry (-Infinity → null). */
+const LOG_FLOOR = Math.log(Number.MIN_VALUE);
+
+export interface SessionManagerOptions {
+  model: LlamaModel;
+  /** token IDs must lie in [0, vocabSize): llama.cpp must never see an out-of-range ID */
+  vocabSize: number;
+  /** sequences of the shared context = most concurrent sessions (default 8) */
+  maxSessions?: number;
+  /** tokens per session (default: the model's training context, at most 4096) */
+  contextSize?: number;
+  /** context threads (default: threadsFor(model size)) */
+  threads?: number;
+  /** a session unused for this long may be evicted (default 10 min) */
+  idleTimeoutMs?: number;
+  /** most sessions one client (owner key) may hold (default: maxSessions) */
+  maxSessionsPerOwner?: number;
+  /** clock, for tests */
+  now?: () => number;
+}
+
+export interface SessionCounters {
+  created: number;
+  deleted: number;
+  evicted: number;
+  /** append/next/truncate requests served */
+  requests: number;
+  predictions: number;
+  /** tokens the LLM evaluated, re-evaluations included */
+  tokensEvaluated: number;
+  /** next() calls with an empty delta, answered by re-evaluating the last held token */
+  rePredictions: number;
+  rollbacks: number;
+  tokensRolledBack: number;
+  outOfSync: number;
+  overflows: number;
+  refusedTooMany: number;
+}
+
+export interface SessionStats extends SessionCounters {
+  sessions: number;
+  maxSessions: number;
+  /** tokens one session can hold */
+  contextSize: number;
+}
+
+interface Session {
+  readonly id: string;
+  readonly owner: string;
+  readonly sequence: LlamaContextSequence;
+  lastUsed: number;
+  /** requests queued or running: a session with pending work is never idle */
+  pending: number;
+  /** settles when the last queued request has finished */
+  tail: Promise<void>;
+  closed: boolean;
+}
+
+class ContextShiftRefused extends Error {}
+
+export class SessionManager {
+  readonly maxSessions: number;
+  /** tokens one session can hold (the sequence size minus the one cell node-llama-cpp keeps free) */
+  readonly capacity: number;
+  readonly idleTimeoutMs: number;
+  private readonly maxPerOwner: number;
+  private readonly sessions = new Map<string, Session>();
+  /** cleared sequences ready for reuse (see release()) */
+  private readonly free: LlamaContextSequence[] = [];
+  /** sequences taken from the context so far: free + in sessions + being released */
+  private sequencesCreated = 0;
+  /** closes in progress: their sequences come back to `free` when they settle */
+  private readonly releasing = new Set<Promise<void>>();
+  private readonly counters: SessionCounters = {
+    created: 0,
+    deleted: 0,
+    evicted: 0,
+    requests: 0,
+    predictions: 0,
+    tokensEvaluated: 0,
+    rePredictions: 0,
+    rollbacks: 0,
+    tokensRolledBack: 0,
+    outOfSync: 0,
+    overflows: 0,
+    refusedTooMany: 0,
+  };
+  private readonly sweepTimer: NodeJS.Timeout;
+  private disposed = false;
+
+  private constructor(
+    private readonly context: LlamaContext,
+    private readonly vocabSize: number,
+    private readonly now: () => number,
+    opts: { maxSessions: number; idleTimeoutMs: number; maxPerOwner: number },
+  ) {
+    this.maxSessions = opts.maxSessions;
+    this.idleTimeoutMs = opts.idleTimeoutMs;
+    this.maxPerOwner = opts.maxPerOwner;
+    this.capacity = context.contextSize - 1;
+    // sweep often enough that a session goes at most ~1.5 idle timeouts unnoticed, at most every 30 s
+    const every = Math.max(10, Math.min(30_000, Math.floor(this.idleTimeoutMs / 2)));
+    // sweep() cannot reject (release() catches everything); the catch only keeps that true for good
+    this.sweepTimer = setInterval(() => this.sweep().catch(noop), every);
+    this.sweepTimer.unref(); // idle sessions must not keep the process alive
+  }
+
+  static async create(opts: SessionManagerOptions): Promise<SessionManager> {
+    const maxSessions = positiveInt(opts.maxSessions ?? DEFAULT_MAX_SESSIONS, "maxSessions");
+    const contextSize = positiveInt(
+      opts.contextSize ?? Math.min(DEFAULT_CONTEXT_SIZE, opts.model.trainContextSize),
+      "contextSize",
+    );
+    const idleTimeoutMs = positiveInt(opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, "idleTimeoutMs");
+    const maxPerOwner = positiveInt(opts.maxSessionsPerOwner ?? maxSessions, "maxSessionsPerOwner");
+    const context = await opts.model.createContext({
+      // per sequence: node-llama-cpp multiplies it by `sequences` itself (see the file comment)
+      contextSize,
+      sequences: maxSessions,
+      threads: opts.threads ?? threadsFor(opts.model.size),
+      // token-level routing rolls back constantly; with a sliding-window cache, erasing tokens would force
+      // node-llama-cpp to re-evaluate the whole sequence, so keep the full cache for SWA models
+      swaFullCache: true,
+    });
+    return new SessionManager(context, opts.vocabSize, opts.now ?? Date.now, { maxSessions, idleTimeoutMs, maxPerOwner });
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Opens a session for `owner` (the client's key), after evicting sessions idle beyond the threshold. */
+  async open(owner: string): Promise<{ sessionId: string }> {
+    this.ensureOpen();
+    // idle sessions would be swept soon anyway; freeing them now lets their owner and others start new ones
+    await this.sweep();
+    const owned = this.countOwned(owner);
+    if (owned >= this.maxPerOwner) {
+      this.counters.refusedTooMany++;
+      throw new CloudError("too_many_sessions", `This client already holds ${owned} sessions (the most allowed); delete one first`);
+    }
+    const sequence = await this.takeSequence();
+    if (this.disposed) throw new CloudError("internal", "The server is shutting down");
+    if (this.countOwned(owner) >= this.maxPerOwner) {
+      // a concurrent open() of the same client won the race while we waited for a sequence
+      this.free.push(sequence);
+      this.counters.refusedTooMany++;
+      throw new CloudError("too_many_sessions", "This client already holds the most sessions allowed; delete one first");
+    }
+    const id = randomUUID();
+    this.sessions.set(id, { id, owner, sequence, lastUsed: this.now(), pending: 0, tail: Promise.resolve(), closed: false });
+    this.counters.created++;
+    return { sessionId: id };
+  }
+
+  /** Applies the delta: tokens[base..] of the client's history. */
+  append(id: string, base: number, tokens: readonly number[]): Promise<AppendResponse> {
+    return this.enqueue(id, async (s) => {
+      this.checkDelta(s, base, tokens);
+      await this.rollback(s, base);
+      await this.evaluate(s, tokens);
+      return { length: s.sequence.nextTokenIndex, evaluated: tokens.length };
+    });
+  }
+
+  /** Applies the delta and predicts, greedily, the token after the session's history. */
+  next(id: string, base: number, tokens: readonly number[], topK: number): Promise<NextResponse> {
+    return this.enqueue(id, async (s) => {
+      this.checkDelta(s, base, tokens);
+      let delta: readonly number[] = tokens;
+      let keep = base;
+      if (delta.length === 0) {
+        // the logits of the last held token are gone (only the most recent decode keeps any, and it
+        // may not have asked for them): drop that token and evaluate it again to predict from it
+        if (base === 0) throw new CloudError("bad_request", "Nothing to predict from: the session holds no tokens and the delta is empty");
+        delta = [s.sequence.contextTokens[base - 1]];
+        keep = base - 1;
+        this.counters.rePredictions++;
+      }
+      await this.rollback(s, keep);
+      const prediction = await this.evaluate(s, delta, topK);
+      this.counters.predictions++;
+      return { length: s.sequence.nextTokenIndex, evaluated: delta.length, ...prediction };
+    });
+  }
+
+  /** Cuts the session's history to `length` tokens. */
+  truncate(id: string, length: number): Promise<AppendResponse> {
+    return this.enqueue(id, async (s) => {
+      this.checkDelta(s, length, []);
+      await this.rollback(s, length);
+      return { length: s.sequence.nextTokenIndex, evaluated: 0 };
+    });
+  }
+
+  /** Deletes a session; requests already running finish first, queued ones fail with session_not_found. */
+  async delete(id: string): Promise<void> {
+    const s = this.get(id);
+    this.counters.deleted++;
+    await this.close(s);
+  }
+
+  /** Evicts every session idle for longer than the idle timeout; resolves to how many. */
+  async sweep(): Promise<number> {
+    const idle = [...this.sessions.values()].filter((s) => this.isIdle(s));
+    this.counters.evicted += idle.length;
+    await Promise.all(idle.map((s) => this.close(s)));
+    return idle.length;
+  }
+
+  stats(): SessionStats {
+    return { ...this.counters, sessions: this.sessions.size, maxSessions: this.maxSessions, contextSize: this.capacity };
+  }
+
+  /** Frees everything. Requests still running finish (or fail) first; queued ones fail. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    clearInterval(this.sweepTimer);
+    const tails = [...this.sessions.values()].map((s) => {
+      s.closed = true;
+      return s.tail;
+    });
+    this.sessions.clear();
+    await Promise.allSettled(tails);
+    await this.context.dispose();
+  }
+
+  // ---- internals ----
+
+  private ensureOpen(): void {
+    if (this.disposed) throw new CloudError("internal", "The server is shutting down");
+  }
+
+  private get(id: string): Session {
+    this.ensureOpen();
+    const s = this.sessions.get(id);
+    if (!s) throw new CloudError("session_not_found", `No session ${id} (it was deleted, evicted after being idle, or the server restarted)`);
+    if (this.isIdle(s)) {
+      // the sweep timer has not come round yet: evict now so expiry does not depend on its timing
+      this.counters.evicted++;
+      void this.close(s);
+      throw new CloudError("session_not_found", `Session ${id} was evicted after being idle for more than ${this.idleTimeoutMs} ms`);
+    }
+    return s;
+  }
+
+  private countOwned(owner: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.owner === owner) n++;
+    return n;
+  }
+
+  private isIdle(s: Session): boolean {
+    return s.pending === 0 && this.now() - s.lastUsed >= this.idleTimeoutMs;
+  }
+
+  /** Runs `fn` after the session's earlier requests; other sessions are not held up. */
+  private enqueue<T>(id: string, fn: (s: Session) => Promise<T>): Promise<T> {
+    const s = this.get(id);
+    this.counters.requests++;
+    s.pending++;
+    s.lastUsed = this.now();
+    const result = s.tail.then(() => {
+      if (s.closed) throw new CloudError("session_not_found", `Session ${id} was deleted`);
+      return fn(s);
+    });
+    s.tail = result.then(noop, noop);
+    return result.finally(() => {
+      s.pending--;
+      s.lastUsed = this.now();
+    });
+  }
+
+  private checkDelta(s: Session, base: number, tokens: readonly number[]): void {
+    const length = s.sequence.nextTokenIndex;
+    if (base > length) {
+      this.counters.outOfSync++;
+      throw new CloudError("out_of_sync", `The session holds ${length} tokens; the delta starts at ${base}`, length);
+    }
+    if (base + tokens.length > this.capacity) {
+      this.counters.overflows++;
+      throw new CloudError(
+        "context_overflow",
+        `${base + tokens.length} tokens do not fit in a session of ${this.capacity} tokens`,
+      );
+    }
+    for (const t of tokens) {
+      // the server validates requests already; this guards the native code against any other caller
+      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) throw new CloudError("bad_request", `Token ID ${t} is outside [0, ${this.vocabSize})`);
+    }
+  }
+
+  private async rollback(s: Session, keep: number): Promise<void> {
+    const length = s.sequence.nextTokenIndex;
+    if (keep >= length) return;
+    await s.sequence.eraseContextTokenRanges([{ start: keep, end: length }]);
+    this.counters.rollbacks++;
+    this.counters.tokensRolledBack += length - keep;
+  }
+
+  private async evaluate(s: Session, tokens: readonly number[]): Promise<void>;
+  private async evaluate(s: Session, tokens: readonly number[], topK: number): Promise<Omit<NextResponse, keyof AppendResponse>>;
+  private async evaluate(
+    s: Session,
+    tokens: readonly number[],
+    topK?: number,
+  ): Promise<Omit<NextResponse, keyof AppendResponse> | void> {
+    try {
+      if (topK === undefined) {
+        if (tokens.length > 0) await s.sequence.evaluateWithoutGeneratingNewTokens(asTokens(tokens));
+        this.counters.tokensEvaluated += tokens.length;
+        return;
+      }
+      const ids = asTokens(tokens);
+      const last = ids[ids.length - 1];
+      const results = await s.sequence.controlledEvaluate([
+        ...ids.slice(0, -1),
+        // temperature 0: greedy, and the probabilities are the full softmax, not renormalised over a
+        // truncated candidate set (FACTS.md)
+        [last, { generateNext: { token: true, confidence: true, probabilities: topK > 0, options: { temperature: 0 } } }],
+      ]);
+      this.counters.tokensEvaluated += tokens.length;
+      const next = results[tokens.length - 1]?.next;
+      if (next?.token == null || next.confidence === undefined) throw new Error("node-llama-cpp returned no next token");
+      return { tokenId: next.token, logprob: safeLog(next.confidence), top: topLogprobs(next.probabilities, topK) };
+    } catch (err) {
+      if (err instanceof ContextShiftRefused) {
+        throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * A cleared sequence: a free one, a new one from the context, or one a closing session is about to
+   * give back. Idle sessions were evicted by open() already; sessions in use are never taken over.
+   */
+  private async takeSequence(): Promise<LlamaContextSequence> {
+    for (;;) {
+      const reused = this.free.pop();
+      if (reused) return reused;
+      if (this.sequencesCreated < this.maxSessions && this.context.sequencesLeft > 0) {
+        this.sequencesCreated++;
+        return this.context.getSequence({
+          // never let node-llama-cpp drop tokens to make room: the client's history must stay intact
+          contextShift: {
+            strategy: () => {
+              throw new ContextShiftRefused("context shift refused");
+            },
+          },
+        });
+      }
+      if (this.releasing.size === 0) {
+        this.counters.refusedTooMany++;
+        throw new CloudError(
+          "too_many_sessions",
+          `All ${this.maxSessions} sessions are in use; try again later (idle sessions are freed after ${Math.round(this.idleTimeoutMs / 1000)} s)`,
+        );
+      }
+      // a deleted or evicted session's sequence is on its way back; another open() may still win it
+      await Promise.all(this.releasing);
+    }
+  }
+
+  /** Ends a session: it leaves the map at once, its sequence is cleared for reuse once idle. */
+  private close(s: Session): Promise<void> {
+    if (s.closed) return Promise.resolve();
+    s.closed = true;
+    this.sessions.delete(s.id);
+    const done: Promise<void> = this.release(s).finally(() => this.releasing.delete(done));
+    this.releasing.add(done);
+    return done;
+  }
+
+  /**
+   * Clears the sequence and puts it on the free list. Clearing (erasing every token frees its KV cells)
+   * instead of `sequence.dispose()`: disposal returns the slot to the context asynchronously, under an
+   * internal lock with no promise to await, so a session created right after a delete could find no
+   * sequence left.
+   */
+  private async release(s: Session): Promise<void> {
+    await s.tail; // a running request finishes first
+    if (this.disposed) return;
+    try {
+      await s.sequence.eraseContextTokenRanges([{ start: 0, end: s.sequence.nextTokenIndex }]);
+      this.free.push(s.sequence);
+    } catch {
+      // the sequence is unusable: give its slot back to the context instead
+      try {
+        s.sequence.dispose();
+      } catch {
+        // already gone with the context
+      }
+      this.sequencesCreated--;
+    }
+  }
+}
+
+/** node-llama-cpp brands token IDs; these were range-checked against the vocabulary in checkDelta(). */
+function asTokens(ids: readonly number[]): Token[] {
+  return ids.slice() as Token[];
+}
+
+function topLogprobs(probabilities: Map<Token, number> | undefined, k: number): TokenLogprob[] {
+  if (k === 0 || !probabilities) return [];
+  const top: TokenLogprob[] = [];
+  // node-llama-cpp returns the map sorted by probability, highest first
+  for (const [tokenId, p] of probabilities) {
+    if (top.length >= k) break;
+    top.push({ tokenId, logprob: safeLog(p) });
+  }
+  return top.sort((a, b) => b.logprob - a.logprob); // stable: keeps the map's order on ties
+}
+
+/** ln p, clamped to [LOG_FLOOR, 0]: rounding can give p a hair above 1, and ln 0 is not JSON. */
+function safeLog(p: number): number {
+  return p > 0 ? Math.min(0, Math.max(LOG_FLOOR, Math.log(p))) : LOG_FLOOR;
+}
+
+function positiveInt(v: number, name: string): number {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+function noop(): void {}

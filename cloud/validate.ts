@@ -1,0 +1,96 @@
+/**
+ * Strict validation of request bodies. Every field is checked for type and range before anything
+ * reaches the session manager (and through it, native code). Unknown fields are ignored so a newer
+ * client can add optional fields without breaking an older server of the same protocol version.
+ */
+import {
+  PROTOCOL_LIMITS,
+  PROTOCOL_VERSION,
+  type AppendRequest,
+  type CreateSessionRequest,
+  type ModelIdentity,
+  type NextRequest,
+  type TruncateRequest,
+} from "../shared/protocol.js";
+import { CloudError } from "./errors.js";
+
+type JsonObject = Record<string, unknown>;
+
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw bad("The request body is empty; expected a JSON object");
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (err) {
+    throw bad(`The request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function parseCreateSession(v: unknown): CreateSessionRequest {
+  const o = object(v, "request body");
+  // the protocol first: a client of another version may shape everything else differently
+  const protocol = integer(o.protocol, "protocol", 0);
+  if (protocol !== PROTOCOL_VERSION) {
+    throw new CloudError(
+      "protocol_mismatch",
+      `The client speaks protocol ${protocol}, this server protocol ${PROTOCOL_VERSION}; update the older side`,
+    );
+  }
+  return { protocol, client: modelIdentity(o.client, "client") };
+}
+
+export function parseAppend(v: unknown, vocabSize: number): AppendRequest {
+  const o = object(v, "request body");
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize) };
+}
+
+export function parseNext(v: unknown, vocabSize: number): Required<NextRequest> {
+  const o = object(v, "request body");
+  const topK = o.topK === undefined ? 0 : integer(o.topK, "topK", 0, PROTOCOL_LIMITS.maxTopK);
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK };
+}
+
+export function parseTruncate(v: unknown): TruncateRequest {
+  const o = object(v, "request body");
+  return { length: integer(o.length, "length", 0) };
+}
+
+function modelIdentity(v: unknown, field: string): ModelIdentity {
+  const o = object(v, field);
+  if (typeof o.name !== "string" || o.name.length === 0 || o.name.length > 512) {
+    throw bad(`${field}.name must be a string of 1 to 512 characters`);
+  }
+  if (typeof o.vocabHash !== "string" || !/^[0-9a-f]{64}$/i.test(o.vocabHash)) {
+    throw bad(`${field}.vocabHash must be a sha256 digest in hex (64 characters)`);
+  }
+  return { name: o.name, vocabHash: o.vocabHash.toLowerCase(), vocabSize: integer(o.vocabSize, `${field}.vocabSize`, 1) };
+}
+
+function tokens(v: unknown, vocabSize: number): number[] {
+  if (!Array.isArray(v)) throw bad("tokens must be an array of token IDs");
+  if (v.length > PROTOCOL_LIMITS.maxDeltaTokens) {
+    throw bad(`tokens carries ${v.length} tokens; at most ${PROTOCOL_LIMITS.maxDeltaTokens} per request (send the rest with append)`);
+  }
+  for (let i = 0; i < v.length; i++) {
+    const t: unknown = v[i];
+    if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw bad(`tokens[${i}] = ${JSON.stringify(t)} is not a token ID in [0, ${vocabSize})`);
+    }
+  }
+  return v as number[]; // every element checked above
+}
+
+function integer(v: unknown, field: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw bad(`${field} must be an integer in [${min}, ${max}], got ${JSON.stringify(v) ?? "nothing"}`);
+  }
+  return v;
+}
+
+function object(v: unknown, field: string): JsonObject {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad(`${field} must be a JSON object`);
+  return v as JsonObject;
+}
+
+function bad(message: string): CloudError {
+  return new CloudError("bad_request", message);
+}

@@ -1,0 +1,59 @@
+/**
+ * What the collaborative decoder needs from a cloud: the LLM's next token after a token history.
+ * Implemented by the client of Tandem's own token server (tandemClient.ts) and, later, by adapters for
+ * existing serving engines. A peer never decides about fallbacks: it answers or throws CloudCallError,
+ * and the decoder turns a failure into the SLM's own token marked `fallback`.
+ */
+import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
+
+export interface CloudStep {
+  tokenId: number;
+  logprob: number;
+  top: TokenLogprob[];
+  /** wall time of the call, ms */
+  latencyMs: number;
+  /** tokens the server evaluated for this call, when it reports it */
+  evaluated?: number;
+}
+
+export interface CloudStats {
+  calls: number;
+  failures: number;
+  bytesUp: number;
+  bytesDown: number;
+  /** sessions (re-)created */
+  sessions: number;
+}
+
+export type CloudState = "unknown" | "online" | "offline";
+
+export interface CloudPeer {
+  readonly kind: string;
+  readonly stats: Readonly<CloudStats>;
+  readonly state: CloudState;
+  /** Opens a session and checks the vocabulary. Throws VocabularyMismatchError on a mismatch. */
+  connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
+  /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */
+  next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep>;
+  close(): Promise<void>;
+}
+
+export type CloudFailure =
+  | "offline" // the client is backing off after recent failures
+  | "timeout"
+  | "unreachable"
+  | "http"
+  | "malformed"
+  | "aborted"
+  | "vocab_mismatch";
+
+export class CloudCallError extends Error {
+  constructor(
+    readonly reason: CloudFailure,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "CloudCallError";
+  }
+}

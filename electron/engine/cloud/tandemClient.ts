@@ -1,0 +1,292 @@
+/**
+ * Client for Tandem's cloud token server (shared/protocol.ts).
+ *
+ * It mirrors the tokens the server's session holds and sends only the delta, as token IDs. Every call
+ * has a deadline (default 1.5 s): the chat never waits longer than that on the network. A lost session
+ * (server restarted, evicted) is re-created and re-synced transparently; after a failure the client
+ * backs off (the decoder then uses the SLM's own tokens at once instead of waiting on a dead server).
+ */
+import {
+  PROTOCOL_LIMITS,
+  PROTOCOL_VERSION,
+  type AppendResponse,
+  type CreateSessionRequest,
+  type CreateSessionResponse,
+  type ErrorBody,
+  type ModelIdentity,
+  type NextRequest,
+  type NextResponse,
+} from "../../../shared/protocol.js";
+import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
+import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
+
+export interface TandemClientOptions {
+  /** base URL of the token server, e.g. http://127.0.0.1:8788 */
+  url: string;
+  /** bearer token */
+  token?: string;
+  /** deadline for one cloud call, ms */
+  deadlineMs?: number;
+  /** top-k alternatives to ask for (0 = only the chosen token's log-probability) */
+  topK?: number;
+  /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  onStateChange?: (state: CloudState, detail?: string) => void;
+}
+
+export const DEFAULT_DEADLINE_MS = 1500;
+
+/** Errors the server answers with a JSON body; anything else is a failure of the call itself. */
+class ServerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ErrorBody["error"] | undefined,
+  ) {
+    super(body ? `${body.code}: ${body.message}` : `HTTP ${status}`);
+  }
+}
+
+export class TandemCloudClient implements CloudPeer {
+  readonly kind = "tandem";
+  readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
+  private readonly base: string;
+  private readonly deadlineMs: number;
+  private readonly topK: number;
+  private device: ModelIdentity | undefined;
+  private cloudModel: ModelIdentity | undefined;
+  private sessionId: string | undefined;
+  /** tokens the server's session is known to hold, in order */
+  private confirmed: number[] = [];
+  private currentState: CloudState = "unknown";
+  private retryAt = 0;
+  private backoff: number;
+
+  constructor(private readonly opts: TandemClientOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new Error(`Invalid cloud URL: ${JSON.stringify(opts.url)}`);
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error(`Cloud URL must be http(s): ${opts.url}`);
+    this.base = u.toString().replace(/\/$/, "");
+    this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    this.topK = Math.max(0, Math.min(opts.topK ?? 0, PROTOCOL_LIMITS.maxTopK));
+    this.backoff = opts.backoffMs ?? 1000;
+  }
+
+  get state(): CloudState {
+    return this.currentState;
+  }
+
+  get model(): ModelIdentity | undefined {
+    return this.cloudModel;
+  }
+
+  async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
+    this.device = device;
+    const deadline = this.deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
+    try {
+      await this.createSession(deadline);
+      this.markOnline();
+      return this.cloudModel!;
+    } catch (err) {
+      throw this.fail(err, deadline);
+    }
+  }
+
+  async next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep> {
+    if (!this.device) throw new Error("connect() first");
+    if (Date.now() < this.retryAt) {
+      throw new CloudCallError("offline", `cloud offline, retrying in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s`);
+    }
+    const t0 = performance.now();
+    this.stats.calls++;
+    const deadline = this.deadlineSignal(signal, this.deadlineMs);
+    try {
+      if (!this.sessionId) await this.createSession(deadline);
+      const res = await this.nextWithResync(history, deadline);
+      this.markOnline();
+      return { tokenId: res.tokenId, logprob: res.logprob, top: res.top, latencyMs: performance.now() - t0, evaluated: res.evaluated };
+    } catch (err) {
+      this.stats.failures++;
+      throw this.fail(err, deadline, signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    const id = this.sessionId;
+    this.sessionId = undefined;
+    this.confirmed = [];
+    if (!id) return;
+    try {
+      await this.request("DELETE", `/v1/sessions/${id}`, undefined, AbortSignal.timeout(this.deadlineMs));
+    } catch {
+      // the server evicts idle sessions anyway; closing must never fail the caller
+    }
+  }
+
+  /** Applies the delta and predicts; re-creates a lost session and re-syncs once. */
+  private async nextWithResync(history: readonly number[], signal: AbortSignal): Promise<NextResponse> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.sendNext(history, signal);
+      } catch (err) {
+        if (!(err instanceof ServerError) || attempt >= 2) throw err;
+        if (err.body?.code === "session_not_found") {
+          await this.createSession(signal);
+        } else if (err.body?.code === "out_of_sync" && typeof err.body.length === "number") {
+          this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
+        } else {
+          throw err;
+        }
+      }
+    }
+  }
+
+  private async sendNext(history: readonly number[], signal: AbortSignal): Promise<NextResponse> {
+    let base = commonPrefixLength(this.confirmed, history);
+    // histories longer than one request allows go up in appends first
+    while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
+      const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
+      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, { base, tokens: chunk }, signal);
+      this.expectLength(r.length, base + chunk.length);
+      this.confirmed = history.slice(0, r.length);
+      base = r.length;
+    }
+    const body: NextRequest = { base, tokens: history.slice(base), topK: this.topK };
+    // until the reply arrives the server may hold either state; only the common prefix is certain
+    this.confirmed = this.confirmed.slice(0, base);
+    const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
+    this.expectLength(r.length, history.length);
+    this.validateNext(r);
+    this.confirmed = history.slice();
+    return r;
+  }
+
+  private async createSession(signal: AbortSignal): Promise<void> {
+    const req: CreateSessionRequest = { protocol: PROTOCOL_VERSION, client: this.device! };
+    let res: CreateSessionResponse;
+    try {
+      res = await this.call<CreateSessionResponse>("/v1/sessions", req, signal);
+    } catch (err) {
+      if (err instanceof ServerError && err.body?.code === "vocab_mismatch") {
+        throw new CloudCallError("vocab_mismatch", err.body.message, err.status);
+      }
+      throw err;
+    }
+    if (typeof res?.sessionId !== "string" || !res.model || typeof res.model.vocabHash !== "string") {
+      throw new CloudCallError("malformed", "malformed session reply");
+    }
+    this.cloudModel = res.model;
+    if (res.model.vocabHash !== this.device!.vocabHash) throw new VocabularyMismatchError(this.device!, res.model);
+    this.sessionId = res.sessionId;
+    this.confirmed = [];
+    this.stats.sessions++;
+  }
+
+  private validateNext(r: NextResponse): void {
+    const vocab = this.device!.vocabSize;
+    const okToken = (t: unknown) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocab;
+    const okLogprob = (l: unknown) => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
+    if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
+    if (!okLogprob(r.logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
+    if (!Array.isArray(r.top) || !r.top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
+      throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
+    }
+  }
+
+  private expectLength(actual: unknown, expected: number): void {
+    if (actual !== expected) {
+      throw new CloudCallError("malformed", `the cloud reported ${JSON.stringify(actual)} tokens, expected ${expected}`);
+    }
+  }
+
+  private async call<T>(path: string, body: unknown, signal: AbortSignal): Promise<T> {
+    return this.request("POST", path, body, signal) as Promise<T>;
+  }
+
+  private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    if (payload) this.stats.bytesUp += Buffer.byteLength(payload);
+    const headers: Record<string, string> = {};
+    if (payload) headers["content-type"] = "application/json";
+    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, { method, headers, body: payload, signal });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
+    }
+    const text = await res.text();
+    this.stats.bytesDown += Buffer.byteLength(text);
+    let json: unknown;
+    try {
+      json = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      if (!res.ok) throw new ServerError(res.status, undefined);
+      throw new CloudCallError("malformed", `the cloud sent malformed JSON (HTTP ${res.status})`);
+    }
+    if (!res.ok) {
+      const e = (json as Partial<ErrorBody> | undefined)?.error;
+      throw new ServerError(res.status, e && typeof e.code === "string" ? e : undefined);
+    }
+    if (json === null || typeof json !== "object") throw new CloudCallError("malformed", "the cloud sent a non-object reply");
+    return json;
+  }
+
+  private deadlineSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
+    const t = AbortSignal.timeout(ms);
+    return signal ? AbortSignal.any([signal, t]) : t;
+  }
+
+  /** Classifies a failure, updates the back-off, and returns the error to throw. */
+  private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
+    if (err instanceof VocabularyMismatchError) return err;
+    let e: CloudCallError;
+    if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
+    if (err instanceof CloudCallError) e = err;
+    else if (err instanceof ServerError) e = new CloudCallError("http", `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`, err.status);
+    else if (deadline.aborted) e = new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`);
+    else e = new CloudCallError("unreachable", `cloud call failed: ${(err as Error)?.message ?? String(err)}`);
+    if (e.reason === "vocab_mismatch") return e;
+    // a failed or timed-out call may have left the server anywhere after the common prefix: the next
+    // call's `base` (≤ what it holds) makes it truncate, so the mirror stays truthful
+    if (e.reason === "http" && (e.status ?? 0) < 500 && e.status !== 429) {
+      // a 4xx other than rate limiting is our request's fault, not the cloud's health: no back-off,
+      // but start from a fresh session in case the session state is what the server objects to
+      this.sessionId = undefined;
+      return e;
+    }
+    this.retryAt = Date.now() + this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 15_000);
+    this.setState("offline", e.message);
+    return e;
+  }
+
+  private markOnline(): void {
+    this.backoff = this.opts.backoffMs ?? 1000;
+    this.retryAt = 0;
+    this.setState("online");
+  }
+
+  private setState(s: CloudState, detail?: string): void {
+    if (s === this.currentState) return;
+    this.currentState = s;
+    this.opts.onStateChange?.(s, detail);
+  }
+}
+
+export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+function describeFetchError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+}

@@ -1,0 +1,206 @@
+/**
+ * The local small model (SLM): loads a GGUF through node-llama-cpp (Metal on Apple Silicon, CPU
+ * elsewhere), turns chat messages into prompt tokens with the model's own chat template, and steps
+ * through an answer one token at a time, exposing what the router needs at each position:
+ * the greedy token, its probability, optionally the top-k candidates and the last hidden state.
+ *
+ * The caller decides which token is actually committed (the SLM's own or the cloud's) and feeds it
+ * back with `advance`, so the KV cache always holds exactly the committed history.
+ */
+import {
+  JinjaTemplateChatWrapper,
+  type ChatHistoryItem,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import type { ChatMessage } from "../../shared/chat.js";
+import type { Candidate } from "../../shared/events.js";
+import type { ModelIdentity } from "../../shared/protocol.js";
+import type { FeatureNeeds } from "../../shared/router.js";
+import { getTandemLlama } from "../../shared/node/llama.js";
+import { loadModelFile, modelIdentity, resolveModelSource, type ResolveOptions } from "../../shared/node/modelFile.js";
+import { hiddenStateContextOptions, readLastHiddenState } from "./hiddenState.js";
+
+/** What one SLM step yields for the position after the committed history. */
+export interface SlmStep {
+  /** the SLM's greedy (temperature 0) next token */
+  tokenId: number;
+  /** its probability under the full softmax; NaN when not requested */
+  top1Prob: number;
+  /** top candidates, highest first, when requested */
+  top?: Candidate[];
+  /** post-final-norm hidden state, when requested */
+  hidden?: Float64Array;
+}
+
+export interface LocalModelOptions extends ResolveOptions {
+  /** tokens the conversation may hold (prompt + answer); default min(4096, the model's training size) */
+  contextSize?: number;
+  /** create the context so the hidden state can be read (needed by learned routers) */
+  hiddenState?: boolean;
+}
+
+export class LocalModel {
+  private constructor(
+    readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    private readonly sequence: LlamaContextSequence,
+    readonly identity: ModelIdentity,
+    readonly file: string,
+    private readonly hiddenEnabled: boolean,
+  ) {}
+
+  static async load(src: string, opts: LocalModelOptions = {}): Promise<LocalModel> {
+    const file = await resolveModelSource(src, opts);
+    const llama = await getTandemLlama();
+    const { model, threads } = await loadModelFile(llama, file);
+    try {
+      const contextSize = Math.min(opts.contextSize ?? 4096, model.trainContextSize);
+      const context = await model.createContext({
+        contextSize,
+        sequences: 1, // the hidden state is read from the last decode: one sequence per context
+        threads,
+        ...(opts.hiddenState ? hiddenStateContextOptions() : {}),
+      });
+      return new LocalModel(model, context, context.getSequence(), modelIdentity(model), file, !!opts.hiddenState);
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+  }
+
+  get vocabSize(): number {
+    return this.identity.vocabSize;
+  }
+
+  get hiddenSize(): number {
+    return this.model.embeddingVectorSize;
+  }
+
+  get contextSize(): number {
+    return this.context.contextSize;
+  }
+
+  /** Tokens the KV cache holds (the committed history). */
+  get history(): readonly Token[] {
+    return this.sequence.contextTokens;
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.chatTemplate() != null;
+  }
+
+  isEndOfGeneration(token: number): boolean {
+    return this.model.isEogToken(token as Token);
+  }
+
+  detokenize(tokens: readonly number[], lastTokens: readonly number[] = []): string {
+    return this.model.detokenize(tokens as Token[], false, lastTokens as Token[]);
+  }
+
+  /** Plain text to tokens, with BOS when the model wants one (base models: continuation). */
+  tokenizeText(text: string): number[] {
+    const tokens = this.model.tokenize(text, false);
+    const bos = this.model.tokens.bos;
+    return this.model.tokens.shouldPrependBosToken && bos != null ? [bos, ...tokens] : tokens;
+  }
+
+  /**
+   * Prompt tokens for the next assistant answer. With a chat template in the GGUF, that template
+   * (jinja) renders the conversation; a base model without one continues the concatenated text.
+   * These tokens are built once, here, and sent to the cloud as IDs: both models see identical tokens.
+   */
+  promptFromMessages(messages: readonly ChatMessage[]): number[] {
+    const template = this.chatTemplate();
+    if (template == null) return this.tokenizeText(messages.map((m) => m.content).join(""));
+    const wrapper = new JinjaTemplateChatWrapper({ template });
+    const chatHistory: ChatHistoryItem[] = messages.map((m): ChatHistoryItem =>
+      m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
+    );
+    chatHistory.push({ type: "model", response: [] }); // the answer to generate
+    const { contextText } = wrapper.generateContextState({ chatHistory });
+    return contextText.tokenize(this.model.tokenizer);
+  }
+
+  /**
+   * Makes the KV cache hold exactly `prompt` (reusing the longest common prefix already evaluated)
+   * and predicts the next token.
+   */
+  async begin(prompt: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
+    if (prompt.length === 0) throw new Error("The prompt is empty");
+    if (prompt.length >= this.contextSize) {
+      throw new Error(`The prompt (${prompt.length} tokens) does not fit the SLM's context (${this.contextSize} tokens)`);
+    }
+    const held = this.sequence.contextTokens;
+    let keep = this.sequence.compareContextTokens(prompt as Token[]).firstDifferentIndex;
+    // at least one token must be evaluated to get the next-token distribution
+    keep = Math.min(keep, prompt.length - 1);
+    if (keep < held.length) await this.sequence.eraseContextTokenRanges([{ start: keep, end: held.length }]);
+    return this.evaluate(prompt.slice(keep), needs);
+  }
+
+  /** Commits `token` (chosen by the SLM or the cloud) and predicts the one after it. */
+  async advance(token: number, needs: FeatureNeeds): Promise<SlmStep> {
+    return this.evaluate([token], needs);
+  }
+
+  /** Verifies a run of tokens in one batch: the SLM's greedy prediction after each of them. */
+  async evaluateAll(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep[]> {
+    const want = this.generateNextOptions(needs);
+    const out = await this.sequence.controlledEvaluate(tokens.map((t) => [t as Token, { generateNext: want }]));
+    return out.map((r, i) => this.toStep(r?.next, needs, i === tokens.length - 1));
+  }
+
+  async dispose(): Promise<void> {
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+
+  private async evaluate(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
+    const last = tokens.length - 1;
+    const items = tokens.map((t, i) =>
+      i === last ? ([t as Token, { generateNext: this.generateNextOptions(needs) }] as const) : (t as Token),
+    );
+    const out = await this.sequence.controlledEvaluate(items as Parameters<LlamaContextSequence["controlledEvaluate"]>[0]);
+    return this.toStep(out[last]?.next, needs, true);
+  }
+
+  private generateNextOptions(needs: FeatureNeeds) {
+    return {
+      token: true,
+      // temperature 0: greedy, and probabilities over the whole vocabulary (not a truncated set)
+      options: { temperature: 0 },
+      confidence: needs.top1Prob,
+      // node-llama-cpp 3.21 offers top-k only through the full probability map (costly on a 152k
+      // vocabulary: the bench reports it); ask for it only when a consumer wants candidates
+      probabilities: needs.topK > 0,
+    };
+  }
+
+  private toStep(
+    next: { token?: Token | null; confidence?: number; probabilities?: Map<Token, number> } | undefined,
+    needs: FeatureNeeds,
+    isLastOfDecode: boolean,
+  ): SlmStep {
+    if (next?.token == null) throw new Error("The SLM produced no next token (the model may not support generation)");
+    const step: SlmStep = { tokenId: next.token, top1Prob: next.confidence ?? Number.NaN };
+    if (needs.topK > 0 && next.probabilities) {
+      step.top = [];
+      for (const [tokenId, prob] of next.probabilities) {
+        if (step.top.length >= needs.topK) break;
+        step.top.push({ tokenId, prob });
+      }
+      if (Number.isNaN(step.top1Prob)) step.top1Prob = step.top[0]?.prob ?? Number.NaN;
+    }
+    // the hidden state is that of the last output row of the most recent decode only
+    if (needs.hidden && this.hiddenEnabled && isLastOfDecode) step.hidden = readLastHiddenState(this.context, this.hiddenSize);
+    return step;
+  }
+
+  private chatTemplate(): string | null {
+    const t = (this.model.fileInfo.metadata as { tokenizer?: { chat_template?: unknown } }).tokenizer?.chat_template;
+    return typeof t === "string" && t.trim() !== "" ? t : null;
+  }
+}

@@ -1,0 +1,5 @@
+/** A chat message as the user and the UI see it. */
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}

@@ -1,0 +1,148 @@
+/**
+ * Finding, checking and identifying GGUF model files, shared by the device engine and the cloud server.
+ * Bad files get a clear `ModelFileError` before llama.cpp ever sees them where we can tell cheaply
+ * (missing, not GGUF, truncated header); llama.cpp's own load errors are wrapped with the file name.
+ */
+import { createHash } from "node:crypto";
+import { open, stat } from "node:fs/promises";
+import path from "node:path";
+import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
+import type { ModelIdentity } from "../protocol.js";
+import { threadsFor } from "./llama.js";
+
+export class ModelFileError extends Error {
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(message);
+    this.name = "ModelFileError";
+  }
+}
+
+export function isRemoteModelUri(src: string): boolean {
+  return /^(hf:|huggingface:|https?:\/\/)/.test(src);
+}
+
+export interface ResolveOptions {
+  /** where downloaded models live (the user's data folder); node-llama-cpp's default otherwise */
+  directory?: string;
+  /** false: fail fast instead of downloading a missing remote model */
+  download?: boolean;
+  onProgress?: (p: { totalSize: number; downloadedSize: number }) => void;
+  signal?: AbortSignal;
+}
+
+/** A local path stays as it is; an `hf:` URI or URL is resolved (and downloaded unless told not to). */
+export async function resolveModelSource(src: string, opts: ResolveOptions = {}): Promise<string> {
+  if (!isRemoteModelUri(src)) return path.resolve(src);
+  try {
+    return await resolveModelFile(src, {
+      directory: opts.directory,
+      download: opts.download === false ? false : "auto",
+      cli: false,
+      onProgress: opts.onProgress,
+      signal: opts.signal,
+      deleteTempFileOnCancel: false, // keep partial downloads so they can resume
+    });
+  } catch (err) {
+    throw new ModelFileError(`Cannot get model ${src}: ${(err as Error).message}`, src);
+  }
+}
+
+/** Checks that `file` exists and starts like a GGUF file; cheap, runs before llama.cpp loads it. */
+export async function checkGgufFile(file: string): Promise<{ size: number }> {
+  let st;
+  try {
+    st = await stat(file);
+  } catch {
+    throw new ModelFileError(`Model file not found: ${file}`, file);
+  }
+  if (!st.isFile()) throw new ModelFileError(`Not a file: ${file}`, file);
+  const fh = await open(file, "r");
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(head, 0, 8, 0);
+    if (bytesRead < 8 || head.toString("latin1", 0, 4) !== "GGUF") {
+      throw new ModelFileError(
+        `${path.basename(file)} is not a GGUF model file (it does not start with the GGUF magic bytes)`,
+        file,
+      );
+    }
+    const version = head.readUInt32LE(4);
+    if (version < 2 || version > 3) {
+      throw new ModelFileError(`${path.basename(file)}: unsupported GGUF version ${version}`, file);
+    }
+  } finally {
+    await fh.close();
+  }
+  return { size: st.size };
+}
+
+/** Loads a GGUF model with clear errors; also returns the context thread count suited to its size. */
+export async function loadModelFile(
+  llama: Llama,
+  file: string,
+): Promise<{ model: LlamaModel; threads: number | undefined; size: number }> {
+  const { size } = await checkGgufFile(file);
+  let model: LlamaModel;
+  try {
+    model = await llama.loadModel({ modelPath: file });
+  } catch (err) {
+    throw new ModelFileError(
+      `Cannot load ${path.basename(file)}: ${(err as Error).message} (is the file complete and a model llama.cpp supports?)`,
+      file,
+    );
+  }
+  return { model, threads: threadsFor(size), size };
+}
+
+/** The vocabulary as stored in the GGUF (tokenizer.ggml.tokens). */
+export function vocabularyTokens(model: LlamaModel): readonly string[] {
+  // fileInfo.metadata is typed per architecture; the tokenizer block is common to all of them
+  const tokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } }).tokenizer?.ggml?.tokens;
+  if (!Array.isArray(tokens)) {
+    throw new ModelFileError("The model has no tokenizer.ggml.tokens: cannot identify its vocabulary", model.filename ?? "");
+  }
+  return tokens as string[];
+}
+
+/** sha256 over the token strings, each length-prefixed so no two vocabularies collide by concatenation. */
+export function hashVocabulary(tokens: readonly string[]): string {
+  const h = createHash("sha256");
+  const len = Buffer.alloc(4);
+  for (const t of tokens) {
+    const b = Buffer.from(t, "utf8");
+    len.writeUInt32LE(b.length);
+    h.update(len);
+    h.update(b);
+  }
+  return h.digest("hex");
+}
+
+export function modelDisplayName(model: LlamaModel): string {
+  const general = (model.fileInfo.metadata as { general?: { name?: unknown } }).general;
+  const fileName = model.filename ? path.basename(model.filename) : "model";
+  return typeof general?.name === "string" && general.name && general.name !== "llama"
+    ? `${general.name} (${fileName})`
+    : fileName;
+}
+
+export function modelIdentity(model: LlamaModel): ModelIdentity {
+  const tokens = vocabularyTokens(model);
+  return { name: modelDisplayName(model), vocabHash: hashVocabulary(tokens), vocabSize: tokens.length };
+}
+
+export class VocabularyMismatchError extends Error {
+  constructor(
+    readonly device: ModelIdentity,
+    readonly cloud: ModelIdentity,
+  ) {
+    super(
+      `Vocabulary mismatch: the device model ${device.name} (${device.vocabSize} tokens, vocab ${device.vocabHash.slice(0, 12)}) ` +
+        `and the cloud model ${cloud.name} (${cloud.vocabSize} tokens, vocab ${cloud.vocabHash.slice(0, 12)}) ` +
+        `do not share a vocabulary; token-level routing needs the same tokenizer on both sides`,
+    );
+    this.name = "VocabularyMismatchError";
+  }
+}

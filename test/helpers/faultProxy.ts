@@ -1,0 +1,76 @@
+/**
+ * A fault-injecting HTTP proxy on loopback, in front of a real cloud token server. Faults apply to
+ * requests whose path matches `match` (default: token calls), so sessions can still be created.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export type Fault =
+  | { kind: "pass" }
+  | { kind: "delay"; ms: number }
+  | { kind: "status"; status: number }
+  | { kind: "garbage" }
+  | { kind: "reset" }
+  | { kind: "rewrite"; body: (json: Record<string, unknown>) => unknown };
+
+export interface FaultProxy {
+  url: string;
+  fault: Fault;
+  match: RegExp;
+  /** requests that matched `match` */
+  hits: number;
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const t = new URL(target);
+  const proxy: FaultProxy = { url: "", fault: { kind: "pass" }, match: /\/next$/, hits: 0, close: async () => {} };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      const matched = proxy.match.test(req.url ?? "");
+      const fault: Fault = matched ? proxy.fault : { kind: "pass" };
+      if (matched) proxy.hits++;
+      if (fault.kind === "reset") return req.socket.destroy();
+      if (fault.kind === "status") {
+        res.writeHead(fault.status, { "content-type": "text/plain" });
+        return res.end("injected failure");
+      }
+      if (fault.kind === "garbage") {
+        res.writeHead(200, { "content-type": "application/json" });
+        return res.end('{"tokenId": 12, "logprob": -0.1, "top": [');
+      }
+      if (fault.kind === "delay") await new Promise((r) => setTimeout(r, fault.ms));
+      const up = http.request(
+        { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+        (upRes) => {
+          const body: Buffer[] = [];
+          upRes.on("data", (c: Buffer) => body.push(c));
+          upRes.on("end", () => {
+            let out = Buffer.concat(body);
+            if (fault.kind === "rewrite" && upRes.statusCode === 200) {
+              out = Buffer.from(JSON.stringify(fault.body(JSON.parse(out.toString()))));
+            }
+            const headers = { ...upRes.headers, "content-length": String(out.length) };
+            res.writeHead(upRes.statusCode ?? 502, headers);
+            res.end(out);
+          });
+        },
+      );
+      up.on("error", () => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  proxy.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  proxy.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return proxy;
+}
