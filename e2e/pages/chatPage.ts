@@ -1,0 +1,84 @@
+/** Page object for the chat window: what a person sees and does, in the UI's own terms. */
+import { expect } from "vitest";
+import type { Locator, Page } from "playwright-core";
+
+export class ChatPage {
+  constructor(readonly page: Page) {}
+
+  async open(url: string): Promise<void> {
+    await this.page.goto(url);
+    await this.page.getByTestId("cloud-indicator").waitFor();
+    await this.waitFor(async () => (await this.page.getByTestId("disconnected").count()) === 0, "the bridge to connect");
+  }
+
+  get answers(): Locator {
+    return this.page.getByTestId("answer");
+  }
+  lastAnswer(): Locator {
+    return this.answers.last();
+  }
+  tokens(answer = this.lastAnswer()): Locator {
+    return answer.getByTestId("token");
+  }
+
+  async newChat(): Promise<void> {
+    const before = await this.page.getByTestId("conversation-item").count();
+    await this.page.getByTestId("new-chat").click();
+    await this.waitFor(async () => (await this.page.getByTestId("conversation-item").count()) === before + 1, "a new conversation");
+  }
+
+  async setTau(tau: number): Promise<void> {
+    await this.page.getByTestId("tau-slider").fill(String(tau));
+    await this.waitFor(async () => (await this.page.getByTestId("tau-value").textContent()) === tau.toFixed(2), `τ = ${tau}`);
+  }
+
+  async send(text: string): Promise<void> {
+    const n = await this.answers.count();
+    const box = this.page.getByTestId("composer");
+    await box.fill(text);
+    await box.press("Enter");
+    await this.waitFor(async () => (await this.answers.count()) === n + 1, "the answer to start");
+  }
+
+  async waitForTokens(n: number, timeoutMs = 30_000): Promise<void> {
+    await this.waitFor(async () => (await this.tokens().count()) >= n, `${n} tokens`, timeoutMs);
+  }
+
+  async waitForAnswerEnd(timeoutMs = 60_000): Promise<string> {
+    let status = "";
+    await this.waitFor(async () => {
+      status = (await this.lastAnswer().getAttribute("data-status")) ?? "";
+      return status !== "streaming";
+    }, "the answer to end", timeoutMs);
+    return status;
+  }
+
+  /** Finished answers show Markdown; switch the last one to its tokens. */
+  async showTokens(): Promise<void> {
+    if ((await this.tokens().count()) === 0) await this.lastAnswer().getByTestId("toggle-view").click();
+    await this.tokens().first().waitFor();
+  }
+
+  async originCounts(answer = this.lastAnswer()): Promise<Record<string, number>> {
+    const origins = await answer.getByTestId("token").evaluateAll((els) => els.map((e) => e.getAttribute("data-origin") ?? "?"));
+    const counts: Record<string, number> = { local: 0, cloud: 0, fallback: 0 };
+    for (const o of origins) counts[o] = (counts[o] ?? 0) + 1;
+    return counts;
+  }
+
+  cloudState(): Promise<string | null> {
+    return this.page.getByTestId("cloud-indicator").getAttribute("data-state");
+  }
+
+  async conversationTitles(): Promise<string[]> {
+    return this.page.getByTestId("conversation-item").locator(".conv-title").allTextContents();
+  }
+
+  async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!(await cond())) {
+      if (Date.now() > end) expect.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}

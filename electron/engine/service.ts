@@ -1,0 +1,503 @@
+/**
+ * The engine service: implements the bridge's function table (shared/bridge.ts) over the engine.
+ * Hosted by Electron's main process (electron/main.ts) or by browser mode's Node process (web/server.ts);
+ * imports no `electron`, so tests drive it directly.
+ *
+ * It holds the SLM, the router, the cloud client, τ and the conversations. One answer runs at a time
+ * (the SLM has one KV-cached sequence); its tokens are pushed as batched deltas.
+ */
+import { randomUUID } from "node:crypto";
+import type {
+  AnswerHandle,
+  BridgeApi,
+  BridgeEvent,
+  BridgeListener,
+  BridgeSnapshot,
+  CloudSettings,
+  CloudStatus,
+  Conversation,
+  LiveStats,
+  ModelStatus,
+  OpArg,
+  OpResult,
+  StageStatus,
+  StoredMessage,
+} from "../../shared/bridge.js";
+import type { ChatMessage } from "../../shared/chat.js";
+import type { TokenEvent } from "../../shared/events.js";
+import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
+import { VocabularyMismatchError } from "../../shared/node/modelFile.js";
+import { CloudCallError } from "./cloud/peer.js";
+import { TandemCloudClient } from "./cloud/tandemClient.js";
+import { ConversationStore, metaOf } from "./conversationStore.js";
+import { CollaborativeDecoder } from "./decoder.js";
+import { exportConversation } from "./exportConversation.js";
+import { LocalModel } from "./localModel.js";
+
+export interface ServiceOptions {
+  /** where conversations (and downloaded models) live: the user's data folder */
+  dataDir: string;
+  /** the SLM: a GGUF path or an hf: URI */
+  slm: string;
+  cloud?: CloudSettings;
+  /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
+  llm?: StageStatus;
+  tau?: number;
+  maxTokens?: number;
+  /** SLM candidates per token for the inspector */
+  topK?: number;
+  deadlineMs?: number;
+  contextSize?: number;
+  /**
+   * Pause between tokens, ms. Tiny test models answer in milliseconds, faster than a person (or a UI
+   * test) can watch or press Stop; a pace makes the stream visible. 0 (no pause) for real models.
+   */
+  paceMs?: number;
+  /** how often batched token deltas are pushed, ms */
+  flushMs?: number;
+  router?: Router;
+}
+
+export const emptyStage = (source: string | null = null): StageStatus => ({ source, name: null, loaded: false, error: null, progress: null });
+
+interface ActiveAnswer {
+  handle: AnswerHandle;
+  abort: AbortController;
+  pending: TokenEvent[];
+  timer: NodeJS.Timeout | null;
+  startedAt: number;
+  done: Promise<void>;
+}
+
+export class TandemService implements BridgeApi {
+  private readonly listeners = new Set<BridgeListener>();
+  private slm: LocalModel | null = null;
+  private readonly router: Router;
+  private cloud: TandemCloudClient | null = null;
+  private cloudSettings: CloudSettings;
+  private cloudStatusValue: CloudStatus;
+  private tau: number;
+  private models: ModelStatus;
+  private active: ActiveAnswer | null = null;
+  private readonly totals: LiveStats["totals"] = { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 };
+  private readonly notices: string[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly opts: ServiceOptions,
+    private readonly store: ConversationStore,
+  ) {
+    this.router = opts.router ?? new ConfidenceRouter();
+    this.tau = validateTau(opts.tau ?? 0.5);
+    this.cloudSettings = opts.cloud ?? { kind: "none", url: "", token: "" };
+    this.cloudStatusValue = this.statusFromSettings("disabled", null);
+    this.models = { slm: emptyStage(opts.slm), llm: opts.llm ?? emptyStage(), router: this.router.name };
+    this.notices.push(...store.notices);
+  }
+
+  /** Opens the store, then loads the SLM and connects the cloud. Loading errors land in the model status. */
+  static async start(opts: ServiceOptions): Promise<TandemService> {
+    const store = await ConversationStore.open(opts.dataDir);
+    const service = new TandemService(opts, store);
+    await service.loadSlm(opts.slm);
+    if (service.slm && service.cloudSettings.kind !== "none") await service.connectCloud();
+    return service;
+  }
+
+  subscribe(listener: BridgeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: BridgeEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch {
+        // a broken listener (a closed socket) must not stop the answer for the others
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.active) {
+      this.active.abort.abort();
+      await this.active.done;
+    }
+    await this.store.flush();
+    await this.cloud?.close();
+    await this.slm?.dispose();
+    this.listeners.clear();
+  }
+
+  /** The LLM status of an in-process server changed (browser mode host). */
+  setLlmStatus(stage: StageStatus): void {
+    this.models = { ...this.models, llm: stage };
+    this.emit({ type: "models", models: this.models });
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Snapshot, τ, stats
+
+  async snapshot(_arg: OpArg<"snapshot"> = {}): Promise<BridgeSnapshot> {
+    return {
+      tau: this.tau,
+      conversations: this.store.list(),
+      models: this.models,
+      cloud: this.cloudStatusValue,
+      stats: this.liveStats(),
+      notices: [...this.notices],
+      activeRequest: this.active
+        ? { requestId: this.active.handle.requestId, conversationId: this.active.handle.conversationId, messageId: this.active.handle.messageId }
+        : null,
+    };
+  }
+
+  async setTau({ tau }: OpArg<"setTau">): Promise<OpResult<"setTau">> {
+    // the decoder reads τ through a function before every token: this takes effect on the next one
+    this.tau = validateTau(Number(tau));
+    this.emit({ type: "tau", tau: this.tau });
+    return { tau: this.tau };
+  }
+
+  async stats(_arg: OpArg<"stats"> = {}): Promise<LiveStats> {
+    return this.liveStats();
+  }
+
+  private liveStats(): LiveStats {
+    let active: LiveStats["active"] = null;
+    if (this.active) {
+      const conv = this.store.has(this.active.handle.conversationId) ? this.store.get(this.active.handle.conversationId) : null;
+      const msg = conv?.messages.find((m) => m.id === this.active!.handle.messageId);
+      const tokens = msg?.tokens ?? [];
+      const secs = (performance.now() - this.active.startedAt) / 1000;
+      active = {
+        requestId: this.active.handle.requestId,
+        tokens: tokens.length,
+        cloudTokens: tokens.filter((t) => t.origin === "cloud").length,
+        fallbackTokens: tokens.filter((t) => t.origin === "fallback").length,
+        tokensPerSecond: secs > 0 ? tokens.length / secs : 0,
+      };
+    }
+    return { active, totals: { ...this.totals } };
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Conversations
+
+  async listConversations(_arg: OpArg<"listConversations"> = {}): Promise<OpResult<"listConversations">> {
+    return this.store.list();
+  }
+
+  async getConversation({ id }: OpArg<"getConversation">): Promise<Conversation> {
+    return this.store.get(String(id));
+  }
+
+  async createConversation({ title }: OpArg<"createConversation">): Promise<Conversation> {
+    const c = await this.store.create(typeof title === "string" && title.trim() ? title.trim().slice(0, 200) : undefined);
+    this.emitConversations();
+    return c;
+  }
+
+  async renameConversation({ id, title }: OpArg<"renameConversation">): Promise<OpResult<"renameConversation">> {
+    const meta = await this.store.rename(String(id), String(title));
+    this.emitConversations();
+    return meta;
+  }
+
+  async deleteConversation({ id }: OpArg<"deleteConversation">): Promise<OpResult<"deleteConversation">> {
+    if (this.active?.handle.conversationId === id) await this.stopActive();
+    const deleted = await this.store.delete(String(id));
+    this.emitConversations();
+    return { deleted };
+  }
+
+  async exportConversation({ id, format }: OpArg<"exportConversation">): Promise<OpResult<"exportConversation">> {
+    if (format !== "markdown" && format !== "json") throw new Error(`Unknown export format ${JSON.stringify(format)}`);
+    return exportConversation(this.store.get(String(id)), format);
+  }
+
+  private emitConversations(): void {
+    this.emit({ type: "conversations", conversations: this.store.list() });
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Answers
+
+  async send({ requestId, conversationId, text }: OpArg<"send">): Promise<AnswerHandle> {
+    const conv = this.store.get(String(conversationId));
+    const content = String(text ?? "");
+    if (!content.trim()) throw new Error("Empty message");
+    this.assertCanAnswer();
+    const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
+    conv.messages.push(user);
+    if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
+    return this.startAnswer(String(requestId), conv, user.id);
+  }
+
+  async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
+    const conv = this.store.get(String(conversationId));
+    this.assertCanAnswer();
+    while (conv.messages.length && conv.messages[conv.messages.length - 1].role === "assistant") conv.messages.pop();
+    const user = conv.messages[conv.messages.length - 1];
+    if (!user) throw new Error("Nothing to regenerate");
+    return this.startAnswer(String(requestId), conv, user.id);
+  }
+
+  async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
+    const conv = this.store.get(String(conversationId));
+    this.assertCanAnswer();
+    const i = conv.messages.findIndex((m) => m.id === messageId && m.role === "user");
+    if (i < 0) throw new Error("No such message to edit");
+    const content = String(text ?? "");
+    if (!content.trim()) throw new Error("Empty message");
+    conv.messages[i] = { ...conv.messages[i], content, createdAt: Date.now() };
+    conv.messages.splice(i + 1);
+    return this.startAnswer(String(requestId), conv, conv.messages[i].id);
+  }
+
+  async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
+    if (!this.active || this.active.handle.requestId !== requestId) return { stopped: false };
+    await this.stopActive();
+    return { stopped: true };
+  }
+
+  private async stopActive(): Promise<void> {
+    const a = this.active;
+    if (!a) return;
+    a.abort.abort();
+    await a.done;
+  }
+
+  private assertCanAnswer(): void {
+    if (this.closed) throw new Error("The engine is shutting down");
+    if (!this.slm) throw new Error(this.models.slm.error ?? "The local model is not loaded yet");
+    if (this.active) throw new Error("An answer is already being generated; stop it first");
+  }
+
+  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string): Promise<AnswerHandle> {
+    if (!requestId || requestId.length > 100) throw new Error("Invalid request id");
+    const slm = this.slm!;
+    const history: ChatMessage[] = conv.messages.map((m) => ({ role: m.role, content: m.content }));
+    const assistant: StoredMessage = { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [] };
+    conv.messages.push(assistant);
+    conv.updatedAt = Date.now();
+    const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
+    const active: ActiveAnswer = { handle, abort: new AbortController(), pending: [], timer: null, startedAt: performance.now(), done: Promise.resolve() };
+    this.active = active;
+    await this.store.save(conv.id);
+    const user = conv.messages.find((m) => m.id === userMessageId)!;
+    this.emit({ type: "answer-start", handle, tau: this.tau, user });
+    this.emitConversations();
+    active.done = this.runAnswer(slm, active, conv, assistant, history);
+    return handle;
+  }
+
+  private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, history: ChatMessage[]): Promise<void> {
+    const { requestId, conversationId, messageId } = a.handle;
+    const flush = () => {
+      if (a.timer) clearTimeout(a.timer);
+      a.timer = null;
+      if (!a.pending.length) return;
+      const tokens = a.pending;
+      a.pending = [];
+      this.emit({ type: "answer-delta", requestId, conversationId, messageId, tokens });
+      this.emit({ type: "stats", stats: this.liveStats() });
+    };
+    try {
+      const decoder = new CollaborativeDecoder(slm, this.router, this.cloud);
+      const answer = decoder.generate(slm.promptFromMessages(history), {
+        tau: () => this.tau,
+        maxTokens: this.opts.maxTokens ?? 256,
+        signal: a.abort.signal,
+        topK: this.opts.topK ?? 5,
+      });
+      for await (const ev of answer) {
+        msg.tokens!.push(ev);
+        msg.content += ev.text;
+        a.pending.push(ev);
+        a.timer ??= setTimeout(flush, this.opts.flushMs ?? 16);
+        if (this.opts.paceMs) await sleep(this.opts.paceMs, a.abort.signal);
+        if (a.abort.signal.aborted) break;
+      }
+      const summary = await answer.summary;
+      flush();
+      // the decoder's text includes text held back until the end (a partial character, a stop prefix)
+      msg.content = summary.text;
+      msg.summary = summary;
+      msg.status = summary.stopReason === "abort" ? "stopped" : "complete";
+      this.addTotals(msg.tokens!, summary);
+    } catch (err) {
+      flush();
+      msg.status = "error";
+      msg.error = (err as Error)?.message ?? String(err);
+    }
+    conv.updatedAt = Date.now();
+    this.active = null;
+    try {
+      await this.store.save(conversationId);
+    } catch (err) {
+      this.notice(`Could not save the conversation: ${(err as Error).message}`);
+    }
+    if (msg.status === "error") this.emit({ type: "answer-error", requestId, conversationId, messageId, error: msg.error! });
+    else this.emit({ type: "answer-end", requestId, conversationId, message: msg });
+    this.emit({ type: "stats", stats: this.liveStats() });
+    this.emitConversations();
+  }
+
+  private addTotals(tokens: TokenEvent[], s: { cloudCalls: number; bytesUp: number; bytesDown: number }): void {
+    this.totals.answers++;
+    this.totals.tokens += tokens.length;
+    this.totals.cloudTokens += tokens.filter((t) => t.origin === "cloud").length;
+    this.totals.fallbackTokens += tokens.filter((t) => t.origin === "fallback").length;
+    this.totals.cloudCalls += s.cloudCalls;
+    this.totals.bytesUp += s.bytesUp;
+    this.totals.bytesDown += s.bytesDown;
+  }
+
+  private notice(message: string): void {
+    this.notices.push(message);
+    this.emit({ type: "notice", message });
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Models
+
+  async modelStatus(_arg: OpArg<"modelStatus"> = {}): Promise<ModelStatus> {
+    return this.models;
+  }
+
+  async openLocalModel({ path }: OpArg<"openLocalModel">): Promise<ModelStatus> {
+    if (this.active) throw new Error("Stop the current answer before changing the model");
+    await this.loadSlm(String(path));
+    if (this.slm && this.cloudSettings.kind !== "none") await this.connectCloud();
+    return this.models;
+  }
+
+  private setSlmStage(stage: Partial<StageStatus>): void {
+    this.models = { ...this.models, slm: { ...this.models.slm, ...stage } };
+    this.emit({ type: "models", models: this.models });
+  }
+
+  private async loadSlm(source: string): Promise<void> {
+    this.setSlmStage({ ...emptyStage(source) });
+    try {
+      const model = await LocalModel.load(source, {
+        contextSize: this.opts.contextSize ?? 2048,
+        directory: `${this.opts.dataDir}/models`,
+        onProgress: ({ totalSize, downloadedSize }) => this.setSlmStage({ progress: totalSize ? downloadedSize / totalSize : null }),
+      });
+      const old = this.slm;
+      this.slm = model;
+      await old?.dispose();
+      this.setSlmStage({ loaded: true, name: model.identity.name, progress: null, error: null });
+    } catch (err) {
+      // keep the previous model, if any, working: a bad file picked from disk must not break the chat
+      this.setSlmStage({ loaded: !!this.slm, error: (err as Error).message, progress: null, name: this.slm?.identity.name ?? null });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Cloud
+
+  async cloudStatus(_arg: OpArg<"cloudStatus"> = {}): Promise<CloudStatus> {
+    return this.cloudStatusValue;
+  }
+
+  async setCloudSettings(s: OpArg<"setCloudSettings">): Promise<CloudStatus> {
+    if (s.kind !== "tandem" && s.kind !== "none") throw new Error(`Unknown cloud kind ${JSON.stringify(s.kind)}`);
+    if (this.active) throw new Error("Stop the current answer before changing the cloud");
+    // an empty token field keeps the saved token (the UI never receives it back)
+    this.cloudSettings = { kind: s.kind, url: String(s.url ?? "").trim(), token: s.token ? String(s.token) : this.cloudSettings.token };
+    await this.connectCloud();
+    return this.cloudStatusValue;
+  }
+
+  private statusFromSettings(state: CloudStatus["state"], detail: string | null, model: string | null = null): CloudStatus {
+    const s = this.cloudSettings;
+    return { kind: s.kind, url: s.url, hasToken: !!s.token, state, detail, model };
+  }
+
+  private setCloudStatus(state: CloudStatus["state"], detail: string | null, model: string | null = null): void {
+    this.cloudStatusValue = this.statusFromSettings(state, detail, model);
+    this.emit({ type: "cloud", cloud: this.cloudStatusValue });
+  }
+
+  private async connectCloud(): Promise<void> {
+    const old = this.cloud;
+    this.cloud = null;
+    await old?.close();
+    const s = this.cloudSettings;
+    if (s.kind === "none" || !s.url) return this.setCloudStatus("disabled", s.kind === "none" ? null : "no URL set");
+    if (!this.slm) return this.setCloudStatus("offline", "the local model is not loaded");
+    let client: TandemCloudClient;
+    try {
+      client = new TandemCloudClient({
+        url: s.url,
+        token: s.token || undefined,
+        deadlineMs: this.opts.deadlineMs,
+        onStateChange: (state, detail) => {
+          if (this.cloud !== client) return; // a replaced client's late news
+          this.setCloudStatus(state === "unknown" ? "connecting" : state, detail ?? null, client.model?.name ?? null);
+        },
+      });
+    } catch (err) {
+      return this.setCloudStatus("offline", (err as Error).message);
+    }
+    this.cloud = client;
+    this.setCloudStatus("connecting", null);
+    try {
+      const m = await client.connect(this.slm.identity);
+      this.setCloudStatus("online", null, m.name);
+    } catch (err) {
+      if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) {
+        // a different vocabulary can never work token by token: refuse the cloud, keep chatting locally
+        this.cloud = null;
+        await client.close();
+      }
+      this.setCloudStatus("offline", (err as Error).message);
+    }
+  }
+}
+
+function titleFrom(text: string): string {
+  const line = text.trim().split("\n")[0];
+  return line.length > 48 ? `${line.slice(0, 47)}…` : line;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). */
+export function bindService(s: TandemService): BridgeApi {
+  return {
+    snapshot: () => s.snapshot(),
+    send: (a) => s.send(a),
+    stop: (a) => s.stop(a),
+    regenerate: (a) => s.regenerate(a),
+    editAndResend: (a) => s.editAndResend(a),
+    setTau: (a) => s.setTau(a),
+    listConversations: () => s.listConversations(),
+    getConversation: (a) => s.getConversation(a),
+    createConversation: (a) => s.createConversation(a),
+    renameConversation: (a) => s.renameConversation(a),
+    deleteConversation: (a) => s.deleteConversation(a),
+    exportConversation: (a) => s.exportConversation(a),
+    modelStatus: () => s.modelStatus(),
+    openLocalModel: (a) => s.openLocalModel(a),
+    cloudStatus: () => s.cloudStatus(),
+    setCloudSettings: (a) => s.setCloudSettings(a),
+    stats: () => s.stats(),
+  };
+}

@@ -1,0 +1,60 @@
+/** Layout and the global keys: Esc stops the answer, Cmd/Ctrl+N starts a new chat. */
+import { useEffect } from "react";
+import { useApp, useSlice } from "../context";
+import { selectActiveConversation } from "../state/chatReducer";
+import { Composer } from "./Composer";
+import { Inspector } from "./Inspector";
+import { MessageList } from "./Messages";
+import { Sidebar } from "./Sidebar";
+import { TopBar } from "./TopBar";
+
+export function App() {
+  const { controller } = useApp();
+  const conv = useSlice((s) => s.chat, selectActiveConversation);
+  const notices = useSlice((s) => s.session, (s) => s.notices);
+  const connected = useSlice((s) => s.session, (s) => s.connected);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") void controller.stop();
+      else if ((e.metaKey || e.ctrlKey) && !e.shiftKey && e.key.toLowerCase() === "n") {
+        e.preventDefault();
+        void controller.newChat();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [controller]);
+
+  return (
+    <div className="app">
+      <Sidebar />
+      <main className="main">
+        <TopBar />
+        {!connected && <div className="banner warn" data-testid="disconnected">Connecting to the Tandem engine…</div>}
+        {notices.length > 0 && (
+          <div className="banner" data-testid="notices">
+            {notices.slice(-3).map((n, i) => (
+              <div key={i}>{n}</div>
+            ))}
+          </div>
+        )}
+        <div className="chat">
+          {conv ? <MessageList conversation={conv} /> : <Welcome />}
+        </div>
+        <Composer />
+      </main>
+      <Inspector />
+    </div>
+  );
+}
+
+function Welcome() {
+  return (
+    <div className="welcome">
+      <h1>Tandem</h1>
+      <p>A small model on this computer writes the answer; where it is unsure, a large model in the cloud picks the token.</p>
+      <p className="muted">Move τ to choose how often the cloud steps in. Every token shows where it came from.</p>
+    </div>
+  );
+}

@@ -1,0 +1,117 @@
+/** The conversation: user messages (editable) and answers (tokens or Markdown, stats, confidence chart). */
+import { memo, useEffect, useRef, useState } from "react";
+import type { Conversation, StoredMessage } from "../../shared/bridge";
+import { useApp, useSlice } from "../context";
+import { answerFigures, formatBytes, formatPercent } from "../state/answerStats";
+import { ConfidenceChart } from "./ConfidenceChart";
+import { Markdown } from "./Markdown";
+import { TokenView } from "./TokenView";
+
+export function MessageList({ conversation }: { conversation: Conversation }) {
+  const end = useRef<HTMLDivElement>(null);
+  const last = conversation.messages[conversation.messages.length - 1];
+  const lastLen = last?.tokens?.length ?? 0;
+  useEffect(() => {
+    // scroll only the chat pane (scrollIntoView would scroll the whole window, τ slider included),
+    // and only when the reader is already near the bottom: reading back up is not interrupted
+    const pane = end.current?.closest(".chat");
+    if (pane && pane.scrollHeight - pane.scrollTop - pane.clientHeight < 200 + 400) pane.scrollTop = pane.scrollHeight;
+  }, [conversation.messages.length, lastLen]);
+  const lastAssistant = [...conversation.messages].reverse().find((m) => m.role === "assistant")?.id;
+  return (
+    <div className="messages" data-testid="messages">
+      {conversation.messages.map((m) =>
+        m.role === "user" ? <UserMessage key={m.id} message={m} /> : <AssistantMessage key={m.id} message={m} isLast={m.id === lastAssistant} />,
+      )}
+      <div ref={end} />
+    </div>
+  );
+}
+
+const UserMessage = memo(function UserMessage({ message }: { message: StoredMessage }) {
+  const { controller, stores } = useApp();
+  const editing = useSlice((s) => s.ui, (s) => s.editing === message.id);
+  const streaming = useSlice((s) => s.chat, (s) => s.streaming !== null);
+  const [draft, setDraft] = useState(message.content);
+  if (editing) {
+    return (
+      <div className="msg user editing">
+        <textarea value={draft} onChange={(e) => setDraft(e.target.value)} aria-label="edit message" autoFocus />
+        <div className="msg-actions">
+          <button onClick={() => void controller.editAndResend(message.id, draft)} disabled={!draft.trim()}>
+            Save & resend
+          </button>
+          <button onClick={() => stores.ui.setState({ editing: null })}>Cancel</button>
+        </div>
+      </div>
+    );
+  }
+  return (
+    <div className="msg user" data-testid="user-message">
+      <div className="bubble">{message.content}</div>
+      {!streaming && (
+        <button
+          className="link"
+          onClick={() => {
+            setDraft(message.content);
+            stores.ui.setState({ editing: message.id });
+          }}
+        >
+          edit
+        </button>
+      )}
+    </div>
+  );
+});
+
+const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { message: StoredMessage; isLast: boolean }) {
+  const { controller, stores } = useApp();
+  const live = useSlice((s) => s.chat, (s) => s.streaming?.messageId === message.id);
+  const tokenView = useSlice((s) => s.ui, (s) => s.tokenView[message.id] ?? false);
+  const liveTps = useSlice((s) => s.session, (s) => (live ? s.stats?.active?.tokensPerSecond ?? null : null));
+  const f = answerFigures(message);
+  const showTokens = live || tokenView || !message.status;
+  return (
+    <div className="msg assistant" data-testid="answer" data-status={live ? "streaming" : message.status ?? "streaming"} data-message-id={message.id}>
+      <div className="answer-body">
+        {showTokens ? <TokenView message={message} live={live} /> : <Markdown text={message.content} />}
+        {message.status === "error" && <div className="error">The answer failed: {message.error}</div>}
+        {message.status === "stopped" && <div className="muted small">stopped</div>}
+      </div>
+      <div className="answer-footer">
+        <div className="answer-stats" data-testid="answer-stats">
+          <span data-testid="stat-share">
+            <b>{formatPercent(f.cloudShare)}</b> cloud
+          </span>
+          <span>
+            {f.tokens} tokens · {f.cloudTokens} cloud · {f.fallbackTokens} fallback
+          </span>
+          <span>{f.cloudCalls} cloud calls</span>
+          {(f.tokensPerSecond ?? liveTps) != null && <span>{(f.tokensPerSecond ?? liveTps)!.toFixed(1)} tok/s</span>}
+          {f.bytesUp != null && (
+            <span>
+              {formatBytes(f.bytesUp)} up · {formatBytes(f.bytesDown ?? 0)} down
+            </span>
+          )}
+        </div>
+        {!live && message.status && (
+          <div className="msg-actions">
+            <button
+              className="link"
+              data-testid="toggle-view"
+              onClick={() => stores.ui.setState((s) => ({ tokenView: { ...s.tokenView, [message.id]: !tokenView } }))}
+            >
+              {tokenView ? "Markdown" : "Tokens"}
+            </button>
+            {isLast && (
+              <button className="link" data-testid="regenerate" onClick={() => void controller.regenerate()}>
+                Regenerate
+              </button>
+            )}
+          </div>
+        )}
+      </div>
+      {(message.tokens?.length ?? 0) > 1 && <ConfidenceChart message={message} />}
+    </div>
+  );
+});

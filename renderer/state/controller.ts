@@ -1,0 +1,144 @@
+/**
+ * Wires the bridge to the stores and holds the user's actions. No React: tested with a fake bridge.
+ */
+import type { Bridge, BridgeEvent, CloudSettings, ExportFormat } from "../../shared/bridge";
+import type { Stores } from "./stores";
+
+export interface Controller {
+  /** reads the snapshot (at start and after the host restarts) */
+  sync(): Promise<void>;
+  select(id: string): Promise<void>;
+  newChat(): Promise<void>;
+  send(text: string): Promise<void>;
+  stop(): Promise<void>;
+  regenerate(): Promise<void>;
+  editAndResend(messageId: string, text: string): Promise<void>;
+  setTau(tau: number): Promise<void>;
+  rename(id: string, title: string): Promise<void>;
+  remove(id: string): Promise<void>;
+  setCloud(settings: CloudSettings): Promise<void>;
+  openLocalModel(path: string): Promise<void>;
+  exportConversation(id: string, format: ExportFormat): Promise<{ filename: string; mime: string; content: string }>;
+  dispose(): void;
+}
+
+let counter = 0;
+const newRequestId = () => `r${Date.now().toString(36)}-${(counter++).toString(36)}`;
+
+export function createController(bridge: Bridge, stores: Stores, onError: (msg: string) => void = () => {}): Controller {
+  const chat = () => stores.chat.getState();
+  const dispatch = (a: Parameters<ReturnType<typeof chat>["dispatch"]>[0]) => chat().dispatch(a);
+
+  const onEvent = (e: BridgeEvent) => {
+    switch (e.type) {
+      case "tau":
+        stores.session.setState({ tau: e.tau });
+        break;
+      case "models":
+        stores.session.setState({ models: e.models });
+        break;
+      case "cloud":
+        stores.session.setState({ cloud: e.cloud });
+        break;
+      case "stats":
+        stores.session.setState({ stats: e.stats });
+        break;
+      case "notice":
+        stores.session.setState((s) => ({ notices: [...s.notices, e.message] }));
+        break;
+      default:
+        dispatch({ type: "bridge", event: e });
+    }
+  };
+  const unsubscribe = bridge.subscribe(onEvent);
+
+  const guard = async <T>(p: Promise<T>): Promise<T | undefined> => {
+    try {
+      return await p;
+    } catch (err) {
+      onError((err as Error).message);
+      return undefined;
+    }
+  };
+
+  const load = async (id: string) => {
+    const c = await bridge.getConversation({ id });
+    dispatch({ type: "loaded", conversation: c });
+  };
+
+  const ctl: Controller = {
+    async sync() {
+      const snap = await bridge.snapshot({});
+      stores.session.setState({ connected: true, tau: snap.tau, models: snap.models, cloud: snap.cloud, stats: snap.stats, notices: snap.notices });
+      dispatch({ type: "conversations", conversations: snap.conversations });
+      dispatch({ type: "streaming", streaming: snap.activeRequest });
+      const active = chat().activeId ?? snap.activeRequest?.conversationId ?? snap.conversations[0]?.id ?? null;
+      if (active) {
+        await load(active);
+        dispatch({ type: "select", id: active });
+      }
+    },
+    async select(id) {
+      await guard(load(id));
+      dispatch({ type: "select", id });
+      stores.ui.setState({ hovered: null, pinned: null, editing: null });
+    },
+    async newChat() {
+      const c = await guard(bridge.createConversation({}));
+      if (!c) return;
+      dispatch({ type: "loaded", conversation: c });
+      dispatch({ type: "select", id: c.id });
+    },
+    async send(text) {
+      if (!text.trim() || chat().streaming) return;
+      let id = chat().activeId;
+      if (!id) {
+        await ctl.newChat();
+        id = chat().activeId;
+        if (!id) return;
+      }
+      await guard(bridge.send({ requestId: newRequestId(), conversationId: id, text }));
+    },
+    async stop() {
+      const s = chat().streaming;
+      if (s) await guard(bridge.stop({ requestId: s.requestId }));
+    },
+    async regenerate() {
+      const id = chat().activeId;
+      if (id && !chat().streaming) await guard(bridge.regenerate({ requestId: newRequestId(), conversationId: id }));
+    },
+    async editAndResend(messageId, text) {
+      const id = chat().activeId;
+      stores.ui.setState({ editing: null });
+      if (id && !chat().streaming) await guard(bridge.editAndResend({ requestId: newRequestId(), conversationId: id, messageId, text }));
+    },
+    async setTau(tau) {
+      stores.session.setState({ tau }); // the slider follows the hand at once; the engine confirms
+      await guard(bridge.setTau({ tau }));
+    },
+    async rename(id, title) {
+      await guard(bridge.renameConversation({ id, title }));
+      if (chat().loaded[id]) await guard(load(id));
+    },
+    async remove(id) {
+      const r = await guard(bridge.deleteConversation({ id }));
+      if (r?.deleted) dispatch({ type: "removed", id });
+    },
+    async setCloud(settings) {
+      const cloud = await bridge.setCloudSettings(settings); // errors go to the caller's form
+      stores.session.setState({ cloud });
+    },
+    async openLocalModel(path) {
+      const models = await bridge.openLocalModel({ path });
+      stores.session.setState({ models });
+      if (models.slm.error) throw new Error(models.slm.error);
+    },
+    async exportConversation(id, format) {
+      return bridge.exportConversation({ id, format });
+    },
+    dispose() {
+      unsubscribe();
+    },
+  };
+  return ctl;
+}

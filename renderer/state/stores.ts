@@ -1,0 +1,70 @@
+/**
+ * The renderer's state: zustand *vanilla* stores (no React in here, so they are unit-tested in Node),
+ * read by components through selectors. Three stores, each changing for its own reasons:
+ *   chat    — conversations and the streaming answer (a pure reducer, chatReducer.ts)
+ *   session — τ, model and cloud status, live statistics, notices, the bridge connection
+ *   ui      — what the user is looking at: the inspected token, Markdown/token view per answer
+ */
+import { createStore, type StoreApi } from "zustand/vanilla";
+import type { CloudStatus, LiveStats, ModelStatus } from "../../shared/bridge";
+import { chatReducer, initialChatState, type ChatAction, type ChatState } from "./chatReducer";
+
+export interface ChatStore extends ChatState {
+  dispatch(action: ChatAction): void;
+}
+
+export function createChatStore(): StoreApi<ChatStore> {
+  return createStore<ChatStore>()((set, get) => ({
+    ...initialChatState,
+    dispatch: (action) => {
+      const { dispatch, ...state } = get();
+      set(chatReducer(state, action));
+    },
+  }));
+}
+
+export interface SessionState {
+  connected: boolean;
+  tau: number;
+  models: ModelStatus | null;
+  cloud: CloudStatus | null;
+  stats: LiveStats | null;
+  notices: string[];
+}
+
+export function createSessionStore(): StoreApi<SessionState> {
+  return createStore<SessionState>()(() => ({ connected: false, tau: 0.5, models: null, cloud: null, stats: null, notices: [] }));
+}
+
+export interface TokenRef {
+  messageId: string;
+  index: number;
+}
+
+export interface UiState {
+  /** the token under the pointer */
+  hovered: TokenRef | null;
+  /** the token clicked: stays in the inspector until another click */
+  pinned: TokenRef | null;
+  /** per finished answer: show tokens instead of Markdown */
+  tokenView: Record<string, boolean>;
+  /** the user message being edited */
+  editing: string | null;
+}
+
+export function createUiStore(): StoreApi<UiState> {
+  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null }));
+}
+
+/** The inspected token: the hovered one wins over the pinned one while the pointer is on a token. */
+export const selectInspected = (s: UiState): TokenRef | null => s.hovered ?? s.pinned;
+
+export interface Stores {
+  chat: StoreApi<ChatStore>;
+  session: StoreApi<SessionState>;
+  ui: StoreApi<UiState>;
+}
+
+export function createStores(): Stores {
+  return { chat: createChatStore(), session: createSessionStore(), ui: createUiStore() };
+}

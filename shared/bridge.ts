@@ -1,0 +1,252 @@
+/**
+ * The bridge between the UI and the engine: one typed function table, used by
+ *   - the engine service (electron/engine/service.ts), which implements it,
+ *   - the Electron preload + main process (IPC), and the WebSocket bridge of browser mode,
+ *   - the renderer, which calls it.
+ *
+ * Every operation takes one serialisable argument and returns a promise of one serialisable result, so
+ * the same table goes over IPC and WebSocket unchanged. Streams are pushed as `BridgeEvent`s: an answer
+ * arrives as token *deltas* tagged with the id of the request that started it, never the whole chat.
+ * A request's abort path is `stop({requestId})` (the Stop button), which ends the answer within a token.
+ */
+import type { AnswerSummary, TokenEvent } from "./events.js";
+
+// ---------------------------------------------------------------------------------------------------
+// Conversations
+
+export type MessageStatus = "complete" | "stopped" | "error";
+
+export interface StoredMessage {
+  id: string;
+  role: "user" | "assistant";
+  content: string;
+  createdAt: number;
+  /** assistant answers: every token with its origin and router data, in order */
+  tokens?: TokenEvent[];
+  summary?: AnswerSummary;
+  status?: MessageStatus;
+  error?: string;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  createdAt: number;
+  updatedAt: number;
+  messages: StoredMessage[];
+}
+
+export interface ConversationMeta {
+  id: string;
+  title: string;
+  createdAt: number;
+  updatedAt: number;
+  messageCount: number;
+}
+
+export type ExportFormat = "markdown" | "json";
+
+export interface ExportedConversation {
+  filename: string;
+  mime: string;
+  content: string;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Models, cloud, statistics
+
+/** One stage of getting a model ready (the SLM on the device; the cloud's LLM when hosted in-process). */
+export interface StageStatus {
+  /** what is loaded or being loaded (a file name, an hf: URI) */
+  source: string | null;
+  /** display name of the loaded model */
+  name: string | null;
+  loaded: boolean;
+  /** a clear, user-facing message (corrupt file, vocabulary mismatch, download failed...) */
+  error: string | null;
+  /** download progress in [0, 1]; null when nothing is downloading */
+  progress: number | null;
+}
+
+export interface ModelStatus {
+  slm: StageStatus;
+  /** the LLM behind an in-process cloud server (browser mode, demo); null stage when the cloud is remote */
+  llm: StageStatus;
+  /** the router scoring tokens */
+  router: string;
+}
+
+export type CloudKind = "tandem" | "none";
+
+export interface CloudSettings {
+  kind: CloudKind;
+  url: string;
+  /** bearer token; never sent back to the UI in full (see CloudStatus.hasToken) */
+  token: string;
+}
+
+export type CloudConnection = "unknown" | "connecting" | "online" | "offline" | "disabled";
+
+export interface CloudStatus {
+  kind: CloudKind;
+  url: string;
+  hasToken: boolean;
+  state: CloudConnection;
+  /** why it is offline, or the cloud's model once online */
+  detail: string | null;
+  model: string | null;
+}
+
+export interface LiveStats {
+  /** the answer being generated, if any */
+  active: { requestId: string; tokens: number; cloudTokens: number; fallbackTokens: number; tokensPerSecond: number } | null;
+  totals: { answers: number; tokens: number; cloudTokens: number; fallbackTokens: number; cloudCalls: number; bytesUp: number; bytesDown: number };
+}
+
+/** Everything the UI needs at start (and after a reconnect). */
+export interface BridgeSnapshot {
+  tau: number;
+  conversations: ConversationMeta[];
+  models: ModelStatus;
+  cloud: CloudStatus;
+  stats: LiveStats;
+  /** notices from start-up, e.g. a corrupt conversation file set aside */
+  notices: string[];
+  /** the request streaming right now, if any (a reloaded page can re-attach to it) */
+  activeRequest: { requestId: string; conversationId: string; messageId: string } | null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The function table
+
+export interface AnswerHandle {
+  requestId: string;
+  conversationId: string;
+  /** the assistant message being generated */
+  messageId: string;
+  /** the user message it answers (new for send / edit) */
+  userMessageId: string;
+}
+
+/** Operation name → [argument, result]. The single source of truth for both sides. */
+export interface BridgeOps {
+  snapshot: [Record<string, never>, BridgeSnapshot];
+  /** Starts an answer; resolves once it has started. Tokens follow as `answer` events with this requestId. */
+  send: [{ requestId: string; conversationId: string; text: string }, AnswerHandle];
+  /** Ends the answer of that request within one token (its partial answer is kept, status "stopped"). */
+  stop: [{ requestId: string }, { stopped: boolean }];
+  /** Replaces the last assistant answer of the conversation with a new one. */
+  regenerate: [{ requestId: string; conversationId: string }, AnswerHandle];
+  /** Replaces a user message's text, drops everything after it, and answers again. */
+  editAndResend: [{ requestId: string; conversationId: string; messageId: string; text: string }, AnswerHandle];
+  /** τ for the next token, also in the middle of an answer. */
+  setTau: [{ tau: number }, { tau: number }];
+  listConversations: [Record<string, never>, ConversationMeta[]];
+  getConversation: [{ id: string }, Conversation];
+  createConversation: [{ title?: string }, Conversation];
+  renameConversation: [{ id: string; title: string }, ConversationMeta];
+  deleteConversation: [{ id: string }, { deleted: boolean }];
+  exportConversation: [{ id: string; format: ExportFormat }, ExportedConversation];
+  modelStatus: [Record<string, never>, ModelStatus];
+  /** Loads a local GGUF as the SLM (clear error for a corrupt file or a vocabulary the cloud refuses). */
+  openLocalModel: [{ path: string }, ModelStatus];
+  cloudStatus: [Record<string, never>, CloudStatus];
+  setCloudSettings: [CloudSettings, CloudStatus];
+  stats: [Record<string, never>, LiveStats];
+}
+
+export type BridgeOp = keyof BridgeOps;
+export type OpArg<K extends BridgeOp> = BridgeOps[K][0];
+export type OpResult<K extends BridgeOp> = BridgeOps[K][1];
+
+/** The callable table: what the renderer holds and the service implements. */
+export type BridgeApi = { [K in BridgeOp]: (arg: OpArg<K>) => Promise<OpResult<K>> };
+
+/** The operation names at run time (IPC/WebSocket dispatch accepts nothing else). */
+export const BRIDGE_OPS = [
+  "snapshot",
+  "send",
+  "stop",
+  "regenerate",
+  "editAndResend",
+  "setTau",
+  "listConversations",
+  "getConversation",
+  "createConversation",
+  "renameConversation",
+  "deleteConversation",
+  "exportConversation",
+  "modelStatus",
+  "openLocalModel",
+  "cloudStatus",
+  "setCloudSettings",
+  "stats",
+] as const satisfies readonly BridgeOp[];
+
+// A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing
+// it here makes this line fail to type-check.
+type MissingOps = Exclude<BridgeOp, (typeof BRIDGE_OPS)[number]>;
+export const BRIDGE_OPS_COMPLETE: MissingOps extends never ? true : MissingOps = true;
+
+export function isBridgeOp(name: unknown): name is BridgeOp {
+  return typeof name === "string" && (BRIDGE_OPS as readonly string[]).includes(name);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Pushed events
+
+export type BridgeEvent =
+  /** `user` is the message answered: appended (send), replaced with everything after it dropped (edit), or
+   *  kept with the answers after it dropped (regenerate); then an empty assistant message starts. */
+  | { type: "answer-start"; handle: AnswerHandle; tau: number; user: StoredMessage }
+  /** new tokens of an answer, in order; batched (many per message) */
+  | { type: "answer-delta"; requestId: string; conversationId: string; messageId: string; tokens: TokenEvent[] }
+  | { type: "answer-end"; requestId: string; conversationId: string; message: StoredMessage }
+  | { type: "answer-error"; requestId: string; conversationId: string; messageId: string; error: string }
+  | { type: "tau"; tau: number }
+  | { type: "conversations"; conversations: ConversationMeta[] }
+  | { type: "models"; models: ModelStatus }
+  | { type: "cloud"; cloud: CloudStatus }
+  | { type: "stats"; stats: LiveStats }
+  | { type: "notice"; message: string };
+
+export type BridgeListener = (event: BridgeEvent) => void;
+
+/** What the renderer gets: the table plus a subscription to pushed events. */
+export interface Bridge extends BridgeApi {
+  subscribe(listener: BridgeListener): () => void;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wire format (WebSocket; IPC uses invoke/send with the same shapes)
+
+export type WireRequest = { kind: "call"; id: number; op: BridgeOp; arg: unknown };
+export type WireMessage =
+  | { kind: "result"; id: number; ok: true; result: unknown }
+  | { kind: "result"; id: number; ok: false; error: string }
+  | { kind: "event"; event: BridgeEvent };
+
+/** Validates an incoming call before dispatch: a malformed or unknown call is refused, never run. */
+export function parseWireRequest(raw: string): WireRequest | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null) return null;
+  const o = v as Record<string, unknown>;
+  if (o.kind !== "call" || !Number.isSafeInteger(o.id) || !isBridgeOp(o.op)) return null;
+  if (typeof o.arg !== "object" || o.arg === null || Array.isArray(o.arg)) return null;
+  return { kind: "call", id: o.id as number, op: o.op, arg: o.arg };
+}
+
+/** Largest message the WebSocket bridge accepts from a page (a long pasted prompt fits comfortably). */
+export const MAX_WIRE_MESSAGE_BYTES = 1 << 20;
+
+/** Calls one operation of a table by name (the IPC and WebSocket hosts; the argument was validated as an object). */
+export function callOp(api: BridgeApi, op: BridgeOp, arg: unknown): Promise<unknown> {
+  // the table is indexed by a run-time name: TypeScript cannot correlate op and arg here, parseWireRequest did
+  const fn = api[op] as (a: unknown) => Promise<unknown>;
+  return fn(arg);
+}

@@ -1,0 +1,114 @@
+/**
+ * `npm run web` — Tandem in a browser (Linux users, the UI tests).
+ *
+ *   npm run web -- [--port 5174] [--data <dir>] [--slm <path|hf:uri>] [--llm <path|hf:uri>]
+ *                  [--cloud <url> --token T] [--no-cloud] [--tau x] [--pace-ms n] [--max-tokens n]
+ *
+ * Without --slm: the fixture pair (stories260K-derived when ../shared is there, else the random
+ * Qwen2-vocabulary pair) with the LLM in an in-process cloud token server on loopback.
+ * The URL is printed as "Tandem browser mode: http://127.0.0.1:PORT/".
+ */
+import { randomBytes } from "node:crypto";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startCloudServer, type CloudServer } from "../cloud/server.js";
+import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
+import type { CloudSettings, StageStatus } from "../shared/bridge.js";
+import { startWebServer } from "./server.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: "string", default: "5174" },
+      host: { type: "string", default: "127.0.0.1" },
+      data: { type: "string" },
+      slm: { type: "string" },
+      llm: { type: "string" },
+      cloud: { type: "string" },
+      token: { type: "string" },
+      "no-cloud": { type: "boolean", default: false },
+      tau: { type: "string", default: "0.5" },
+      "pace-ms": { type: "string" },
+      "max-tokens": { type: "string" },
+      static: { type: "string", default: path.join(repoRoot, "dist", "renderer") },
+    },
+  });
+  if (values.host !== "127.0.0.1" && values.host !== "localhost" && values.host !== "::1") {
+    throw new Error("Browser mode serves the engine without a login: it listens on loopback only");
+  }
+  const dataDir = path.resolve(values.data ?? process.env.TANDEM_DATA_DIR ?? path.join(homedir(), ".tandem"));
+  let slm = values.slm;
+  let llm = values.llm;
+  let fixtures = false;
+  if (!slm) {
+    const { ensureFixtures } = await import("../models/fixtures.js");
+    const f = await ensureFixtures();
+    fixtures = true;
+    if (f.storiesSlm && f.storiesLlm) [slm, llm] = [f.storiesSlm, llm ?? f.storiesLlm];
+    else {
+      console.log(`fixtures: ${f.sharedMissingReason ?? "../shared missing"}; using the random Qwen2-vocabulary pair`);
+      [slm, llm] = [f.randA, llm ?? f.randB];
+    }
+  }
+
+  let cloudServer: CloudServer | undefined;
+  let cloud: CloudSettings = { kind: "none", url: "", token: "" };
+  let llmStage: StageStatus = emptyStage();
+  if (values.cloud) cloud = { kind: "tandem", url: values.cloud, token: values.token ?? process.env.TANDEM_CLOUD_TOKEN ?? "" };
+  else if (llm && !values["no-cloud"]) {
+    const token = randomBytes(18).toString("base64url");
+    llmStage = { ...emptyStage(llm) };
+    try {
+      cloudServer = await startCloudServer({ modelPath: llm, host: "127.0.0.1", port: 0, token, log: () => {} });
+      llmStage = { ...llmStage, loaded: true, name: cloudServer.identity.name };
+      cloud = { kind: "tandem", url: cloudServer.url, token };
+      console.log(`cloud: in-process token server at ${cloudServer.url} (${cloudServer.identity.name})`);
+    } catch (err) {
+      llmStage = { ...llmStage, error: (err as Error).message };
+    }
+  }
+
+  const service = await TandemService.start({
+    dataDir,
+    slm: slm!,
+    cloud,
+    llm: llmStage,
+    tau: Number(values.tau),
+    // tiny fixture models answer faster than the eye: pace them unless told otherwise
+    paceMs: values["pace-ms"] !== undefined ? Number(values["pace-ms"]) : fixtures ? 25 : 0,
+    maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : fixtures ? 160 : 512,
+  });
+  const web = await startWebServer({
+    staticDir: values.static!,
+    api: bindService(service),
+    subscribe: (l) => service.subscribe(l),
+    host: values.host,
+    port: Number(values.port),
+  });
+  const snap = await service.snapshot();
+  if (snap.models.slm.error) console.log(`slm: ${snap.models.slm.error}`);
+  for (const n of snap.notices) console.log(`notice: ${n}`);
+  console.log(`data: ${dataDir}`);
+  console.log(`Tandem browser mode: ${web.url}`);
+
+  let closing = false;
+  const shutdown = async () => {
+    if (closing) return;
+    closing = true;
+    await web.close();
+    await service.close();
+    await cloudServer?.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+}
+
+main().catch((err) => {
+  console.error(`error: ${(err as Error)?.message ?? err}`);
+  process.exit(1);
+});

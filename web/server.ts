@@ -1,0 +1,92 @@
+/**
+ * Browser mode's host: one Node process with the engine service, the built renderer as static files,
+ * and the bridge on a WebSocket. Loopback only.
+ */
+import { readFile, stat } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import type { BridgeApi, BridgeEvent } from "../shared/bridge.js";
+import { attachWsBridge } from "./wsBridge.js";
+
+/** The same policy as the Electron window: no inline script, nothing from elsewhere. */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+  ".json": "application/json",
+};
+
+export interface WebServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startWebServer(opts: {
+  staticDir: string;
+  api: BridgeApi;
+  subscribe: (l: (e: BridgeEvent) => void) => () => void;
+  host?: string;
+  port?: number;
+}): Promise<WebServer> {
+  const root = path.resolve(opts.staticDir);
+  const server = http.createServer(async (req, res) => {
+    const headers = {
+      "content-security-policy": CONTENT_SECURITY_POLICY,
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "cache-control": "no-store",
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, headers).end();
+      return;
+    }
+    let rel = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    if (rel === "/" || !path.extname(rel)) rel = "/index.html"; // a single-page app
+    const file = path.resolve(root, "." + rel);
+    if (!file.startsWith(root + path.sep)) {
+      res.writeHead(403, headers).end();
+      return;
+    }
+    try {
+      if (!(await stat(file)).isFile()) throw new Error("not a file");
+      const body = await readFile(file);
+      res.writeHead(200, { ...headers, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+      res.end(req.method === "HEAD" ? undefined : body);
+    } catch {
+      const missingBuild = rel === "/index.html";
+      res.writeHead(missingBuild ? 503 : 404, { ...headers, "content-type": "text/plain; charset=utf-8" });
+      res.end(missingBuild ? `The renderer is not built: run npm run build:renderer (looked in ${root})` : "not found");
+    }
+  });
+  const wss = attachWsBridge(server, opts.api, opts.subscribe);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 5174, opts.host ?? "127.0.0.1", () => resolve());
+  });
+  const { port, address } = server.address() as AddressInfo;
+  return {
+    url: `http://${address}:${port}/`,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

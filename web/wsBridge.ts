@@ -1,0 +1,55 @@
+/**
+ * The bridge over a WebSocket (browser mode): the same function table as Electron's IPC. Calls are
+ * validated (parseWireRequest) before dispatch; pushed events go to every connected page.
+ *
+ * Security: the server listens on loopback only, and an upgrade is accepted only from a page this
+ * server served (Origin must equal its own origin), so another web site open in the user's browser
+ * cannot drive the engine (cross-site WebSocket hijacking).
+ */
+import type { IncomingMessage, Server } from "node:http";
+import { WebSocketServer, type WebSocket } from "ws";
+import { callOp, MAX_WIRE_MESSAGE_BYTES, parseWireRequest, type BridgeApi, type BridgeEvent, type WireMessage } from "../shared/bridge.js";
+
+export const BRIDGE_PATH = "/bridge";
+
+export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e: BridgeEvent) => void) => () => void): WebSocketServer {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WIRE_MESSAGE_BYTES });
+  server.on("upgrade", (req, socket, head) => {
+    if (new URL(req.url ?? "/", "http://x").pathname !== BRIDGE_PATH || !sameOrigin(req)) {
+      socket.write("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+  });
+  wss.on("connection", (ws: WebSocket) => {
+    const send = (m: WireMessage) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+    };
+    const unsubscribe = subscribe((event) => send({ kind: "event", event }));
+    ws.on("close", unsubscribe);
+    ws.on("message", async (data, isBinary) => {
+      if (isBinary) return ws.close(1003, "text frames only");
+      const call = parseWireRequest(data.toString());
+      if (!call) return ws.close(1008, "malformed call");
+      try {
+        const result = await callOp(api, call.op, call.arg);
+        send({ kind: "result", id: call.id, ok: true, result });
+      } catch (err) {
+        send({ kind: "result", id: call.id, ok: false, error: (err as Error)?.message ?? String(err) });
+      }
+    });
+  });
+  return wss;
+}
+
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  const host = req.headers.host;
+  if (!origin || !host) return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
