@@ -55,7 +55,7 @@ export class Prng {
         return this.nextU32() / 4294967296;
     }
 
-    /** Standard normal (Box-Muller, caching the second value). */
+    /** Standard normal (Box-Muller, caching the second value): exact, for small draws. */
     normal(): number {
         if (this.spare !== null) {
             const s = this.spare;
@@ -69,9 +69,51 @@ export class Prng {
         return r * Math.cos(2 * Math.PI * v);
     }
 
-    /** Fills `out` with N(0, std^2) values. */
+    /**
+     * Fills `out` with N(0, std^2) values, fast: each 32-bit draw gives two normals through a
+     * 65,536-entry inverse-CDF table (values quantised to 2^16 levels, tails cut at ~4.3 sigma).
+     * Why: Box-Muller ran at ~27 M values/s and dominated writing a 1.5B-parameter model; the
+     * table runs several times faster, and Q8_0 keeps only 255 levels anyway.
+     */
     fillNormal(out: Float32Array, std: number): Float32Array {
-        for (let i = 0; i < out.length; i++) out[i] = this.normal() * std;
+        const t = normalTable();
+        const n = out.length;
+        let i = 0;
+        for (; i + 1 < n; i += 2) {
+            const u = this.nextU32();
+            out[i] = t[u & 0xffff]! * std;
+            out[i + 1] = t[u >>> 16]! * std;
+        }
+        if (i < n) out[i] = t[this.nextU32() & 0xffff]! * std;
         return out;
     }
+}
+
+let table: Float32Array | undefined;
+
+/** table[i] = inverse normal CDF at (i + 0.5) / 65536. */
+function normalTable(): Float32Array {
+    if (!table) {
+        table = new Float32Array(65536);
+        for (let i = 0; i < 65536; i++) table[i] = inverseNormalCdf((i + 0.5) / 65536);
+    }
+    return table;
+}
+
+/** Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9). */
+export function inverseNormalCdf(p: number): number {
+    const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+    const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+    const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+    const lo = 0.02425;
+    if (p < lo) {
+        const q = Math.sqrt(-2 * Math.log(p));
+        return (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
+    }
+    if (p > 1 - lo) return -inverseNormalCdf(1 - p);
+    const q = p - 0.5;
+    const r = q * q;
+    return ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
+        (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
 }
