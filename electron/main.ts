@@ -39,11 +39,12 @@ async function main(): Promise<void> {
   session.defaultSession.setPermissionRequestHandler((_wc, _perm, cb) => cb(false));
   session.defaultSession.setPermissionCheckHandler(() => false);
 
-  const { defaultSlm } = await import("../models/catalogue.js");
   const userData = app.getPath("userData"); // models and conversations live here, never in the cwd
   const service = await TandemService.start({
     dataDir: userData,
-    slm: process.env.TANDEM_SLM ?? defaultSlm.uri,
+    // first run: no model yet — the UI offers the catalogue (download with progress/cancel/resume) or a
+    // local GGUF; later runs load the model the user chose (remembered in userData/settings.json)
+    slm: process.env.TANDEM_SLM ?? null,
     cloud: process.env.TANDEM_CLOUD_URL ? { kind: "tandem", url: process.env.TANDEM_CLOUD_URL, token: process.env.TANDEM_CLOUD_TOKEN ?? "" } : undefined,
   });
   const api = bindService(service);

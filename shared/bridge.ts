@@ -74,6 +74,29 @@ export interface ModelStatus {
   llm: StageStatus;
   /** the router scoring tokens */
   router: string;
+  /** the SLM download running or last run; null when none */
+  download: DownloadState | null;
+}
+
+/** A model the user can download (the catalogue, filtered to models the device can run as its SLM). */
+export interface CatalogueItem {
+  id: string;
+  name: string;
+  /** approximate download size, bytes */
+  sizeBytes: number;
+  /** where it comes from (hf: URI or URL) */
+  uri: string;
+  /** the default choice on first run */
+  recommended: boolean;
+}
+
+/** The one download that may be running (or the last one's outcome). */
+export interface DownloadState {
+  id: string;
+  totalBytes: number;
+  downloadedBytes: number;
+  status: "downloading" | "done" | "cancelled" | "error";
+  error: string | null;
 }
 
 export type CloudKind = "tandem" | "none";
@@ -150,6 +173,13 @@ export interface BridgeOps {
   modelStatus: [Record<string, never>, ModelStatus];
   /** Loads a local GGUF as the SLM (clear error for a corrupt file or a vocabulary the cloud refuses). */
   openLocalModel: [{ path: string }, ModelStatus];
+  /** The SLMs the user can download (first-run choice). */
+  catalogue: [Record<string, never>, CatalogueItem[]];
+  /** Starts downloading a catalogue SLM (resuming a partial file); progress arrives as `models` events,
+   *  and the model is loaded as the SLM when the download completes. Resolves once it has started. */
+  downloadModel: [{ id: string }, ModelStatus];
+  /** Stops the running download, keeping the partial file for a later resume. */
+  cancelDownload: [Record<string, never>, ModelStatus];
   cloudStatus: [Record<string, never>, CloudStatus];
   setCloudSettings: [CloudSettings, CloudStatus];
   stats: [Record<string, never>, LiveStats];
@@ -178,6 +208,9 @@ export const BRIDGE_OPS = [
   "exportConversation",
   "modelStatus",
   "openLocalModel",
+  "catalogue",
+  "downloadModel",
+  "cancelDownload",
   "cloudStatus",
   "setCloudSettings",
   "stats",

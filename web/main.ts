@@ -31,6 +31,8 @@ async function main(): Promise<void> {
       cloud: { type: "string" },
       token: { type: "string" },
       "no-cloud": { type: "boolean", default: false },
+      // start with no local model, as the app does on first run: the UI offers the catalogue
+      "first-run": { type: "boolean", default: false },
       tau: { type: "string", default: "0.5" },
       "pace-ms": { type: "string" },
       "max-tokens": { type: "string" },
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
 
   const service = await TandemService.start({
     dataDir,
-    slm: slm!,
+    slm: values["first-run"] ? null : slm!,
     cloud,
     llm: llmStage,
     tau: Number(values.tau),

@@ -7,9 +7,13 @@
  * (the SLM has one KV-cached sequence); its tokens are pushed as batched deltas.
  */
 import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { defaultSlm, modelsForRole } from "../../models/catalogue.js";
 import type {
   AnswerHandle,
   BridgeApi,
+  CatalogueItem,
   BridgeEvent,
   BridgeListener,
   BridgeSnapshot,
@@ -33,12 +37,19 @@ import { ConversationStore, metaOf } from "./conversationStore.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "./localModel.js";
+import { writeFileAtomic } from "./atomicFile.js";
+import { ModelDownloads } from "./modelDownloads.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
   dataDir: string;
-  /** the SLM: a GGUF path or an hf: URI */
-  slm: string;
+  /**
+   * The SLM: a GGUF path or an hf: URI. Absent: the model the user last chose (remembered in the data
+   * folder), or none yet — the first run, where the user picks one from the catalogue.
+   */
+  slm?: string | null;
+  /** the downloadable SLMs; default: the catalogue's SLM entries */
+  catalogue?: CatalogueItem[];
   cloud?: CloudSettings;
   /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
   llm?: StageStatus;
@@ -82,6 +93,10 @@ export class TandemService implements BridgeApi {
   private readonly totals: LiveStats["totals"] = { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 };
   private readonly notices: string[] = [];
   private closed = false;
+  private readonly downloads = new ModelDownloads((download) => {
+    this.models = { ...this.models, download };
+    this.emit({ type: "models", models: this.models });
+  });
 
   private constructor(
     private readonly opts: ServiceOptions,
@@ -91,7 +106,7 @@ export class TandemService implements BridgeApi {
     this.tau = validateTau(opts.tau ?? 0.5);
     this.cloudSettings = opts.cloud ?? { kind: "none", url: "", token: "" };
     this.cloudStatusValue = this.statusFromSettings("disabled", null);
-    this.models = { slm: emptyStage(opts.slm), llm: opts.llm ?? emptyStage(), router: this.router.name };
+    this.models = { slm: emptyStage(opts.slm ?? null), llm: opts.llm ?? emptyStage(), router: this.router.name, download: null };
     this.notices.push(...store.notices);
   }
 
@@ -99,7 +114,8 @@ export class TandemService implements BridgeApi {
   static async start(opts: ServiceOptions): Promise<TandemService> {
     const store = await ConversationStore.open(opts.dataDir);
     const service = new TandemService(opts, store);
-    await service.loadSlm(opts.slm);
+    const slm = opts.slm ?? (await service.rememberedSlm());
+    if (slm) await service.loadSlm(slm);
     if (service.slm && service.cloudSettings.kind !== "none") await service.connectCloud();
     return service;
   }
@@ -368,11 +384,58 @@ export class TandemService implements BridgeApi {
     return this.models;
   }
 
-  async openLocalModel({ path }: OpArg<"openLocalModel">): Promise<ModelStatus> {
+  async openLocalModel({ path: file }: OpArg<"openLocalModel">): Promise<ModelStatus> {
     if (this.active) throw new Error("Stop the current answer before changing the model");
-    await this.loadSlm(String(path));
-    if (this.slm && this.cloudSettings.kind !== "none") await this.connectCloud();
+    await this.useSlm(String(file));
     return this.models;
+  }
+
+  async catalogue(_arg: OpArg<"catalogue"> = {}): Promise<CatalogueItem[]> {
+    return this.opts.catalogue ?? defaultCatalogue();
+  }
+
+  async downloadModel({ id }: OpArg<"downloadModel">): Promise<ModelStatus> {
+    const item = (await this.catalogue()).find((c) => c.id === id);
+    if (!item) throw new Error(`No model ${JSON.stringify(id)} in the catalogue`);
+    if (this.downloads.status?.status === "downloading") throw new Error("A download is already running; cancel it first");
+    // runs in the background: progress arrives as `models` events; the model is used once complete
+    this.downloads
+      .download({ id: item.id, uri: item.uri, dir: this.modelsDir })
+      .then(async (file) => {
+        if (this.closed) return;
+        if (this.active) await this.stopActive();
+        await this.useSlm(file);
+      })
+      .catch(() => {}); // cancellations and failures are in the download state already
+    return this.models;
+  }
+
+  async cancelDownload(_arg: OpArg<"cancelDownload"> = {}): Promise<ModelStatus> {
+    await this.downloads.cancel();
+    return this.models;
+  }
+
+  private get modelsDir(): string {
+    return path.join(this.opts.dataDir, "models");
+  }
+
+  /** Loads `source` as the SLM, reconnects the cloud for its vocabulary, and remembers the choice. */
+  private async useSlm(source: string): Promise<void> {
+    await this.loadSlm(source);
+    if (this.models.slm.error) return;
+    await writeFileAtomic(path.join(this.opts.dataDir, "settings.json"), JSON.stringify({ slm: source }, null, 2)).catch((err) =>
+      this.notice(`Could not remember the model choice: ${(err as Error).message}`),
+    );
+    if (this.slm && this.cloudSettings.kind !== "none") await this.connectCloud();
+  }
+
+  private async rememberedSlm(): Promise<string | null> {
+    try {
+      const s = JSON.parse(await readFile(path.join(this.opts.dataDir, "settings.json"), "utf8")) as { slm?: unknown };
+      return typeof s.slm === "string" ? s.slm : null;
+    } catch {
+      return null; // first run (or unreadable settings): the user picks a model
+    }
   }
 
   private setSlmStage(stage: Partial<StageStatus>): void {
@@ -385,7 +448,7 @@ export class TandemService implements BridgeApi {
     try {
       const model = await LocalModel.load(source, {
         contextSize: this.opts.contextSize ?? 2048,
-        directory: `${this.opts.dataDir}/models`,
+        directory: this.modelsDir,
         onProgress: ({ totalSize, downloadedSize }) => this.setSlmStage({ progress: totalSize ? downloadedSize / totalSize : null }),
       });
       const old = this.slm;
@@ -479,6 +542,15 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+const defaultSlmId = defaultSlm.id;
+
+/** The catalogue's SLMs, smallest first; the catalogue's default SLM is the recommended one. */
+export function defaultCatalogue(): CatalogueItem[] {
+  return modelsForRole("slm")
+    .map((m) => ({ id: m.id, name: m.name, sizeBytes: m.sizeBytes, uri: m.uri, recommended: m.id === defaultSlmId }))
+    .sort((a, b) => a.sizeBytes - b.sizeBytes);
+}
+
 /** Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). */
 export function bindService(s: TandemService): BridgeApi {
   return {
@@ -496,6 +568,9 @@ export function bindService(s: TandemService): BridgeApi {
     exportConversation: (a) => s.exportConversation(a),
     modelStatus: () => s.modelStatus(),
     openLocalModel: (a) => s.openLocalModel(a),
+    catalogue: () => s.catalogue(),
+    downloadModel: (a) => s.downloadModel(a),
+    cancelDownload: () => s.cancelDownload(),
     cloudStatus: () => s.cloudStatus(),
     setCloudSettings: (a) => s.setCloudSettings(a),
     stats: () => s.stats(),

@@ -4,6 +4,7 @@ import { useApp, useSlice } from "../context";
 import { selectActiveConversation } from "../state/chatReducer";
 import { Composer } from "./Composer";
 import { Inspector } from "./Inspector";
+import { ModelSetup } from "./ModelSetup";
 import { MessageList } from "./Messages";
 import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
@@ -13,6 +14,7 @@ export function App() {
   const conv = useSlice((s) => s.chat, selectActiveConversation);
   const notices = useSlice((s) => s.session, (s) => s.notices);
   const connected = useSlice((s) => s.session, (s) => s.connected);
+  const needsModel = useSlice((s) => s.session, (s) => !!s.models && !s.models.slm.loaded && (!s.models.slm.source || !!s.models.slm.error));
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
@@ -40,7 +42,7 @@ export function App() {
           </div>
         )}
         <div className="chat">
-          {conv ? <MessageList conversation={conv} /> : <Welcome />}
+          {needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}
         </div>
         <Composer />
       </main>

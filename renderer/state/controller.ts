@@ -1,7 +1,7 @@
 /**
  * Wires the bridge to the stores and holds the user's actions. No React: tested with a fake bridge.
  */
-import type { Bridge, BridgeEvent, CloudSettings, ExportFormat } from "../../shared/bridge";
+import type { Bridge, BridgeEvent, CatalogueItem, CloudSettings, ExportFormat } from "../../shared/bridge";
 import type { Stores } from "./stores";
 
 export interface Controller {
@@ -18,6 +18,11 @@ export interface Controller {
   remove(id: string): Promise<void>;
   setCloud(settings: CloudSettings): Promise<void>;
   openLocalModel(path: string): Promise<void>;
+  /** the downloadable SLMs (first run) */
+  catalogue(): Promise<CatalogueItem[]>;
+  /** starts (or resumes) a download; progress arrives in the session store's `models.download` */
+  downloadModel(id: string): Promise<void>;
+  cancelDownload(): Promise<void>;
   exportConversation(id: string, format: ExportFormat): Promise<{ filename: string; mime: string; content: string }>;
   dispose(): void;
 }
@@ -132,6 +137,15 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       const models = await bridge.openLocalModel({ path });
       stores.session.setState({ models });
       if (models.slm.error) throw new Error(models.slm.error);
+    },
+    async catalogue() {
+      return bridge.catalogue({});
+    },
+    async downloadModel(id) {
+      stores.session.setState({ models: await bridge.downloadModel({ id }) });
+    },
+    async cancelDownload() {
+      stores.session.setState({ models: await bridge.cancelDownload({}) });
     },
     async exportConversation(id, format) {
       return bridge.exportConversation({ id, format });

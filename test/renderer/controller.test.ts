@@ -24,7 +24,7 @@ const conv: Conversation = { id: "c1", title: "Hello", createdAt: 1, updatedAt: 
 const stage = { source: null, name: null, loaded: false, error: null, progress: null };
 const snapshot = {
   tau: 0.3, conversations: [{ id: "c1", title: "Hello", createdAt: 1, updatedAt: 1, messageCount: 0 }],
-  models: { slm: stage, llm: stage, router: "r" },
+  models: { slm: stage, llm: stage, router: "r", download: null },
   cloud: { kind: "none" as const, url: "", hasToken: false, state: "disabled" as const, detail: null, model: null },
   stats: { active: null, totals: { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 } },
   notices: [], activeRequest: null,
