@@ -13,7 +13,8 @@ import { parseArgs } from "node:util";
 import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { defaultSlm } from "../models/catalogue.js";
 import type { AnswerSummary, Origin, TokenEvent } from "../shared/events.js";
-import { ConfidenceRouter, validateTau } from "../shared/router.js";
+import { validateTau } from "../shared/router.js";
+import { loadRouterFor } from "../router/learnedRouter.js";
 import { ModelFileError, VocabularyMismatchError } from "../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer } from "../electron/engine/cloud/peer.js";
 import { TandemCloudClient, DEFAULT_DEADLINE_MS } from "../electron/engine/cloud/tandemClient.js";
@@ -22,7 +23,8 @@ import { LocalModel } from "../electron/engine/localModel.js";
 import { demoPair } from "./demoPair.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
-                      [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--json] [--no-color] "prompt"
+                      [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--router FILE]
+                      [--json] [--no-color] "prompt"
        npm run demo -- [same options]`;
 
 const COLORS: Record<Origin, string> = { local: "\x1b[32m", cloud: "\x1b[1;35m", fallback: "\x1b[33m" };
@@ -36,6 +38,7 @@ interface Cli {
   llm?: string;
   cloud?: string;
   token?: string;
+  router?: string;
   tau: number;
   maxTokens: number;
   deadlineMs: number;
@@ -55,6 +58,7 @@ function parseCli(argv: string[]): Cli {
       llm: { type: "string" },
       cloud: { type: "string" },
       token: { type: "string" },
+      router: { type: "string" },
       tau: { type: "string" },
       "max-tokens": { type: "string" },
       "deadline-ms": { type: "string" },
@@ -84,6 +88,7 @@ function parseCli(argv: string[]): Cli {
     llm: values.llm,
     cloud: values.cloud,
     token: values.token ?? process.env.TANDEM_CLOUD_TOKEN,
+    router: values.router,
     tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
     maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
     deadlineMs: num("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, (n) => n > 0),
@@ -105,7 +110,8 @@ async function main(): Promise<number> {
 
   let server: CloudServer | undefined;
   let cloud: CloudPeer | null = null;
-  const slm = await LocalModel.load(cli.slm, { download: !cli.demo });
+  // the hidden state costs nothing measurable and is what a learned router reads
+  const slm = await LocalModel.load(cli.slm, { download: !cli.demo, hiddenState: true });
   try {
     if (cli.llm) {
       const token = randomBytes(18).toString("base64url");
@@ -132,10 +138,12 @@ async function main(): Promise<number> {
       cloud = client;
     }
 
-    const router = new ConfidenceRouter();
+    // a learned router trained for this SLM when one matches it (router/trained/), else the confidence router
+    const { router, description } = loadRouterFor(slm, { file: cli.router });
     const decoder = new CollaborativeDecoder(slm, router, cloud);
     if (!cli.json) {
-      log(`slm: ${slm.identity.name} · router: ${router.name} · τ = ${validateTau(cli.tau)}`);
+      log(`slm: ${slm.identity.name} · τ = ${validateTau(cli.tau)}`);
+      log(description);
       if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
     }
     const abort = new AbortController();

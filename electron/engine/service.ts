@@ -37,6 +37,7 @@ import { ConversationStore, metaOf } from "./conversationStore.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "./localModel.js";
+import { loadRouterFor } from "../../router/learnedRouter.js";
 import { writeFileAtomic } from "./atomicFile.js";
 import { ModelDownloads } from "./modelDownloads.js";
 
@@ -83,7 +84,8 @@ interface ActiveAnswer {
 export class TandemService implements BridgeApi {
   private readonly listeners = new Set<BridgeListener>();
   private slm: LocalModel | null = null;
-  private readonly router: Router;
+  /** the learned router matching the SLM, else the confidence router (re-chosen when the SLM changes) */
+  private router: Router;
   private cloud: TandemCloudClient | null = null;
   private cloudSettings: CloudSettings;
   private cloudStatusValue: CloudStatus;
@@ -448,12 +450,17 @@ export class TandemService implements BridgeApi {
     try {
       const model = await LocalModel.load(source, {
         contextSize: this.opts.contextSize ?? 2048,
+        hiddenState: true, // free, and what a learned router reads
         directory: this.modelsDir,
         onProgress: ({ totalSize, downloadedSize }) => this.setSlmStage({ progress: totalSize ? downloadedSize / totalSize : null }),
       });
       const old = this.slm;
       this.slm = model;
       await old?.dispose();
+      if (!this.opts.router) {
+        this.router = loadRouterFor(model).router;
+        this.models = { ...this.models, router: this.router.name };
+      }
       this.setSlmStage({ loaded: true, name: model.identity.name, progress: null, error: null });
     } catch (err) {
       // keep the previous model, if any, working: a bad file picked from disk must not break the chat

@@ -1,0 +1,58 @@
+/**
+ * npm run router:train -- [--labels FILE[,FILE...]] [--slm PATH] [--out-dir DIR] [--seed N]
+ *                         [--epochs N] [--lr X] [--balance auto|on|off] [--target soft|hard]
+ *
+ * Trains the router MLP on label files (default: the SLM's file written by router:label) and writes
+ * <out-dir>/<slm>.router.json (default router/trained/, where loadRouterFor looks).
+ * --target soft (default): P_LLM(SLM token)/P_LLM(LLM token) as the target — routes where the SLM's
+ * token costs the most log-probability; --target hard: CITER's 0/1 labels.
+ */
+import * as fs from "node:fs";
+import { parseArgs } from "node:util";
+import { LocalModel } from "../electron/engine/localModel.js";
+import { defaultLabelsFile, defaultPair } from "./args.js";
+import { featureSpecName } from "./features.js";
+import { mergeLabelSets, readLabelFile } from "./labelFile.js";
+import { trainFromLabels } from "./pipeline.js";
+
+const { values: a } = parseArgs({
+  options: {
+    labels: { type: "string" },
+    slm: { type: "string" },
+    "out-dir": { type: "string" },
+    seed: { type: "string" },
+    epochs: { type: "string" },
+    lr: { type: "string" },
+    balance: { type: "string" },
+    target: { type: "string" },
+    quiet: { type: "boolean" },
+  },
+});
+
+let files = a.labels?.split(",");
+if (!files) {
+  // the default label file is named after the SLM: load it (cheap) just for its identity
+  const slm = await LocalModel.load(a.slm ?? (await defaultPair()).slm, { contextSize: 64 });
+  files = [defaultLabelsFile(slm)];
+  await slm.dispose();
+}
+for (const f of files) if (!fs.existsSync(f)) throw new Error(`Label file ${f} not found: run npm run router:label first`);
+const set = files.map(readLabelFile).reduce(mergeLabelSets);
+console.log(`training on ${set.y.length} positions from ${files.join(", ")} (features ${featureSpecName(set.features)}, SLM ${set.slm.name})`);
+const t0 = performance.now();
+const { file, report } = trainFromLabels(set, {
+  seed: Number(a.seed ?? 1),
+  maxEpochs: a.epochs ? Number(a.epochs) : undefined,
+  lr: a.lr ? Number(a.lr) : undefined,
+  balance: a.balance === "on" ? true : a.balance === "off" ? false : "auto",
+  outDir: a["out-dir"],
+  target: a.target === "hard" ? "hard" : "soft",
+  labelsFile: files.join(","),
+  log: a.quiet ? undefined : (s) => console.log(s),
+});
+console.log(
+  `best epoch ${report.bestEpoch}/${report.epochs} · val loss ${report.valLoss[report.bestEpoch - 1]!.toFixed(4)} · val AUC ${report.valAuc.toFixed(3)} · ` +
+    `val accuracy ${(report.valAccuracy * 100).toFixed(1)}% · ${report.rows.train}/${report.rows.val} train/val rows · ` +
+    `${report.balanced ? "class-balanced" : "unweighted"} · ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+);
+console.log(`wrote ${file}`);
