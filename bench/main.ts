@@ -1,0 +1,313 @@
+/**
+ * Tandem's benchmark suite: `npm run bench [-- --quick] [-- --json]`.
+ *
+ * Each figure is the ratio of two variants measured side by side in one run (interleaved, several
+ * repetitions, medians). Writes bench/results/latest.json. See README "Performance".
+ */
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Token } from "node-llama-cpp";
+import { startCloudServer } from "../cloud/server.js";
+import { CollaborativeDecoder } from "../electron/engine/decoder.js";
+import { TandemCloudClient } from "../electron/engine/cloud/tandemClient.js";
+import { LocalModel } from "../electron/engine/localModel.js";
+import { ensureBenchFixtures, ensureFixtures } from "../models/fixtures.js";
+import { threadsFor } from "../shared/node/llama.js";
+import { ConfidenceRouter, type FeatureNeeds, type Router } from "../shared/router.js";
+import type { ModelIdentity } from "../shared/protocol.js";
+import { startFaultProxy } from "../test/helpers/faultProxy.js";
+import { everyKth, median, percentile, type Figure } from "./stats.js";
+
+const args = new Set(process.argv.slice(2));
+// one thread per model unless told otherwise: on a shared 2-core machine, llama.cpp's spinning threads
+// collapse under contention (measured: 1.2 s/token with 2 threads vs ~45 ms with 1 on a busy box)
+process.env.TANDEM_THREADS ??= "1";
+const QUICK = args.has("--quick");
+const JSON_OUT = args.has("--json");
+const here = path.dirname(fileURLToPath(import.meta.url));
+const log = (...a: unknown[]) => console.log(...a);
+const cfg = QUICK
+  ? { aTokens: 10, aReps: 3, bReps: 3, cTokens: 56, cReps: 2, cDelays: [20, 50, 100], dCalls: 12, dSessions: [1, 4, 16, 64] }
+  : { aTokens: 40, aReps: 5, bReps: 7, cTokens: 140, cReps: 3, cDelays: [20, 50, 100], dCalls: 40, dSessions: [1, 4, 16, 64] };
+
+const figures: Figure[] = [];
+const report: Record<string, unknown> = {
+  when: new Date().toISOString(),
+  mode: QUICK ? "quick" : "full",
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, arch: os.arch(), platform: os.platform(), memGiB: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version },
+  config: cfg,
+  loadAverageAtStart: os.loadavg(),
+};
+
+class FixedRouter implements Router {
+  constructor(
+    readonly name: string,
+    readonly needs: FeatureNeeds,
+    private readonly f: () => number = () => 1,
+  ) {}
+  score(): number {
+    return this.f();
+  }
+}
+
+async function drain(it: AsyncIterable<unknown>): Promise<number> {
+  let n = 0;
+  for await (const _ of it) n++;
+  return n;
+}
+
+// ---------------------------------------------------------------- (a) routing overhead
+async function figureA(slmFile: string): Promise<void> {
+  log(`\n(a) routing overhead on ${path.basename(slmFile)} — ${cfg.aTokens} tokens × ${cfg.aReps} reps, interleaved`);
+  const slm = await LocalModel.load(slmFile, { contextSize: 512, hiddenState: true });
+  const ctx = await slm.model.createContext({ contextSize: 512, threads: threadsFor(statSync(slmFile).size) });
+  const seq = ctx.getSequence();
+  const prompt = slm.model.tokenize("Once upon a time, in a small village,", false) as number[];
+  const nothing: FeatureNeeds = { top1Prob: false, topK: 0, hidden: false };
+  const variants: Record<string, () => Promise<number>> = {
+    baseline: async () => {
+      await seq.eraseContextTokenRanges([{ start: 0, end: seq.contextTokens.length }]);
+      let n = 0;
+      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+        if (slm.model.isEogToken(t) || ++n >= cfg.aTokens) break;
+      }
+      return n;
+    },
+  };
+  const routed = (r: Router) => async () => {
+    await slm.begin([prompt[0]!], nothing); // drop the previous answer's KV (keeps one token)
+    return drain(new CollaborativeDecoder(slm, r, null).generate(prompt, { tau: 0, maxTokens: cfg.aTokens }));
+  };
+  variants["default router (confidence)"] = routed(new ConfidenceRouter());
+  variants["token only"] = routed(new FixedRouter("token only", nothing));
+  variants["confidence (full-vocab sort)"] = routed(new FixedRouter("confidence", { ...nothing, top1Prob: true }));
+  variants["top-5 probabilities map"] = routed(new FixedRouter("topk", { ...nothing, topK: 5 }));
+  variants["hidden state"] = routed(new FixedRouter("hidden", { ...nothing, hidden: true }));
+  const perToken: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (const v of Object.values(variants)) await v(); // warm-up
+  for (let r = 0; r < cfg.aReps; r++) {
+    for (const [k, v] of Object.entries(variants)) {
+      const t0 = performance.now();
+      const n = await v();
+      perToken[k]!.push((performance.now() - t0) / Math.max(1, n));
+    }
+  }
+  const med = Object.fromEntries(Object.entries(perToken).map(([k, xs]) => [k, median(xs)]));
+  const base = med.baseline!;
+  const rows = Object.entries(med).map(([k, ms]) => ({ variant: k, msPerToken: +ms.toFixed(2), ratio: +(ms / base).toFixed(3), extraMs: +(ms - med["token only"]!).toFixed(2) }));
+  for (const r of rows) log(`  ${r.variant.padEnd(30)} ${r.msPerToken.toFixed(2).padStart(8)} ms/token  ×${r.ratio.toFixed(3)}  (feature cost vs token-only ${r.extraMs >= 0 ? "+" : ""}${r.extraMs} ms)`);
+  report.a = { model: path.basename(slmFile), rows, samples: perToken };
+  const ratio = med["default router (confidence)"]! / base;
+  figures.push({ name: "a: routing overhead, default router dry run vs node-llama-cpp greedy", ratio: +ratio.toFixed(3), target: "<= 1.05", met: ratio <= 1.05 });
+  const hiddenRatio = med["hidden state"]! / base;
+  figures.push({ name: "a': routing overhead, hidden-state features dry run vs node-llama-cpp greedy", ratio: +hiddenRatio.toFixed(3), target: "<= 1.05", met: hiddenRatio <= 1.05 });
+  await ctx.dispose();
+  await slm.dispose();
+}
+
+// ---------------------------------------------------------------- (b) cloud-call cost
+async function figureB(llmFile: string, device: ModelIdentity): Promise<void> {
+  const lengths = [100, 1000, 4000];
+  const localRun = 14; // ~7% cloud share: a cloud call after every ~14 local tokens
+  log(`\n(b) cloud-call cost, delta protocol vs re-sending the prefix (fresh session per call); ${localRun} new tokens per call, ${cfg.bReps} reps`);
+  const token = "bench-token-" + "x".repeat(16);
+  const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: 4, contextSize: 4352, rateLimit: false, log: () => {} });
+  const rows: unknown[] = [];
+  try {
+    for (const L of lengths) {
+      const history = Array.from({ length: L }, (_, i) => (i * 7919 + 13) % 150_000);
+      const delta = new TandemCloudClient({ url: server.url, token, deadlineMs: 60_000 });
+      await delta.connect(device);
+      await delta.next(history.slice(0, L - localRun * cfg.bReps - 1)); // sync: not counted
+      const d = { bytes: [] as number[], evaluated: [] as number[], ms: [] as number[] };
+      const n = { bytes: [] as number[], evaluated: [] as number[], ms: [] as number[] };
+      for (let r = 0; r < cfg.bReps; r++) {
+        const h = history.slice(0, L - localRun * (cfg.bReps - 1 - r));
+        let b0 = delta.stats.bytesUp;
+        let t0 = performance.now();
+        const s = await delta.next(h);
+        d.ms.push(performance.now() - t0);
+        d.bytes.push(delta.stats.bytesUp - b0);
+        d.evaluated.push(s.evaluated ?? Number.NaN);
+        const naive = new TandemCloudClient({ url: server.url, token, deadlineMs: 60_000 });
+        t0 = performance.now();
+        b0 = 0;
+        await naive.connect(device);
+        const s2 = await naive.next(h);
+        n.ms.push(performance.now() - t0);
+        n.bytes.push(naive.stats.bytesUp - b0);
+        n.evaluated.push(s2.evaluated ?? Number.NaN);
+        await naive.close();
+      }
+      await delta.close();
+      const row = {
+        length: L,
+        delta: { bytesUp: median(d.bytes), evaluated: median(d.evaluated), ms: +median(d.ms).toFixed(2) },
+        resend: { bytesUp: median(n.bytes), evaluated: median(n.evaluated), ms: +median(n.ms).toFixed(2) },
+        bytesRatio: +(median(n.bytes) / median(d.bytes)).toFixed(1),
+        evaluatedRatio: +(median(n.evaluated) / median(d.evaluated)).toFixed(1),
+      };
+      rows.push(row);
+      log(`  ${String(L).padStart(5)} tokens: delta ${row.delta.bytesUp} B up, ${row.delta.evaluated} evaluated, ${row.delta.ms} ms | resend ${row.resend.bytesUp} B up, ${row.resend.evaluated} evaluated, ${row.resend.ms} ms | ×${row.bytesRatio} bytes, ×${row.evaluatedRatio} server work`);
+      if (L === 1000) {
+        figures.push({ name: "b: bytes uploaded per cloud call at 1000 tokens, resend / delta", ratio: row.bytesRatio, target: ">= 20", met: row.bytesRatio >= 20 });
+        const prop = row.delta.evaluated === localRun + 1 || row.delta.evaluated === localRun;
+        figures.push({ name: "b': server tokens evaluated per call at 1000 tokens, resend / delta", ratio: row.evaluatedRatio, target: `delta call evaluates only the delta (${localRun} tokens)`, met: prop });
+      }
+    }
+  } finally {
+    await server.close();
+  }
+  report.b = { model: path.basename(llmFile), tokensPerCall: localRun, rows };
+}
+
+// ---------------------------------------------------------------- (c) network hiding
+async function figureC(slmFile: string, llmFile: string): Promise<void> {
+  const share = 14;
+  log(`\n(c) network hiding: blocking client, 1 cloud call per ${share} tokens (${(100 / share).toFixed(1)}%), ${cfg.cTokens} tokens × ${cfg.cReps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
+  const token = "bench-token-" + "y".repeat(16);
+  const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: 2, contextSize: 1024, rateLimit: false, log: () => {} });
+  const proxy = await startFaultProxy(server.url);
+  const slm = await LocalModel.load(slmFile, { contextSize: 1024 });
+  const prompt = slm.model.tokenize("Once upon a time, in a small village,", false) as number[];
+  const needs: FeatureNeeds = { top1Prob: false, topK: 0, hidden: false };
+  const rows: Record<string, { ms: number[]; lost: number[]; calls: number[] }> = {};
+  const runOnce = async (delay: number | null) => {
+    const cloud = delay === null ? null : new TandemCloudClient({ url: proxy.url, token, deadlineMs: 5000 });
+    if (cloud) await cloud.connect(slm.identity);
+    proxy.fault = delay ? { kind: "delay", ms: delay } : { kind: "pass" };
+    await slm.begin([prompt[0]!], needs);
+    const dec = new CollaborativeDecoder(slm, new FixedRouter("every 14th", needs, everyKth(share)), cloud);
+    const t0 = performance.now();
+    const ans = dec.generate(prompt, { tau: 0.5, maxTokens: cfg.cTokens });
+    let calls = 0;
+    let cloudMs = 0;
+    for await (const e of ans) {
+      if (e.cloudLatencyMs !== null) {
+        calls++;
+        cloudMs += e.cloudLatencyMs;
+      }
+    }
+    const ms = performance.now() - t0;
+    await cloud?.close();
+    return { ms, calls, cloudMs };
+  };
+  try {
+    await runOnce(0);
+    for (let r = 0; r < cfg.cReps; r++) {
+      const dry = await runOnce(null);
+      (rows.dry ??= { ms: [], lost: [], calls: [] }).ms.push(dry.ms);
+      for (const d of cfg.cDelays) {
+        const x = await runOnce(d);
+        const row = (rows[`${d} ms`] ??= { ms: [], lost: [], calls: [] });
+        row.ms.push(x.ms);
+        row.lost.push(x.ms - dry.ms);
+        row.calls.push(x.calls);
+      }
+    }
+    const out = Object.entries(rows).map(([k, v]) => ({
+      variant: k,
+      tokensPerSecond: +((cfg.cTokens * 1000) / median(v.ms)).toFixed(2),
+      lostMs: +median(v.lost).toFixed(1),
+      calls: median(v.calls),
+      lostMsPerCall: v.calls.length ? +(median(v.lost) / Math.max(1, median(v.calls))).toFixed(1) : 0,
+    }));
+    for (const o of out) log(`  ${o.variant.padEnd(8)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms over ${o.calls} calls (${o.lostMsPerCall} ms/call)`}`);
+    report.c = { slm: path.basename(slmFile), llm: path.basename(llmFile), cloudShare: 1 / share, blocking: out, improved: "not implemented" };
+    figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, improved / blocking client", ratio: null, target: "<= 0.5", met: false, note: "not met: improved client not implemented (blocking baseline measured, see report.c)" });
+  } finally {
+    await slm.dispose();
+    await proxy.close();
+    await server.close();
+  }
+}
+
+// ---------------------------------------------------------------- (d) server under concurrency
+async function figureD(llmFile: string, device: ModelIdentity): Promise<void> {
+  const maxS = Math.max(...cfg.dSessions);
+  log(`\n(d) cloud server under concurrent sessions (${path.basename(llmFile)}, ${cfg.dCalls} calls per session, loopback)`);
+  const token = "bench-token-" + "z".repeat(16);
+  const rssBefore = process.memoryUsage().rss;
+  const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: maxS, contextSize: 256, rateLimit: false, log: () => {} });
+  const rssServer = process.memoryUsage().rss;
+  const rows: Array<Record<string, number>> = [];
+  try {
+    for (const n of cfg.dSessions) {
+      const clients = await Promise.all(
+        Array.from({ length: n }, async () => {
+          const c = new TandemCloudClient({ url: server.url, token, deadlineMs: 60_000 });
+          await c.connect(device);
+          return c;
+        }),
+      );
+      const rss0 = process.memoryUsage().rss;
+      const lat: number[] = [];
+      const t0 = performance.now();
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const h = Array.from({ length: 32 }, (_, j) => (i * 131 + j * 17 + 5) % 150_000);
+          for (let k = 0; k < cfg.dCalls; k++) {
+            const s = await c.next(h);
+            if (k > 0) lat.push(s.latencyMs); // the first call carries the 32-token prompt
+            h.push(s.tokenId);
+          }
+        }),
+      );
+      const wall = performance.now() - t0;
+      const rss1 = process.memoryUsage().rss;
+      for (const c of clients) await c.close();
+      const row = {
+        sessions: n,
+        tokensPerSecond: +((n * cfg.dCalls * 1000) / wall).toFixed(1),
+        p50Ms: +percentile(lat, 50).toFixed(2),
+        p99Ms: +percentile(lat, 99).toFixed(2),
+        rssGrowthPerSessionKiB: Math.round((rss1 - rss0) / n / 1024),
+      };
+      rows.push(row);
+      log(`  ${String(n).padStart(3)} sessions: ${row.tokensPerSecond} cloud tok/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, RSS growth ${row.rssGrowthPerSessionKiB} KiB/session`);
+    }
+  } finally {
+    await server.close();
+  }
+  const kvPerSession = Math.round((rssServer - rssBefore) / maxS / 1024);
+  if (rssServer > rssBefore) log(`  server start (model + KV for ${maxS} × 256-token sessions, preallocated): ${Math.round((rssServer - rssBefore) / 2 ** 20)} MiB RSS → ≤ ${kvPerSession} KiB per session slot (upper bound, includes the weights)`);
+  else log("  server start RSS: not measurable in this process (memory freed by earlier figures outweighed it)");
+  report.d = { model: path.basename(llmFile), rows, serverStartRssMiB: Math.round((rssServer - rssBefore) / 2 ** 20), perSlotUpperBoundKiB: kvPerSession };
+  const one = rows.find((r) => r.sessions === 1)!.tokensPerSecond!;
+  const many = rows.find((r) => r.sessions === 16)!.tokensPerSecond!;
+  figures.push({ name: "d: aggregate cloud tokens/s, 16 sessions / 1 session", ratio: +(many / one).toFixed(2), target: "none (reported)", met: null });
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const bench = await ensureBenchFixtures({ which: ["slm", "llm"] });
+  const fx = await ensureFixtures();
+  const randDevice = await LocalModel.load(fx.randA, { contextSize: 256 });
+  const device = randDevice.identity;
+  await randDevice.dispose();
+  log(`Tandem bench (${QUICK ? "quick" : "full"}) on ${os.cpus().length}× ${os.cpus()[0]?.model ?? "cpu"}, ${os.arch()}, CPU only`);
+  await figureA(bench.slm!);
+  await figureB(fx.randB, device);
+  await figureC(QUICK ? fx.randA : bench.slm!, QUICK ? fx.randB : bench.llm!);
+  await figureD(fx.randB, device);
+  report.figures = figures;
+  report.loadAverageAtEnd = os.loadavg();
+  log(`\nload average at start ${(report.loadAverageAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}, at end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} (other processes compete for the ${os.cpus().length} cores: timing figures are noisy when this exceeds the core count)`);
+  report.elapsedS = +((performance.now() - t0) / 1000).toFixed(1);
+  const dir = path.join(here, "results");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
+  log(`\nFigures (${report.elapsedS} s; report: bench/results/latest.json)`);
+  for (const f of figures) log(`  ${f.met === null ? "  -  " : f.met ? " met " : " NOT "} ${f.name}: ${f.ratio === null ? "n/a" : "×" + f.ratio} (target ${f.target})${f.note ? " — " + f.note : ""}`);
+  if (JSON_OUT) console.log(JSON.stringify({ bench: { figures: figures.map(({ name, ratio, target, met }) => ({ name, ratio, target, met })) } }));
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

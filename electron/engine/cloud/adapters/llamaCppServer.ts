@@ -1,0 +1,92 @@
+/**
+ * llama.cpp's own server (`llama-server`) as Tandem's cloud.
+ *
+ *   POST /completion {prompt: [token IDs], n_predict: 1, cache_prompt: true, id_slot?, n_probs: k,
+ *                     temperature: 0, return_tokens: true}
+ *     → {tokens: [id], completion_probabilities: [{id, token, logprob, top_logprobs: [{id, token, logprob}]}],
+ *        tokens_cached, tokens_evaluated, timings: {prompt_n, ...}}
+ *
+ * The slot's prompt cache (`cache_prompt`) keeps the KV of the longest common prefix, so each call
+ * evaluates only the tokens after it (reported as `timings.prompt_n`). Pin a conversation to a slot with
+ * `slot` (`id_slot`) when the server runs several slots, or calls of two conversations evict each
+ * other's cache. Older servers answering with `probs` instead of `completion_probabilities` are refused
+ * as malformed.
+ *
+ * Vocabulary check at connect: `GET /v1/models` → `data[0].meta.n_vocab` is compared with the device's
+ * vocabulary size, and with a probe (`opts.probe`) `POST /tokenize {content, add_special: false}` must
+ * return the device's token IDs for the probe text. Neither proves the vocabularies are identical (only
+ * a hash of every token string would; the server exposes none): the probe check counts as verification,
+ * the size alone does not, and without a probe the user must confirm (`assumeSameVocabulary`).
+ */
+import type { ModelIdentity } from "../../../../shared/protocol.js";
+import { CloudCallError } from "../peer.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+
+export interface LlamaCppServerOptions extends AdapterOptions {
+  /** the server slot this conversation uses (`id_slot`); default: the server picks */
+  slot?: number;
+}
+
+export class LlamaCppServerPeer extends EngineAdapter {
+  readonly kind = "llama.cpp";
+
+  constructor(private readonly o: LlamaCppServerOptions) {
+    super(o);
+  }
+
+  protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
+    const verified: string[] = [];
+    let name = "llama.cpp server";
+    let vocabSize = device.vocabSize;
+    const models = await this.getJson("/v1/models", signal);
+    const m = isObject(models) && Array.isArray(models.data) && isObject(models.data[0]) ? models.data[0] : undefined;
+    if (m && typeof m.id === "string") name = m.id;
+    const nVocab = m && isObject(m.meta) ? m.meta.n_vocab : undefined;
+    if (typeof nVocab === "number") {
+      if (nVocab !== device.vocabSize) throw this.mismatch(`the device has ${device.vocabSize} tokens, the server's model ${nVocab}`);
+      vocabSize = nVocab;
+    }
+    if (this.o.probe) {
+      const r = await this.postJson("/tokenize", { content: this.o.probe.text, add_special: false }, signal);
+      const tokens = isObject(r) ? r.tokens : undefined;
+      if (!Array.isArray(tokens)) throw new CloudCallError("malformed", "llama.cpp /tokenize reply has no tokens");
+      if (!sameTokens(tokens, this.o.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
+      verified.push(`probe text tokenised identically (${tokens.length} tokens)`);
+    }
+    this.requireConfirmation(
+      verified,
+      typeof nVocab === "number" ? "only the vocabulary size matched; no probe was given" : "the server reported no vocabulary size and no probe was given",
+    );
+    return { name, vocabHash: device.vocabHash, vocabSize };
+  }
+
+  protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {
+    const body: Record<string, unknown> = {
+      prompt: history,
+      n_predict: 1,
+      cache_prompt: true,
+      n_probs: Math.max(1, this.topK),
+      temperature: 0,
+      return_tokens: true,
+    };
+    if (this.o.slot !== undefined) body.id_slot = this.o.slot;
+    const r = await this.postJson("/completion", body, signal);
+    if (!isObject(r)) throw new CloudCallError("malformed", "llama.cpp reply is not an object");
+    const probs = r.completion_probabilities;
+    if (!Array.isArray(probs) || !isObject(probs[0])) throw new CloudCallError("malformed", "llama.cpp reply has no completion_probabilities");
+    const p = probs[0];
+    const tokens = r.tokens;
+    if (Array.isArray(tokens) && tokens.length > 0 && tokens[0] !== p.id) {
+      throw new CloudCallError("malformed", "llama.cpp reply: tokens and completion_probabilities disagree");
+    }
+    const topRaw = Array.isArray(p.top_logprobs) ? p.top_logprobs : null;
+    if (!topRaw) throw new CloudCallError("malformed", "llama.cpp reply has no top_logprobs");
+    const timings = isObject(r.timings) ? r.timings : undefined;
+    return {
+      tokenId: p.id,
+      logprob: p.logprob,
+      top: topRaw.map((c) => (isObject(c) ? { tokenId: c.id, logprob: c.logprob } : { tokenId: undefined, logprob: undefined })),
+      evaluated: typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined,
+    };
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * SGLang's native server as Tandem's cloud.
+ *
+ *   POST /generate {input_ids: [token IDs], sampling_params: {max_new_tokens: 1, temperature: 0},
+ *                   return_logprob: true, top_logprobs_num: k, logprob_start_len: -1}
+ *     → {text, output_ids?: [id], meta_info: {prompt_tokens, cached_tokens,
+ *        output_token_logprobs: [[logprob, id, text|null]], output_top_logprobs: [[[logprob, id, text|null], ...]],
+ *        finish_reason}}
+ *
+ * The radix cache shares KV across requests automatically: a call evaluates the tokens after the
+ * longest cached prefix (`prompt_tokens - cached_tokens`). `logprob_start_len: -1` asks for no prompt
+ * log-probabilities (they would cost a pass over the whole prompt's logits).
+ *
+ * Vocabulary check at connect: `GET /get_model_info` gives `model_path` and `tokenizer_path` (names
+ * only). SGLang exposes no vocabulary size, hash or tokenize endpoint we can rely on across versions,
+ * so nothing can be verified: the user must confirm (`assumeSameVocabulary`), e.g. by checking the
+ * tokenizer path names the device model's family and running the deployment guide's probe by hand.
+ * Returned token IDs are still checked against the device's vocabulary size on every call.
+ */
+import type { ModelIdentity } from "../../../../shared/protocol.js";
+import { CloudCallError } from "../peer.js";
+import { EngineAdapter, isObject, type AdapterOptions, type EngineStep } from "./base.js";
+
+export type SglangOptions = AdapterOptions;
+
+export class SglangPeer extends EngineAdapter {
+  readonly kind = "sglang";
+
+  constructor(o: SglangOptions) {
+    super(o);
+  }
+
+  protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
+    const info = await this.getJson("/get_model_info", signal);
+    if (!isObject(info) || typeof info.model_path !== "string") throw new CloudCallError("malformed", "SGLang /get_model_info reply has no model_path");
+    const tok = typeof info.tokenizer_path === "string" ? info.tokenizer_path : info.model_path;
+    this.requireConfirmation([], `SGLang reports only the tokenizer path (${tok})`);
+    return { name: info.model_path, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
+  }
+
+  protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {
+    const r = await this.postJson(
+      "/generate",
+      {
+        input_ids: history,
+        sampling_params: { max_new_tokens: 1, temperature: 0 },
+        return_logprob: true,
+        top_logprobs_num: Math.max(1, this.topK),
+        logprob_start_len: -1,
+      },
+      signal,
+    );
+    const meta = isObject(r) && isObject(r.meta_info) ? r.meta_info : undefined;
+    const out = meta && Array.isArray(meta.output_token_logprobs) ? meta.output_token_logprobs[0] : undefined;
+    if (!Array.isArray(out) || out.length < 2) throw new CloudCallError("malformed", "SGLang reply has no meta_info.output_token_logprobs");
+    const [logprob, tokenId] = out as unknown[];
+    const ids = isObject(r) ? r.output_ids : undefined;
+    if (Array.isArray(ids) && ids.length > 0 && ids[0] !== tokenId) throw new CloudCallError("malformed", "SGLang reply: output_ids and logprobs disagree");
+    const topRaw = Array.isArray(meta!.output_top_logprobs) ? meta!.output_top_logprobs[0] : undefined;
+    if (!Array.isArray(topRaw)) throw new CloudCallError("malformed", "SGLang reply has no output_top_logprobs");
+    const top = topRaw.map((c) => (Array.isArray(c) ? { tokenId: c[1] as unknown, logprob: c[0] as unknown } : { tokenId: undefined, logprob: undefined }));
+    const evaluated =
+      typeof meta!.prompt_tokens === "number" && typeof meta!.cached_tokens === "number" ? meta!.prompt_tokens - meta!.cached_tokens : undefined;
+    return { tokenId, logprob, top, evaluated };
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Contract tests of the serving-engine adapters against loopback servers that implement the engines'
+ * documented shapes, backed by a real model: the adapter's token must be the LLM's real greedy token.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureFixtures } from "../../models/fixtures.js";
+import { modelIdentity } from "../../shared/node/modelFile.js";
+import type { ModelIdentity } from "../../shared/protocol.js";
+import { CloudCallError, type CloudPeer } from "../../electron/engine/cloud/peer.js";
+import { createCloudPeer, vocabularyProbe, type CloudKind } from "../../electron/engine/cloud/adapters/index.js";
+import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
+import { hasStories, noteMissingShared } from "../helpers/shared.js";
+import { standaloneGreedy } from "../helpers/standalone.js";
+import { RealBackend, startFakeEngine, type EngineKind, type FakeEngine } from "./engines.js";
+
+noteMissingShared("serving-engine adapter contract tests");
+const KINDS: EngineKind[] = ["llama.cpp", "vllm", "sglang"];
+const STEPS = 12;
+
+describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behind each engine's shape)", () => {
+  let backend: RealBackend;
+  let llmFile: string;
+  let device: ModelIdentity;
+  let prompt: number[];
+  let reference: number[];
+  const engines = new Map<EngineKind, FakeEngine>();
+
+  beforeAll(async () => {
+    const f = await ensureFixtures();
+    llmFile = f.storiesLlm!;
+    backend = await RealBackend.load(llmFile);
+    device = modelIdentity(backend.model);
+    const bos = backend.model.tokens.bos;
+    prompt = [...(bos !== null ? [bos] : []), ...backend.model.tokenize("Once upon a time, there was a little", false)];
+    reference = await standaloneGreedy(llmFile, prompt, STEPS);
+    for (const k of KINDS) engines.set(k, await startFakeEngine(k, backend));
+  });
+  afterAll(async () => {
+    for (const e of engines.values()) await e.close();
+    await backend?.dispose();
+  });
+
+  const probe = () => vocabularyProbe((t) => backend.model.tokenize(t, false));
+  const peerFor = (kind: EngineKind, extra: Record<string, unknown> = {}): CloudPeer =>
+    createCloudPeer({ kind, url: engines.get(kind)!.url, topK: 3, probe: probe(), assumeSameVocabulary: kind === "sglang", deadlineMs: 250, backoffMs: 1, ...extra } as never);
+
+  for (const kind of KINDS) {
+    describe(kind, () => {
+      it("greedy decoding through the adapter equals the LLM's own greedy decoding", async () => {
+        expect(reference.length).toBe(STEPS);
+        expect(new Set(reference).size).toBeGreaterThan(3); // a real continuation, not one repeated token
+        const peer = peerFor(kind);
+        await peer.connect(device);
+        const engine = engines.get(kind)!;
+        engine.requests.length = 0;
+        const history = [...prompt];
+        const got: number[] = [];
+        const evaluated: Array<number | undefined> = [];
+        for (let i = 0; i < STEPS; i++) {
+          const s = await peer.next(history);
+          expect(s.top.length).toBe(3);
+          expect(s.top[0]!.tokenId).toBe(s.tokenId);
+          expect(s.logprob).toBeCloseTo(s.top[0]!.logprob, 6);
+          got.push(s.tokenId);
+          evaluated.push(s.evaluated);
+          history.push(s.tokenId);
+        }
+        expect(got).toEqual(reference);
+        // the prefix cache: after the first call each call evaluates only the one new token
+        expect(evaluated.slice(1).every((e) => e === 1)).toBe(true);
+        // the documented request shape went out
+        const r = engine.requests[0]!;
+        if (kind === "llama.cpp") expect(r).toMatchObject({ prompt, n_predict: 1, cache_prompt: true, n_probs: 3, temperature: 0, return_tokens: true });
+        if (kind === "vllm") expect(r).toMatchObject({ model: "stories-llm", prompt, max_tokens: 1, temperature: 0, logprobs: 3, return_tokens_as_token_ids: true });
+        if (kind === "sglang") expect(r).toMatchObject({ input_ids: prompt, sampling_params: { max_new_tokens: 1, temperature: 0 }, return_logprob: true, top_logprobs_num: 3 });
+        expect(peer.stats.calls).toBe(STEPS);
+        expect(peer.state).toBe("online");
+      });
+
+      for (const [fault, reason] of [
+        ["garbage", "malformed"],
+        ["missing", "malformed"],
+        ["outOfVocab", "malformed"],
+        ["disagree", "malformed"],
+        ["status500", "http"],
+        ["slow", "timeout"],
+      ] as const) {
+        it(`${fault} reply → CloudCallError(${reason}), then back-off, then recovery`, async () => {
+          const peer = peerFor(kind);
+          await peer.connect(device);
+          const engine = engines.get(kind)!;
+          engine.fault = fault;
+          try {
+            const err = await peer.next(prompt).then(() => null, (e: unknown) => e);
+            expect(err).toBeInstanceOf(CloudCallError);
+            expect((err as CloudCallError).reason).toBe(reason);
+            expect(peer.state).toBe("offline");
+          } finally {
+            engine.fault = "none";
+          }
+          await new Promise((r) => setTimeout(r, 5));
+          expect((await peer.next(prompt)).tokenId).toBe(reference[0]);
+        });
+      }
+    });
+  }
+
+  it("vocabulary: a different tokenisation of the probe is refused at connect", async () => {
+    for (const kind of ["llama.cpp", "vllm"] as const) {
+      const bad = probe();
+      bad.tokens[0] = (bad.tokens[0]! + 1) % device.vocabSize;
+      const peer = createCloudPeer({ kind, url: engines.get(kind)!.url, probe: bad });
+      await expect(peer.connect(device)).rejects.toMatchObject({ reason: "vocab_mismatch" });
+    }
+  });
+
+  it("vocabulary: llama.cpp refuses a different vocabulary size even when the user confirms", async () => {
+    const peer = createCloudPeer({ kind: "llama.cpp", url: engines.get("llama.cpp")!.url, assumeSameVocabulary: true });
+    await expect(peer.connect({ ...device, vocabSize: device.vocabSize + 1 })).rejects.toThrow(/tokens/);
+  });
+
+  it("vocabulary: what cannot be verified needs the user's confirmation", async () => {
+    for (const kind of KINDS) {
+      const peer = createCloudPeer({ kind, url: engines.get(kind)!.url });
+      await expect(peer.connect(device)).rejects.toThrow(/assumeSameVocabulary/);
+      const ok = createCloudPeer({ kind, url: engines.get(kind)!.url, assumeSameVocabulary: true });
+      await expect(ok.connect(device)).resolves.toMatchObject({ vocabSize: device.vocabSize });
+    }
+    // with a probe, llama.cpp and vLLM verify without the user's word
+    for (const kind of ["llama.cpp", "vllm"] as const) {
+      await expect(createCloudPeer({ kind, url: engines.get(kind)!.url, probe: probe() }).connect(device)).resolves.toBeTruthy();
+    }
+  });
+
+  it("unreachable engine → CloudCallError(unreachable)", async () => {
+    const peer = createCloudPeer({ kind: "vllm", url: "http://127.0.0.1:1", assumeSameVocabulary: true });
+    await expect(peer.connect(device)).rejects.toMatchObject({ reason: "unreachable" });
+  });
+});
+
+describe("createCloudPeer", () => {
+  it("selects the peer by kind and rejects an unknown kind", () => {
+    const kinds: Record<CloudKind, string> = { tandem: "tandem", "llama.cpp": "llama.cpp", vllm: "vllm", sglang: "sglang" };
+    for (const [kind, expected] of Object.entries(kinds)) {
+      const p = createCloudPeer({ kind: kind as CloudKind, url: "http://127.0.0.1:9" } as never);
+      expect(p.kind).toBe(expected);
+    }
+    expect(createCloudPeer({ kind: "tandem", url: "http://127.0.0.1:9" })).toBeInstanceOf(TandemCloudClient);
+    expect(() => createCloudPeer({ kind: "triton", url: "http://x" } as never)).toThrow(/Unknown cloud kind/);
+    expect(() => createCloudPeer({ kind: "vllm", url: "ftp://x" })).toThrow(/http/);
+  });
+});

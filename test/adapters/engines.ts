@@ -1,0 +1,189 @@
+/**
+ * Loopback servers that implement exactly the documented request and response shapes of llama.cpp's
+ * server, vLLM and SGLang (see the adapters' headers), backed by a real node-llama-cpp model: the
+ * token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
+ * sequence, longest common prefix reused) stands in for the engines' prefix caches, so the evaluated
+ * counts they report are real too.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
+import { getTandemLlama } from "../../shared/node/llama.js";
+import { modelIdentity } from "../../shared/node/modelFile.js";
+
+export type EngineKind = "llama.cpp" | "vllm" | "sglang";
+export type EngineFault = "none" | "garbage" | "missing" | "outOfVocab" | "status500" | "slow" | "disagree";
+
+export interface Prediction {
+  token: number;
+  logprob: number;
+  top: Array<{ id: number; logprob: number }>;
+  promptTokens: number;
+  cached: number;
+}
+
+/** A real model with one KV-cached sequence; predictions are serialised. */
+export class RealBackend {
+  private queue: Promise<unknown> = Promise.resolve();
+  private constructor(
+    readonly model: LlamaModel,
+    private readonly ctx: LlamaContext,
+    private readonly seq: LlamaContextSequence,
+  ) {}
+
+  static async load(file: string): Promise<RealBackend> {
+    const llama = await getTandemLlama();
+    const model = await llama.loadModel({ modelPath: file });
+    const ctx = await model.createContext({ contextSize: 1024, threads: 1 });
+    return new RealBackend(model, ctx, ctx.getSequence());
+  }
+
+  get vocabSize(): number {
+    return modelIdentity(this.model).vocabSize;
+  }
+
+  predict(ids: readonly number[], k: number): Promise<Prediction> {
+    const run = this.queue.then(() => this.predictNow(ids, k));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async predictNow(ids: readonly number[], k: number): Promise<Prediction> {
+    const held = this.seq.contextTokens.length;
+    const keep = Math.min(this.seq.compareContextTokens(ids as Token[]).firstDifferentIndex, ids.length - 1);
+    if (keep < held) await this.seq.eraseContextTokenRanges([{ start: keep, end: held }]);
+    const rest = ids.slice(keep);
+    const items = rest.map((t, i) =>
+      i === rest.length - 1 ? ([t as Token, { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } }] as const) : (t as Token),
+    );
+    const out = await this.seq.controlledEvaluate(items as never);
+    const next = (out[rest.length - 1] as { next: { token: number; probabilities: Map<number, number> } }).next;
+    const sorted = [...next.probabilities.entries()].sort((a, b) => b[1] - a[1]);
+    const p = next.probabilities.get(next.token) ?? sorted[0][1];
+    return {
+      token: next.token,
+      logprob: Math.log(p),
+      top: sorted.slice(0, k).map(([id, q]) => ({ id, logprob: Math.log(q) })),
+      promptTokens: ids.length,
+      cached: keep,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.ctx.dispose();
+    await this.model.dispose();
+  }
+}
+
+export interface FakeEngine {
+  url: string;
+  fault: EngineFault;
+  /** request bodies received on the generation endpoint */
+  requests: Array<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+const MODEL_NAME = "stories-llm";
+
+export async function startFakeEngine(kind: EngineKind, backend: RealBackend, opts: { reportVocab?: boolean; tokenize?: boolean } = {}): Promise<FakeEngine> {
+  const engine: FakeEngine = { url: "", fault: "none", requests: [], close: async () => {} };
+  const send = (res: http.ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(typeof body === "string" ? body : JSON.stringify(body));
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      try {
+        const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>) : {};
+        const route = `${req.method} ${req.url}`;
+        const genRoute = { "llama.cpp": "POST /completion", vllm: "POST /v1/completions", sglang: "POST /generate" }[kind];
+        if (route === genRoute) {
+          engine.requests.push(body);
+          const f = engine.fault;
+          if (f === "status500") return send(res, 500, { error: { message: "injected" } });
+          if (f === "garbage") return send(res, 200, '{"choices": [');
+          if (f === "slow") await new Promise((r) => setTimeout(r, 400));
+          const ids = (kind === "sglang" ? body.input_ids : body.prompt) as number[];
+          const k = Number(kind === "llama.cpp" ? body.n_probs : kind === "vllm" ? body.logprobs : body.top_logprobs_num) || 1;
+          const p = await backend.predict(ids, k);
+          if (f === "outOfVocab") p.token = backend.vocabSize + 7;
+          const other = p.token === 0 ? 1 : 0;
+          return send(res, 200, f === "missing" ? {} : format(kind, p, f === "disagree" ? other : p.token));
+        }
+        if (kind === "llama.cpp" && route === "GET /v1/models") {
+          return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: backend.vocabSize, n_ctx_train: 1024 } }] });
+        }
+        if (kind === "vllm" && route === "GET /v1/models") return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: 1024 }] });
+        if (kind === "sglang" && route === "GET /get_model_info") return send(res, 200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true });
+        if (route === "POST /tokenize" && kind !== "sglang" && opts.tokenize !== false) {
+          const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
+          const tokens = [...backend.model.tokenize(text, false)];
+          return send(res, 200, kind === "vllm" ? { tokens, count: tokens.length, max_model_len: 1024 } : { tokens });
+        }
+        send(res, 404, { error: { message: `not found: ${route}` } });
+      } catch (err) {
+        send(res, 500, { error: { message: String(err) } });
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  engine.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  engine.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
+  return engine;
+}
+
+function format(kind: EngineKind, p: Prediction, idsField: number): unknown {
+  const evaluated = p.promptTokens - p.cached;
+  switch (kind) {
+    case "llama.cpp":
+      return {
+        content: "",
+        tokens: [idsField],
+        completion_probabilities: [{ id: p.token, token: "", logprob: p.logprob, top_logprobs: p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) }],
+        tokens_cached: p.cached,
+        tokens_evaluated: p.promptTokens,
+        stop_type: "limit",
+        timings: { prompt_n: evaluated, predicted_n: 1 },
+      };
+    case "vllm":
+      return {
+        id: "cmpl-1",
+        object: "text_completion",
+        model: MODEL_NAME,
+        choices: [
+          {
+            index: 0,
+            text: "",
+            token_ids: [idsField],
+            logprobs: {
+              tokens: [`token_id:${p.token}`],
+              token_logprobs: [p.logprob],
+              top_logprobs: [Object.fromEntries(p.top.map((c) => [`token_id:${c.id}`, c.logprob]))],
+              text_offset: [0],
+            },
+            finish_reason: "length",
+          },
+        ],
+        usage: { prompt_tokens: p.promptTokens, completion_tokens: 1, total_tokens: p.promptTokens + 1, prompt_tokens_details: { cached_tokens: p.cached } },
+      };
+    case "sglang":
+      return {
+        text: "",
+        output_ids: [idsField],
+        meta_info: {
+          prompt_tokens: p.promptTokens,
+          cached_tokens: p.cached,
+          completion_tokens: 1,
+          output_token_logprobs: [[p.logprob, p.token, null]],
+          output_top_logprobs: [p.top.map((c) => [c.logprob, c.id, null])],
+          finish_reason: { type: "length", length: 1 },
+        },
+      };
+  }
+}
