@@ -19,8 +19,9 @@ import {
 } from "../../../shared/protocol.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
+import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
 
-export interface TandemClientOptions {
+export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
   url: string;
   /** bearer token */
@@ -29,10 +30,6 @@ export interface TandemClientOptions {
   deadlineMs?: number;
   /** top-k alternatives to ask for (0 = only the chosen token's log-probability) */
   topK?: number;
-  /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
-  backoffMs?: number;
-  maxBackoffMs?: number;
-  onStateChange?: (state: CloudState, detail?: string) => void;
 }
 
 export const DEFAULT_DEADLINE_MS = 1500;
@@ -58,26 +55,17 @@ export class TandemCloudClient implements CloudPeer {
   private sessionId: string | undefined;
   /** tokens the server's session is known to hold, in order */
   private confirmed: number[] = [];
-  private currentState: CloudState = "unknown";
-  private retryAt = 0;
-  private backoff: number;
+  private readonly health: CloudHealth;
 
   constructor(private readonly opts: TandemClientOptions) {
-    let u: URL;
-    try {
-      u = new URL(opts.url);
-    } catch {
-      throw new Error(`Invalid cloud URL: ${JSON.stringify(opts.url)}`);
-    }
-    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error(`Cloud URL must be http(s): ${opts.url}`);
-    this.base = u.toString().replace(/\/$/, "");
+    this.base = parseCloudUrl(opts.url);
     this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.topK = Math.max(0, Math.min(opts.topK ?? 0, PROTOCOL_LIMITS.maxTopK));
-    this.backoff = opts.backoffMs ?? 1000;
+    this.health = new CloudHealth(opts);
   }
 
   get state(): CloudState {
-    return this.currentState;
+    return this.health.state;
   }
 
   get model(): ModelIdentity | undefined {
@@ -86,10 +74,10 @@ export class TandemCloudClient implements CloudPeer {
 
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
-    const deadline = this.deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
+    const deadline = deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
     try {
       await this.createSession(deadline);
-      this.markOnline();
+      this.health.online();
       return this.cloudModel!;
     } catch (err) {
       throw this.fail(err, deadline);
@@ -98,16 +86,14 @@ export class TandemCloudClient implements CloudPeer {
 
   async next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
-    if (Date.now() < this.retryAt) {
-      throw new CloudCallError("offline", `cloud offline, retrying in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s`);
-    }
+    this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
-    const deadline = this.deadlineSignal(signal, this.deadlineMs);
+    const deadline = deadlineSignal(signal, this.deadlineMs);
     try {
       if (!this.sessionId) await this.createSession(deadline);
       const res = await this.nextWithResync(history, deadline);
-      this.markOnline();
+      this.health.online();
       return { tokenId: res.tokenId, logprob: res.logprob, top: res.top, latencyMs: performance.now() - t0, evaluated: res.evaluated };
     } catch (err) {
       this.stats.failures++;
@@ -160,7 +146,7 @@ export class TandemCloudClient implements CloudPeer {
     this.confirmed = this.confirmed.slice(0, base);
     const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
     this.expectLength(r.length, history.length);
-    this.validateNext(r);
+    checkTokenReply(r, this.device!.vocabSize);
     this.confirmed = history.slice();
     return r;
   }
@@ -184,17 +170,6 @@ export class TandemCloudClient implements CloudPeer {
     this.sessionId = res.sessionId;
     this.confirmed = [];
     this.stats.sessions++;
-  }
-
-  private validateNext(r: NextResponse): void {
-    const vocab = this.device!.vocabSize;
-    const okToken = (t: unknown) => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocab;
-    const okLogprob = (l: unknown) => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
-    if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
-    if (!okLogprob(r.logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
-    if (!Array.isArray(r.top) || !r.top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
-      throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
-    }
   }
 
   private expectLength(actual: unknown, expected: number): void {
@@ -237,45 +212,20 @@ export class TandemCloudClient implements CloudPeer {
     return json;
   }
 
-  private deadlineSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
-    const t = AbortSignal.timeout(ms);
-    return signal ? AbortSignal.any([signal, t]) : t;
-  }
-
   /** Classifies a failure, updates the back-off, and returns the error to throw. */
   private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
     if (err instanceof VocabularyMismatchError) return err;
-    let e: CloudCallError;
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
-    if (err instanceof CloudCallError) e = err;
-    else if (err instanceof ServerError) e = new CloudCallError("http", `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`, err.status);
-    else if (deadline.aborted) e = new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`);
-    else e = new CloudCallError("unreachable", `cloud call failed: ${(err as Error)?.message ?? String(err)}`);
-    if (e.reason === "vocab_mismatch") return e;
+    const e =
+      err instanceof ServerError
+        ? new CloudCallError("http", `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`, err.status)
+        : classifyFailure(err, deadline, this.deadlineMs);
     // a failed or timed-out call may have left the server anywhere after the common prefix: the next
-    // call's `base` (≤ what it holds) makes it truncate, so the mirror stays truthful
-    if (e.reason === "http" && (e.status ?? 0) < 500 && e.status !== 429) {
-      // a 4xx other than rate limiting is our request's fault, not the cloud's health: no back-off,
-      // but start from a fresh session in case the session state is what the server objects to
-      this.sessionId = undefined;
-      return e;
-    }
-    this.retryAt = Date.now() + this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 15_000);
-    this.setState("offline", e.message);
+    // call's `base` (≤ what it holds) makes it truncate, so the mirror stays truthful. A request the
+    // server refused (4xx, no back-off) starts again from a fresh session, in case the session state
+    // is what it objects to.
+    if (!this.health.failed(e) && e.reason === "http") this.sessionId = undefined;
     return e;
-  }
-
-  private markOnline(): void {
-    this.backoff = this.opts.backoffMs ?? 1000;
-    this.retryAt = 0;
-    this.setState("online");
-  }
-
-  private setState(s: CloudState, detail?: string): void {
-    if (s === this.currentState) return;
-    this.currentState = s;
-    this.opts.onStateChange?.(s, detail);
   }
 }
 
@@ -284,9 +234,4 @@ export function commonPrefixLength(a: readonly number[], b: readonly number[]): 
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
-}
-
-function describeFetchError(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }

@@ -4,9 +4,8 @@
  * history (token IDs, never text) and relies on the engine's prefix cache so that only the tokens it has
  * not seen are evaluated.
  *
- * Deadline, back-off and failure classification follow TandemCloudClient (tandemClient.ts). Its
- * helpers (`fail`, `request`, `ServerError`) are private there, so the minimal logic is copied here;
- * `commonPrefixLength` and `DEFAULT_DEADLINE_MS` are imported.
+ * The URL check, deadline, back-off, failure classification and reply validation are the ones every
+ * cloud client shares (../callSupport.ts), so the adapters behave exactly as TandemCloudClient does.
  *
  * Vocabulary: token-level routing needs the same tokenizer on both sides. None of these engines exposes
  * a hash of its vocabulary. Each adapter verifies what its engine allows (see the adapter's header) and
@@ -15,6 +14,7 @@
 import type { ModelIdentity, TokenLogprob } from "../../../../shared/protocol.js";
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "../peer.js";
+import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "../callSupport.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -33,7 +33,7 @@ export function vocabularyProbe(tokenize: (text: string) => readonly number[], t
   return { text, tokens: [...tokenize(text)] };
 }
 
-export interface AdapterOptions {
+export interface AdapterOptions extends HealthOptions {
   /** base URL of the engine, e.g. http://10.0.0.5:8080 */
   url: string;
   /** bearer token (API key), if the engine requires one */
@@ -42,9 +42,6 @@ export interface AdapterOptions {
   deadlineMs?: number;
   /** top-k alternatives to ask for (0 = only the chosen token's log-probability) */
   topK?: number;
-  backoffMs?: number;
-  maxBackoffMs?: number;
-  onStateChange?: (state: CloudState, detail?: string) => void;
   /** device tokenisation of a sample text: compared with the engine's tokenisation where it can tokenise */
   probe?: VocabularyProbe;
   /**
@@ -84,26 +81,17 @@ export abstract class EngineAdapter implements CloudPeer {
   protected device: ModelIdentity | undefined;
   /** what the connect check established; shown to the user */
   vocabularyCheck = "not connected";
-  private currentState: CloudState = "unknown";
-  private retryAt = 0;
-  private backoff: number;
+  private readonly health: CloudHealth;
 
   constructor(protected readonly opts: AdapterOptions) {
-    let u: URL;
-    try {
-      u = new URL(opts.url);
-    } catch {
-      throw new Error(`Invalid cloud URL: ${JSON.stringify(opts.url)}`);
-    }
-    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error(`Cloud URL must be http(s): ${opts.url}`);
-    this.base = u.toString().replace(/\/$/, "");
+    this.base = parseCloudUrl(opts.url);
     this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.topK = Math.max(0, Math.min(opts.topK ?? 0, MAX_ADAPTER_TOP_K));
-    this.backoff = opts.backoffMs ?? 1000;
+    this.health = new CloudHealth(opts);
   }
 
   get state(): CloudState {
-    return this.currentState;
+    return this.health.state;
   }
 
   /** Checks what the engine allows about the vocabulary; returns the identity to report. */
@@ -113,11 +101,11 @@ export abstract class EngineAdapter implements CloudPeer {
 
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
-    const deadline = this.deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
+    const deadline = deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
     try {
       const id = await this.verify(device, deadline);
       this.stats.sessions++;
-      this.markOnline();
+      this.health.online();
       return id;
     } catch (err) {
       throw this.fail(err, deadline, signal);
@@ -127,16 +115,14 @@ export abstract class EngineAdapter implements CloudPeer {
   async next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
     if (history.length === 0) throw new CloudCallError("malformed", "empty history");
-    if (Date.now() < this.retryAt) {
-      throw new CloudCallError("offline", `cloud offline, retrying in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s`);
-    }
+    this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
-    const deadline = this.deadlineSignal(signal, this.deadlineMs);
+    const deadline = deadlineSignal(signal, this.deadlineMs);
     try {
       const r = await this.step(history, deadline);
       const v = this.validate(r);
-      this.markOnline();
+      this.health.online();
       return { ...v, latencyMs: performance.now() - t0, evaluated: r.evaluated };
     } catch (err) {
       this.stats.failures++;
@@ -169,16 +155,8 @@ export abstract class EngineAdapter implements CloudPeer {
   }
 
   private validate(r: EngineStep): { tokenId: number; logprob: number; top: TokenLogprob[] } {
-    const vocab = this.device!.vocabSize;
-    const okToken = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocab;
-    const okLogprob = (l: unknown): l is number => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
-    if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
-    if (!okLogprob(r.logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
-    if (!Array.isArray(r.top) || !r.top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
-      throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
-    }
-    const top = (r.top as TokenLogprob[]).slice(0, this.topK).map((c) => ({ tokenId: c.tokenId, logprob: c.logprob }));
-    return { tokenId: r.tokenId, logprob: r.logprob, top };
+    const v = checkTokenReply(r, this.device!.vocabSize);
+    return { ...v, top: v.top.slice(0, this.topK) };
   }
 
   protected async getJson(path: string, signal: AbortSignal): Promise<unknown> {
@@ -200,8 +178,7 @@ export abstract class EngineAdapter implements CloudPeer {
       res = await fetch(this.base + path, { method, headers, body: payload, signal });
     } catch (err) {
       if (signal.aborted) throw err;
-      const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-      throw new CloudCallError("unreachable", `cloud unreachable: ${cause?.code ?? cause?.message ?? (err as Error)?.message}`);
+      throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
     }
     const text = await res.text();
     this.stats.bytesDown += Buffer.byteLength(text);
@@ -216,38 +193,12 @@ export abstract class EngineAdapter implements CloudPeer {
     return json;
   }
 
-  private deadlineSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
-    const t = AbortSignal.timeout(ms);
-    return signal ? AbortSignal.any([signal, t]) : t;
-  }
-
-  /** Classifies a failure, updates the back-off, and returns the error to throw (as TandemCloudClient). */
+  /** Classifies a failure, updates the cloud's health, and returns the error to throw. */
   private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
-    let e: CloudCallError;
-    if (err instanceof CloudCallError) e = err;
-    else if (err instanceof EngineHttpError) e = new CloudCallError("http", `cloud error: ${err.message}`, err.status);
-    else if (deadline.aborted) e = new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`);
-    else e = new CloudCallError("unreachable", `cloud call failed: ${(err as Error)?.message ?? String(err)}`);
-    if (e.reason === "vocab_mismatch") return e;
-    // a 4xx other than rate limiting is our request's fault, not the cloud's health: no back-off
-    if (e.reason === "http" && (e.status ?? 0) < 500 && e.status !== 429) return e;
-    this.retryAt = Date.now() + this.backoff;
-    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 15_000);
-    this.setState("offline", e.message);
+    const e = err instanceof EngineHttpError ? new CloudCallError("http", `cloud error: ${err.message}`, err.status) : classifyFailure(err, deadline, this.deadlineMs);
+    this.health.failed(e);
     return e;
-  }
-
-  private markOnline(): void {
-    this.backoff = this.opts.backoffMs ?? 1000;
-    this.retryAt = 0;
-    this.setState("online");
-  }
-
-  private setState(s: CloudState, detail?: string): void {
-    if (s === this.currentState) return;
-    this.currentState = s;
-    this.opts.onStateChange?.(s, detail);
   }
 }
 

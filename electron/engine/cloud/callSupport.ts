@@ -1,0 +1,110 @@
+/**
+ * What every cloud client (Tandem's own, the engine adapters) shares: the URL check, a call deadline,
+ * failure classification, reply validation, and the cloud's health with back-off. After a failure the
+ * client stops calling for a while (doubling up to a cap), so the decoder uses the SLM's own tokens at
+ * once instead of waiting on a dead server; one success resets it.
+ */
+import { CloudCallError, type CloudState } from "./peer.js";
+
+export interface HealthOptions {
+  /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  onStateChange?: (state: CloudState, detail?: string) => void;
+}
+
+export class CloudHealth {
+  private current: CloudState = "unknown";
+  private retryAt = 0;
+  private backoff: number;
+
+  constructor(private readonly opts: HealthOptions = {}) {
+    this.backoff = opts.backoffMs ?? 1000;
+  }
+
+  get state(): CloudState {
+    return this.current;
+  }
+
+  /** Throws CloudCallError("offline") while backing off. */
+  checkOpen(): void {
+    const wait = this.retryAt - Date.now();
+    if (wait > 0) throw new CloudCallError("offline", `cloud offline, retrying in ${Math.ceil(wait / 1000)} s`);
+  }
+
+  online(): void {
+    this.backoff = this.opts.backoffMs ?? 1000;
+    this.retryAt = 0;
+    this.set("online");
+  }
+
+  /**
+   * Records a failed call. A 4xx other than rate limiting is the request's fault, not the cloud's
+   * health, and a vocabulary mismatch is permanent: neither starts a back-off. Returns whether it did.
+   */
+  failed(e: CloudCallError): boolean {
+    if (e.reason === "vocab_mismatch" || e.reason === "aborted") return false;
+    if (e.reason === "http" && (e.status ?? 0) < 500 && e.status !== 429) return false;
+    this.retryAt = Date.now() + this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 15_000);
+    this.set("offline", e.message);
+    return true;
+  }
+
+  private set(s: CloudState, detail?: string): void {
+    if (s === this.current) return;
+    this.current = s;
+    this.opts.onStateChange?.(s, detail);
+  }
+}
+
+/** The user's abort signal combined with a deadline. */
+export function deadlineSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
+  const t = AbortSignal.timeout(ms);
+  return signal ? AbortSignal.any([signal, t]) : t;
+}
+
+/** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */
+export function describeFetchError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+}
+
+/** Classifies a thrown value as a CloudCallError (timeouts, unreachable, already-classified errors). */
+export function classifyFailure(err: unknown, deadline: AbortSignal, deadlineMs: number): CloudCallError {
+  if (err instanceof CloudCallError) return err;
+  if (deadline.aborted) return new CloudCallError("timeout", `no answer from the cloud within ${deadlineMs} ms`);
+  return new CloudCallError("unreachable", `cloud call failed: ${(err as Error)?.message ?? String(err)}`);
+}
+
+/** The base URL of a cloud, checked: a clear error for anything but http(s). */
+export function parseCloudUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`Invalid cloud URL: ${JSON.stringify(url)}`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error(`Cloud URL must be http(s): ${url}`);
+  return u.toString().replace(/\/$/, "");
+}
+
+/**
+ * Checks a next-token reply from any cloud: a token inside the device's vocabulary, finite log-probabilities
+ * ≤ 0 (a tiny positive rounding error allowed), well-formed top-k. A misbehaving server must never
+ * put an impossible token into the answer.
+ */
+export function checkTokenReply(
+  r: { tokenId: unknown; logprob: unknown; top: unknown },
+  vocabSize: number,
+): { tokenId: number; logprob: number; top: { tokenId: number; logprob: number }[] } {
+  const okToken = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocabSize;
+  const okLogprob = (l: unknown): l is number => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
+  if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
+  if (!okLogprob(r.logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
+  const top = r.top as { tokenId: unknown; logprob: unknown }[];
+  if (!Array.isArray(top) || !top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
+    throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
+  }
+  return { tokenId: r.tokenId, logprob: r.logprob, top: top.map((c) => ({ tokenId: c.tokenId as number, logprob: c.logprob as number })) };
+}
