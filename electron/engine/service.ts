@@ -95,6 +95,8 @@ export class TandemService implements BridgeApi {
   private readonly totals: LiveStats["totals"] = { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 };
   private readonly notices: string[] = [];
   private closed = false;
+  /** A finished download being loaded and remembered: close() waits for it so the choice is never lost. */
+  private adopting: Promise<void> | null = null;
   private readonly downloads = new ModelDownloads((download) => {
     this.models = { ...this.models, download };
     this.emit({ type: "models", models: this.models });
@@ -139,6 +141,7 @@ export class TandemService implements BridgeApi {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.adopting;
     if (this.active) {
       this.active.abort.abort();
       await this.active.done;
@@ -401,12 +404,15 @@ export class TandemService implements BridgeApi {
     if (!item) throw new Error(`No model ${JSON.stringify(id)} in the catalogue`);
     if (this.downloads.status?.status === "downloading") throw new Error("A download is already running; cancel it first");
     // runs in the background: progress arrives as `models` events; the model is used once complete
-    this.downloads
+    void this.downloads
       .download({ id: item.id, uri: item.uri, dir: this.modelsDir })
-      .then(async (file) => {
+      .then((file) => {
         if (this.closed) return;
-        if (this.active) await this.stopActive();
-        await this.useSlm(file);
+        this.adopting = (async () => {
+          if (this.active) await this.stopActive();
+          await this.useSlm(file);
+        })().finally(() => (this.adopting = null));
+        return this.adopting;
       })
       .catch(() => {}); // cancellations and failures are in the download state already
     return this.models;
