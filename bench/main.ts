@@ -15,7 +15,7 @@ import { TandemCloudClient } from "../electron/engine/cloud/tandemClient.js";
 import { LocalModel } from "../electron/engine/localModel.js";
 import { ensureBenchFixtures, ensureFixtures } from "../models/fixtures.js";
 import { threadsFor } from "../shared/node/llama.js";
-import { ConfidenceRouter, type FeatureNeeds, type Router } from "../shared/router.js";
+import { ConfidenceRouter, type FeatureNeeds, type Router, type RouterFeatures } from "../shared/router.js";
 import type { ModelIdentity } from "../shared/protocol.js";
 import { startFaultProxy } from "../test/helpers/faultProxy.js";
 import { everyKth, median, percentile, type Figure } from "./stats.js";
@@ -45,10 +45,10 @@ class FixedRouter implements Router {
   constructor(
     readonly name: string,
     readonly needs: FeatureNeeds,
-    private readonly f: () => number = () => 1,
+    private readonly f: (position: number) => number = () => 1,
   ) {}
-  score(): number {
-    return this.f();
+  score(features: RouterFeatures): number {
+    return this.f(features.position ?? 0);
   }
 }
 
@@ -166,45 +166,54 @@ async function figureB(llmFile: string, device: ModelIdentity): Promise<void> {
 // ---------------------------------------------------------------- (c) network hiding
 async function figureC(slmFile: string, llmFile: string): Promise<void> {
   const share = 14;
-  log(`\n(c) network hiding: blocking client, 1 cloud call per ${share} tokens (${(100 / share).toFixed(1)}%), ${cfg.cTokens} tokens × ${cfg.cReps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
+  log(`\n(c) network hiding: blocking vs hiding client, 1 cloud call per ${share} tokens (${(100 / share).toFixed(1)}%), ${cfg.cTokens} tokens × ${cfg.cReps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
   const token = "bench-token-" + "y".repeat(16);
   const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: 2, contextSize: 1024, rateLimit: false, log: () => {} });
   const proxy = await startFaultProxy(server.url);
   const slm = await LocalModel.load(slmFile, { contextSize: 1024 });
   const prompt = slm.model.tokenize("Once upon a time, in a small village,", false) as number[];
   const needs: FeatureNeeds = { top1Prob: false, topK: 0, hidden: false };
-  const rows: Record<string, { ms: number[]; lost: number[]; calls: number[] }> = {};
-  const runOnce = async (delay: number | null) => {
-    const cloud = delay === null ? null : new TandemCloudClient({ url: proxy.url, token, deadlineMs: 5000 });
+  type Row = { ms: number[]; lost: number[]; calls: number[] };
+  const rows: Record<string, Row> = {};
+  const outputs: Record<string, string[]> = {};
+  const runOnce = async (delay: number | null, hiding: boolean) => {
+    const cloud = delay === null ? null : new TandemCloudClient({ url: proxy.url, token, deadlineMs: 5000, backgroundSync: hiding });
     if (cloud) await cloud.connect(slm.identity);
     proxy.fault = delay ? { kind: "delay", ms: delay } : { kind: "pass" };
+    proxy.match = /\/(next|append)$/; // the round trip is paid by background appends too
+    proxy.seen.length = 0;
     await slm.begin([prompt[0]!], needs);
     const dec = new CollaborativeDecoder(slm, new FixedRouter("every 14th", needs, everyKth(share)), cloud);
     const t0 = performance.now();
-    const ans = dec.generate(prompt, { tau: 0.5, maxTokens: cfg.cTokens });
+    const ans = dec.generate(prompt, { tau: 0.5, maxTokens: cfg.cTokens, speculate: hiding ? 8 : 0 });
     let calls = 0;
-    let cloudMs = 0;
+    const tokens: string[] = [];
     for await (const e of ans) {
-      if (e.cloudLatencyMs !== null) {
-        calls++;
-        cloudMs += e.cloudLatencyMs;
-      }
+      tokens.push(`${e.tokenId}:${e.origin}`);
+      if (e.cloudLatencyMs !== null) calls++;
     }
     const ms = performance.now() - t0;
     await cloud?.close();
-    return { ms, calls, cloudMs };
+    return { ms, calls, tokens: tokens.join(" ") };
   };
   try {
-    await runOnce(0);
+    await runOnce(0, false);
+    await runOnce(0, true);
     for (let r = 0; r < cfg.cReps; r++) {
-      const dry = await runOnce(null);
+      const dry = await runOnce(null, false);
       (rows.dry ??= { ms: [], lost: [], calls: [] }).ms.push(dry.ms);
       for (const d of cfg.cDelays) {
-        const x = await runOnce(d);
-        const row = (rows[`${d} ms`] ??= { ms: [], lost: [], calls: [] });
-        row.ms.push(x.ms);
-        row.lost.push(x.ms - dry.ms);
-        row.calls.push(x.calls);
+        // interleaved: blocking and hiding alternate first, so drift in the machine's load hits both
+        const order = r % 2 === 0 ? [false, true] : [true, false];
+        for (const hiding of order) {
+          const x = await runOnce(d, hiding);
+          const key = `${hiding ? "hiding" : "blocking"} ${d} ms`;
+          const row = (rows[key] ??= { ms: [], lost: [], calls: [] });
+          row.ms.push(x.ms);
+          row.lost.push(x.ms - dry.ms);
+          row.calls.push(x.calls);
+          (outputs[`${d}`] ??= []).push(x.tokens);
+        }
       }
     }
     const out = Object.entries(rows).map(([k, v]) => ({
@@ -214,9 +223,21 @@ async function figureC(slmFile: string, llmFile: string): Promise<void> {
       calls: median(v.calls),
       lostMsPerCall: v.calls.length ? +(median(v.lost) / Math.max(1, median(v.calls))).toFixed(1) : 0,
     }));
-    for (const o of out) log(`  ${o.variant.padEnd(8)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms over ${o.calls} calls (${o.lostMsPerCall} ms/call)`}`);
-    report.c = { slm: path.basename(slmFile), llm: path.basename(llmFile), cloudShare: 1 / share, blocking: out, improved: "not implemented" };
-    figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, improved / blocking client", ratio: null, target: "<= 0.5", met: false, note: "not met: improved client not implemented (blocking baseline measured, see report.c)" });
+    for (const o of out) log(`  ${o.variant.padEnd(16)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms over ${o.calls} calls (${o.lostMsPerCall} ms/call)`}`);
+    // every run of one delay, blocking or hiding, must have produced the same tokens and origins
+    const identical = Object.values(outputs).every((xs) => xs.every((x) => x === xs[0]));
+    log(`  same tokens and origins, blocking vs hiding, at every delay: ${identical ? "yes" : "NO"}`);
+    const lost = (k: string) => out.find((o) => o.variant === k)!.lostMs;
+    const ratios = Object.fromEntries(cfg.cDelays.map((d) => [d, +(lost(`hiding ${d} ms`) / lost(`blocking ${d} ms`)).toFixed(3)]));
+    report.c = { slm: path.basename(slmFile), llm: path.basename(llmFile), cloudShare: 1 / share, rows: out, lostRatioByDelay: ratios, identicalOutput: identical, samples: rows };
+    const r50 = ratios[50] ?? null;
+    figures.push({
+      name: "c: time lost to cloud calls at 50 ms RTT, hiding / blocking client (same output)",
+      ratio: r50,
+      target: "<= 0.5",
+      met: r50 !== null && r50 <= 0.5 && identical,
+      ...(identical ? {} : { note: "outputs differed between the clients" }),
+    });
   } finally {
     await slm.dispose();
     await proxy.close();

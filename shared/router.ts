@@ -15,6 +15,9 @@ export interface RouterFeatures {
   topProbs?: readonly number[];
   /** post-final-norm last-layer hidden state of the SLM at this position, when computed */
   hidden?: Float32Array | Float64Array;
+  /** index of this token in the answer (0 = first answer token); lets test and bench routers pick
+   * positions deterministically however often a position is scored (speculation scores some twice) */
+  position?: number;
 }
 
 /** What a router needs the SLM step to compute. The engine computes only what is asked. */

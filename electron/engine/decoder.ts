@@ -7,6 +7,11 @@
  *                                                   the SLM's greedy token            origin "fallback"
  *   → the chosen token is fed back to the SLM (its KV cache holds the committed history) → next step.
  *
+ * Hiding the network (the output is the same as waiting, only sooner): the cloud client keeps the
+ * server's copy of the conversation current in the background (`observe`), so a call costs one LLM
+ * step plus the round trip; and while a call is in flight the SLM runs ahead on its own guess
+ * (`runAhead`), kept when the cloud agrees or fails, rolled back when it does not.
+ *
  * Answers stream as an async iterable of TokenEvents; `summary` resolves when the answer ends.
  */
 import type { AnswerSummary, Candidate, StopReason, TokenEvent } from "../../shared/events.js";
@@ -24,7 +29,15 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** SLM candidates to attach to each event for the inspector (costly on large vocabularies) */
   topK?: number;
+  /**
+   * How many tokens the SLM may run ahead on its own guess while a cloud call is in flight, rolled
+   * back if the cloud disagrees (0 = wait idle, the blocking decoder). The tokens and origins are the
+   * same either way; only the time differs. Default 8.
+   */
+  speculate?: number;
 }
+
+export const DEFAULT_SPECULATION = 8;
 
 export interface Answer extends AsyncIterable<TokenEvent> {
   /** resolves when the answer has ended (after the iterator finishes) */
@@ -83,6 +96,7 @@ export class CollaborativeDecoder {
       topK: Math.max(this.router.needs.topK, opts.topK ?? 0),
       hidden: this.router.needs.hidden,
     };
+    const speculate = Math.max(0, Math.floor(opts.speculate ?? DEFAULT_SPECULATION));
     const stream = new TokenTextStream((t, last) => this.slm.detokenize(t, last), opts.stop ?? []);
     const history = [...prompt];
     const events: TokenEvent[] = [];
@@ -107,33 +121,67 @@ export class CollaborativeDecoder {
       };
     };
 
+    /** Commits a chosen token; true when the answer ends with it (end of generation, stop string). */
+    const commit = (event: TokenEvent): "eog" | "stop" | "go" => {
+      if (this.slm.isEndOfGeneration(event.tokenId)) return "eog";
+      history.push(event.tokenId);
+      const released = stream.push(event.tokenId);
+      event.text = released.text;
+      events.push(event);
+      lastEvent = event;
+      this.cloud?.observe?.(history); // the cloud's copy follows in the background
+      return released.stopped ? "stop" : "go";
+    };
+
     try {
       if (opts.signal?.aborted) return;
       let step: SlmStep = await this.slm.begin(prompt, needs);
-      for (let index = 0; index < opts.maxTokens; index++) {
+      this.cloud?.observe?.(history); // the server can read the prompt while the SLM writes
+      let index = 0;
+      while (index < opts.maxTokens) {
         if (opts.signal?.aborted) return;
         const tau = validateTau(tauOf());
-        const confidence = this.router.score(featuresOf(step));
-        const event = await this.choose(step, confidence, tau, index, history, opts.signal);
-        if (event === null) return; // aborted while waiting on the cloud
-        if (this.slm.isEndOfGeneration(event.tokenId)) {
-          stopReason = "eog";
-          return;
+        const confidence = this.router.score(featuresOf(step, index));
+        const event = this.localEvent(step, confidence, tau, index);
+        // tokens the SLM guessed past this position while the cloud answered, and its step after them
+        let ahead: { events: TokenEvent[]; after: SlmStep } | null = null;
+        if (routesToCloud(confidence, tau)) {
+          if (!this.cloud) {
+            event.origin = "fallback";
+            event.fallbackReason = "no cloud configured";
+          } else {
+            const call = this.askCloud(this.cloud, history, opts.signal);
+            const room = Math.min(speculate, opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
+            if (room > 0) ahead = await this.runAhead(step, index, room, call, needs, tauOf, opts.signal);
+            const answer = await call.result;
+            if (answer === null) return; // aborted while waiting on the cloud
+            Object.assign(event, answer);
+            if (ahead && event.tokenId !== step.tokenId) {
+              // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
+              await this.slm.rollback(history.length);
+              ahead = null;
+            }
+          }
         }
-        history.push(event.tokenId);
-        const released = stream.push(event.tokenId);
-        event.text = released.text;
-        if (released.stopped) stopReason = "stop-string";
-        events.push(event);
-        lastEvent = event;
-        yield event;
-        if (released.stopped) return;
-        if (index + 1 >= opts.maxTokens) break; // don't pay for a step nobody reads
+        for (const e of [event, ...(ahead?.events ?? [])]) {
+          const r = commit(e);
+          if (r === "eog") {
+            stopReason = "eog";
+            return;
+          }
+          yield e;
+          if (r === "stop") {
+            stopReason = "stop-string";
+            return;
+          }
+          index++;
+        }
+        if (index >= opts.maxTokens) break; // don't pay for a step nobody reads
         if (history.length >= this.slm.contextSize) {
           stopReason = "context-full";
           return;
         }
-        step = await this.slm.advance(event.tokenId, needs);
+        step = ahead ? ahead.after : await this.slm.advance(event.tokenId, needs);
       }
       stopReason = "max-tokens";
     } catch (err) {
@@ -147,15 +195,8 @@ export class CollaborativeDecoder {
     }
   }
 
-  /** Routes one position; null when aborted while waiting on the cloud. */
-  private async choose(
-    step: SlmStep,
-    confidence: number,
-    tau: number,
-    index: number,
-    history: readonly number[],
-    signal: AbortSignal | undefined,
-  ): Promise<TokenEvent | null> {
+  /** The event for keeping the SLM's own token at this position. */
+  private localEvent(step: SlmStep, confidence: number, tau: number, index: number): TokenEvent {
     const event: TokenEvent = {
       index,
       tokenId: step.tokenId,
@@ -167,30 +208,76 @@ export class CollaborativeDecoder {
       slmTokenId: step.tokenId,
     };
     if (step.top) event.slmTop = step.top.map((c): Candidate => ({ ...c, text: this.slm.detokenize([c.tokenId]) }));
-    if (!routesToCloud(confidence, tau)) return event;
-    if (!this.cloud) {
-      event.origin = "fallback";
-      event.fallbackReason = "no cloud configured";
-      return event;
-    }
-    const t0 = performance.now();
-    try {
-      const c = await this.cloud.next(history, signal);
-      event.tokenId = c.tokenId;
-      event.origin = "cloud";
-      event.cloudLatencyMs = c.latencyMs;
-      event.cloud = { tokenId: c.tokenId, logprob: c.logprob, top: c.top };
-    } catch (err) {
-      if (signal?.aborted) return null;
-      event.origin = "fallback";
-      event.fallbackReason = err instanceof CloudCallError ? err.message : `cloud error: ${(err as Error)?.message}`;
-      // a call that was skipped because the cloud is known to be down costs no network time
-      event.cloudLatencyMs = err instanceof CloudCallError && err.reason === "offline" ? null : performance.now() - t0;
-    }
     return event;
+  }
+
+  /**
+   * Starts the cloud call for the position after `history`. Resolves to the event fields it decides
+   * (the cloud's token, or the SLM's own marked `fallback` when the call fails), or null when aborted.
+   */
+  private askCloud(cloud: CloudPeer, history: readonly number[], signal: AbortSignal | undefined): CloudCall {
+    const t0 = performance.now();
+    const call: CloudCall = { settled: false, result: Promise.resolve(null) };
+    call.result = cloud.next(history, signal).then(
+      (c): Partial<TokenEvent> => ({
+        tokenId: c.tokenId,
+        origin: "cloud",
+        cloudLatencyMs: c.latencyMs,
+        cloud: { tokenId: c.tokenId, logprob: c.logprob, top: c.top },
+      }),
+      (err): Partial<TokenEvent> | null => {
+        if (signal?.aborted) return null;
+        return {
+          origin: "fallback",
+          fallbackReason: err instanceof CloudCallError ? err.message : `cloud error: ${(err as Error)?.message}`,
+          // a call skipped because the cloud is known to be down cost no network time
+          cloudLatencyMs: err instanceof CloudCallError && err.reason === "offline" ? null : performance.now() - t0,
+        };
+      },
+    );
+    void call.result.finally(() => (call.settled = true));
+    return call;
+  }
+
+  /**
+   * While the cloud answers position `index`, the SLM goes on as if its own token there will stand
+   * (it does whenever the cloud agrees or fails): it evaluates that token and keeps choosing its own
+   * tokens after it until the call settles, a position the router would send to the cloud comes up
+   * (that one must wait for this answer), the end of generation, or `room` tokens. If the cloud then
+   * agrees, these tokens are exactly what the blocking decoder would have produced after waiting —
+   * same prefix, same greedy SLM, same router — and they are committed at once; if not, they are
+   * rolled back. The time the SLM would have spent waiting is spent on them instead.
+   */
+  private async runAhead(
+    routed: SlmStep,
+    index: number,
+    room: number,
+    call: CloudCall,
+    needs: FeatureNeeds,
+    tauOf: () => number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ events: TokenEvent[]; after: SlmStep }> {
+    const events: TokenEvent[] = [];
+    let after = await this.slm.advance(routed.tokenId, needs);
+    while (!call.settled && events.length < room && !signal?.aborted) {
+      const position = index + 1 + events.length;
+      const tau = validateTau(tauOf());
+      const confidence = this.router.score(featuresOf(after, position));
+      if (routesToCloud(confidence, tau) || this.slm.isEndOfGeneration(after.tokenId)) break;
+      const event = this.localEvent(after, confidence, tau, position);
+      events.push(event);
+      after = await this.slm.advance(event.tokenId, needs);
+    }
+    return { events, after };
   }
 }
 
-function featuresOf(step: SlmStep): RouterFeatures {
-  return { top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden };
+interface CloudCall {
+  /** set once `result` has resolved */
+  settled: boolean;
+  result: Promise<Partial<TokenEvent> | null>;
+}
+
+function featuresOf(step: SlmStep, position: number): RouterFeatures {
+  return { top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position };
 }

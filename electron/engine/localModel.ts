@@ -146,6 +146,21 @@ export class LocalModel {
     return this.evaluate([token], needs);
   }
 
+  /** Tokens the KV cache holds (the committed history, plus any speculative tokens not yet rolled back). */
+  get length(): number {
+    return this.sequence.contextTokens.length;
+  }
+
+  /**
+   * Forgets every token after the first `length` (speculative tokens the cloud overruled). The next
+   * `advance` continues from there exactly as if they had never been evaluated.
+   */
+  async rollback(length: number): Promise<void> {
+    const held = this.sequence.contextTokens.length;
+    if (length < 1 || length > held) throw new RangeError(`rollback to ${length} of ${held} tokens`);
+    if (length < held) await this.sequence.eraseContextTokenRanges([{ start: length, end: held }]);
+  }
+
   /** Verifies a run of tokens in one batch: the SLM's greedy prediction after each of them. */
   async evaluateAll(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep[]> {
     const want = this.generateNextOptions(needs);

@@ -13,10 +13,21 @@ export type Fault =
   | { kind: "reset" }
   | { kind: "rewrite"; body: (json: Record<string, unknown>) => unknown };
 
+/** One request as the proxy saw it; `body` is the parsed JSON body, if any. */
+export interface ProxiedRequest {
+  method: string;
+  path: string;
+  body: unknown;
+}
+
 export interface FaultProxy {
   url: string;
   fault: Fault;
   match: RegExp;
+  /** when set, decides the fault of every request instead of `fault`/`match` (it may act first, e.g. restart the server) */
+  rule?: (req: ProxiedRequest) => Fault | Promise<Fault>;
+  /** every request passed through, in arrival order */
+  seen: ProxiedRequest[];
   /** requests that matched `match` */
   hits: number;
   close(): Promise<void>;
@@ -24,13 +35,15 @@ export interface FaultProxy {
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const t = new URL(target);
-  const proxy: FaultProxy = { url: "", fault: { kind: "pass" }, match: /\/next$/, hits: 0, close: async () => {} };
+  const proxy: FaultProxy = { url: "", fault: { kind: "pass" }, match: /\/next$/, hits: 0, seen: [], close: async () => {} };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       const matched = proxy.match.test(req.url ?? "");
-      const fault: Fault = matched ? proxy.fault : { kind: "pass" };
+      const seen: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", body: parseJson(Buffer.concat(chunks)) };
+      proxy.seen.push(seen);
+      const fault: Fault = proxy.rule ? await proxy.rule(seen) : matched ? proxy.fault : { kind: "pass" };
       if (matched) proxy.hits++;
       if (fault.kind === "reset") return req.socket.destroy();
       if (fault.kind === "status") {
@@ -73,4 +86,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       server.close(() => r());
     });
   return proxy;
+}
+
+function parseJson(b: Buffer): unknown {
+  try {
+    return b.length ? JSON.parse(b.toString()) : undefined;
+  } catch {
+    return undefined;
+  }
 }

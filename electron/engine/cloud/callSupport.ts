@@ -26,6 +26,11 @@ export class CloudHealth {
     return this.current;
   }
 
+  /** False while backing off after a failure. */
+  get open(): boolean {
+    return this.retryAt <= Date.now();
+  }
+
   /** Throws CloudCallError("offline") while backing off. */
   checkOpen(): void {
     const wait = this.retryAt - Date.now();
@@ -62,6 +67,25 @@ export class CloudHealth {
 export function deadlineSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
   const t = AbortSignal.timeout(ms);
   return signal ? AbortSignal.any([signal, t]) : t;
+}
+
+/** Waits for `p`, or rejects as soon as `signal` aborts (the promise itself is left to settle). */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 /** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */

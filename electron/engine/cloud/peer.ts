@@ -35,6 +35,12 @@ export interface CloudPeer {
   connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
   /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */
   next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep>;
+  /**
+   * The committed history so far (called after every token). A peer that can keeps the server's copy
+   * current in the background so the next call sends almost nothing. Must return at once and never
+   * throw; `history` only grows until the next answer, so a peer may keep the reference and a length.
+   */
+  observe?(history: readonly number[]): void;
   close(): Promise<void>;
 }
 

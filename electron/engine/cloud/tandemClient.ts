@@ -5,6 +5,13 @@
  * has a deadline (default 1.5 s): the chat never waits longer than that on the network. A lost session
  * (server restarted, evicted) is re-created and re-synced transparently; after a failure the client
  * backs off (the decoder then uses the SLM's own tokens at once instead of waiting on a dead server).
+ *
+ * Background sync: the decoder reports every committed token (`observe`), and the client streams them
+ * to the server with /append while the SLM keeps writing — one request in flight at a time, the tokens
+ * made meanwhile going in the next — so when a token is routed to the cloud the server has already
+ * read the conversation and the call costs one LLM step plus the round trip, not a catch-up of the
+ * whole delta. The sync never decides a token's fate: a failed append only pauses it, and the call
+ * that follows re-syncs (or fails) exactly as the blocking client would.
  */
 import {
   PROTOCOL_LIMITS,
@@ -19,7 +26,7 @@ import {
 } from "../../../shared/protocol.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
+import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, untilAborted, type HealthOptions } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -30,6 +37,8 @@ export interface TandemClientOptions extends HealthOptions {
   deadlineMs?: number;
   /** top-k alternatives to ask for (0 = only the chosen token's log-probability) */
   topK?: number;
+  /** stream committed tokens to the server between calls (default true; false = the blocking client) */
+  backgroundSync?: boolean;
 }
 
 export const DEFAULT_DEADLINE_MS = 1500;
@@ -56,6 +65,15 @@ export class TandemCloudClient implements CloudPeer {
   /** tokens the server's session is known to hold, in order */
   private confirmed: number[] = [];
   private readonly health: CloudHealth;
+  /** the decoder's committed history (a growing array) and how much of it to sync */
+  private observed: readonly number[] = [];
+  private observedLength = 0;
+  /** the background append in flight, if any; it never rejects */
+  private syncing: Promise<void> | null = null;
+  /** set by a failed background append; the next call re-syncs and clears it */
+  private syncPaused = false;
+  /** a call is in flight: it owns the session, the sync waits */
+  private calling = false;
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
@@ -90,18 +108,66 @@ export class TandemCloudClient implements CloudPeer {
     const t0 = performance.now();
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
+    this.calling = true;
     try {
+      // one request per session at a time: an append already on its way is part of this call's work
+      if (this.syncing) await untilAborted(this.syncing, deadline);
       if (!this.sessionId) await this.createSession(deadline);
       const res = await this.nextWithResync(history, deadline);
       this.health.online();
+      this.syncPaused = false;
       return { tokenId: res.tokenId, logprob: res.logprob, top: res.top, latencyMs: performance.now() - t0, evaluated: res.evaluated };
     } catch (err) {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);
+    } finally {
+      this.calling = false;
+    }
+  }
+
+  observe(history: readonly number[]): void {
+    if (this.opts.backgroundSync === false) return;
+    this.observed = history;
+    this.observedLength = history.length;
+    this.pump();
+  }
+
+  /** Starts a background append of what the server lacks, unless one is running or it must not. */
+  private pump(): void {
+    if (this.syncing || this.calling || this.syncPaused || !this.sessionId || !this.health.open) return;
+    const target = this.observed.slice(0, this.observedLength);
+    const base = commonPrefixLength(this.confirmed, target);
+    if (base === target.length) return;
+    this.syncing = this.appendInBackground(target, base).finally(() => {
+      this.syncing = null;
+      this.pump(); // tokens committed while that append was on its way go in the next one
+    });
+  }
+
+  private async appendInBackground(target: readonly number[], base: number): Promise<void> {
+    const signal = AbortSignal.timeout(this.deadlineMs);
+    // until the reply arrives the server may hold either state; only the common prefix is certain
+    this.confirmed = this.confirmed.slice(0, base);
+    try {
+      while (base < target.length) {
+        const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
+        const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, { base, tokens: chunk }, signal);
+        this.expectLength(r.length, base + chunk.length);
+        base = r.length;
+        this.confirmed = target.slice(0, base);
+      }
+    } catch {
+      // the next call finds out what is wrong (a lost session, an unreachable server) and deals with
+      // it as the blocking client would; until then, don't send on every token into a failure
+      this.syncPaused = true;
     }
   }
 
   async close(): Promise<void> {
+    this.observed = [];
+    this.observedLength = 0;
+    this.syncPaused = false;
+    await this.syncing;
     const id = this.sessionId;
     this.sessionId = undefined;
     this.confirmed = [];

@@ -1,0 +1,196 @@
+/**
+ * Hiding the network must not change the answer. The hiding client (background /append sync, the SLM
+ * running ahead while a call is in flight, rolled back when the cloud disagrees) is run against the
+ * blocking client (no sync, idle wait) on the same prompts, through a fault proxy on loopback in front
+ * of a real cloud token server, under the same induced delays and failures: tokens, origins and text
+ * must be identical, for greedy decoding.
+ *
+ * Failures are keyed on the answer position a request is about, not on time or request count, so both
+ * clients meet them at the same tokens (and back-off is off, since its window is measured in ms — the
+ * blocking client's own output under back-off depends on how fast it runs).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCloudServer, type CloudServer } from "../../cloud/server.js";
+import type { TokenEvent } from "../../shared/events.js";
+import { ConfidenceRouter } from "../../shared/router.js";
+import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
+import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
+import { LocalModel } from "../../electron/engine/localModel.js";
+import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../helpers/faultProxy.js";
+import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
+import { hasStories } from "../helpers/shared.js";
+
+const unhandled: unknown[] = [];
+process.on("unhandledRejection", (e) => unhandled.push(e));
+
+const TOKEN = "hiding-test-token-0123456789";
+const MAX = 40;
+const TAU = 0.6;
+// generous, so a loaded CI machine never times out a healthy call (that would be a fault nobody
+// induced, met by one client and not the other); the deadline scenario sets its own
+const DEADLINE = 3000;
+
+/** A scenario decides each request's fault from the answer position it asks about (or syncs up to). */
+type Scenario = (position: number, req: ProxiedRequest, run: RunState) => Fault | Promise<Fault>;
+interface RunState {
+  restarted: boolean;
+}
+
+describe("network hiding: same tokens and origins as the blocking client", () => {
+  let files: PairFiles;
+  let slm: LocalModel;
+  let server: CloudServer;
+  let port: number;
+  let proxy: FaultProxy;
+  const prompts: number[][] = [];
+  /** routed positions of each prompt's answer with a healthy cloud */
+  const routed: number[][] = [];
+  let rollbacks = 0;
+
+  const startServer = (p = 0) => startCloudServer({ modelPath: files.llm, host: "127.0.0.1", port: p, token: TOKEN, rateLimit: false });
+
+  beforeAll(async () => {
+    files = (hasStories ? await storiesPair() : null) ?? (await randomQwenPair());
+    slm = await LocalModel.load(files.slm, { contextSize: 512 });
+    const rollback = slm.rollback.bind(slm);
+    slm.rollback = async (n: number) => {
+      rollbacks++;
+      return rollback(n);
+    };
+    server = await startServer();
+    port = Number(new URL(server.url).port);
+    proxy = await startFaultProxy(server.url);
+    for (const text of ["Once upon a time", "The little dog", "Tom and his mom went"]) prompts.push(slm.tokenizeText(text));
+    for (const p of prompts) {
+      const events = await answer("blocking", p, () => ({ kind: "pass" }));
+      routed.push(events.filter((e) => e.origin === "cloud").map((e) => e.index));
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await proxy?.close();
+    await server?.close();
+    await slm?.dispose();
+  });
+
+  async function answer(kind: "blocking" | "hiding", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE): Promise<TokenEvent[]> {
+    const state: RunState = { restarted: false };
+    proxy.rule = (req) => {
+      const b = req.body as { base?: unknown; tokens?: unknown } | undefined;
+      if (!/\/(next|append)$/.test(req.path) || typeof b?.base !== "number" || !Array.isArray(b.tokens)) return { kind: "pass" };
+      return scenario(b.base + b.tokens.length - prompt.length, req, state);
+    };
+    const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: kind === "hiding" });
+    await client.connect(slm.identity);
+    try {
+      const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
+      const events: TokenEvent[] = [];
+      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: kind === "hiding" ? 8 : 0 })) events.push(e);
+      return events;
+    } finally {
+      await client.close();
+      proxy.rule = undefined;
+    }
+  }
+
+  const view = (events: TokenEvent[]) => events.map((e) => `${e.index}:${e.tokenId}:${e.origin}`);
+
+  /** Runs both clients on every prompt; returns the blocking client's events for further checks. */
+  async function expectSame(scenario: Scenario): Promise<TokenEvent[][]> {
+    const out: TokenEvent[][] = [];
+    for (const p of prompts) {
+      const blocking = await answer("blocking", p, scenario);
+      const appendsBefore = proxy.seen.filter((r) => r.path.endsWith("/append")).length;
+      const hiding = await answer("hiding", p, scenario);
+      expect(view(hiding)).toEqual(view(blocking));
+      expect(hiding.map((e) => e.text).join("")).toBe(blocking.map((e) => e.text).join(""));
+      // the hiding client really synced in the background
+      expect(proxy.seen.filter((r) => r.path.endsWith("/append")).length).toBeGreaterThan(appendsBefore);
+      out.push(blocking);
+    }
+    expect(unhandled).toEqual([]);
+    return out;
+  }
+
+  it("the reference answers use the cloud at some positions, not all", () => {
+    for (const r of routed) {
+      expect(r.length).toBeGreaterThan(0);
+      expect(r.length).toBeLessThan(MAX);
+    }
+  });
+
+  it("no delay: identical, and the SLM ran ahead and was rolled back where the cloud disagreed", async () => {
+    const before = rollbacks;
+    await expectSame(() => ({ kind: "pass" }));
+    expect(rollbacks).toBeGreaterThan(before);
+  });
+
+  it.each([20, 50])("%i ms on every request: identical", async (ms) => {
+    await expectSame(() => ({ kind: "delay", ms }));
+  });
+
+  it("random delays of 0–80 ms (requests overtake each other): identical", async () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    await expectSame(() => ({ kind: "delay", ms: Math.floor(rand() * 80) }));
+  });
+
+  it.each<[string, Fault]>([
+    ["HTTP 500", { kind: "status", status: 500 }],
+    ["connection reset", { kind: "reset" }],
+    ["truncated JSON", { kind: "garbage" }],
+    ["a reply for another session (wrong length)", { kind: "rewrite", body: (j) => ({ ...j, length: 1 }) }],
+  ])("%s at some routed positions: identical, with fallback tokens there", async (_name, fault) => {
+    const failing = routed.map((r) => new Set(r.filter((_, i) => i % 2 === 1)));
+    let i = 0;
+    const results = [] as TokenEvent[][];
+    for (const p of prompts) {
+      const set = failing[i++]!;
+      const scenario: Scenario = (pos, req) => (req.path.endsWith("/next") && set.has(pos) ? fault : { kind: "pass" });
+      const blocking = await answer("blocking", p, scenario);
+      const hiding = await answer("hiding", p, scenario);
+      expect(view(hiding)).toEqual(view(blocking));
+      results.push(blocking);
+    }
+    expect(results.flat().some((e) => e.origin === "fallback")).toBe(true);
+    expect(unhandled).toEqual([]);
+  });
+
+  it("slower than the deadline at one routed position per answer: identical, with a fallback token there", async () => {
+    // the deadline is short here, the induced delay far longer, so only the induced delay times out
+    const deadline = 800;
+    const results = [] as TokenEvent[][];
+    for (const [i, p] of prompts.entries()) {
+      const at = routed[i]![1] ?? routed[i]![0]!;
+      const scenario: Scenario = (pos, req) => (req.path.endsWith("/next") && pos === at ? { kind: "delay", ms: 2500 } : { kind: "pass" });
+      const blocking = await answer("blocking", p, scenario, deadline);
+      const hiding = await answer("hiding", p, scenario, deadline);
+      expect(view(hiding)).toEqual(view(blocking));
+      results.push(blocking);
+    }
+    expect(results.flat().filter((e) => e.origin === "fallback").length).toBeGreaterThan(0);
+    expect(unhandled).toEqual([]);
+  });
+
+  it("an outage over a span of positions (appends and calls fail): identical, fallback inside, cloud after", async () => {
+    const results = await expectSame((pos) => (pos >= 5 && pos < 15 ? { kind: "status", status: 503 } : { kind: "pass" }));
+    const all = results.flat();
+    expect(all.some((e) => e.origin === "fallback" && e.index >= 5 && e.index < 15)).toBe(true);
+    expect(all.some((e) => e.origin === "cloud" && e.index >= 15)).toBe(true);
+  });
+
+  it("the server restarted mid-answer (its sessions gone): both re-create and re-sync, identical", async () => {
+    const restartAt = 12;
+    const sessionsBefore = { value: 0 };
+    const results = await expectSame(async (pos, _req, run) => {
+      if (pos >= restartAt && !run.restarted) {
+        run.restarted = true;
+        await server.close();
+        server = await startServer(port);
+        sessionsBefore.value++;
+      }
+      return { kind: "pass" };
+    });
+    expect(sessionsBefore.value).toBe(prompts.length * 2);
+    expect(results.flat().some((e) => e.origin === "cloud" && e.index >= restartAt)).toBe(true);
+  });
+});
