@@ -25,6 +25,10 @@ const args = new Set(process.argv.slice(2));
 // collapse under contention (measured: 1.2 s/token with 2 threads vs ~45 ms with 1 on a busy box)
 process.env.TANDEM_THREADS ??= "1";
 const QUICK = args.has("--quick");
+// `--only a,c` runs a subset of the figures (while working on one); the README's figures come from full runs
+const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice(7) ?? (process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined);
+const ONLY = onlyArg ? new Set(onlyArg.split(",")) : null;
+const runs = (fig: string) => ONLY === null || ONLY.has(fig);
 const JSON_OUT = args.has("--json");
 const here = path.dirname(fileURLToPath(import.meta.url));
 const log = (...a: unknown[]) => console.log(...a);
@@ -36,6 +40,7 @@ const figures: Figure[] = [];
 const report: Record<string, unknown> = {
   when: new Date().toISOString(),
   mode: QUICK ? "quick" : "full",
+  only: ONLY ? [...ONLY] : "all",
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, arch: os.arch(), platform: os.platform(), memGiB: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version },
   config: cfg,
   loadAverageAtStart: os.loadavg(),
@@ -309,18 +314,20 @@ async function main(): Promise<void> {
   const device = randDevice.identity;
   await randDevice.dispose();
   log(`Tandem bench (${QUICK ? "quick" : "full"}) on ${os.cpus().length}× ${os.cpus()[0]?.model ?? "cpu"}, ${os.arch()}, CPU only`);
-  await figureA(bench.slm!);
-  await figureB(fx.randB, device);
-  await figureC(QUICK ? fx.randA : bench.slm!, QUICK ? fx.randB : bench.llm!);
-  await figureD(fx.randB, device);
+  if (runs("a")) await figureA(bench.slm!);
+  if (runs("b")) await figureB(fx.randB, device);
+  if (runs("c")) await figureC(bench.slm!, bench.llm!);
+  if (runs("d")) await figureD(fx.randB, device);
   report.figures = figures;
   report.loadAverageAtEnd = os.loadavg();
   log(`\nload average at start ${(report.loadAverageAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}, at end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} (other processes compete for the ${os.cpus().length} cores: timing figures are noisy when this exceeds the core count)`);
   report.elapsedS = +((performance.now() - t0) / 1000).toFixed(1);
   const dir = path.join(here, "results");
   mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
-  log(`\nFigures (${report.elapsedS} s; report: bench/results/latest.json)`);
+  // a partial run (--only) must not replace the full report the README quotes
+  const file = ONLY ? "partial.json" : "latest.json";
+  writeFileSync(path.join(dir, file), JSON.stringify(report, null, 2) + "\n");
+  log(`\nFigures (${report.elapsedS} s; report: bench/results/${file})`);
   for (const f of figures) log(`  ${f.met === null ? "  -  " : f.met ? " met " : " NOT "} ${f.name}: ${f.ratio === null ? "n/a" : "×" + f.ratio} (target ${f.target})${f.note ? " — " + f.note : ""}`);
   if (JSON_OUT) console.log(JSON.stringify({ bench: { figures: figures.map(({ name, ratio, target, met }) => ({ name, ratio, target, met })) } }));
 }

@@ -124,6 +124,25 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     expect(rollbacks).toBeGreaterThan(before);
   });
 
+  it("with background sync a call carries only the last few tokens; the blocking client's carry the whole gap", async () => {
+    const deltas = async (kind: "blocking" | "hiding") => {
+      const from = proxy.seen.length;
+      await answer(kind, prompts[0]!, () => ({ kind: "delay", ms: 20 }));
+      return proxy.seen
+        .slice(from)
+        .filter((r) => r.path.endsWith("/next"))
+        .map((r) => (r.body as { tokens: number[] }).tokens.length);
+    };
+    const blocking = await deltas("blocking");
+    const hiding = await deltas("hiding");
+    expect(hiding.length).toBe(blocking.length);
+    const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    expect(total(hiding)).toBeLessThan(total(blocking));
+    // the first call carries the prompt for the blocking client; the prompt was synced before it otherwise
+    expect(blocking[0]).toBeGreaterThanOrEqual(prompts[0]!.length);
+    expect(hiding[0]).toBeLessThan(prompts[0]!.length);
+  });
+
   it.each([20, 50])("%i ms on every request: identical", async (ms) => {
     await expectSame(() => ({ kind: "delay", ms }));
   });

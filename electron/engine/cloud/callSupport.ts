@@ -69,25 +69,6 @@ export function deadlineSignal(signal: AbortSignal | undefined, ms: number): Abo
   return signal ? AbortSignal.any([signal, t]) : t;
 }
 
-/** Waits for `p`, or rejects as soon as `signal` aborts (the promise itself is left to settle). */
-export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
 /** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */
 export function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;

@@ -10,8 +10,11 @@
  * to the server with /append while the SLM keeps writing — one request in flight at a time, the tokens
  * made meanwhile going in the next — so when a token is routed to the cloud the server has already
  * read the conversation and the call costs one LLM step plus the round trip, not a catch-up of the
- * whole delta. The sync never decides a token's fate: a failed append only pauses it, and the call
- * that follows re-syncs (or fails) exactly as the blocking client would.
+ * whole delta. A call does not wait for an append still on its way: the server runs one session's
+ * requests in arrival order, so the call builds on the append's tokens (and should it overtake the
+ * append, or the append fail, the server answers out_of_sync and the call re-sends from what it holds).
+ * The sync never decides a token's fate: a failed append only pauses it, and the call that follows
+ * re-syncs (or fails) exactly as the blocking client would.
  */
 import {
   PROTOCOL_LIMITS,
@@ -26,7 +29,7 @@ import {
 } from "../../../shared/protocol.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, untilAborted, type HealthOptions } from "./callSupport.js";
+import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -39,9 +42,16 @@ export interface TandemClientOptions extends HealthOptions {
   topK?: number;
   /** stream committed tokens to the server between calls (default true; false = the blocking client) */
   backgroundSync?: boolean;
+  /**
+   * Tokens to gather before a background append (default 4). One token per append makes a call's
+   * catch-up smallest, but the LLM then reads the conversation one token per decode, which costs a
+   * CPU-bound server several times the work of reading a few at once.
+   */
+  syncChunk?: number;
 }
 
 export const DEFAULT_DEADLINE_MS = 1500;
+export const DEFAULT_SYNC_CHUNK = 4;
 
 /** Errors the server answers with a JSON body; anything else is a failure of the call itself. */
 class ServerError extends Error {
@@ -68,8 +78,11 @@ export class TandemCloudClient implements CloudPeer {
   /** the decoder's committed history (a growing array) and how much of it to sync */
   private observed: readonly number[] = [];
   private observedLength = 0;
-  /** the background append in flight, if any; it never rejects */
+  /** the background append in flight, if any (it never rejects), and the history it sends */
   private syncing: Promise<void> | null = null;
+  private inflight: readonly number[] | null = null;
+  /** bumped by every call: an append reply that arrives after a call began must not rewrite the mirror */
+  private epoch = 0;
   /** set by a failed background append; the next call re-syncs and clears it */
   private syncPaused = false;
   /** a call is in flight: it owns the session, the sync waits */
@@ -109,9 +122,8 @@ export class TandemCloudClient implements CloudPeer {
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
     this.calling = true;
+    this.epoch++;
     try {
-      // one request per session at a time: an append already on its way is part of this call's work
-      if (this.syncing) await untilAborted(this.syncing, deadline);
       if (!this.sessionId) await this.createSession(deadline);
       const res = await this.nextWithResync(history, deadline);
       this.health.online();
@@ -137,7 +149,7 @@ export class TandemCloudClient implements CloudPeer {
     if (this.syncing || this.calling || this.syncPaused || !this.sessionId || !this.health.open) return;
     const target = this.observed.slice(0, this.observedLength);
     const base = commonPrefixLength(this.confirmed, target);
-    if (base === target.length) return;
+    if (target.length - base < Math.max(1, this.opts.syncChunk ?? DEFAULT_SYNC_CHUNK)) return;
     this.syncing = this.appendInBackground(target, base).finally(() => {
       this.syncing = null;
       this.pump(); // tokens committed while that append was on its way go in the next one
@@ -146,20 +158,24 @@ export class TandemCloudClient implements CloudPeer {
 
   private async appendInBackground(target: readonly number[], base: number): Promise<void> {
     const signal = AbortSignal.timeout(this.deadlineMs);
+    const epoch = this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
+    this.inflight = target.length - base <= PROTOCOL_LIMITS.maxDeltaTokens ? target : null;
     try {
       while (base < target.length) {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
         const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, { base, tokens: chunk }, signal);
         this.expectLength(r.length, base + chunk.length);
         base = r.length;
-        this.confirmed = target.slice(0, base);
+        if (epoch === this.epoch) this.confirmed = target.slice(0, base);
       }
     } catch {
       // the next call finds out what is wrong (a lost session, an unreachable server) and deals with
       // it as the blocking client would; until then, don't send on every token into a failure
       this.syncPaused = true;
+    } finally {
+      if (this.inflight === target) this.inflight = null;
     }
   }
 
@@ -183,7 +199,7 @@ export class TandemCloudClient implements CloudPeer {
   private async nextWithResync(history: readonly number[], signal: AbortSignal): Promise<NextResponse> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendNext(history, signal);
+        return await this.sendNext(history, signal, attempt === 0);
       } catch (err) {
         if (!(err instanceof ServerError) || attempt >= 2) throw err;
         if (err.body?.code === "session_not_found") {
@@ -197,8 +213,13 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
-  private async sendNext(history: readonly number[], signal: AbortSignal): Promise<NextResponse> {
+  private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean): Promise<NextResponse> {
     let base = commonPrefixLength(this.confirmed, history);
+    const pending = this.inflight;
+    if (optimistic && pending && pending.length > base && commonPrefixLength(pending, history) === pending.length) {
+      // an append of these tokens went out before this request: build on it rather than wait for it
+      base = pending.length;
+    }
     // histories longer than one request allows go up in appends first
     while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
