@@ -128,9 +128,28 @@ export function modelDisplayName(model: LlamaModel): string {
     : fileName;
 }
 
+/** Is `token` llama.cpp's converter padding entry for embedding row `index`? */
+export function isPaddingEntry(token: string, index: number): boolean {
+  return token === `[PAD${index}]`;
+}
+
+/** Entries before the trailing run of `[PAD{i}]` entries: the tokens the tokenizer really has. */
+export function unpaddedLength(tokens: readonly string[]): number {
+  let n = tokens.length;
+  while (n > 0 && isPaddingEntry(tokens[n - 1]!, n - 1)) n--;
+  return n;
+}
+
+/**
+ * The identity both sides compare. The hash covers the tokenizer's real entries, not the padding:
+ * llama.cpp's converter writes one vocabulary entry per embedding row and names the unused rows
+ * `[PAD{i}]`, so Qwen2.5 0.5B–3B GGUFs have 151,936 entries and 7B–72B ones 152,064 over one and the
+ * same tokenizer (the first 151,665 identical). Hashing every entry would refuse exactly the pairing
+ * Tandem exists for. `vocabSize` stays the full size: each side range-checks token IDs against its own.
+ */
 export function modelIdentity(model: LlamaModel): ModelIdentity {
   const tokens = vocabularyTokens(model);
-  return { name: modelDisplayName(model), vocabHash: hashVocabulary(tokens), vocabSize: tokens.length };
+  return { name: modelDisplayName(model), vocabHash: hashVocabulary(tokens.slice(0, unpaddedLength(tokens))), vocabSize: tokens.length };
 }
 
 export class VocabularyMismatchError extends Error {

@@ -42,7 +42,8 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
 
   const probe = () => vocabularyProbe((t) => backend.model.tokenize(t, false));
   const peerFor = (kind: EngineKind, extra: Record<string, unknown> = {}): CloudPeer =>
-    createCloudPeer({ kind, url: engines.get(kind)!.url, topK: 3, probe: probe(), assumeSameVocabulary: kind === "sglang", deadlineMs: 250, backoffMs: 1, ...extra } as never);
+    // deadline: well under the fake's "slow" delay (SLOW_REPLY_MS) but far above a loaded machine's reply time
+    createCloudPeer({ kind, url: engines.get(kind)!.url, topK: 3, probe: probe(), deadlineMs: 1000, backoffMs: 1, ...extra } as never);
 
   for (const kind of KINDS) {
     describe(kind, () => {
@@ -67,7 +68,7 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
         }
         expect(got).toEqual(reference);
         // the prefix cache: after the first call each call evaluates only the one new token
-        expect(evaluated.slice(1).every((e) => e === 1)).toBe(true);
+        expect(evaluated.slice(1), "evaluated per call").toEqual(evaluated.slice(1).map(() => 1));
         // the documented request shape went out
         const r = engine.requests[0]!;
         if (kind === "llama.cpp") expect(r).toMatchObject({ prompt, n_predict: 1, cache_prompt: true, n_probs: 3, temperature: 0, return_tokens: true });
@@ -106,7 +107,7 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
   }
 
   it("vocabulary: a different tokenisation of the probe is refused at connect", async () => {
-    for (const kind of ["llama.cpp", "vllm"] as const) {
+    for (const kind of KINDS) {
       const bad = probe();
       bad.tokens[0] = (bad.tokens[0]! + 1) % device.vocabSize;
       const peer = createCloudPeer({ kind, url: engines.get(kind)!.url, probe: bad });
@@ -126,9 +127,42 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
       const ok = createCloudPeer({ kind, url: engines.get(kind)!.url, assumeSameVocabulary: true });
       await expect(ok.connect(device)).resolves.toMatchObject({ vocabSize: device.vocabSize });
     }
-    // with a probe, llama.cpp and vLLM verify without the user's word
-    for (const kind of ["llama.cpp", "vllm"] as const) {
-      await expect(createCloudPeer({ kind, url: engines.get(kind)!.url, probe: probe() }).connect(device)).resolves.toBeTruthy();
+    // with a probe, every engine with a /tokenize endpoint verifies without the user's word
+    for (const kind of KINDS) {
+      const peer = createCloudPeer({ kind, url: engines.get(kind)!.url, probe: probe() });
+      await expect(peer.connect(device)).resolves.toBeTruthy();
+      expect((peer as unknown as { vocabularyCheck: string }).vocabularyCheck).toMatch(/^verified: probe text tokenised identically/);
+    }
+  });
+
+  it("vocabulary: an engine without /tokenize cannot verify a probe and needs the user's confirmation", async () => {
+    for (const kind of ["vllm", "sglang"] as const) {
+      const bare = await startFakeEngine(kind, backend, { tokenize: false });
+      try {
+        await expect(createCloudPeer({ kind, url: bare.url, probe: probe() }).connect(device)).rejects.toThrow(/no \/tokenize endpoint.*assumeSameVocabulary/);
+        const peer = createCloudPeer({ kind, url: bare.url, probe: probe(), assumeSameVocabulary: true });
+        await expect(peer.connect(device)).resolves.toBeTruthy();
+        expect((peer as unknown as { vocabularyCheck: string }).vocabularyCheck).toMatch(/^confirmed by the user/);
+      } finally {
+        await bare.close();
+      }
+    }
+  });
+
+  it("vocabulary: llama.cpp accepts a size that differs only in [PAD] entries, not one that cuts real tokens", async () => {
+    const n = device.vocabSize;
+    const padded = await startFakeEngine("llama.cpp", backend, { reportVocab: n + 128 });
+    const short = await startFakeEngine("llama.cpp", backend, { reportVocab: n - 1 });
+    try {
+      // the probe says the device's real tokens end at n: a server with n + 128 entries differs only in padding
+      await expect(createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: { ...probe(), paddedFrom: n } }).connect(device)).resolves.toMatchObject({ vocabSize: n + 128 });
+      // without knowing where the device's padding starts, any size difference is refused
+      await expect(createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: probe() }).connect(device)).rejects.toMatchObject({ reason: "vocab_mismatch" });
+      // fewer entries than the device's real tokens: refused even with the padding boundary
+      await expect(createCloudPeer({ kind: "llama.cpp", url: short.url, probe: { ...probe(), paddedFrom: n } }).connect(device)).rejects.toThrow(/tokens/);
+    } finally {
+      await padded.close();
+      await short.close();
     }
   });
 

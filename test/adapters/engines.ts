@@ -3,7 +3,9 @@
  * server, vLLM and SGLang (see the adapters' headers), backed by a real node-llama-cpp model: the
  * token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
  * sequence, longest common prefix reused) stands in for the engines' prefix caches, so the evaluated
- * counts they report are real too.
+ * counts they report are real too. /tokenize and /detokenize answer in each engine's shape (llama.cpp
+ * server; vLLM's tokenizer API; SGLang's native API) with the backend's tokenizer, or with a
+ * different one to stand in for an engine serving another vocabulary.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -84,8 +86,40 @@ export interface FakeEngine {
 }
 
 const MODEL_NAME = "stories-llm";
+/** how long a "slow" fault waits before answering: longer than the tests' call deadline */
+export const SLOW_REPLY_MS = 1600;
 
-export async function startFakeEngine(kind: EngineKind, backend: RealBackend, opts: { reportVocab?: boolean; tokenize?: boolean } = {}): Promise<FakeEngine> {
+/** What a fake engine's /tokenize and /detokenize answer with. */
+export interface FakeTokenizer {
+  tokenize(text: string, special: boolean): number[];
+  detokenize(ids: readonly number[]): string;
+}
+
+/** The backend model's own tokenizer: what an engine serving that model answers. */
+export function modelTokenizer(model: LlamaModel): FakeTokenizer {
+  const size = modelIdentity(model).vocabSize;
+  return {
+    tokenize: (text, special) => [...model.tokenize(text, special)],
+    detokenize: (ids) => {
+      // llama.cpp aborts the whole process on an out-of-range ID; llama-server answers an error
+      const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= size);
+      if (bad !== undefined) throw new Error(`token ID ${bad} is out of range [0, ${size})`);
+      return model.detokenize(ids as Token[], true);
+    },
+  };
+}
+
+export interface FakeEngineOptions {
+  /** llama.cpp: report n_vocab in /v1/models (default true); a number reports that size instead */
+  reportVocab?: boolean | number;
+  /** serve /tokenize and /detokenize (default true) */
+  tokenize?: boolean;
+  /** the tokenizer behind /tokenize and /detokenize (default: the backend model's) */
+  tokenizer?: FakeTokenizer;
+}
+
+export async function startFakeEngine(kind: EngineKind, backend: RealBackend, opts: FakeEngineOptions = {}): Promise<FakeEngine> {
+  const tok = opts.tokenizer ?? modelTokenizer(backend.model);
   const engine: FakeEngine = { url: "", fault: "none", requests: [], close: async () => {} };
   const send = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -101,10 +135,18 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
         const genRoute = { "llama.cpp": "POST /completion", vllm: "POST /v1/completions", sglang: "POST /generate" }[kind];
         if (route === genRoute) {
           engine.requests.push(body);
+          let clientGone = false;
+          res.on("close", () => {
+            if (!res.writableEnded) clientGone = true;
+          });
           const f = engine.fault;
           if (f === "status500") return send(res, 500, { error: { message: "injected" } });
           if (f === "garbage") return send(res, 200, '{"choices": [');
-          if (f === "slow") await new Promise((r) => setTimeout(r, 400));
+          if (f === "slow") {
+            await new Promise((r) => setTimeout(r, SLOW_REPLY_MS));
+            // the client gave up: predicting now would move the shared sequence under a later request
+            if (clientGone) return;
+          }
           const ids = (kind === "sglang" ? body.input_ids : body.prompt) as number[];
           const k = Number(kind === "llama.cpp" ? body.n_probs : kind === "vllm" ? body.logprobs : body.top_logprobs_num) || 1;
           const p = await backend.predict(ids, k);
@@ -113,14 +155,21 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
           return send(res, 200, f === "missing" ? {} : format(kind, p, f === "disagree" ? other : p.token));
         }
         if (kind === "llama.cpp" && route === "GET /v1/models") {
-          return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: backend.vocabSize, n_ctx_train: 1024 } }] });
+          const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
+          return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx_train: 1024 } }] });
         }
         if (kind === "vllm" && route === "GET /v1/models") return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: 1024 }] });
         if (kind === "sglang" && route === "GET /get_model_info") return send(res, 200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true });
-        if (route === "POST /tokenize" && kind !== "sglang" && opts.tokenize !== false) {
+        if (route === "POST /tokenize" && opts.tokenize !== false) {
+          // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
           const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
-          const tokens = [...backend.model.tokenize(text, false)];
-          return send(res, 200, kind === "vllm" ? { tokens, count: tokens.length, max_model_len: 1024 } : { tokens });
+          const tokens = tok.tokenize(text, kind === "llama.cpp" ? body.parse_special !== false : true);
+          if (kind === "llama.cpp") return send(res, 200, { tokens });
+          return send(res, 200, { tokens, count: tokens.length, max_model_len: 1024 });
+        }
+        if (route === "POST /detokenize" && opts.tokenize !== false) {
+          const text = tok.detokenize(body.tokens as number[]);
+          return send(res, 200, kind === "llama.cpp" ? { content: text } : kind === "vllm" ? { prompt: text } : { text });
         }
         send(res, 404, { error: { message: `not found: ${route}` } });
       } catch (err) {

@@ -20,6 +20,13 @@ import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describe
 export interface VocabularyProbe {
   text: string;
   tokens: number[];
+  /**
+   * Entries of the device vocabulary before its trailing `[PAD{i}]` entries (vocabulary.ts). An engine
+   * whose vocabulary size differs from the device's but not below this differs only in padding
+   * (Qwen2.5 0.5B: 151,936 entries, 32B: 152,064, both 151,665 real tokens) and is not refused for its
+   * size alone; the probe text then decides.
+   */
+  paddedFrom?: number;
 }
 
 /**

@@ -13,10 +13,13 @@
  * as malformed.
  *
  * Vocabulary check at connect: `GET /v1/models` → `data[0].meta.n_vocab` is compared with the device's
- * vocabulary size, and with a probe (`opts.probe`) `POST /tokenize {content, add_special: false}` must
- * return the device's token IDs for the probe text. Neither proves the vocabularies are identical (only
- * a hash of every token string would; the server exposes none): the probe check counts as verification,
- * the size alone does not, and without a probe the user must confirm (`assumeSameVocabulary`).
+ * vocabulary size (a difference only in `[PAD]` entries is allowed when the probe says where the
+ * device's padding starts, see vocabulary.ts), and with a probe (`opts.probe`) `POST /tokenize
+ * {content, add_special: false, parse_special: false}` must return the device's token IDs for the probe
+ * text. Neither proves the vocabularies are identical (only a hash of every token string would; the
+ * server exposes none): the probe check counts as verification, the size alone does not, and without a
+ * probe the user must confirm (`assumeSameVocabulary`). `npm run cloud:check` runs a fuller set of
+ * probes (vocabCheck.ts).
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
@@ -37,17 +40,23 @@ export class LlamaCppServerPeer extends EngineAdapter {
   protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
     const verified: string[] = [];
     let name = "llama.cpp server";
-    let vocabSize = device.vocabSize;
     const models = await this.getJson("/v1/models", signal);
     const m = isObject(models) && Array.isArray(models.data) && isObject(models.data[0]) ? models.data[0] : undefined;
     if (m && typeof m.id === "string") name = m.id;
     const nVocab = m && isObject(m.meta) ? m.meta.n_vocab : undefined;
-    if (typeof nVocab === "number") {
-      if (nVocab !== device.vocabSize) throw this.mismatch(`the device has ${device.vocabSize} tokens, the server's model ${nVocab}`);
-      vocabSize = nVocab;
+    if (typeof nVocab === "number" && nVocab !== device.vocabSize) {
+      // Sizes that differ only in [PAD] entries (a Qwen2.5 0.5B device and a 32B server) are the same
+      // vocabulary; below the device's real tokens they are not. Without knowing where the device's
+      // padding starts, any difference is refused.
+      const real = this.o.probe?.paddedFrom;
+      if (real === undefined || nVocab < real) {
+        throw this.mismatch(`the device has ${device.vocabSize} tokens${real !== undefined && real < device.vocabSize ? ` (${real} before padding)` : ""}, the server's model ${nVocab}`);
+      }
+      verified.push(`sizes differ only in padding (device ${device.vocabSize}, server ${nVocab}, ${real} real tokens)`);
     }
     if (this.o.probe) {
-      const r = await this.postJson("/tokenize", { content: this.o.probe.text, add_special: false }, signal);
+      // parse_special: false, as the device tokenises text (special-token text stays text)
+      const r = await this.postJson("/tokenize", { content: this.o.probe.text, add_special: false, parse_special: false }, signal);
       const tokens = isObject(r) ? r.tokens : undefined;
       if (!Array.isArray(tokens)) throw new CloudCallError("malformed", "llama.cpp /tokenize reply has no tokens");
       if (!sameTokens(tokens, this.o.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
@@ -57,7 +66,7 @@ export class LlamaCppServerPeer extends EngineAdapter {
       verified,
       typeof nVocab === "number" ? "only the vocabulary size matched; no probe was given" : "the server reported no vocabulary size and no probe was given",
     );
-    return { name, vocabHash: device.vocabHash, vocabSize };
+    return { name, vocabHash: device.vocabHash, vocabSize: typeof nVocab === "number" ? nVocab : device.vocabSize };
   }
 
   protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {

@@ -12,14 +12,16 @@
  * log-probabilities (they would cost a pass over the whole prompt's logits).
  *
  * Vocabulary check at connect: `GET /get_model_info` gives `model_path` and `tokenizer_path` (names
- * only). SGLang exposes no vocabulary size, hash or tokenize endpoint we can rely on across versions,
- * so nothing can be verified: the user must confirm (`assumeSameVocabulary`), e.g. by checking the
- * tokenizer path names the device model's family and running the deployment guide's probe by hand.
- * Returned token IDs are still checked against the device's vocabulary size on every call.
+ * only). With a probe (`opts.probe`), `POST /tokenize {prompt, add_special_tokens: false}` (listed
+ * among SGLang's native APIs in recent versions, https://docs.sglang.io/basic_usage/native_api.html)
+ * must return the device's token IDs for the probe text: that counts as verification. Older servers
+ * answer 404 there; SGLang reports no vocabulary size or hash, so then the user must confirm
+ * (`assumeSameVocabulary`). Returned token IDs are still checked against the device's vocabulary size
+ * on every call.
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, isObject, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, EngineHttpError, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
 
 export type SglangOptions = AdapterOptions;
 
@@ -34,7 +36,21 @@ export class SglangPeer extends EngineAdapter {
     const info = await this.getJson("/get_model_info", signal);
     if (!isObject(info) || typeof info.model_path !== "string") throw new CloudCallError("malformed", "SGLang /get_model_info reply has no model_path");
     const tok = typeof info.tokenizer_path === "string" ? info.tokenizer_path : info.model_path;
-    this.requireConfirmation([], `SGLang reports only the tokenizer path (${tok})`);
+    const verified: string[] = [];
+    let cannot = `SGLang reports only the tokenizer path (${tok}) and no probe was given`;
+    if (this.opts.probe) {
+      try {
+        const r = await this.postJson("/tokenize", { prompt: this.opts.probe.text, add_special_tokens: false }, signal);
+        const tokens = isObject(r) ? r.tokens : undefined;
+        if (!Array.isArray(tokens)) throw new CloudCallError("malformed", "SGLang /tokenize reply has no tokens");
+        if (!sameTokens(tokens, this.opts.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
+        verified.push(`probe text tokenised identically (${tokens.length} tokens)`);
+      } catch (err) {
+        if (!(err instanceof EngineHttpError && err.status === 404)) throw err;
+        cannot = `this SGLang has no /tokenize endpoint and reports only the tokenizer path (${tok})`;
+      }
+    }
+    this.requireConfirmation(verified, cannot);
     return { name: info.model_path, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
