@@ -9,17 +9,20 @@
  * With --json: one JSON object per token event, then {"summary": {...}}.
  */
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { defaultSlm } from "../models/catalogue.js";
 import type { AnswerSummary, Origin, TokenEvent } from "../shared/events.js";
 import { validateTau } from "../shared/router.js";
 import { loadRouterFor } from "../router/learnedRouter.js";
-import { ModelFileError, VocabularyMismatchError } from "../shared/node/modelFile.js";
+import { isRemoteModelUri, ModelFileError, resolveModelSource, VocabularyMismatchError } from "../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer } from "../electron/engine/cloud/peer.js";
 import { TandemCloudClient, DEFAULT_DEADLINE_MS } from "../electron/engine/cloud/tandemClient.js";
+import { authFailure, checkCloudSettings, CloudSettingsError } from "../electron/engine/cloudSettings.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { LocalModel } from "../electron/engine/localModel.js";
+import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { demoPair } from "./demoPair.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
@@ -49,6 +52,16 @@ interface Cli {
 }
 
 function parseCli(argv: string[]): Cli {
+  try {
+    return cliFrom(argv);
+  } catch (err) {
+    // node's own messages for an unknown option or a missing value are clear; they are usage errors
+    if ((err as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) throw new UsageError((err as Error).message);
+    throw err;
+  }
+}
+
+function cliFrom(argv: string[]): Cli {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -79,6 +92,9 @@ function parseCli(argv: string[]): Cli {
     return n;
   };
   if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
+  const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
+  // settings that cannot work fail here, before a model is loaded (a CloudSettingsError: exit code 1)
+  const cloud = values.cloud === undefined ? undefined : checkCloudSettings({ url: values.cloud, token: token ?? "" }).url;
   const demo = values.demo!;
   const prompt = positionals.join(" ") || (demo ? "Once upon a time" : "");
   if (!prompt) throw new UsageError("no prompt given");
@@ -86,8 +102,8 @@ function parseCli(argv: string[]): Cli {
     demo,
     slm: values.slm ?? defaultSlm.uri,
     llm: values.llm,
-    cloud: values.cloud,
-    token: values.token ?? process.env.TANDEM_CLOUD_TOKEN,
+    cloud,
+    token,
     router: values.router,
     tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
     maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
@@ -110,8 +126,12 @@ async function main(): Promise<number> {
 
   let server: CloudServer | undefined;
   let cloud: CloudPeer | null = null;
+  // a truncated file or a model too large for this computer: a clear error before llama.cpp sees it
+  if (cli.llm && !isRemoteModelUri(cli.llm)) await preflightModelFile(path.resolve(cli.llm));
+  const slmFile = await resolveModelSource(cli.slm, { download: !cli.demo });
+  await preflightModelFile(slmFile);
   // the hidden state costs nothing measurable and is what a learned router reads
-  const slm = await LocalModel.load(cli.slm, { download: !cli.demo, hiddenState: true });
+  const slm = await LocalModel.load(slmFile, { hiddenState: true });
   try {
     if (cli.llm) {
       const token = randomBytes(18).toString("base64url");
@@ -131,8 +151,11 @@ async function main(): Promise<number> {
         const m = await client.connect(slm.identity);
         if (!cli.json) log(`cloud: connected to ${m.name}`);
       } catch (err) {
-        // a wrong vocabulary can never work: refuse before any token. Anything else: go on locally.
+        // a wrong vocabulary or a refused token can never work: refuse before any token. An unreachable
+        // or slow cloud may come back: go on locally (routed tokens become fallback), as the app does.
         if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) throw err;
+        const refused = authFailure(err, cli.cloud, !!cli.token);
+        if (refused) throw new CloudSettingsError(refused);
         log(`cloud: offline (${(err as Error).message}); answering locally`);
       }
       cloud = client;
@@ -190,8 +213,13 @@ main().then(
       console.error(`error: ${err.message}\n${USAGE}`);
       process.exit(2);
     }
-    const known = err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError;
-    console.error(`error: ${known ? err.message : (err as Error)?.stack ?? err}`);
+    // what a user can cause (files, settings, the cloud) is a message; anything else is a bug, whose
+    // stack trace helps only a developer: it is printed on request
+    const known = err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
+    const message = (err as Error)?.message ?? String(err);
+    if (known) console.error(`error: ${message}`);
+    else if (process.env.TANDEM_DEBUG) console.error(`error: ${(err as Error)?.stack ?? message}`);
+    else console.error(`error: ${message} (TANDEM_DEBUG=1 shows where it happened)`);
     process.exit(1);
   },
 );

@@ -2,11 +2,14 @@
  * Browser mode end to end: the real engine (fixture models, one thread), a real cloud token server
  * process, Debian's Chromium. Acceptance of issue 3.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
+import { LocalModel } from "../electron/engine/localModel.js";
 import { ensureFixtures } from "../models/fixtures.js";
 import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
+import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";
 import { ChatPage } from "./pages/chatPage.js";
 
 const missing = missingForE2e();
@@ -145,5 +148,183 @@ describe.skipIf(!!skip)("browser mode, end to end", () => {
     await chat.waitFor(async () => (await chat.cloudState()) === "offline", "the offline indicator");
     expect(await page.getByTestId("cloud-indicator").textContent()).toContain("offline");
     await page.screenshot({ path: path.join(artifactsDir, "light-cloud-offline.png") });
+  });
+});
+
+/**
+ * Model output is text, never HTML that runs. The path tested is real model output: a hostile cloud
+ * (hostileCloud.ts) answers every token at τ = 1 with token IDs of the stories model's own vocabulary
+ * that spell out HTML, script and a javascript: link, so the text goes the way every answer goes —
+ * decoder, detokeniser, token stream, store, renderer. It is checked live in the token view while it
+ * streams, in the Markdown view a finished answer gets, in the token view again, and after a reload
+ * (history loaded from disk: the same components). The page runs with its CSP switched off
+ * (bypassCSP), so what is tested is the rendering itself: had any element been created, its handler
+ * would have run — a control probe shows that it does in this page, and that the CSP stops it in a
+ * normal one.
+ */
+const HOSTILE_TEXT = [
+  `Sure: <img src=x onerror="window.pwned='img';alert(1)"> <script>window.pwned='script'</script>`,
+  `<iframe srcdoc="<script>parent.pwned='iframe'</script>"></iframe> <svg onload="window.pwned='svg'"></svg>`,
+  `[click me](javascript:window.pwned='link') ![leak](https://evil.example/leak.png) <b onmouseover="window.pwned='b'">bold</b>`,
+].join("\n\n"); // paragraphs: the iframe line opens an HTML block that would swallow the Markdown after it
+const CLOUD_TOKEN = "hostile-cloud-token-0123456789";
+
+/** Elements and attributes model output must never produce in a region that shows it (an answer's body, the inspector). */
+async function activeContent(region: Locator): Promise<string[]> {
+  return region.evaluate((body) => {
+    const found: string[] = [];
+    for (const el of Array.from(body.querySelectorAll("*"))) {
+      if (/^(IMG|SCRIPT|IFRAME|SVG|OBJECT|EMBED|B|STYLE|LINK|META|BASE|FORM|INPUT|VIDEO|AUDIO)$/i.test(el.tagName)) found.push(el.tagName);
+      for (const a of el.getAttributeNames()) if (/^on/i.test(a)) found.push(`${el.tagName}[${a}]`);
+      const href = el.getAttribute("href");
+      if (href !== null && !/^https?:/i.test(href)) found.push(`${el.tagName}[href=${href}]`);
+    }
+    return found;
+  });
+}
+
+describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings", () => {
+  let browser: Browser;
+  let context: BrowserContext;
+  let cloud: HostileCloud;
+  let web: WebProc;
+  let page: Page;
+  let chat: ChatPage;
+  const dialogs: string[] = [];
+  const requests: string[] = [];
+  const dataDir = tempDir("tandem-e2e-hostile-");
+
+  // the flag the hostile text's handlers would set; Window has no such property in the DOM typings
+  const pwned = () => page.evaluate(() => (window as unknown as { pwned?: string }).pwned ?? null);
+
+  beforeAll(async () => {
+    // the script: the hostile text as token IDs of the device model's own vocabulary
+    const slm = await LocalModel.load(fixtures.storiesSlm!, { contextSize: 512 });
+    const script = slm.model.tokenize(HOSTILE_TEXT, false);
+    expect(slm.detokenize(script)).toBe(HOSTILE_TEXT); // the vocabulary can spell it exactly
+    cloud = await startHostileCloud({ device: slm.identity, script, eos: slm.model.tokens.eos!, token: CLOUD_TOKEN });
+    await slm.dispose();
+    // a conversation file damaged before the app starts
+    mkdirSync(path.join(dataDir, "conversations"), { recursive: true });
+    writeFileSync(path.join(dataDir, "conversations", "damaged.json"), '{"version":1,"conversation":{"id":"damaged","mess');
+    [browser, web] = await Promise.all([
+      launchChromium(),
+      startWeb({ dataDir, slm: fixtures.storiesSlm!, cloud, tau: 1, paceMs: 10, maxTokens: script.length + 40 }),
+    ]);
+    context = await browser.newContext({ viewport: { width: 1360, height: 860 }, bypassCSP: true });
+    page = await context.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e));
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    page.on("request", (r) => requests.push(r.url()));
+    chat = new ChatPage(page);
+    await chat.open(web.url);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (web) await kill(web.child, "SIGTERM");
+    await cloud?.close();
+  });
+
+  it("a damaged conversation file found at start: a notice says it was set aside; the app works", async () => {
+    expect((await chat.notices()).join("\n")).toMatch(/The conversation file damaged\.json could not be read \(not valid JSON.*moved aside to .*damaged\.json\.corrupt-\d+/);
+    await chat.waitFor(async () => (await chat.cloudState()) === "online", "the hostile cloud to be online");
+  });
+
+  it("model output with HTML, script and a javascript: link renders as inert text: streaming, Markdown, tokens, after a reload", async () => {
+    await chat.newChat();
+    await chat.send("Say something");
+    // live, in the token view
+    await chat.waitForTokens(80);
+    expect(await chat.lastAnswer().getAttribute("data-status")).toBe("streaming");
+    expect(await activeContent(chat.lastAnswer().locator(".answer-body"))).toEqual([]);
+    expect(await chat.waitForAnswerEnd()).toBe("complete");
+    expect(cloud.calls()).toBeGreaterThan(200); // the text came from the cloud, token by token
+
+    const checkMarkdown = async () => {
+      const body = chat.lastAnswer().getByTestId("markdown");
+      await body.waitFor();
+      const text = (await body.textContent()) ?? "";
+      // raw HTML is shown as the characters the model wrote
+      for (const s of [`<img src=x onerror="window.pwned='img';alert(1)">`, `<script>window.pwned='script'</script>`, `<iframe srcdoc=`, `<svg onload=`]) expect(text).toContain(s);
+      expect(text).toContain("[image: leak]");
+      expect(await activeContent(chat.lastAnswer().locator(".answer-body"))).toEqual([]);
+      // the javascript: link lost its target: clicking its text does nothing
+      await body.getByText("click me").click();
+      expect(page.url()).toBe(web.url);
+    };
+    const checkTokens = async () => {
+      await chat.showTokens();
+      const text = (await chat.lastAnswer().getByTestId("tokens").textContent()) ?? "";
+      expect(text.trimStart()).toBe(HOSTILE_TEXT);
+      expect(await activeContent(chat.lastAnswer().locator(".answer-body"))).toEqual([]);
+      // the inspector renders a token's text too: look at it for tokens all along the answer
+      const n = await chat.tokens().count();
+      for (let i = 0; i < n; i += 23) {
+        await chat.tokens().nth(i).hover();
+        const details = page.getByTestId("token-details");
+        await details.waitFor();
+        expect(await activeContent(details), `inspector, token ${i}`).toEqual([]);
+      }
+    };
+
+    await checkMarkdown();
+    await checkTokens();
+    await page.screenshot({ path: path.join(artifactsDir, "light-hostile-output.png") });
+    await page.reload();
+    await chat.open(web.url);
+    await chat.waitFor(async () => (await chat.answers.count()) > 0, "the stored answer");
+    await checkMarkdown();
+    await checkTokens();
+
+    await new Promise((r) => setTimeout(r, 300)); // an onerror would fire once the image failed to load
+    expect(await pwned()).toBeNull();
+    expect(dialogs).toEqual([]);
+    expect(requests.filter((u) => u.includes("evil.example"))).toEqual([]);
+  });
+
+  it("control: in this page (CSP off) injected markup does run, so the checks above could fail; with the CSP on it does not", async () => {
+    const probe = (p: Page) =>
+      p.evaluate(async () => {
+        document.body.insertAdjacentHTML("beforeend", `<img src="x-missing" onerror="window.cspProbe='ran'" hidden>`);
+        await new Promise((r) => setTimeout(r, 500));
+        let evalResult = "ran";
+        try {
+          eval("1"); // eslint-disable-line no-eval
+        } catch (e) {
+          evalResult = (e as Error).name;
+        }
+        return { handler: (window as unknown as { cspProbe?: string }).cspProbe ?? null, eval: evalResult };
+      });
+    expect(await probe(page)).toEqual({ handler: "ran", eval: "ran" });
+    const normal = await browser.newPage();
+    try {
+      await normal.goto(web.url);
+      expect(await probe(normal)).toEqual({ handler: null, eval: "EvalError" });
+    } finally {
+      await normal.close();
+    }
+  });
+
+  it("invalid cloud settings typed in Settings: a clear notice, the cloud unchanged", async () => {
+    await chat.connectCloud("ftp://files.example.com/model", "");
+    await chat.waitFor(async () => (await chat.notices()).some((n) => /must start with http:\/\/ or https:\/\//.test(n)), "the notice for ftp://");
+    await chat.connectCloud(cloud.url, "short");
+    await chat.waitFor(async () => (await chat.notices()).some((n) => /access token is too short \(5 characters\)/.test(n)), "the notice for a short token");
+    expect(await chat.cloudState()).toBe("online"); // nothing changed
+    await page.screenshot({ path: path.join(artifactsDir, "light-invalid-settings.png") });
+  });
+
+  it("a token the cloud refuses (HTTP 401): offline, and the reason is shown", async () => {
+    await chat.connectCloud(cloud.url, "wrong-token-0123456789abcdef");
+    await chat.waitFor(async () => (await chat.cloudState()) === "offline", "the offline indicator");
+    expect(await chat.cloudDetail()).toBe(`The cloud at ${cloud.url} refused the access token (HTTP 401): check the token given by whoever runs the server.`);
+    await page.screenshot({ path: path.join(artifactsDir, "light-cloud-token-refused.png") });
+    await chat.connectCloud(cloud.url, CLOUD_TOKEN);
+    await chat.waitFor(async () => (await chat.cloudState()) === "online", "online again with the right token");
+    expect(await chat.cloudDetail()).toBeNull();
   });
 });

@@ -93,8 +93,16 @@ export interface WebProc {
   output(): string;
 }
 
-export async function startWeb(opts: { dataDir: string; slm: string; cloud?: CloudProc; paceMs?: number; tau?: number }): Promise<WebProc> {
-  const args = ["--port", "0", "--data", opts.dataDir, "--slm", opts.slm, "--pace-ms", String(opts.paceMs ?? 30), "--max-tokens", "160"];
+export async function startWeb(opts: {
+  dataDir: string;
+  slm: string;
+  /** a cloud token server (a child process, or one in the test process) */
+  cloud?: { url: string; token: string };
+  paceMs?: number;
+  tau?: number;
+  maxTokens?: number;
+}): Promise<WebProc> {
+  const args = ["--port", "0", "--data", opts.dataDir, "--slm", opts.slm, "--pace-ms", String(opts.paceMs ?? 30), "--max-tokens", String(opts.maxTokens ?? 160)];
   if (opts.tau !== undefined) args.push("--tau", String(opts.tau));
   if (opts.cloud) args.push("--cloud", opts.cloud.url, "--token", opts.cloud.token);
   else args.push("--no-cloud");

@@ -15,6 +15,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
+import { preflightModelFile } from "../shared/node/modelPreflight.js";
+import { isRemoteModelUri } from "../shared/node/modelFile.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
 
@@ -65,6 +67,8 @@ async function main(): Promise<void> {
     const token = randomBytes(18).toString("base64url");
     llmStage = { ...emptyStage(llm) };
     try {
+      // a truncated or too large model: a clear error in the model status instead of a failed or endless load
+      if (!isRemoteModelUri(llm)) await preflightModelFile(path.resolve(llm));
       cloudServer = await startCloudServer({ modelPath: llm, host: "127.0.0.1", port: 0, token, log: () => {} });
       llmStage = { ...llmStage, loaded: true, name: cloudServer.identity.name };
       cloud = { kind: "tandem", url: cloudServer.url, token };

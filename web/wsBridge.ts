@@ -3,8 +3,8 @@
  * validated (parseWireRequest) before dispatch; pushed events go to every connected page.
  *
  * Security: the server listens on loopback only, and an upgrade is accepted only from a page this
- * server served (Origin must equal its own origin), so another web site open in the user's browser
- * cannot drive the engine (cross-site WebSocket hijacking).
+ * server served (Origin must equal its own origin, addressed by a loopback name), so another web site
+ * open in the user's browser cannot drive the engine (cross-site WebSocket hijacking, DNS rebinding).
  */
 import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer, type WebSocket } from "ws";
@@ -48,8 +48,14 @@ function sameOrigin(req: IncomingMessage): boolean {
   const host = req.headers.host;
   if (!origin || !host) return false;
   try {
-    return new URL(origin).host === host;
+    // DNS rebinding: a site whose name an attacker points at 127.0.0.1 passes the same-origin check
+    // with its own name in both headers; the page must be addressed by a loopback name
+    return new URL(origin).host === host && isLoopbackName(new URL(`http://${host}`).hostname);
   } catch {
     return false;
   }
+}
+
+function isLoopbackName(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }

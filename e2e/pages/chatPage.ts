@@ -74,6 +74,29 @@ export class ChatPage {
     return this.page.getByTestId("conversation-item").locator(".conv-title").allTextContents();
   }
 
+  /** Cloud settings as a person enters them: open Settings, type, Connect; waits for the call to finish. */
+  async connectCloud(url: string, token: string): Promise<void> {
+    const settings = this.page.getByTestId("settings");
+    if ((await settings.getAttribute("open")) === null) await settings.locator("summary").click();
+    await this.page.getByTestId("settings-kind").selectOption("tandem");
+    await this.page.getByTestId("settings-url").fill(url);
+    await this.page.getByTestId("settings-token").fill(token);
+    const connect = this.page.getByTestId("settings-connect");
+    await connect.click();
+    await this.waitFor(async () => await connect.isEnabled(), "the cloud settings call to finish");
+  }
+
+  /** The notices banner, one entry per notice shown. */
+  async notices(): Promise<string[]> {
+    const banner = this.page.getByTestId("notices");
+    return (await banner.count()) ? banner.locator("> div").allTextContents() : [];
+  }
+
+  async cloudDetail(): Promise<string | null> {
+    const d = this.page.getByTestId("cloud-detail");
+    return (await d.count()) ? d.textContent() : null;
+  }
+
   async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!(await cond())) {

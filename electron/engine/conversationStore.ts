@@ -1,26 +1,61 @@
 /**
- * Conversations on disk: one JSON file per conversation under `<dataDir>/conversations/`, with every
- * assistant token's origin and router data. Each save replaces the file atomically (atomicFile.ts), so a
- * crash mid-write never corrupts history. At start every file is loaded; one that does not parse (a
- * disk error, a hand edit) is moved aside as `<name>.corrupt-<time>` and reported, not silently dropped.
+ * Conversations on disk, under `<dataDir>/conversations/`:
+ *
+ *   <id>.json      the conversation (every assistant token with its origin and router data), replaced
+ *                  atomically (atomicFile.ts) at the start and the end of an answer and on every edit;
+ *   <id>.journal   the tokens of the answer being written since the last snapshot, one JSON line per
+ *                  token, appended as each token is made (appendToken); deleted by the next snapshot.
+ *
+ * Why a journal: rewriting the whole file for every token costs O(conversation) per token, while
+ * snapshotting only at the end of an answer would lose the whole answer in a crash. With the journal a
+ * crash of the process (SIGKILL, a native crash, the power button held after a hang) loses at most the
+ * token being written: a token counts as *committed* once `appendToken` has resolved, i.e. its line was
+ * handed to the OS with write(2) — from then on it survives the death of this process. The service
+ * shows a token only after that. Surviving an OS crash or power cut needs the data on the disk itself:
+ * journal lines are fdatasync'ed at most JOURNAL_SYNC_MS apart while tokens keep coming, and every
+ * snapshot is fsync'ed, so such a crash loses at most the last JOURNAL_SYNC_MS of the answer being
+ * written (syncing every token would cost a disk flush per token).
+ *
+ * At start every file is loaded and its journal replayed: a torn last line (the token being written)
+ * is dropped, lines already in the snapshot are skipped (by token index, so a crash between a snapshot
+ * and the journal's removal duplicates nothing), and the result is snapshotted again. An answer that
+ * was streaming when the process died is kept as "stopped". A file that does not parse or is not a
+ * conversation (a disk error, a hand edit) is moved aside as `<name>.corrupt-<time>` with a notice that
+ * says where, never silently dropped; the other conversations load.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { Conversation, ConversationMeta } from "../../shared/bridge.js";
+import type { Conversation, ConversationMeta, StoredMessage } from "../../shared/bridge.js";
+import type { TokenEvent } from "../../shared/events.js";
 import { TEMP_MARK, writeFileAtomic, type WriteHooks } from "./atomicFile.js";
 
 export const STORE_VERSION = 1;
+export const JOURNAL_EXT = ".journal";
+/** Longest time journal lines wait for fdatasync while an answer streams (power-loss bound). */
+export const JOURNAL_SYNC_MS = 1000;
 
 interface FileShape {
   version: number;
   conversation: Conversation;
 }
 
+/** One journal line: token `t` of assistant message `m`. */
+interface JournalLine {
+  m: string;
+  t: TokenEvent;
+}
+
+interface OpenJournal {
+  fh: FileHandle;
+  syncedAt: number;
+}
+
 export class ConversationStore {
   private readonly conversations = new Map<string, Conversation>();
-  /** per-conversation write chain: saves of one file never interleave */
+  /** per-conversation write chain: saves and appends of one conversation never interleave */
   private readonly writes = new Map<string, Promise<void>>();
+  private readonly journals = new Map<string, OpenJournal>();
   readonly notices: string[] = [];
   /** test seam, see WriteHooks */
   hooks: WriteHooks = {};
@@ -35,7 +70,9 @@ export class ConversationStore {
   }
 
   private async load(): Promise<void> {
-    for (const name of await readdir(this.dir)) {
+    const names = await readdir(this.dir);
+    const journals = new Set(names.filter((n) => n.endsWith(JOURNAL_EXT)));
+    for (const name of names) {
       const file = path.join(this.dir, name);
       if (name.includes(TEMP_MARK)) {
         // the leftover of a write interrupted before its rename: the real file is intact, drop it
@@ -43,19 +80,76 @@ export class ConversationStore {
         continue;
       }
       if (!name.endsWith(".json")) continue;
+      const journalName = name.slice(0, -".json".length) + JOURNAL_EXT;
+      const journal = journals.delete(journalName) ? path.join(this.dir, journalName) : null;
+      let c: Conversation;
       try {
-        const parsed = JSON.parse(await readFile(file, "utf8")) as FileShape;
-        const c = parsed?.conversation;
-        if (parsed?.version !== STORE_VERSION || !c || typeof c.id !== "string" || !Array.isArray(c.messages)) {
-          throw new Error("not a Tandem conversation file");
-        }
-        this.conversations.set(c.id, c);
+        c = parseConversationFile(await readFile(file, "utf8"));
+        if (`${c.id}.json` !== name) throw new Error(`it holds conversation ${JSON.stringify(c.id)}, not ${name}`);
       } catch (err) {
-        const aside = `${file}.corrupt-${Date.now()}`;
-        await rename(file, aside).catch(() => {});
-        this.notices.push(`A conversation file could not be read (${(err as Error).message}); it was moved aside to ${aside}.`);
+        const aside = await this.setAside(file);
+        if (journal) await this.setAside(journal);
+        this.notices.push(
+          `The conversation file ${name} could not be read (${(err as Error).message}); it was moved aside to ${aside} ` +
+            `and the other conversations were loaded.`,
+        );
+        continue;
       }
+      let changed = journal ? await this.replayJournal(c, journal) : false;
+      for (const m of c.messages) {
+        // an answer still streaming when the process died: keep what was written, as a stopped answer
+        if (m.role === "assistant" && !m.status) {
+          m.status = "stopped";
+          changed = true;
+        }
+      }
+      this.conversations.set(c.id, c);
+      // fold the journal into the snapshot: the next answer starts a fresh journal (a torn line at its
+      // end would otherwise sit in the middle of the next one)
+      if (changed || journal) await this.save(c.id);
     }
+    // journals without a conversation: left by a delete that died between the two unlinks
+    for (const name of journals) await unlink(path.join(this.dir, name)).catch(() => {});
+  }
+
+  /** Applies a journal's complete lines to `c`; returns whether anything changed. */
+  private async replayJournal(c: Conversation, file: string): Promise<boolean> {
+    const text = await readFile(file, "utf8");
+    const lines = text.split("\n");
+    // the last piece is "" after a complete line, else a line cut short by the crash: the in-flight token
+    lines.pop();
+    let changed = false;
+    for (let i = 0; i < lines.length; i++) {
+      let line: JournalLine;
+      try {
+        line = JSON.parse(lines[i]) as JournalLine;
+        if (!isJournalLine(line)) throw new Error("not a token record");
+      } catch (err) {
+        // only the last line can be cut short by a crash; a bad line before it is damage from elsewhere
+        this.notices.push(
+          `The journal of conversation "${c.title}" is damaged at line ${i + 1} (${(err as Error).message}); the tokens before it were recovered.`,
+        );
+        break;
+      }
+      const msg = c.messages.find((m) => m.id === line.m && m.role === "assistant");
+      if (!msg) continue; // the answer was replaced since (regenerate, edit): its tokens are gone on purpose
+      const tokens = (msg.tokens ??= []);
+      if (line.t.index < tokens.length) continue; // already in the snapshot
+      if (line.t.index > tokens.length) {
+        this.notices.push(`The journal of conversation "${c.title}" skips from token ${tokens.length} to ${line.t.index}; the tokens before the gap were recovered.`);
+        break;
+      }
+      tokens.push(line.t);
+      msg.content += line.t.text;
+      changed = true;
+    }
+    return changed;
+  }
+
+  private async setAside(file: string): Promise<string> {
+    const aside = `${file}.corrupt-${Date.now()}`;
+    await rename(file, aside).catch(() => {});
+    return aside;
   }
 
   list(): ConversationMeta[] {
@@ -90,39 +184,140 @@ export class ConversationStore {
 
   async delete(id: string): Promise<boolean> {
     if (!this.conversations.delete(id)) return false;
-    await this.chain(id, () => unlink(this.fileOf(id)).catch(() => {}));
+    await this.chain(id, async () => {
+      await unlink(this.fileOf(id)).catch(() => {});
+      await this.dropJournal(id);
+    });
     return true;
   }
 
-  /** Persists the in-memory state of a conversation (callers mutate it through `get`). */
+  /**
+   * Persists the in-memory state of a conversation (callers mutate it through `get`) as a new snapshot,
+   * then removes the journal it supersedes.
+   */
   save(id: string): Promise<void> {
     return this.chain(id, async () => {
       const c = this.conversations.get(id);
       if (!c) return; // deleted meanwhile
       const data: FileShape = { version: STORE_VERSION, conversation: c };
       await writeFileAtomic(this.fileOf(id), JSON.stringify(data), this.hooks);
+      // a crash right here leaves journal lines the snapshot already holds: replay skips them by index
+      await this.dropJournal(id);
     });
   }
 
-  /** Waits for all pending writes (shutdown). */
+  /**
+   * Records one token of the answer `messageId` as it is made (the caller has already appended it to
+   * the message in memory). Resolves once the line is with the OS: the token is then committed.
+   */
+  appendToken(id: string, messageId: string, token: TokenEvent): Promise<void> {
+    const line = Buffer.from(JSON.stringify({ m: messageId, t: token } satisfies JournalLine) + "\n", "utf8");
+    return this.chain(id, async () => {
+      if (!this.conversations.has(id)) return; // deleted meanwhile
+      let j = this.journals.get(id);
+      if (!j) {
+        j = { fh: await open(this.journalOf(id), "a", 0o600), syncedAt: Date.now() };
+        this.journals.set(id, j);
+      }
+      // one write(2) per line: positional writes loop until the whole line is out (a short write is
+      // possible in principle); a kill in between leaves a torn last line, which the replay drops
+      let done = 0;
+      while (done < line.length) done += (await j.fh.write(line, done, line.length - done)).bytesWritten;
+      if (Date.now() - j.syncedAt >= JOURNAL_SYNC_MS) {
+        await j.fh.datasync();
+        j.syncedAt = Date.now();
+      }
+    });
+  }
+
+  /** Waits for all pending writes and closes open journals (shutdown). */
   async flush(): Promise<void> {
-    await Promise.all([...this.writes.values()]);
+    await Promise.all([...this.writes.values()].map((p) => p.catch(() => {})));
+    for (const [id, j] of [...this.journals]) {
+      this.journals.delete(id);
+      await j.fh.datasync().catch(() => {});
+      await j.fh.close().catch(() => {});
+    }
+  }
+
+  private async dropJournal(id: string): Promise<void> {
+    const j = this.journals.get(id);
+    this.journals.delete(id);
+    await j?.fh.close().catch(() => {});
+    await unlink(this.journalOf(id)).catch(() => {}); // usually absent: no answer since the last snapshot
   }
 
   private chain(id: string, job: () => Promise<void>): Promise<void> {
     const prev = this.writes.get(id) ?? Promise.resolve();
     const next = prev.catch(() => {}).then(job);
     this.writes.set(id, next);
-    void next.finally(() => {
-      if (this.writes.get(id) === next) this.writes.delete(id);
-    }).catch(() => {});
+    void next
+      .finally(() => {
+        if (this.writes.get(id) === next) this.writes.delete(id);
+      })
+      .catch(() => {});
     return next;
   }
 
   private fileOf(id: string): string {
-    if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new Error(`Invalid conversation id ${JSON.stringify(id)}`);
-    return path.join(this.dir, `${id}.json`);
+    return path.join(this.dir, `${checkId(id)}.json`);
   }
+
+  private journalOf(id: string): string {
+    return path.join(this.dir, `${checkId(id)}${JOURNAL_EXT}`);
+  }
+}
+
+function checkId(id: string): string {
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new Error(`Invalid conversation id ${JSON.stringify(id)}`);
+  return id;
+}
+
+/** Parses and checks a conversation file; throws a short, readable reason for anything else. */
+export function parseConversationFile(text: string): Conversation {
+  let parsed: FileShape;
+  try {
+    parsed = JSON.parse(text) as FileShape;
+  } catch (err) {
+    throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed?.version !== STORE_VERSION) throw new Error("not a Tandem conversation file");
+  const c = parsed.conversation;
+  if (!c || typeof c.id !== "string" || typeof c.title !== "string" || !Array.isArray(c.messages)) {
+    throw new Error("not a Tandem conversation file");
+  }
+  const bad = c.messages.findIndex((m) => !isStoredMessage(m));
+  if (bad >= 0) throw new Error(`message ${bad + 1} is malformed`);
+  return c;
+}
+
+function isStoredMessage(m: unknown): m is StoredMessage {
+  const o = m as StoredMessage | null;
+  return (
+    typeof o === "object" &&
+    o !== null &&
+    typeof o.id === "string" &&
+    (o.role === "user" || o.role === "assistant") &&
+    typeof o.content === "string" &&
+    (o.tokens === undefined || (Array.isArray(o.tokens) && o.tokens.every(isTokenEvent)))
+  );
+}
+
+function isTokenEvent(t: unknown): t is TokenEvent {
+  const o = t as TokenEvent | null;
+  return (
+    typeof o === "object" &&
+    o !== null &&
+    Number.isInteger(o.index) &&
+    Number.isInteger(o.tokenId) &&
+    typeof o.text === "string" &&
+    (o.origin === "local" || o.origin === "cloud" || o.origin === "fallback")
+  );
+}
+
+function isJournalLine(v: unknown): v is JournalLine {
+  const o = v as JournalLine | null;
+  return typeof o === "object" && o !== null && typeof o.m === "string" && isTokenEvent(o.t);
 }
 
 export function metaOf(c: Conversation): ConversationMeta {

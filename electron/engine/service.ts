@@ -4,7 +4,8 @@
  * imports no `electron`, so tests drive it directly.
  *
  * It holds the SLM, the router, the cloud client, τ and the conversations. One answer runs at a time
- * (the SLM has one KV-cached sequence); its tokens are pushed as batched deltas.
+ * (the SLM has one KV-cached sequence); each of its tokens is committed to the conversation's journal
+ * (conversationStore.ts) before it is pushed, in batched deltas, so a token the UI shows survives a crash.
  */
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -30,7 +31,7 @@ import type {
 import type { ChatMessage } from "../../shared/chat.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
-import { VocabularyMismatchError } from "../../shared/node/modelFile.js";
+import { resolveModelSource, VocabularyMismatchError } from "../../shared/node/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
 import { ConversationStore, metaOf } from "./conversationStore.js";
@@ -40,6 +41,8 @@ import { LocalModel } from "./localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { writeFileAtomic } from "./atomicFile.js";
 import { ModelDownloads } from "./modelDownloads.js";
+import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
+import { preflightModelFile } from "../../shared/node/modelPreflight.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -334,9 +337,19 @@ export class TandemService implements BridgeApi {
         signal: a.abort.signal,
         topK: this.opts.topK ?? 5,
       });
+      let journalFailed = false;
       for await (const ev of answer) {
         msg.tokens!.push(ev);
         msg.content += ev.text;
+        // committed to the conversation's journal before anyone sees it: a token shown in the UI
+        // survives a crash of this process (conversationStore.ts); a failing disk must not stop the
+        // answer, which is saved again when it ends
+        try {
+          await this.store.appendToken(conversationId, messageId, ev);
+        } catch (err) {
+          if (!journalFailed) this.notice(`Could not save the answer as it streams (${(err as Error).message}); it will be saved when it ends.`);
+          journalFailed = true;
+        }
         a.pending.push(ev);
         a.timer ??= setTimeout(flush, this.opts.flushMs ?? 16);
         if (this.opts.paceMs) await sleep(this.opts.paceMs, a.abort.signal);
@@ -454,11 +467,15 @@ export class TandemService implements BridgeApi {
   private async loadSlm(source: string): Promise<void> {
     this.setSlmStage({ ...emptyStage(source) });
     try {
-      const model = await LocalModel.load(source, {
-        contextSize: this.opts.contextSize ?? 2048,
-        hiddenState: true, // free, and what a learned router reads
+      const file = await resolveModelSource(source, {
         directory: this.modelsDir,
         onProgress: ({ totalSize, downloadedSize }) => this.setSlmStage({ progress: totalSize ? downloadedSize / totalSize : null }),
+      });
+      // a truncated file or a model larger than memory: a clear error now, not a failed or endless load
+      await preflightModelFile(file);
+      const model = await LocalModel.load(file, {
+        contextSize: this.opts.contextSize ?? 2048,
+        hiddenState: true, // free, and what a learned router reads
       });
       const old = this.slm;
       this.slm = model;
@@ -481,11 +498,21 @@ export class TandemService implements BridgeApi {
     return this.cloudStatusValue;
   }
 
+  /**
+   * Settings that cannot work (not a URL, not http(s), a malformed or too short token) are refused with
+   * a clear error and change nothing; settings that fail to connect (unreachable, token refused, another
+   * vocabulary) are kept, and the cloud status says why it is offline.
+   */
   async setCloudSettings(s: OpArg<"setCloudSettings">): Promise<CloudStatus> {
     if (s.kind !== "tandem" && s.kind !== "none") throw new Error(`Unknown cloud kind ${JSON.stringify(s.kind)}`);
     if (this.active) throw new Error("Stop the current answer before changing the cloud");
-    // an empty token field keeps the saved token (the UI never receives it back)
-    this.cloudSettings = { kind: s.kind, url: String(s.url ?? "").trim(), token: s.token ? String(s.token) : this.cloudSettings.token };
+    const url = String(s.url ?? "").trim();
+    // an empty token field keeps the saved token (the UI never receives it back), but only for the same
+    // server: a token is never sent to another host because the field was left empty
+    const kept = sameServer(url, this.cloudSettings.url) ? this.cloudSettings.token : "";
+    const token = s.token ? String(s.token) : kept;
+    if (s.kind === "none") this.cloudSettings = { kind: "none", url, token };
+    else this.cloudSettings = { kind: "tandem", ...checkCloudSettings({ url, token }) };
     await this.connectCloud();
     return this.cloudStatusValue;
   }
@@ -506,12 +533,19 @@ export class TandemService implements BridgeApi {
     await old?.close();
     const s = this.cloudSettings;
     if (s.kind === "none" || !s.url) return this.setCloudStatus("disabled", s.kind === "none" ? null : "no URL set");
+    let checked: { url: string; token: string };
+    try {
+      // settings from the command line or the environment reach here unchecked
+      checked = checkCloudSettings(s);
+    } catch (err) {
+      return this.setCloudStatus("offline", (err as Error).message);
+    }
     if (!this.slm) return this.setCloudStatus("offline", "the local model is not loaded");
     let client: TandemCloudClient;
     try {
       client = new TandemCloudClient({
-        url: s.url,
-        token: s.token || undefined,
+        url: checked.url,
+        token: checked.token || undefined,
         deadlineMs: this.opts.deadlineMs,
         onStateChange: (state, detail) => {
           if (this.cloud !== client) return; // a replaced client's late news
@@ -527,12 +561,14 @@ export class TandemService implements BridgeApi {
       const m = await client.connect(this.slm.identity);
       this.setCloudStatus("online", null, m.name);
     } catch (err) {
-      if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) {
-        // a different vocabulary can never work token by token: refuse the cloud, keep chatting locally
+      const refused = authFailure(err, checked.url, !!checked.token);
+      if (refused || err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) {
+        // a different vocabulary can never work token by token, and a refused token does not start
+        // working by retrying: drop this cloud (no call per routed token into a wall), keep chatting locally
         this.cloud = null;
         await client.close();
       }
-      this.setCloudStatus("offline", (err as Error).message);
+      this.setCloudStatus("offline", refused ?? (err as Error).message);
     }
   }
 }

@@ -29,20 +29,20 @@ export function Settings() {
       <summary>Settings</summary>
       <label>
         Cloud
-        <select value={kind} onChange={(e) => setKind(e.target.value as CloudKind)}>
+        <select data-testid="settings-kind" value={kind} onChange={(e) => setKind(e.target.value as CloudKind)}>
           <option value="tandem">Tandem token server</option>
           <option value="none">None (local only)</option>
         </select>
       </label>
       <label>
         URL
-        <input value={url} placeholder="http://127.0.0.1:8788" onChange={(e) => setUrl(e.target.value)} disabled={kind === "none"} />
+        <input data-testid="settings-url" value={url} placeholder="http://127.0.0.1:8788" onChange={(e) => setUrl(e.target.value)} disabled={kind === "none"} />
       </label>
       <label>
         Token
-        <input type="password" value={token} placeholder={cloud?.hasToken ? "(saved)" : "bearer token"} onChange={(e) => setToken(e.target.value)} disabled={kind === "none"} />
+        <input data-testid="settings-token" type="password" value={token} placeholder={cloud?.hasToken ? "(saved)" : "bearer token"} onChange={(e) => setToken(e.target.value)} disabled={kind === "none"} />
       </label>
-      <button disabled={busy} onClick={() => void run(() => bridge.setCloud({ kind, url, token }))}>
+      <button data-testid="settings-connect" disabled={busy} onClick={() => void run(() => bridge.setCloud({ kind, url, token }))}>
         Connect
       </button>
       <label>

@@ -76,9 +76,19 @@ export function CloudIndicator() {
   const state = cloud?.state ?? "unknown";
   const label =
     state === "online" ? "cloud online" : state === "offline" ? "cloud offline — answering locally" : state === "disabled" ? "no cloud — local only" : "connecting…";
+  // why the cloud is offline (a refused token, an invalid URL, another vocabulary) is shown, not only
+  // hovered: it is what the user has to fix
+  const why = state === "offline" && cloud?.detail ? cloud.detail : null;
   return (
-    <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={cloud?.detail ?? cloud?.model ?? cloud?.url ?? ""}>
-      <span className="dot" /> {label}
-    </span>
+    <>
+      <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={cloud?.detail ?? cloud?.model ?? cloud?.url ?? ""}>
+        <span className="dot" /> {label}
+      </span>
+      {why && (
+        <span className="cloud-detail" data-testid="cloud-detail" title={why}>
+          {why}
+        </span>
+      )}
+    </>
   );
 }

@@ -9,6 +9,7 @@ import path from "node:path";
 import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
 import type { ModelIdentity } from "../protocol.js";
 import { threadsFor } from "./llama.js";
+import { preflightModelFile } from "./modelPreflight.js";
 
 export class ModelFileError extends Error {
   constructor(
@@ -84,7 +85,8 @@ export async function loadModelFile(
   llama: Llama,
   file: string,
 ): Promise<{ model: LlamaModel; threads: number | undefined; size: number }> {
-  const { size } = await checkGgufFile(file);
+  // llama.cpp must never see a hostile header or a model larger than memory (see modelPreflight.ts)
+  const { size } = await preflightModelFile(file);
   let model: LlamaModel;
   try {
     model = await llama.loadModel({ modelPath: file });

@@ -1,14 +1,38 @@
-/** Persistence: atomic writes, a crash mid-write, a corrupt file set aside, a reload. */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+/**
+ * Persistence: atomic snapshots, the token journal and its replay, a crash mid-write, corrupt files set
+ * aside while the others load. (Repeated SIGKILLs of a real writer: crash.test.ts.)
+ */
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConversationStore } from "../../electron/engine/conversationStore.js";
-import { repoRoot } from "../helpers/shared.js";
+import { ConversationStore, JOURNAL_EXT } from "../../electron/engine/conversationStore.js";
+import { TandemService } from "../../electron/engine/service.js";
+import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-store-"));
-const token = (index: number) => ({ index, tokenId: index, text: "x", origin: "cloud" as const, confidence: 0.2, tau: 0.5, cloudLatencyMs: 4, slmTokenId: 7 });
+const token = (index: number, text = "x") => ({ index, tokenId: index, text, origin: "cloud" as const, confidence: 0.2, tau: 0.5, cloudLatencyMs: 4, slmTokenId: 7 });
+const convDir = (dir: string) => path.join(dir, "conversations");
+
+/** A conversation with one answer streaming, as the service leaves it after the start snapshot. */
+async function streaming(dir: string): Promise<{ s: ConversationStore; c: Conversation; msg: StoredMessage }> {
+  const s = await ConversationStore.open(dir);
+  const c = await s.create("Streaming");
+  c.messages.push({ id: "u1", role: "user", content: "hi", createdAt: 1 });
+  const msg: StoredMessage = { id: "a1", role: "assistant", content: "", createdAt: 2, tokens: [] };
+  c.messages.push(msg);
+  await s.save(c.id);
+  return { s, c, msg };
+}
+
+async function appendTokens(s: ConversationStore, c: Conversation, msg: StoredMessage, texts: string[]): Promise<void> {
+  for (const text of texts) {
+    const t = token(msg.tokens!.length, text);
+    msg.tokens!.push(t);
+    msg.content += text;
+    await s.appendToken(c.id, msg.id, t);
+  }
+}
 
 describe("conversation store", () => {
   it("saves and loads conversations with every token's origin and router data", async () => {
@@ -42,32 +66,6 @@ describe("conversation store", () => {
     expect(readdirSync(path.join(dir, "conversations"))).toEqual([`${c.id}.json`]);
   });
 
-  it("SIGKILL during a stream of saves never leaves an unreadable file", async () => {
-    const dir = tmp();
-    // a child process saves a growing conversation in a loop; it is killed at an arbitrary moment
-    const script = `
-      import { ConversationStore } from ${JSON.stringify(path.join(repoRoot, "electron/engine/conversationStore.ts"))};
-      const s = await ConversationStore.open(${JSON.stringify(dir)});
-      const c = await s.create("Crash");
-      process.stdout.write("ready\\n");
-      for (let i = 0; ; i++) {
-        c.messages.push({ id: "m" + i, role: "assistant", content: "y".repeat(2000), createdAt: i, tokens: [] });
-        await s.save(c.id);
-      }`;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] });
-    await new Promise<void>((r) => child.stdout!.once("data", () => r()));
-    await new Promise((r) => setTimeout(r, 300));
-    await new Promise<void>((r) => {
-      child.once("exit", () => r());
-      child.kill("SIGKILL");
-    });
-    const s = await ConversationStore.open(dir);
-    expect(s.notices).toEqual([]);
-    const [meta] = s.list();
-    expect(meta.title).toBe("Crash");
-    expect(meta.messageCount).toBeGreaterThan(0);
-  });
-
   it("a corrupt file is moved aside with a clear notice; the others load", async () => {
     const dir = tmp();
     const s = await ConversationStore.open(dir);
@@ -91,5 +89,131 @@ describe("conversation store", () => {
     await s.delete(b.id);
     const again = await ConversationStore.open(dir);
     expect(again.list().map((m) => m.title)).toEqual(["Renamed"]);
+  });
+
+  it("tokens appended to the journal survive a crash: replayed, the answer kept as stopped, the journal folded in", async () => {
+    const dir = tmp();
+    const { s, c, msg } = await streaming(dir);
+    await appendTokens(s, c, msg, ["Once", " upon", " é🙂", "\n\"q\""]);
+    // the process dies here: no end-of-answer snapshot; the snapshot on disk has an empty answer
+    expect(JSON.parse(readFileSync(path.join(convDir(dir), `${c.id}.json`), "utf8")).conversation.messages[1].tokens).toEqual([]);
+    const again = await ConversationStore.open(dir);
+    const m = again.get(c.id).messages[1];
+    expect(m.tokens).toEqual([token(0, "Once"), token(1, " upon"), token(2, " é🙂"), token(3, '\n"q"')]);
+    expect(m.content).toBe('Once upon é🙂\n"q"');
+    expect(m.status).toBe("stopped");
+    expect(again.notices).toEqual([]);
+    // folded into a new snapshot: the next answer starts a clean journal
+    expect(readdirSync(convDir(dir))).toEqual([`${c.id}.json`]);
+    const third = await ConversationStore.open(dir);
+    expect(third.get(c.id).messages[1].tokens).toHaveLength(4);
+  });
+
+  it("a line torn by the crash (the token being written) is dropped; the ones before it are kept", async () => {
+    const dir = tmp();
+    const { s, c, msg } = await streaming(dir);
+    await appendTokens(s, c, msg, ["a", "b"]);
+    await s.flush();
+    const journal = path.join(convDir(dir), `${c.id}${JOURNAL_EXT}`);
+    const full = JSON.stringify({ m: msg.id, t: token(2, "c") });
+    appendFileSync(journal, full.slice(0, full.length >> 1)); // killed in the middle of write(2)
+    const again = await ConversationStore.open(dir);
+    expect(again.notices).toEqual([]);
+    expect(again.get(c.id).messages[1].tokens!.map((t) => t.text)).toEqual(["a", "b"]);
+  });
+
+  it("the end-of-answer snapshot removes the journal; a journal left beside it (crash between the two) duplicates nothing", async () => {
+    const dir = tmp();
+    const { s, c, msg } = await streaming(dir);
+    await appendTokens(s, c, msg, ["a", "b", "c"]);
+    const journal = path.join(convDir(dir), `${c.id}${JOURNAL_EXT}`);
+    const lines = readFileSync(journal, "utf8");
+    msg.status = "complete";
+    await s.save(c.id);
+    expect(existsSync(journal)).toBe(false);
+    writeFileSync(journal, lines); // as if the process died after the rename, before the unlink
+    const again = await ConversationStore.open(dir);
+    expect(again.get(c.id).messages[1]).toMatchObject({ content: "abc", status: "complete" });
+    expect(again.get(c.id).messages[1].tokens).toHaveLength(3);
+  });
+
+  it("journal lines of an answer replaced since (regenerate) are ignored; an orphan journal is removed", async () => {
+    const dir = tmp();
+    const { s, c, msg } = await streaming(dir);
+    await appendTokens(s, c, msg, ["old"]);
+    await s.flush();
+    const journal = path.join(convDir(dir), `${c.id}${JOURNAL_EXT}`);
+    const stale = readFileSync(journal, "utf8");
+    c.messages.pop(); // regenerate: the answer is replaced by a new one
+    c.messages.push({ id: "a2", role: "assistant", content: "", createdAt: 3, tokens: [] });
+    await s.save(c.id);
+    writeFileSync(journal, stale);
+    writeFileSync(path.join(convDir(dir), `0000-gone${JOURNAL_EXT}`), stale); // its conversation was deleted
+    const again = await ConversationStore.open(dir);
+    expect(again.get(c.id).messages.map((m) => m.id)).toEqual(["u1", "a2"]);
+    expect(again.get(c.id).messages[1].tokens).toEqual([]);
+    expect(again.notices).toEqual([]);
+    expect(readdirSync(convDir(dir))).toEqual([`${c.id}.json`]);
+  });
+
+  it("a journal damaged before its last line: the tokens before the damage are kept, with a notice", async () => {
+    const dir = tmp();
+    const { s, c, msg } = await streaming(dir);
+    await appendTokens(s, c, msg, ["a", "b"]);
+    await s.flush();
+    const journal = path.join(convDir(dir), `${c.id}${JOURNAL_EXT}`);
+    appendFileSync(journal, "garbage\n" + JSON.stringify({ m: msg.id, t: token(2, "c") }) + "\n");
+    const again = await ConversationStore.open(dir);
+    expect(again.get(c.id).messages[1].tokens!.map((t) => t.text)).toEqual(["a", "b"]);
+    expect(again.notices).toHaveLength(1);
+    expect(again.notices[0]).toMatch(/journal of conversation "Streaming" is damaged at line 3/);
+  });
+
+  it("every kind of corrupt file is set aside with a notice naming it and why; the good ones load", async () => {
+    const dir = tmp();
+    const s = await ConversationStore.open(dir);
+    const good = await s.create("Good");
+    await s.create("Also good");
+    const valid = readFileSync(path.join(convDir(dir), `${good.id}.json`), "utf8");
+    const bad: Record<string, [string, RegExp]> = {
+      "empty.json": ["", /the file is empty/],
+      "truncated.json": [valid.slice(0, valid.length - 7), /not valid JSON/],
+      "binary.json": ["\u0000\u0001\u00ff garbage", /not valid JSON/],
+      "other-app.json": ['{"settings": {"theme": "dark"}}', /not a Tandem conversation file/],
+      "future.json": [valid.replace('"version":1', '"version":99'), /not a Tandem conversation file/],
+      "bad-message.json": [valid.replace('"messages":[]', '"messages":[{"role":"wizard"}]'), /message 1 is malformed/],
+      "wrong-id.json": [valid, /holds conversation .*, not wrong-id\.json/],
+    };
+    for (const [name, [content]] of Object.entries(bad)) writeFileSync(path.join(convDir(dir), name), content);
+    writeFileSync(path.join(convDir(dir), `truncated${JOURNAL_EXT}`), "{}\n"); // goes aside with its conversation
+    const again = await ConversationStore.open(dir);
+    expect(again.list().map((m) => m.title).sort()).toEqual(["Also good", "Good"]);
+    expect(again.notices).toHaveLength(Object.keys(bad).length);
+    for (const [name, [content, why]] of Object.entries(bad)) {
+      const notice = again.notices.find((n) => n.includes(`${name}.corrupt-`));
+      expect(notice, name).toMatch(/could not be read/);
+      expect(notice, name).toMatch(why);
+      const aside = readdirSync(convDir(dir)).find((f) => f.startsWith(`${name}.corrupt-`))!;
+      expect(readFileSync(path.join(convDir(dir), aside), "utf8"), `${name} is kept as it was`).toBe(content);
+    }
+    expect(readdirSync(convDir(dir)).some((f) => f.startsWith(`truncated${JOURNAL_EXT}.corrupt-`))).toBe(true);
+    // set aside once: the next start is clean
+    expect((await ConversationStore.open(dir)).notices).toEqual([]);
+  });
+
+  it("the service shows the store's notices to the UI (the snapshot the renderer reads at start)", async () => {
+    const dir = tmp();
+    const s = await ConversationStore.open(dir);
+    await s.create("Kept");
+    writeFileSync(path.join(convDir(dir), "broken.json"), "{ not json");
+    const service = await TandemService.start({ dataDir: dir, slm: null });
+    try {
+      const snap = await service.snapshot();
+      expect(snap.conversations.map((c) => c.title)).toEqual(["Kept"]);
+      expect(snap.notices).toHaveLength(1);
+      expect(snap.notices[0]).toMatch(/broken\.json.*could not be read \(not valid JSON.*moved aside to .*broken\.json\.corrupt-\d+/);
+    } finally {
+      await service.close();
+    }
   });
 });

@@ -23,9 +23,9 @@ beforeAll(async () => {
 });
 afterAll(() => web?.close());
 
-const open = (origin: string | undefined) =>
+const open = (origin: string | undefined, host?: string) =>
   new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(web.url.replace("http", "ws") + "bridge", origin ? { origin } : {});
+    const ws = new WebSocket(web.url.replace("http", "ws") + "bridge", { ...(origin ? { origin } : {}), ...(host ? { headers: { host } } : {}) });
     ws.once("open", () => resolve(ws));
     ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     ws.once("error", reject);
@@ -47,6 +47,14 @@ describe("browser-mode host", () => {
   it("refuses a WebSocket from another origin (cross-site hijacking) or without one", async () => {
     await expect(open("http://evil.example")).rejects.toThrow(/403/);
     await expect(open(undefined)).rejects.toThrow(/403/);
+  });
+
+  it("refuses a page reached through DNS rebinding (another site's name pointed at 127.0.0.1: same origin, not loopback)", async () => {
+    const port = new URL(web.url).port;
+    await expect(open(`http://rebind.evil.example:${port}`, `rebind.evil.example:${port}`)).rejects.toThrow(/403/);
+    // the same page under a loopback name is fine
+    const ws = await open(`http://localhost:${port}`, `localhost:${port}`);
+    ws.close();
   });
 
   it("dispatches a valid call, reports errors per call, pushes events, and closes on a malformed call", async () => {

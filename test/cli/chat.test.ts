@@ -2,8 +2,12 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { ensureFixtures } from "../../models/fixtures.js";
+import { closedPort, INVALID_CLOUD_SETTINGS, startSilentServer } from "../app/hostileNet.js";
+import { hostileModels } from "../app/hostileModels.js";
+import { randomQwenPair, storiesPair } from "../helpers/pair.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 
 const run = promisify(execFile);
@@ -65,19 +69,105 @@ describe("terminal chat", () => {
     expect(stderr).toContain("rand-gpt2");
   });
 
-  it.each([
-    ["corrupt", () => f.corrupt, /Cannot load/],
-    ["non-GGUF", () => f.notModel, /not a GGUF model file/],
-  ])("a %s model file is a clear error", async (_n, file, pattern) => {
-    const { code, stderr } = await chat(["--slm", file(), "hello"]);
-    expect(code).toBe(1);
-    expect(stderr).toMatch(pattern);
-    expect(stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+  it("bad options are usage errors", async () => {
+    for (const args of [["--tau", "2", "x"], ["--no-such-option", "x"], ["--tau"]]) {
+      const { code, stderr } = await chat(args);
+      expect(code, args.join(" ")).toBe(2);
+      expect(stderr).toMatch(/^error: .*\nusage:/);
+    }
+  });
+});
+
+/** A clear error: exit code 1, one "error:" line saying what is wrong, no stack trace, no answer. */
+function expectCleanError(r: { code: number; stdout: string; stderr: string }, message: RegExp): void {
+  expect(r.code, r.stderr).toBe(1);
+  expect(r.stderr).toMatch(/^error: /m);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/\n\s+at |TANDEM_DEBUG/); // a message, not a stack trace or an unexpected error
+  expect(r.stdout).toBe("");
+}
+
+/** Runs many CLI invocations two at a time (2 cores): each is a process start of ~1 s. */
+async function inPairs<T, R>(items: readonly T[], f: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await f(items[i]);
+    }
+  };
+  await Promise.all([lane(), lane()]);
+  return out;
+}
+
+describe("terminal chat: hostile files and settings", () => {
+  const TOKEN = "cli-hostile-token-0123456789abcdef";
+  let server: CloudServer;
+  let slm: string;
+  beforeAll(async () => {
+    const pair = (await storiesPair()) ?? (await randomQwenPair());
+    slm = pair.slm;
+    server = await startCloudServer({ modelPath: pair.llm, host: "127.0.0.1", port: 0, token: TOKEN, log: () => {} });
+  });
+  afterAll(async () => server?.close());
+
+  it("every bad model file as --slm: exit 1 with a clear message, before any token, never a hang", async () => {
+    const models = await hostileModels();
+    const results = await inPairs(models, async (m) => {
+      const t0 = performance.now();
+      const r = await chat(["--slm", m.file, "hello"]);
+      return { m, r, ms: performance.now() - t0 };
+    });
+    for (const { m, r, ms } of results) {
+      expectCleanError(r, m.error);
+      expect(ms, m.what).toBeLessThan(30_000);
+    }
+    console.log(`hostile inputs (CLI): ${models.length} bad model files rejected with exit code 1 and a message`);
   });
 
-  it("bad options are usage errors", async () => {
-    const { code, stderr } = await chat(["--tau", "2", "x"]);
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/--tau/);
+  it("a model too large for memory as the in-process cloud's --llm: the same clear error", async () => {
+    const [huge] = await hostileModels();
+    expectCleanError(await chat(["--slm", slm, "--llm", huge.file, "hello"]), huge.error);
+  });
+
+  it("every invalid cloud setting: exit 1 with a clear message before a model is loaded; the token never echoed", async () => {
+    const results = await inPairs(INVALID_CLOUD_SETTINGS, (c) => chat(["--cloud", c.url, ...(c.token ? ["--token", c.token] : []), "hello"]));
+    results.forEach((r, i) => {
+      const c = INVALID_CLOUD_SETTINGS[i];
+      expectCleanError(r, c.error);
+      if (c.token) expect(r.stderr).not.toContain(c.token);
+    });
+    console.log(`hostile inputs (CLI): ${INVALID_CLOUD_SETTINGS.length} invalid cloud settings rejected with exit code 1 and a message`);
+  });
+
+  it("a wrong token or none: the server's 401 is a clear error, exit 1, before any token", async () => {
+    expectCleanError(
+      await chat(["--slm", slm, "--cloud", server.url, "--token", "wrong-token-0123456789abcdef", "--json", "hello"]),
+      new RegExp(`The cloud at ${server.url} refused the access token \\(HTTP 401\\)`),
+    );
+    expectCleanError(await chat(["--slm", slm, "--cloud", server.url, "--json", "hello"]), /needs an access token \(HTTP 401\)/);
+  });
+
+  it("an unreachable cloud is not a settings error: the answer goes on locally and stderr says why (exit 0)", async () => {
+    const r = await chat(["--slm", slm, "--cloud", `http://127.0.0.1:${await closedPort()}`, "--token", TOKEN, "--tau", "1", "--max-tokens", "5", "--json", "hello"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/cloud: offline \(cloud unreachable: ECONNREFUSED\); answering locally/);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.pop().summary.fallbackTokens).toBe(5); // τ = 1 wanted the cloud for every token
+  });
+
+  it("a cloud that accepts the connection and never answers: the connect deadline ends the wait, the answer goes on locally", async () => {
+    const silent = await startSilentServer();
+    try {
+      const t0 = performance.now();
+      const r = await chat(["--slm", slm, "--cloud", silent.url, "--token", TOKEN, "--tau", "1", "--max-tokens", "3", "--deadline-ms", "300", "hello"]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/cloud: offline \(no answer from the cloud/);
+      expect(r.stderr).toMatch(/3 tokens · 0 cloud \(0\.0%\) · 3 fallback/);
+      expect(performance.now() - t0).toBeLessThan(30_000);
+    } finally {
+      await silent.close();
+    }
   });
 });

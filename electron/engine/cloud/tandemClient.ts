@@ -105,13 +105,15 @@ export class TandemCloudClient implements CloudPeer {
 
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
-    const deadline = deadlineSignal(signal, Math.max(this.deadlineMs, 5000));
+    // opening a session may wait for the server to admit it: a longer deadline than one token's
+    const ms = Math.max(this.deadlineMs, 5000);
+    const deadline = deadlineSignal(signal, ms);
     try {
       await this.createSession(deadline);
       this.health.online();
       return this.cloudModel!;
     } catch (err) {
-      throw this.fail(err, deadline);
+      throw this.fail(err, deadline, undefined, ms);
     }
   }
 
@@ -300,13 +302,13 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   /** Classifies a failure, updates the back-off, and returns the error to throw. */
-  private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
+  private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal, deadlineMs = this.deadlineMs): Error {
     if (err instanceof VocabularyMismatchError) return err;
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
     const e =
       err instanceof ServerError
         ? new CloudCallError("http", `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`, err.status)
-        : classifyFailure(err, deadline, this.deadlineMs);
+        : classifyFailure(err, deadline, deadlineMs);
     // a failed or timed-out call may have left the server anywhere after the common prefix: the next
     // call's `base` (≤ what it holds) makes it truncate, so the mirror stays truthful. A request the
     // server refused (4xx, no back-off) starts again from a fresh session, in case the session state
