@@ -2,6 +2,7 @@
  * Terminal chat: one routed answer, tokens coloured by origin, then a summary.
  *
  *   npm run chat -- [--slm <path|uri>] [--llm <path|uri>] [--cloud <url>] [--token T] [--tau x]
+ *                   [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
  *                   [--max-tokens n] [--deadline-ms n] [--top-k k] [--json] [--no-color] "prompt"
  *   npm run demo -- [same options]      (the stories260K-derived pair and an in-process cloud)
  *
@@ -19,6 +20,7 @@ import { loadRouterFor } from "../router/learnedRouter.js";
 import { isRemoteModelUri, ModelFileError, resolveModelSource, VocabularyMismatchError } from "../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer } from "../electron/engine/cloud/peer.js";
 import { TandemCloudClient, DEFAULT_DEADLINE_MS } from "../electron/engine/cloud/tandemClient.js";
+import { CLOUD_KINDS, createCloudPeer, vocabularyProbe, type CloudKind } from "../electron/engine/cloud/adapters/index.js";
 import { authFailure, checkCloudSettings, CloudSettingsError } from "../electron/engine/cloudSettings.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { LocalModel } from "../electron/engine/localModel.js";
@@ -26,6 +28,7 @@ import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { demoPair } from "./demoPair.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
+                      [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
                       [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--router FILE]
                       [--json] [--no-color] "prompt"
        npm run demo -- [same options]`;
@@ -40,6 +43,12 @@ interface Cli {
   slm: string;
   llm?: string;
   cloud?: string;
+  /** what serves --cloud: Tandem's token server or an existing engine (adapters) */
+  cloudKind: CloudKind;
+  /** vLLM's served model name */
+  cloudModel?: string;
+  /** the engine cannot check the vocabulary; the user vouches for it (docs/deploy-gpu.md) */
+  assumeSameVocab: boolean;
   token?: string;
   router?: string;
   tau: number;
@@ -70,6 +79,9 @@ function cliFrom(argv: string[]): Cli {
       slm: { type: "string" },
       llm: { type: "string" },
       cloud: { type: "string" },
+      "cloud-kind": { type: "string" },
+      "cloud-model": { type: "string" },
+      "assume-same-vocab": { type: "boolean", default: false },
       token: { type: "string" },
       router: { type: "string" },
       tau: { type: "string" },
@@ -95,6 +107,9 @@ function cliFrom(argv: string[]): Cli {
   const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
   // settings that cannot work fail here, before a model is loaded (a CloudSettingsError: exit code 1)
   const cloud = values.cloud === undefined ? undefined : checkCloudSettings({ url: values.cloud, token: token ?? "" }).url;
+  const kind = (values["cloud-kind"] ?? "tandem") as CloudKind;
+  if (!CLOUD_KINDS.includes(kind)) throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
+  if (kind !== "tandem" && !cloud) throw new UsageError(`--cloud-kind ${kind} needs --cloud <url> (the engine's address)`);
   const demo = values.demo!;
   const prompt = positionals.join(" ") || (demo ? "Once upon a time" : "");
   if (!prompt) throw new UsageError("no prompt given");
@@ -103,6 +118,9 @@ function cliFrom(argv: string[]): Cli {
     slm: values.slm ?? defaultSlm.uri,
     llm: values.llm,
     cloud,
+    cloudKind: kind,
+    cloudModel: values["cloud-model"],
+    assumeSameVocab: values["assume-same-vocab"]!,
     token,
     router: values.router,
     tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
@@ -141,12 +159,20 @@ async function main(): Promise<number> {
       if (!cli.json) log(`cloud: in-process token server at ${server.url} (${server.identity.name})`);
     }
     if (cli.cloud) {
-      const client = new TandemCloudClient({
+      const common = {
         url: cli.cloud,
         token: cli.token,
         deadlineMs: cli.deadlineMs,
-        onStateChange: (s, detail) => !cli.json && log(`cloud: ${s}${detail ? ` (${detail})` : ""}`),
-      });
+        onStateChange: (s: string, detail?: string) => !cli.json && log(`cloud: ${s}${detail ? ` (${detail})` : ""}`),
+      };
+      // the probe is tokenised without BOS, as the engines' /tokenize endpoints do
+      const engine = { ...common, probe: vocabularyProbe((t) => slm.model.tokenize(t, false)), assumeSameVocabulary: cli.assumeSameVocab };
+      const client: CloudPeer =
+        cli.cloudKind === "tandem"
+          ? new TandemCloudClient(common)
+          : cli.cloudKind === "vllm"
+            ? createCloudPeer({ kind: "vllm", model: cli.cloudModel, ...engine })
+            : createCloudPeer({ kind: cli.cloudKind, ...engine });
       try {
         const m = await client.connect(slm.identity);
         if (!cli.json) log(`cloud: connected to ${m.name}`);

@@ -7,6 +7,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { LlamaModel } from "node-llama-cpp";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureFixtures } from "../../models/fixtures.js";
 import type { TokenEvent } from "../../shared/events.js";
@@ -21,7 +23,7 @@ import { createCloudPeer, vocabularyProbe } from "../../electron/engine/cloud/ad
 import { LlamaCppServerPeer } from "../../electron/engine/cloud/adapters/llamaCppServer.js";
 import { runCloudCheck, type CloudCheckReport } from "../../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary, type DeviceVocabulary } from "../../electron/engine/cloud/adapters/vocabulary.js";
-import { hasStories, noteMissingShared } from "../helpers/shared.js";
+import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 import { standaloneGreedy } from "../helpers/standalone.js";
 import { RealBackend } from "./engines.js";
 import { hasLlamaServer, llamaServerBin, llamaServerRequired, noteMissingLlamaServer, startLlamaServer, type LlamaServer } from "./llamaServerProcess.js";
@@ -159,6 +161,27 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
         expect(events.map((e) => e.tokenId)).toEqual(want);
         expect(events.every((e) => e.origin === "cloud")).toBe(true);
       }
+    } finally {
+      await slm.dispose();
+    }
+  });
+
+  it("the terminal chat with --cloud-kind llama.cpp: every token from the server at τ = 1, the LLM's greedy text", async () => {
+    const prompt = "Once upon a time";
+    const run = promisify(execFile);
+    const { stdout } = await run(
+      process.execPath,
+      ["--import", "tsx", path.join(repoRoot, "cli", "chat.ts"), "--slm", files.storiesSlm!, "--cloud", server.url, "--cloud-kind", "llama.cpp", "--tau", "1", "--max-tokens", "16", "--json", prompt],
+      { cwd: repoRoot, timeout: 120_000 },
+    );
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as { tokenId?: number; origin?: string; summary?: { cloudTokens: number; tokens: number } });
+    const summary = lines.pop()!.summary!;
+    expect(summary.tokens).toBeGreaterThan(5);
+    expect(summary.cloudTokens).toBe(summary.tokens);
+    const slm = await LocalModel.load(files.storiesSlm!, { contextSize: 256 });
+    try {
+      const want = await standaloneGreedy(files.storiesLlm!, slm.tokenizeText(prompt), lines.length);
+      expect(lines.map((l) => l.tokenId)).toEqual(want.slice(0, lines.length));
     } finally {
       await slm.dispose();
     }
