@@ -1,7 +1,8 @@
 /**
  * Errors the cloud token server reports to clients. Every failure a client can cause or observe is a
- * `CloudError` with a stable protocol code; the HTTP status follows from the code alone, so the session
- * manager never has to know about HTTP.
+ * `CloudError` with a stable protocol code; the HTTP status follows from the code, so the session
+ * manager never has to know about HTTP. The one exception is overload (see `overloaded`): protocol v1
+ * has no code of its own for it.
  */
 import type { ErrorBody, ErrorCode } from "../shared/protocol.js";
 
@@ -21,19 +22,34 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   internal: 500,
 };
 
+export interface CloudErrorDetail {
+  /** for out_of_sync: the length the server holds */
+  length?: number;
+  /** sent as Retry-After (rounded up to whole seconds, at least 1) */
+  retryAfterMs?: number;
+  /** overrides the status of the code (only `overloaded` uses it) */
+  status?: number;
+}
+
 export class CloudError extends Error {
+  readonly length?: number;
+  readonly retryAfterMs?: number;
+  private readonly statusOverride?: number;
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    /** for out_of_sync: the length the server holds */
-    readonly length?: number,
+    detail: CloudErrorDetail = {},
   ) {
     super(message);
     this.name = "CloudError";
+    this.length = detail.length;
+    this.retryAfterMs = detail.retryAfterMs;
+    this.statusOverride = detail.status;
   }
 
   get status(): number {
-    return HTTP_STATUS[this.code];
+    return this.statusOverride ?? HTTP_STATUS[this.code];
   }
 
   toBody(): ErrorBody {
@@ -41,4 +57,12 @@ export class CloudError extends Error {
       error: { code: this.code, message: this.message, ...(this.length === undefined ? {} : { length: this.length }) },
     };
   }
+}
+
+/**
+ * The whole server is saturated (not this client's fault): 503 with Retry-After. The code is
+ * `rate_limited` because protocol v1 has no overload code; clients back off on 503 and 429 alike.
+ */
+export function overloaded(message: string, retryAfterMs: number): CloudError {
+  return new CloudError("rate_limited", message, { status: 503, retryAfterMs });
 }

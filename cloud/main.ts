@@ -1,105 +1,79 @@
 /**
- * `npm run cloud -- --model <path|hf:uri> [--port 8788] [--host 127.0.0.1] [--token T] [--no-auth]
- *                   [--max-sessions N] [--context-size N] [--idle-timeout SECONDS]`
+ * `npm run cloud -- --model <path|hf:uri> [options]` — the cloud token server (options: cloud/options.ts
+ * or `--help`).
  *
- * Starts the cloud token server. Without --token (or TANDEM_CLOUD_TOKEN) and without --no-auth it
- * generates a random token and prints it.
+ * On a GPU box (Linux x64 with an NVIDIA driver, or any machine with Vulkan; Metal on a Mac):
+ *
+ *   npm ci
+ *   umask 077 && openssl rand -hex 24 > ~/.tandem-token
+ *   npm run cloud -- --model hf:Qwen/Qwen2.5-32B-Instruct-GGUF:Q4_K_M --host 0.0.0.0 --port 8788 \
+ *     --token-file ~/.tandem-token --max-kv-mb 16384
+ *
+ * - GPU: `--gpu auto` (the default) uses the CUDA or Vulkan build that ships prebuilt in node_modules
+ *   (@node-llama-cpp/linux-x64-cuda, -vulkan; Metal on Apple Silicon) and offloads as many layers as
+ *   fit; it falls back to the CPU, and says so in the `backend:` line. `--gpu cuda` fails instead.
+ * - Memory: the KV cache of every session is allocated at start. Qwen2.5-32B takes 256 KiB per token,
+ *   so a 4096-token session is 1 GiB: `--max-kv-mb 16384` gives 16 sessions (add `--max-sessions N`
+ *   to pick fewer; more than fit is refused at start with the numbers). 7B: 56 KiB per token.
+ * - Auth: a non-loopback host always has a token (`--no-auth` is refused there); without --token-file,
+ *   --token or TANDEM_CLOUD_TOKEN a random one is generated and printed. Plain HTTP: across the
+ *   internet put it behind a TLS proxy or an SSH tunnel.
+ * - It prints the model's name, file and full vocabulary hash: the device checks the same hash at
+ *   session creation, and `curl http://host:8788/health` shows it too.
+ * - Exit codes: 0 after SIGINT/SIGTERM, 1 when the server cannot start (message on stderr), 2 for a
+ *   command-line mistake.
  */
-import { randomBytes } from "node:crypto";
-import { parseArgs } from "node:util";
 import { resolveModelSource } from "../shared/node/modelFile.js";
-import { checkTokenStrength, isLoopbackHost } from "./auth.js";
-import { DEFAULT_PORT, startCloudServer, type CloudServer } from "./server.js";
-
-const USAGE = `Usage: npm run cloud -- --model <path|hf:user/repo:quant> [options]
-
-Options:
-  --model, -m <src>       GGUF file or hf: URI of the large model (required)
-  --host <addr>           address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
-  --port, -p <n>          port (default ${DEFAULT_PORT}; 0 picks a free one)
-  --token <t>             access token clients must send (default: $TANDEM_CLOUD_TOKEN, else a random one)
-  --no-auth               no token (allowed only on a loopback address)
-  --max-sessions <n>      concurrent sessions (default 8)
-  --context-size <n>      tokens per session (default: the model's training context, at most 4096)
-  --idle-timeout <s>      free sessions idle this many seconds (default 600)
-  --help, -h              this text`;
+import { isLoopbackHost } from "./auth.js";
+import { formatBytes } from "./memory.js";
+import { parseCloudArgs, UsageError, USAGE, type ParsedCloudArgs } from "./options.js";
+import { startCloudServer, type CloudServer } from "./server.js";
 
 async function main(): Promise<number> {
-  let values;
+  let args: ParsedCloudArgs;
   try {
-    ({ values } = parseArgs({
-      options: {
-        model: { type: "string", short: "m" },
-        host: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
-        token: { type: "string" },
-        "no-auth": { type: "boolean", default: false },
-        "max-sessions": { type: "string" },
-        "context-size": { type: "string" },
-        "idle-timeout": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    args = parseCloudArgs(process.argv.slice(2));
   } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
-    return 2;
+    if (err instanceof UsageError) {
+      console.error(`${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw err;
   }
-  if (values.help) {
+  if (args.help) {
     console.log(USAGE);
     return 0;
   }
-  if (!values.model) {
-    console.error(`--model is required\n\n${USAGE}`);
-    return 2;
-  }
-
-  const noAuth = values["no-auth"];
-  if (noAuth && values.token) {
-    console.error("--token and --no-auth contradict each other; choose one");
-    return 2;
-  }
-  const host = values.host;
-  let token = noAuth ? undefined : (values.token ?? process.env.TANDEM_CLOUD_TOKEN);
-  const generated = !noAuth && !token;
-  if (generated) token = randomBytes(24).toString("base64url");
+  for (const w of args.warnings) console.error(`warning: ${w}`);
 
   let server: CloudServer;
   try {
-    const port = intArg(values.port, "--port", 0, 65535);
-    const maxSessions = optionalInt(values["max-sessions"], "--max-sessions", 1, 1024);
-    const contextSize = optionalInt(values["context-size"], "--context-size", 16, 1 << 22);
-    const idleSeconds = optionalInt(values["idle-timeout"], "--idle-timeout", 1, 7 * 24 * 3600);
-    if (noAuth && !isLoopbackHost(host)) {
-      throw new Error(`--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not ${host}`);
-    }
-    if (token) checkTokenStrength(token); // before a possibly long download
-
-    console.error(`Loading ${values.model} …`);
-    const modelPath = await resolveModelSource(values.model, { onProgress: downloadProgress() });
-    server = await startCloudServer({
-      modelPath,
-      host,
-      port,
-      token,
-      allowNoAuth: noAuth,
-      maxSessions,
-      contextSize,
-      idleTimeoutMs: idleSeconds === undefined ? undefined : idleSeconds * 1000,
-    });
+    console.error(`Loading ${args.model} …`);
+    const modelPath = await resolveModelSource(args.model, { onProgress: downloadProgress() });
+    server = await startCloudServer({ ...args.server, modelPath });
   } catch (err) {
     console.error(`tandem cloud: ${(err as Error).message}`);
     return 1;
   }
 
   const id = server.identity;
+  const rt = server.runtime;
+  const mem = server.memory();
+  const token = args.server.token;
   console.log(`Tandem cloud token server listening on ${server.url}`);
   console.log(`  model:    ${id.name}`);
-  console.log(`  vocab:    ${id.vocabSize} tokens, sha256 ${id.vocabHash.slice(0, 16)}…`);
-  console.log(`  sessions: ${server.maxSessions} × ${server.contextSize} tokens`);
+  console.log(`  vocab:    ${id.vocabSize} tokens, sha256 ${id.vocabHash}`);
+  console.log(`  backend:  ${rt.gpu === false ? "CPU" : `${rt.gpu}, ${rt.gpuLayers} of ${rt.totalLayers} layers on the GPU`}`);
+  console.log(
+    `  sessions: ${server.maxSessions} × ${server.contextSize} tokens; KV cache ${formatBytes(mem.kvBytesAllocated)} ` +
+      `(${formatBytes(mem.kvBytesPerToken)} per token${mem.kvBytesBudget === null ? "" : `, budget ${formatBytes(mem.kvBytesBudget)}`})`,
+  );
   if (token) {
-    console.log(`  token:    ${token}${generated ? "   (generated: pass --token or set TANDEM_CLOUD_TOKEN to keep one)" : ""}`);
+    const shown =
+      args.tokenSource === "generated"
+        ? `${token}   (generated: use --token-file or TANDEM_CLOUD_TOKEN to keep one)`
+        : `from ${args.tokenSource === "file" ? "--token-file" : args.tokenSource === "env" ? "TANDEM_CLOUD_TOKEN" : "--token"}`;
+    console.log(`  token:    ${shown}`);
     console.log(`Clients connect to ${server.url} and send "Authorization: Bearer <token>".`);
   } else {
     console.log("  no token: only this machine can connect");
@@ -130,18 +104,6 @@ async function main(): Promise<number> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-}
-
-function intArg(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${v}"`);
-  }
-  return n;
-}
-
-function optionalInt(v: string | undefined, name: string, min: number, max: number): number | undefined {
-  return v === undefined ? undefined : intArg(v, name, min, max);
 }
 
 /** Prints download progress at most once per whole percent. */

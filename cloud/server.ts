@@ -7,8 +7,8 @@
  * generic 500 while the details go to the log.
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import type { LlamaModel } from "node-llama-cpp";
+import type { AddressInfo, Socket } from "node:net";
+import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
 import {
   PROTOCOL_LIMITS,
   PROTOCOL_VERSION,
@@ -22,7 +22,8 @@ import { bearerVerifier, checkTokenStrength, isLoopbackHost, parseBearer, tokenT
 import { CloudError } from "./errors.js";
 import { readBody, sendJson } from "./http.js";
 import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from "./rateLimit.js";
-import { SessionManager, type SessionStats } from "./sessions.js";
+import { MIB } from "./memory.js";
+import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
 import { parseAppend, parseCreateSession, parseJson, parseNext, parseTruncate } from "./validate.js";
 
 export interface CloudServerOptions {
@@ -38,8 +39,25 @@ export interface CloudServerOptions {
   token?: string;
   /** run without a token: allowed only on a loopback address */
   allowNoAuth?: boolean;
-  /** concurrent sessions = sequences of the shared context (default 8) */
+  /** concurrent sessions = sequences of the shared context (default 8, or as many as fit `maxKvMb`; at most 256) */
   maxSessions?: number;
+  /**
+   * KV-cache budget in MiB: maxSessions × contextSize must fit (checked before anything is allocated),
+   * or maxSessions is derived from it when not given. Default: no budget.
+   */
+  maxKvMb?: number;
+  /** requests one session may have waiting for the model (default 8); more get 429 */
+  maxQueuedPerSession?: number;
+  /** requests waiting for the model across all sessions (default max(32, 4 × maxSessions)); more get 503 */
+  maxQueued?: number;
+  /** open connections (default 1024); more are closed at once by Node */
+  maxConnections?: number;
+  /**
+   * Which llama.cpp backend to load `modelPath` with: "auto" picks CUDA, Vulkan or Metal when one works
+   * and falls back to the CPU; false is CPU only. Default: the process's shared runtime
+   * (shared/node/llama.ts: Metal on Apple Silicon, CPU elsewhere). Ignored when `model` is given.
+   */
+  gpu?: "auto" | "cuda" | "vulkan" | "metal" | false;
   /** tokens per session (default: the model's training context, at most 4096) */
   contextSize?: number;
   /** sessions idle this long may be evicted (default 10 min) */
@@ -58,8 +76,37 @@ export interface CloudServerStats extends SessionStats {
   httpRequests: number;
   /** error responses by code */
   errors: Record<string, number>;
+  /** error responses by HTTP status */
+  statuses: Record<string, number>;
   uptimeMs: number;
 }
+
+/** Where the model runs. */
+export interface RuntimeInfo {
+  /** the llama.cpp backend: "cuda", "vulkan", "metal", or false for the CPU */
+  gpu: string | false;
+  /** layers offloaded to the GPU, of totalLayers */
+  gpuLayers: number;
+  totalLayers: number;
+}
+
+/**
+ * What /health adds for a client that presents the server's token: load and memory for operators
+ * (and the fuzz and soak tests). Aggregates only, no session IDs: a session ID is all that separates
+ * one token holder's session from another's.
+ */
+export interface HealthDetail {
+  runtime: RuntimeInfo;
+  memory: MemoryStats & {
+    /** this process, from process.memoryUsage() */
+    process: { rssBytes: number; heapUsedBytes: number; externalBytes: number };
+  };
+  queue: QueueStats;
+  sessions: SessionUsage[];
+  stats: CloudServerStats;
+}
+
+export type CloudHealthResponse = HealthResponse & { detail?: HealthDetail };
 
 export interface CloudServer {
   /** base URL, e.g. http://127.0.0.1:8788 */
@@ -72,12 +119,16 @@ export interface CloudServer {
   readonly maxSessions: number;
   /** whether clients must present a token */
   readonly authRequired: boolean;
+  readonly runtime: RuntimeInfo;
   stats(): CloudServerStats;
+  /** KV memory: per token, allocated, budget, in use */
+  memory(): MemoryStats;
   /** Stops listening, drops connections, frees the sessions and the context (and the model if loaded here). */
   close(): Promise<void>;
 }
 
 export const DEFAULT_PORT = 8788;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startCloudServer(opts: CloudServerOptions): Promise<CloudServer> {
@@ -93,7 +144,7 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
     model = opts.model;
   } else if (opts.modelPath) {
     const file = await resolveModelSource(opts.modelPath);
-    const loaded = await loadModelFile(await getTandemLlama(), file);
+    const loaded = await loadModelFile(await runtimeFor(opts.gpu), file);
     model = loaded.model;
     ownsModel = true;
     threads ??= loaded.threads;
@@ -108,21 +159,50 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       model,
       vocabSize: identity.vocabSize,
       maxSessions: opts.maxSessions,
+      maxKvBytes: opts.maxKvMb === undefined ? undefined : Math.floor(opts.maxKvMb * MIB),
+      maxQueuedPerSession: opts.maxQueuedPerSession,
+      maxQueued: opts.maxQueued,
       contextSize: opts.contextSize,
       threads,
       idleTimeoutMs: opts.idleTimeoutMs,
       maxSessionsPerOwner: opts.maxSessionsPerClient,
     });
-    const api = new Api(sessions, identity, verify, opts.rateLimit === false ? undefined : new TokenBucketLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT), log);
+    const runtime: RuntimeInfo = { gpu: model.llama.gpu, gpuLayers: model.gpuLayers, totalLayers: model.fileInsights.totalLayers };
+    const startedAt = Date.now();
+    const api = new Api(
+      sessions,
+      identity,
+      verify,
+      opts.rateLimit === false ? undefined : new TokenBucketLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT),
+      log,
+      runtime,
+      startedAt,
+    );
     const server = http.createServer((req, res) => void api.handle(req, res));
     // clients hold connections open between tokens; Node's 5 s default would make them reconnect often
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000; // must exceed keepAliveTimeout
-    server.on("clientError", (err, socket) => {
-      // malformed HTTP never reaches the handler; answer it here instead of letting Node log and crash
-      if (socket.writable && !("code" in err && err.code === "ECONNRESET")) {
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    // each connection costs a socket and, while a body is read, up to maxBodyBytes: bound them
+    server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      // malformed HTTP never reaches the handler. Answer like Node's own handler would (431 for
+      // oversized headers, 408 for a request that took too long, 400 otherwise), but only when no
+      // response of ours is under way on that socket: a status line in the middle of one would corrupt it.
+      if (socket.writable && !api.busySockets.has(socket) && err.code !== "ECONNRESET") {
+        const status =
+          err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       } else socket.destroy();
+    });
+
+    // CONNECT (proxy tunnels) bypasses the request handler, and without a listener Node just drops the
+    // connection (found by the fuzz test): answer it like any other method this server does not take
+    server.on("connect", (_req: IncomingMessage, socket: Socket) => {
+      const body = JSON.stringify(new CloudError("bad_request", "CONNECT is not supported: this is not a proxy").toBody());
+      socket.end(
+        `HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST, DELETE\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
     });
 
     const address = await listen(server, host, opts.port ?? DEFAULT_PORT);
@@ -133,7 +213,6 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
     }
     server.on("error", (err) => log(`tandem cloud: server error: ${err.message}`));
     const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    const startedAt = Date.now();
     const manager = sessions;
     let closing: Promise<void> | undefined;
     return {
@@ -144,7 +223,9 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       contextSize: manager.capacity,
       maxSessions: manager.maxSessions,
       authRequired: verify !== undefined,
-      stats: () => ({ ...manager.stats(), httpRequests: api.requests, errors: { ...api.errors }, uptimeMs: Date.now() - startedAt }),
+      runtime,
+      stats: () => api.stats(),
+      memory: () => manager.memory(),
       close: () =>
         (closing ??= (async () => {
           await closeServer(server);
@@ -174,10 +255,34 @@ function authConfig(opts: CloudServerOptions, host: string): BearerVerifier | un
   return undefined;
 }
 
+/**
+ * The llama.cpp runtime to load the model with. Without an explicit choice, the process's shared one
+ * (the demo and the app run the server in-process next to the device model). With one, a runtime of
+ * that backend; `build: "never"` keeps it to the prebuilt binaries in node_modules (CUDA and Vulkan
+ * for Linux x64 are among them), so a machine without that GPU fails fast or, for "auto", falls back
+ * to the CPU in about a second.
+ */
+async function runtimeFor(gpu: CloudServerOptions["gpu"]): Promise<Llama> {
+  if (gpu === undefined) return getTandemLlama();
+  try {
+    return await getLlama({ gpu, build: "never", logLevel: "error" as never, progressLogs: false }); // the enum hides its string values (as in shared/node/llama.ts)
+  } catch (err) {
+    const reason = (err as Error).message || (err as Error).name;
+    throw new Error(
+      gpu === false
+        ? `Cannot start llama.cpp on the CPU: ${reason}`
+        : `Cannot start llama.cpp with --gpu ${gpu}: ${reason} (no prebuilt ${gpu === "auto" ? "" : `${gpu} `}build of llama.cpp loads on this machine: is the GPU driver installed? --gpu auto falls back to the CPU)`,
+    );
+  }
+}
+
 /** Routes, authentication, rate limiting and error mapping around the session manager. */
 class Api {
   requests = 0;
   readonly errors: Record<string, number> = {};
+  readonly statuses: Record<string, number> = {};
+  /** sockets with a request of ours in progress (see the clientError handler) */
+  readonly busySockets = new WeakSet<Socket>();
 
   constructor(
     private readonly sessions: SessionManager,
@@ -185,10 +290,29 @@ class Api {
     private readonly verify: BearerVerifier | undefined,
     private readonly limiter: TokenBucketLimiter | undefined,
     private readonly log: (message: string) => void,
+    private readonly runtime: RuntimeInfo,
+    private readonly startedAt: number,
   ) {}
+
+  stats(): CloudServerStats {
+    return {
+      ...this.sessions.stats(),
+      httpRequests: this.requests,
+      errors: { ...this.errors },
+      statuses: { ...this.statuses },
+      uptimeMs: Date.now() - this.startedAt,
+    };
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.requests++;
+    const socket = req.socket;
+    this.busySockets.add(socket);
+    res.once("close", () => {
+      this.busySockets.delete(socket);
+      const status = res.headersSent ? String(res.statusCode) : "none"; // "none": the connection went before an answer
+      this.statuses[status] = (this.statuses[status] ?? 0) + 1;
+    });
     try {
       await this.route(req, res);
     } catch (err) {
@@ -205,7 +329,7 @@ class Api {
     const path = pathOf(req.url);
     if (path === "/health") {
       allowMethods(req, "GET");
-      const health: HealthResponse = {
+      const health: CloudHealthResponse = {
         ok: true,
         protocol: PROTOCOL_VERSION,
         model: this.identity,
@@ -213,6 +337,10 @@ class Api {
         maxSessions: this.sessions.maxSessions,
         contextSize: this.sessions.capacity,
       };
+      // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
+      // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
+      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : true;
+      if (authorized) health.detail = this.detail();
       return sendJson(res, 200, health);
     }
 
@@ -221,7 +349,9 @@ class Api {
       allowMethods(req, "POST");
       const request = parseCreateSession(parseJson(await readBody(req, PROTOCOL_LIMITS.maxBodyBytes)));
       const { client: device } = request;
-      if (device.vocabHash !== this.identity.vocabHash || device.vocabSize !== this.identity.vocabSize) {
+      // the hash covers the tokenizer's real entries; the sizes may differ by padding rows (Qwen2.5
+      // 0.5B vs 32B) and each side range-checks IDs against its own size
+      if (device.vocabHash !== this.identity.vocabHash) {
         throw new CloudError("vocab_mismatch", new VocabularyMismatchError(device, this.identity).message);
       }
       const { sessionId } = await this.sessions.open(client);
@@ -230,7 +360,7 @@ class Api {
     }
 
     const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate))?$/.exec(path);
-    if (!m) throw new CloudError("not_found", `No such endpoint: ${path}`);
+    if (!m) throw new CloudError("not_found", `No such endpoint: ${path.length > 100 ? `${path.slice(0, 100)}…` : path}`); // not echoed at length
     const [, id, action] = m;
     allowMethods(req, action ? "POST" : "DELETE");
     const body = await readBody(req, PROTOCOL_LIMITS.maxBodyBytes);
@@ -254,6 +384,20 @@ class Api {
         return sendJson(res, 200, await this.sessions.truncate(id, r.length));
       }
     }
+  }
+
+  private detail(): HealthDetail {
+    const mem = process.memoryUsage();
+    return {
+      runtime: this.runtime,
+      memory: {
+        ...this.sessions.memory(),
+        process: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, externalBytes: mem.external },
+      },
+      queue: this.sessions.queue(),
+      sessions: this.sessions.usage(),
+      stats: this.stats(),
+    };
   }
 
   /** Rate limit, then authentication; returns the client key (token tag + IP) for per-client limits. */
@@ -283,17 +427,17 @@ class Api {
       return;
     }
     const headers: Record<string, string> = {};
-    // the rest of an oversized body stays unread: close the connection instead of draining it
+    // reading stopped somewhere in an oversized body (see readBody): the connection cannot carry another request
     if (error.code === "payload_too_large") headers.connection = "close";
-    if (err instanceof RateLimited) headers["retry-after"] = String(Math.max(1, Math.ceil(err.waitMs / 1000)));
+    if (error.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
     if (err instanceof MethodNotAllowed) headers.allow = err.allow;
-    sendJson(res, err instanceof MethodNotAllowed ? 405 : error.status, error.toBody(), headers);
+    sendJson(res, error.status, error.toBody(), headers);
   }
 }
 
 class RateLimited extends CloudError {
-  constructor(readonly waitMs: number) {
-    super("rate_limited", `Too many requests; retry in ${waitMs} ms`);
+  constructor(waitMs: number) {
+    super("rate_limited", `Too many requests; retry in ${waitMs} ms`, { retryAfterMs: waitMs });
   }
 }
 
@@ -303,7 +447,7 @@ class MethodNotAllowed extends CloudError {
     method: string | undefined,
     readonly allow: string,
   ) {
-    super("bad_request", `Method ${method ?? "?"} not allowed here; use ${allow}`);
+    super("bad_request", `Method ${method ?? "?"} not allowed here; use ${allow}`, { status: 405 });
   }
 }
 

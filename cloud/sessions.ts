@@ -5,7 +5,8 @@
  * Why one context with N sequences rather than N contexts: node-llama-cpp queues the evaluations of all
  * sequences of a context and decodes whatever is queued in one llama_decode call, so concurrent
  * requests of different sessions share one forward pass (measured: 8 concurrent 4-token prompts → 1
- * decode, the same prompts one after another → 8).
+ * decode, the same prompts one after another → 8). How a shared batch is laid out matters for
+ * correctness, not only speed: cloud/batching.ts (without it, sessions could get each other's tokens).
  *
  * How node-llama-cpp 3.21.1 sizes the context: `createContext({contextSize, sequences})` treats
  * `contextSize` as the size of EACH sequence and allocates `contextSize × sequences` KV cells
@@ -18,16 +19,35 @@
  *
  * Requests of one session run one after another (a promise queue per session); different sessions run
  * concurrently. Sessions are never evicted while in use: only sessions idle beyond `idleTimeoutMs`.
+ *
+ * Admission: the KV cache is allocated once for `maxSessions` sequences (cloud/memory.ts), and with a
+ * budget (`maxKvBytes`) `maxSessions` is checked against it, or derived from it, before anything is
+ * allocated. Work waiting for the model is bounded too: a session queues at most `maxQueuedPerSession`
+ * requests (429 beyond), the server at most `maxQueued` in all (503 beyond), so a client that keeps
+ * sending (or abandons requests on its deadline and sends again) cannot pile up parsed deltas.
  */
 import { randomUUID } from "node:crypto";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { AppendResponse, NextResponse, TokenLogprob } from "../shared/protocol.js";
 import { threadsFor } from "../shared/node/llama.js";
-import { CloudError } from "./errors.js";
+import { CloudError, overloaded } from "./errors.js";
+import { orderedOutputsStrategy } from "./batching.js";
+import { kvLayout, MAX_SEQUENCES, sessionsWithinBudget } from "./memory.js";
 
 export const DEFAULT_MAX_SESSIONS = 8;
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
+/** the device client sends one request at a time per session; a few more cover abandoned ones */
+export const DEFAULT_MAX_QUEUED_PER_SESSION = 8;
 const DEFAULT_CONTEXT_SIZE = 4096;
+/** node-llama-cpp pads a sequence's context to a multiple of this (padSafeContextSize) */
+const CONTEXT_PAD = 256;
+/** Retry-After for a full server when no session will be idle soon: a hint, not a promise */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/** Default bound on requests waiting for the model across all sessions: room for every session's usual one and then some. */
+export function defaultMaxQueued(maxSessions: number): number {
+  return Math.max(32, 4 * maxSessions);
+}
 
 /** ln of the smallest positive double: stands in for ln(0), which JSON cannot carry (-Infinity → null). */
 const LOG_FLOOR = Math.log(Number.MIN_VALUE);
@@ -36,8 +56,14 @@ export interface SessionManagerOptions {
   model: LlamaModel;
   /** token IDs must lie in [0, vocabSize): llama.cpp must never see an out-of-range ID */
   vocabSize: number;
-  /** sequences of the shared context = most concurrent sessions (default 8) */
+  /** sequences of the shared context = most concurrent sessions (default 8, or what fits `maxKvBytes`) */
   maxSessions?: number;
+  /** KV-cache budget in bytes: `maxSessions` must fit in it, or is derived from it when not given */
+  maxKvBytes?: number;
+  /** requests one session may have queued or running (default 8); more get 429 rate_limited */
+  maxQueuedPerSession?: number;
+  /** requests queued or running across all sessions (default max(32, 4 × maxSessions)); more get 503 */
+  maxQueued?: number;
   /** tokens per session (default: the model's training context, at most 4096) */
   contextSize?: number;
   /** context threads (default: threadsFor(model size)) */
@@ -66,6 +92,10 @@ export interface SessionCounters {
   outOfSync: number;
   overflows: number;
   refusedTooMany: number;
+  /** requests refused because their session's queue was full */
+  refusedSessionQueue: number;
+  /** requests refused because the server's queue was full */
+  refusedServerQueue: number;
 }
 
 export interface SessionStats extends SessionCounters {
@@ -73,6 +103,36 @@ export interface SessionStats extends SessionCounters {
   maxSessions: number;
   /** tokens one session can hold */
   contextSize: number;
+}
+
+export interface MemoryStats {
+  /** KV bytes one held token takes (all layers, keys and values) */
+  kvBytesPerToken: number;
+  /** KV cache allocated up front: maxSessions × cells per session × kvBytesPerToken */
+  kvBytesAllocated: number;
+  /** the budget it was checked against, if any */
+  kvBytesBudget: number | null;
+  /** tokens held by all sessions */
+  tokensHeld: number;
+  /** tokensHeld × kvBytesPerToken: the part of the allocation in use */
+  kvBytesInUse: number;
+}
+
+export interface QueueStats {
+  /** requests queued or running, all sessions */
+  pending: number;
+  maxPending: number;
+  maxPendingPerSession: number;
+  /** most requests ever pending at once */
+  peakPending: number;
+}
+
+/** One session as operators see it: no ID (IDs are the only thing guarding a session besides the token). */
+export interface SessionUsage {
+  tokens: number;
+  kvBytes: number;
+  pending: number;
+  idleMs: number;
 }
 
 interface Session {
@@ -95,6 +155,14 @@ export class SessionManager {
   readonly capacity: number;
   readonly idleTimeoutMs: number;
   private readonly maxPerOwner: number;
+  readonly maxQueuedPerSession: number;
+  readonly maxQueued: number;
+  readonly kvBytesPerToken: number;
+  readonly kvBytesAllocated: number;
+  readonly kvBytesBudget: number | null;
+  /** requests queued or running, all sessions */
+  private pendingTotal = 0;
+  private peakPending = 0;
   private readonly sessions = new Map<string, Session>();
   /** cleared sequences ready for reuse (see release()) */
   private readonly free: LlamaContextSequence[] = [];
@@ -115,6 +183,8 @@ export class SessionManager {
     outOfSync: 0,
     overflows: 0,
     refusedTooMany: 0,
+    refusedSessionQueue: 0,
+    refusedServerQueue: 0,
   };
   private readonly sweepTimer: NodeJS.Timeout;
   private disposed = false;
@@ -123,11 +193,25 @@ export class SessionManager {
     private readonly context: LlamaContext,
     private readonly vocabSize: number,
     private readonly now: () => number,
-    opts: { maxSessions: number; idleTimeoutMs: number; maxPerOwner: number },
+    opts: {
+      maxSessions: number;
+      idleTimeoutMs: number;
+      maxPerOwner: number;
+      maxQueuedPerSession: number;
+      maxQueued: number;
+      kvBytesPerToken: number;
+      kvBytesBudget: number | null;
+    },
   ) {
     this.maxSessions = opts.maxSessions;
     this.idleTimeoutMs = opts.idleTimeoutMs;
     this.maxPerOwner = opts.maxPerOwner;
+    this.maxQueuedPerSession = opts.maxQueuedPerSession;
+    this.maxQueued = opts.maxQueued;
+    this.kvBytesPerToken = opts.kvBytesPerToken;
+    this.kvBytesBudget = opts.kvBytesBudget;
+    // context.contextSize is per sequence (see the file comment); every sequence's cells exist from the start
+    this.kvBytesAllocated = context.contextSize * opts.maxSessions * opts.kvBytesPerToken;
     this.capacity = context.contextSize - 1;
     // sweep often enough that a session goes at most ~1.5 idle timeouts unnoticed, at most every 30 s
     const every = Math.max(10, Math.min(30_000, Math.floor(this.idleTimeoutMs / 2)));
@@ -137,13 +221,31 @@ export class SessionManager {
   }
 
   static async create(opts: SessionManagerOptions): Promise<SessionManager> {
-    const maxSessions = positiveInt(opts.maxSessions ?? DEFAULT_MAX_SESSIONS, "maxSessions");
     const contextSize = positiveInt(
       opts.contextSize ?? Math.min(DEFAULT_CONTEXT_SIZE, opts.model.trainContextSize),
       "contextSize",
     );
+    const { bytesPerToken } = kvLayout(opts.model);
+    const budget = opts.maxKvBytes === undefined ? null : positiveInt(opts.maxKvBytes, "maxKvBytes");
+    const maxSessions =
+      budget === null
+        ? positiveInt(opts.maxSessions ?? DEFAULT_MAX_SESSIONS, "maxSessions")
+        : sessionsWithinBudget({
+            bytesPerToken,
+            // before the context exists its padded size is not known: assume the padding, which only grows it
+            cellsPerSession: Math.ceil(contextSize / CONTEXT_PAD) * CONTEXT_PAD,
+            budgetBytes: budget,
+            maxSessions: opts.maxSessions === undefined ? undefined : positiveInt(opts.maxSessions, "maxSessions"),
+          });
+    if (maxSessions > MAX_SEQUENCES) {
+      // llama.cpp refuses more sequences per context with an opaque "Failed to create context"
+      throw new RangeError(`maxSessions must be at most ${MAX_SEQUENCES} (llama.cpp's limit of sequences per context), got ${maxSessions}`);
+    }
     const idleTimeoutMs = positiveInt(opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, "idleTimeoutMs");
     const maxPerOwner = positiveInt(opts.maxSessionsPerOwner ?? maxSessions, "maxSessionsPerOwner");
+    const maxQueuedPerSession = positiveInt(opts.maxQueuedPerSession ?? DEFAULT_MAX_QUEUED_PER_SESSION, "maxQueuedPerSession");
+    const maxQueued = positiveInt(opts.maxQueued ?? defaultMaxQueued(maxSessions), "maxQueued");
+    let created: LlamaContext | undefined;
     const context = await opts.model.createContext({
       // per sequence: node-llama-cpp multiplies it by `sequences` itself (see the file comment)
       contextSize,
@@ -152,8 +254,25 @@ export class SessionManager {
       // token-level routing rolls back constantly; with a sliding-window cache, erasing tokens would force
       // node-llama-cpp to re-evaluate the whole sequence, so keep the full cache for SWA models
       swaFullCache: true,
+      // sessions must never receive each other's predictions (cloud/batching.ts)
+      batching: { itemPrioritizationStrategy: orderedOutputsStrategy(() => created) },
     });
-    return new SessionManager(context, opts.vocabSize, opts.now ?? Date.now, { maxSessions, idleTimeoutMs, maxPerOwner });
+    created = context;
+    const manager = new SessionManager(context, opts.vocabSize, opts.now ?? Date.now, {
+      maxSessions,
+      idleTimeoutMs,
+      maxPerOwner,
+      maxQueuedPerSession,
+      maxQueued,
+      kvBytesPerToken: bytesPerToken,
+      kvBytesBudget: budget,
+    });
+    if (budget !== null && manager.kvBytesAllocated > budget) {
+      // cannot happen with the padding assumed above; if node-llama-cpp pads differently, say so rather than overrun
+      await manager.dispose();
+      throw new Error(`The context took ${manager.kvBytesAllocated} bytes of KV cache, more than the budget of ${budget}`);
+    }
+    return manager;
   }
 
   get size(): number {
@@ -168,15 +287,19 @@ export class SessionManager {
     const owned = this.countOwned(owner);
     if (owned >= this.maxPerOwner) {
       this.counters.refusedTooMany++;
-      throw new CloudError("too_many_sessions", `This client already holds ${owned} sessions (the most allowed); delete one first`);
+      throw new CloudError("too_many_sessions", `This client already holds ${owned} sessions (the most allowed); delete one first`, {
+        retryAfterMs: this.retryAfterMs(owner),
+      });
     }
     const sequence = await this.takeSequence();
-    if (this.disposed) throw new CloudError("internal", "The server is shutting down");
+    this.ensureOpen();
     if (this.countOwned(owner) >= this.maxPerOwner) {
       // a concurrent open() of the same client won the race while we waited for a sequence
       this.free.push(sequence);
       this.counters.refusedTooMany++;
-      throw new CloudError("too_many_sessions", "This client already holds the most sessions allowed; delete one first");
+      throw new CloudError("too_many_sessions", "This client already holds the most sessions allowed; delete one first", {
+        retryAfterMs: this.retryAfterMs(owner),
+      });
     }
     const id = randomUUID();
     this.sessions.set(id, { id, owner, sequence, lastUsed: this.now(), pending: 0, tail: Promise.resolve(), closed: false });
@@ -243,6 +366,33 @@ export class SessionManager {
     return { ...this.counters, sessions: this.sessions.size, maxSessions: this.maxSessions, contextSize: this.capacity };
   }
 
+  memory(): MemoryStats {
+    let tokensHeld = 0;
+    for (const s of this.sessions.values()) tokensHeld += s.sequence.nextTokenIndex;
+    return {
+      kvBytesPerToken: this.kvBytesPerToken,
+      kvBytesAllocated: this.kvBytesAllocated,
+      kvBytesBudget: this.kvBytesBudget,
+      tokensHeld,
+      kvBytesInUse: tokensHeld * this.kvBytesPerToken,
+    };
+  }
+
+  queue(): QueueStats {
+    return { pending: this.pendingTotal, maxPending: this.maxQueued, maxPendingPerSession: this.maxQueuedPerSession, peakPending: this.peakPending };
+  }
+
+  /** Per-session usage, largest first, without IDs. */
+  usage(): SessionUsage[] {
+    const now = this.now();
+    return [...this.sessions.values()]
+      .map((s) => {
+        const tokens = s.sequence.nextTokenIndex;
+        return { tokens, kvBytes: tokens * this.kvBytesPerToken, pending: s.pending, idleMs: s.pending > 0 ? 0 : Math.max(0, now - s.lastUsed) };
+      })
+      .sort((a, b) => b.tokens - a.tokens);
+  }
+
   /** Frees everything. Requests still running finish (or fail) first; queued ones fail. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
@@ -260,7 +410,8 @@ export class SessionManager {
   // ---- internals ----
 
   private ensureOpen(): void {
-    if (this.disposed) throw new CloudError("internal", "The server is shutting down");
+    // not the client's fault and not a bug: 503, so clients back off and come back to the restarted server
+    if (this.disposed) throw new CloudError("internal", "The server is shutting down", { status: 503, retryAfterMs: 5000 });
   }
 
   private get(id: string): Session {
@@ -286,11 +437,39 @@ export class SessionManager {
     return s.pending === 0 && this.now() - s.lastUsed >= this.idleTimeoutMs;
   }
 
+  /**
+   * When a refused client may try again: when the first session that could be evicted goes idle (its
+   * owner's, if the owner is at its cap), within [1 s, 60 s]; a hint, since deletions free sessions sooner.
+   */
+  private retryAfterMs(owner?: string): number {
+    const now = this.now();
+    let soonest = Infinity;
+    for (const s of this.sessions.values()) {
+      if (owner !== undefined && s.owner !== owner) continue;
+      soonest = Math.min(soonest, s.pending > 0 ? this.idleTimeoutMs : s.lastUsed + this.idleTimeoutMs - now);
+    }
+    return Math.min(MAX_RETRY_AFTER_MS, Math.max(1000, soonest));
+  }
+
   /** Runs `fn` after the session's earlier requests; other sessions are not held up. */
   private enqueue<T>(id: string, fn: (s: Session) => Promise<T>): Promise<T> {
     const s = this.get(id);
+    if (s.pending >= this.maxQueuedPerSession) {
+      this.counters.refusedSessionQueue++;
+      throw new CloudError(
+        "rate_limited",
+        `This session already has ${s.pending} requests waiting (the most allowed); wait for their answers before sending more`,
+        { retryAfterMs: 1000 },
+      );
+    }
+    if (this.pendingTotal >= this.maxQueued) {
+      this.counters.refusedServerQueue++;
+      throw overloaded(`The server is busy: ${this.pendingTotal} requests are waiting for the model (the most it queues); retry shortly`, 1000);
+    }
     this.counters.requests++;
     s.pending++;
+    this.pendingTotal++;
+    this.peakPending = Math.max(this.peakPending, this.pendingTotal);
     s.lastUsed = this.now();
     const result = s.tail.then(() => {
       if (s.closed) throw new CloudError("session_not_found", `Session ${id} was deleted`);
@@ -299,6 +478,7 @@ export class SessionManager {
     s.tail = result.then(noop, noop);
     return result.finally(() => {
       s.pending--;
+      this.pendingTotal--;
       s.lastUsed = this.now();
     });
   }
@@ -307,7 +487,7 @@ export class SessionManager {
     const length = s.sequence.nextTokenIndex;
     if (base > length) {
       this.counters.outOfSync++;
-      throw new CloudError("out_of_sync", `The session holds ${length} tokens; the delta starts at ${base}`, length);
+      throw new CloudError("out_of_sync", `The session holds ${length} tokens; the delta starts at ${base}`, { length });
     }
     if (base + tokens.length > this.capacity) {
       this.counters.overflows++;
@@ -387,6 +567,7 @@ export class SessionManager {
         throw new CloudError(
           "too_many_sessions",
           `All ${this.maxSessions} sessions are in use; try again later (idle sessions are freed after ${Math.round(this.idleTimeoutMs / 1000)} s)`,
+          { retryAfterMs: this.retryAfterMs() },
         );
       }
       // a deleted or evicted session's sequence is on its way back; another open() may still win it

@@ -16,13 +16,41 @@ import { CloudError } from "./errors.js";
 
 type JsonObject = Record<string, unknown>;
 
+/** Deepest nesting a request may have: the protocol's bodies nest two levels ({"client": {...}}). */
+export const MAX_JSON_DEPTH = 8;
+
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw bad("The request body is empty; expected a JSON object");
+  const depth = nestingDepth(body);
+  if (depth > MAX_JSON_DEPTH) {
+    // parsed, 1 MB of "[[[[…" is some 400,000 nested arrays, tens of MB of heap (seen in the fuzz test):
+    // refuse before parsing
+    throw bad(`The request body nests ${depth > 1000 ? "more than 1000" : depth} levels deep; requests nest at most ${MAX_JSON_DEPTH}`);
+  }
   try {
     return JSON.parse(body.toString("utf8"));
   } catch (err) {
     throw bad(`The request body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** Bracket nesting outside JSON strings, stopping early past 1000; malformed input is JSON.parse's to refuse. */
+function nestingDepth(body: Buffer): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+      if (max > 1000) return max;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
 }
 
 export function parseCreateSession(v: unknown): CreateSessionRequest {
@@ -73,7 +101,7 @@ function tokens(v: unknown, vocabSize: number): number[] {
   for (let i = 0; i < v.length; i++) {
     const t: unknown = v[i];
     if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t >= vocabSize) {
-      throw bad(`tokens[${i}] = ${JSON.stringify(t)} is not a token ID in [0, ${vocabSize})`);
+      throw bad(`tokens[${i}] = ${describe(t)} is not a token ID in [0, ${vocabSize})`);
     }
   }
   return v as number[]; // every element checked above
@@ -81,7 +109,7 @@ function tokens(v: unknown, vocabSize: number): number[] {
 
 function integer(v: unknown, field: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
-    throw bad(`${field} must be an integer in [${min}, ${max}], got ${JSON.stringify(v) ?? "nothing"}`);
+    throw bad(`${field} must be an integer in [${min}, ${max}], got ${describe(v)}`);
   }
   return v;
 }
@@ -89,6 +117,19 @@ function integer(v: unknown, field: string, min: number, max = Number.MAX_SAFE_I
 function object(v: unknown, field: string): JsonObject {
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw bad(`${field} must be a JSON object`);
   return v as JsonObject;
+}
+
+/**
+ * A short description of a client's value for an error message. Never JSON.stringify the value itself:
+ * a deeply nested array (which JSON.parse accepts iteratively) overflows the stack of the recursive
+ * JSON.stringify — a 500 found by the fuzz test — and a long string would be echoed back at length.
+ */
+export function describe(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null || typeof v === "number" || typeof v === "boolean") return String(v);
+  if (typeof v === "string") return v.length <= 32 ? JSON.stringify(v) : `${JSON.stringify(v.slice(0, 32))}… (a string of ${v.length} characters)`;
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return "an object";
 }
 
 function bad(message: string): CloudError {

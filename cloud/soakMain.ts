@@ -1,0 +1,113 @@
+/**
+ * `npm run soak -- [--minutes 5] [--sessions 64] [--model F] [--context-size 512] [--seed 1]
+ *                  [--max-growth-mb 24] [--url http://host:8788 --token-file F]`
+ *
+ * Holds N concurrent sessions against the cloud token server for a few minutes (cloud/soak.ts says
+ * what they do and what counts as failure), then prints a summary and, last, one JSON line
+ * `{"soak": {...}}`. Exit code 0 when clean, 1 on any error or memory growth beyond the bound, 2 for a
+ * command-line mistake. Without --url it starts the server itself (the stories260K fixture by default)
+ * in a child process, so the memory it samples is the server's alone; with --url it soaks a running
+ * server (e.g. the GPU box, token from --token-file or TANDEM_CLOUD_TOKEN). The sessions must fit its
+ * --max-sessions, and they share one client key (one token, one address), so start it with a
+ * --rate-limit above their request rate (a few hundred per second on loopback) or they get 429s.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ensureFixtures } from "../models/fixtures.js";
+import { mib, runSoak } from "./soak.js";
+
+const USAGE = `Usage: npm run soak -- [--minutes 5] [--sessions 64] [--model <gguf>] [--context-size 512] [--seed 1]
+                     [--max-growth-mb 24] [--url <server> --token-file <file>]`;
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        minutes: { type: "string", default: "5" },
+        sessions: { type: "string", default: "64" },
+        model: { type: "string" },
+        "context-size": { type: "string", default: "512" },
+        seed: { type: "string", default: "1" },
+        "max-growth-mb": { type: "string", default: "24" },
+        url: { type: "string" },
+        "token-file": { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const num = (v: string, name: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${v}"`);
+    return n;
+  };
+  let minutes: number, sessions: number, contextSize: number, seed: number, maxGrowthMb: number;
+  let token: string | undefined;
+  let model: string | undefined = values.model;
+  try {
+    // bounded and self-stopping: at most a day
+    minutes = num(values.minutes, "--minutes", 0.1, 24 * 60);
+    sessions = Math.floor(num(values.sessions, "--sessions", 1, 256));
+    contextSize = Math.floor(num(values["context-size"], "--context-size", 64, 1 << 20));
+    seed = Math.floor(num(values.seed, "--seed", 0, 2 ** 31));
+    maxGrowthMb = num(values["max-growth-mb"], "--max-growth-mb", 0, 1 << 20);
+    if (values.url) {
+      token = values["token-file"] ? readFileSync(values["token-file"], "utf8").split(/\r?\n/, 1)[0].trim() : process.env.TANDEM_CLOUD_TOKEN;
+    } else if (!model) {
+      const f = await ensureFixtures();
+      if (!f.storiesLlm) throw new Error(`no model: ${f.sharedMissingReason ?? "stories fixture missing"}; pass --model`);
+      model = f.storiesLlm;
+    }
+  } catch (err) {
+    console.error(`soak: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+
+  console.log(`soak: ${sessions} sessions for ${minutes} min against ${values.url ?? `a server started here (${model})`}`);
+  let report;
+  try {
+    report = await runSoak({
+      sessions,
+      durationMs: Math.round(minutes * 60_000),
+      url: values.url,
+      token,
+      model,
+      contextSize,
+      seed,
+      maxGrowthBytes: maxGrowthMb * 1024 * 1024,
+      log: (line) => console.log(line),
+    });
+  } catch (err) {
+    console.error(`soak: ${(err as Error).message}`);
+    console.log(JSON.stringify({ soak: { ok: false, error: (err as Error).message } }));
+    return 1;
+  }
+  const m = report.memory;
+  console.log(
+    `soak ${report.ok ? "passed" : "FAILED"}: ${report.sessions} sessions, ${(report.durationMs / 1000).toFixed(0)} s, ` +
+      `${report.requests} requests (${report.requestsPerSecond}/s), ${report.failureCount} errors; ` +
+      `${report.predictions} predictions, ${report.rollbacks} rollbacks, ${report.truncates} truncations, ` +
+      `${report.rePredictions} re-predictions (${report.tieFlips} near-tie flips), ${report.recreated} re-created; ` +
+      `next p50 ${report.nextLatencyMs.p50} ms, p99 ${report.nextLatencyMs.p99} ms`,
+  );
+  console.log(
+    `  server RSS: first half ${mib(m.firstHalfRssMedianBytes)} MiB, second half ${mib(m.secondHalfRssMedianBytes)} MiB ` +
+      `(growth ${mib(m.growthBytes)} MiB, bound ${mib(m.maxGrowthBytes)}), peak ${mib(m.peakRssBytes)} MiB over ${m.samples} samples; ` +
+      `heap ${mib(m.firstHalfHeapMedianBytes)} → ${mib(m.secondHalfHeapMedianBytes)} MiB; ` +
+      `KV in use ≤ ${mib(m.peakKvBytesInUse)} of ${mib(m.kvBytesAllocated)} MiB allocated; queue peak ${m.peakPending}`,
+  );
+  for (const f of report.failures) console.log(`  error: ${f}`);
+  console.log(JSON.stringify({ soak: report }));
+  return report.ok ? 0 : 1;
+}
+
+process.exitCode = await main();
