@@ -340,8 +340,8 @@ async function main(): Promise<void> {
   report.elapsedS = +((performance.now() - t0) / 1000).toFixed(1);
   const dir = path.join(here, "results");
   mkdirSync(dir, { recursive: true });
-  // a partial run (--only) must not replace the full report the README quotes
-  const file = ONLY ? "partial.json" : "latest.json";
+  // a partial (--only) or reduced (--quick) run must not replace the full report the README quotes
+  const file = ONLY ? "partial.json" : QUICK ? "quick.json" : "latest.json";
   writeFileSync(path.join(dir, file), JSON.stringify(report, null, 2) + "\n");
   log(`\nFigures (${report.elapsedS} s; report: bench/results/${file})`);
   for (const f of figures) log(`  ${f.met === null ? "  -  " : f.met ? " met " : " NOT "} ${f.name}: ${f.ratio === null ? "n/a" : "×" + f.ratio} (target ${f.target})${f.note ? " — " + f.note : ""}`);

@@ -19,6 +19,7 @@ import { randomBytes } from "node:crypto";
 import { PROTOCOL_VERSION, type ModelIdentity } from "../shared/protocol.js";
 import { startChildServer, type ChildServer } from "./child.js";
 import type { CloudHealthResponse, HealthDetail } from "./server.js";
+import { mulberry32 as rng } from "../shared/prng.js";
 
 export interface SoakOptions {
   /** concurrent sessions (default 64) */
@@ -394,16 +395,6 @@ function margin(r: Record<string, unknown>): number {
   return top && top.length >= 2 ? top[0].logprob - top[1].logprob : Infinity;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function median(xs: number[]): number {
   return quantile(xs.slice().sort((a, b) => a - b), 0.5);

@@ -11,6 +11,8 @@
  * be valid (`mayPass`).
  */
 import { PROTOCOL_LIMITS, PROTOCOL_VERSION, type ModelIdentity } from "../../shared/protocol.js";
+import { mulberry32 as rng } from "../../shared/prng.js";
+export { rng };
 
 export type SessionRef = { pool: number } | "created" | "unknown-uuid" | "bad-id";
 
@@ -60,17 +62,6 @@ export interface FuzzContext {
   host: string;
 }
 
-/** mulberry32: small, fast, good enough to pick cases; seeded per case. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Pick {
   constructor(readonly r: () => number) {}

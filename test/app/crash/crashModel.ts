@@ -5,17 +5,9 @@
  */
 import type { Conversation, StoredMessage } from "../../../shared/bridge.js";
 import type { Origin, TokenEvent } from "../../../shared/events.js";
+import { mulberry32 } from "../../../shared/prng.js";
+export { mulberry32 };
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function hash(s: string): number {
   let h = 2166136261;

@@ -1,0 +1,15 @@
+/**
+ * mulberry32: a tiny seeded PRNG. Soak traffic, fuzz cases and crash schedules must be reproducible
+ * from a seed, so nothing that picks them uses Math.random. (router/prng.ts wraps the same generator
+ * with normals and shuffles for training.)
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
