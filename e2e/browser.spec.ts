@@ -88,6 +88,16 @@ describe.skipIf(!!skip)("browser mode, end to end", () => {
     await page.screenshot({ path: path.join(artifactsDir, "light-inspector.png") });
   });
 
+  it("keyboard: Esc stops the answer, Ctrl+N starts a new conversation", async () => {
+    await chat.send("Once there was");
+    await chat.waitForTokens(4);
+    await page.keyboard.press("Escape");
+    expect(await chat.waitForAnswerEnd(10_000)).toBe("stopped");
+    const before = await page.getByTestId("conversation-item").count();
+    await page.keyboard.press("Control+n");
+    await chat.waitFor(async () => (await page.getByTestId("conversation-item").count()) === before + 1, "Ctrl+N to create a conversation");
+  });
+
   it("Stop ends the answer", async () => {
     await chat.send("One day");
     await chat.waitForTokens(8);
