@@ -69,6 +69,43 @@ export function deadlineSignal(signal: AbortSignal | undefined, ms: number): Abo
   return signal ? AbortSignal.any([signal, t]) : t;
 }
 
+/** A cloud's HTTP reply, read whole; what it means is the caller's protocol's business. */
+export interface RawReply {
+  status: number;
+  ok: boolean;
+  text: string;
+}
+
+/**
+ * One request to a cloud: JSON body, bearer token, bytes counted into `stats` both ways. A network
+ * failure is CloudCallError("unreachable"); an abort (deadline or user) is rethrown as it is, so the
+ * caller's classification can tell the two apart.
+ */
+export async function cloudRequest(
+  url: string,
+  method: string,
+  body: unknown,
+  token: string | undefined,
+  signal: AbortSignal,
+  stats: { bytesUp: number; bytesDown: number },
+): Promise<RawReply> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  if (payload) stats.bytesUp += Buffer.byteLength(payload);
+  const headers: Record<string, string> = {};
+  if (payload) headers["content-type"] = "application/json";
+  if (token) headers.authorization = `Bearer ${token}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method, headers, body: payload, signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
+  }
+  const text = await res.text();
+  stats.bytesDown += Buffer.byteLength(text);
+  return { status: res.status, ok: res.ok, text };
+}
+
 /** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */
 export function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;

@@ -29,7 +29,7 @@ import {
 } from "../../../shared/protocol.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
+import { CloudHealth, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -149,9 +149,10 @@ export class TandemCloudClient implements CloudPeer {
   /** Starts a background append of what the server lacks, unless one is running or it must not. */
   private pump(): void {
     if (this.syncing || this.calling || this.syncPaused || !this.sessionId || !this.health.open) return;
+    // runs after every token: compare in place, copy only when an append goes out
+    const base = commonPrefixLength(this.confirmed, this.observed, this.observedLength);
+    if (this.observedLength - base < Math.max(1, this.opts.syncChunk ?? DEFAULT_SYNC_CHUNK)) return;
     const target = this.observed.slice(0, this.observedLength);
-    const base = commonPrefixLength(this.confirmed, target);
-    if (target.length - base < Math.max(1, this.opts.syncChunk ?? DEFAULT_SYNC_CHUNK)) return;
     this.syncing = this.appendInBackground(target, base).finally(() => {
       this.syncing = null;
       this.pump(); // tokens committed while that append was on its way go in the next one
@@ -272,20 +273,8 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload) this.stats.bytesUp += Buffer.byteLength(payload);
-    const headers: Record<string, string> = {};
-    if (payload) headers["content-type"] = "application/json";
-    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
-    let res: Response;
-    try {
-      res = await fetch(this.base + path, { method, headers, body: payload, signal });
-    } catch (err) {
-      if (signal.aborted) throw err;
-      throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
-    }
-    const text = await res.text();
-    this.stats.bytesDown += Buffer.byteLength(text);
+    const res = await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats);
+    const text = res.text;
     let json: unknown;
     try {
       json = text === "" ? undefined : JSON.parse(text);
@@ -318,8 +307,9 @@ export class TandemCloudClient implements CloudPeer {
   }
 }
 
-export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
+/** Length of the common prefix of `a` and the first `bLength` entries of `b`. */
+export function commonPrefixLength(a: readonly number[], b: readonly number[], bLength = b.length): number {
+  const n = Math.min(a.length, bLength);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;

@@ -14,7 +14,7 @@
 import type { ModelIdentity, TokenLogprob } from "../../../../shared/protocol.js";
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "../peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "../callSupport.js";
+import { CloudHealth, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -175,20 +175,8 @@ export abstract class EngineAdapter implements CloudPeer {
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload) this.stats.bytesUp += Buffer.byteLength(payload);
-    const headers: Record<string, string> = {};
-    if (payload) headers["content-type"] = "application/json";
-    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
-    let res: Response;
-    try {
-      res = await fetch(this.base + path, { method, headers, body: payload, signal });
-    } catch (err) {
-      if (signal.aborted) throw err;
-      throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
-    }
-    const text = await res.text();
-    this.stats.bytesDown += Buffer.byteLength(text);
+    const res = await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats);
+    const text = res.text;
     if (!res.ok) throw new EngineHttpError(res.status, text);
     let json: unknown;
     try {
