@@ -73,19 +73,37 @@ async function figureA(slmFile: string): Promise<void> {
   const seq = ctx.getSequence();
   const prompt = slm.model.tokenize("Once upon a time, in a small village,", false) as number[];
   const nothing: FeatureNeeds = { top1Prob: false, topK: 0, hidden: false };
-  const variants: Record<string, () => Promise<number>> = {
+  // Two phases, timed apart: the prompt (until the first token) and generation (each token after it).
+  // The routing overhead is a per-generated-token cost; the prompt phase is reported beside it because
+  // one feature costs there only (a context that can expose the hidden state makes llama.cpp compute
+  // an output row for every prompt token).
+  type Timing = { promptMs: number; stepMs: number };
+  const timed = async (tokens: AsyncIterable<unknown>): Promise<Timing> => {
+    const t0 = performance.now();
+    let first = 0;
+    let n = 0;
+    for await (const _ of tokens) {
+      if (n++ === 0) first = performance.now();
+    }
+    return { promptMs: first - t0, stepMs: (performance.now() - first) / Math.max(1, n - 1) };
+  };
+  const variants: Record<string, () => Promise<Timing>> = {
     baseline: async () => {
       await seq.eraseContextTokenRanges([{ start: 0, end: seq.contextTokens.length }]);
-      let n = 0;
-      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
-        if (slm.model.isEogToken(t) || ++n >= cfg.aTokens) break;
-      }
-      return n;
+      return timed(
+        (async function* () {
+          let n = 0;
+          for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+            yield t;
+            if (slm.model.isEogToken(t) || ++n >= cfg.aTokens) break;
+          }
+        })(),
+      );
     },
   };
   const routed = (r: Router) => async () => {
-    await slm.begin([prompt[0]!], nothing); // drop the previous answer's KV (keeps one token)
-    return drain(new CollaborativeDecoder(slm, r, null).generate(prompt, { tau: 0, maxTokens: cfg.aTokens }));
+    await slm.clear(); // like the baseline: the whole prompt is evaluated again
+    return timed(new CollaborativeDecoder(slm, r, null).generate(prompt, { tau: 0, maxTokens: cfg.aTokens }));
   };
   variants["default router (confidence)"] = routed(new ConfidenceRouter());
   variants["token only"] = routed(new FixedRouter("token only", nothing));
@@ -99,19 +117,30 @@ async function figureA(slmFile: string): Promise<void> {
   variants[`learned MLP ${h}→128→64→1 (hidden)`] = routed(new LearnedRouter(initMlp([h, 128, 64, 1], 1), hiddenOnly, binding));
   variants[`learned MLP ${routerSizes(h, h).join("→")} (hidden)`] = routed(new LearnedRouter(initMlp(routerSizes(h, h), 1), hiddenOnly, binding));
   const perToken: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  const promptMs: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (const v of Object.values(variants)) await v(); // warm-up
   for (let r = 0; r < cfg.aReps; r++) {
-    for (const [k, v] of Object.entries(variants)) {
-      const t0 = performance.now();
-      const n = await v();
-      perToken[k]!.push((performance.now() - t0) / Math.max(1, n));
+    // interleaved, the order reversed every other repetition so drift hits every variant alike
+    const order = Object.entries(variants);
+    for (const [k, v] of r % 2 ? order.reverse() : order) {
+      const t = await v();
+      perToken[k]!.push(t.stepMs);
+      promptMs[k]!.push(t.promptMs);
     }
   }
   const med = Object.fromEntries(Object.entries(perToken).map(([k, xs]) => [k, median(xs)]));
+  const medPrompt = Object.fromEntries(Object.entries(promptMs).map(([k, xs]) => [k, median(xs)]));
   const base = med.baseline!;
-  const rows = Object.entries(med).map(([k, ms]) => ({ variant: k, msPerToken: +ms.toFixed(2), ratio: +(ms / base).toFixed(3), extraMs: +(ms - med["token only"]!).toFixed(2) }));
-  for (const r of rows) log(`  ${r.variant.padEnd(30)} ${r.msPerToken.toFixed(2).padStart(8)} ms/token  ×${r.ratio.toFixed(3)}  (feature cost vs token-only ${r.extraMs >= 0 ? "+" : ""}${r.extraMs} ms)`);
-  report.a = { model: path.basename(slmFile), rows, samples: perToken };
+  const rows = Object.entries(med).map(([k, ms]) => ({
+    variant: k,
+    msPerToken: +ms.toFixed(2),
+    ratio: +(ms / base).toFixed(3),
+    extraMs: +(ms - med["token only"]!).toFixed(2),
+    promptMs: +medPrompt[k]!.toFixed(1),
+  }));
+  log(`  ${"".padEnd(36)} generation, per token                        prompt (${prompt.length} tokens)`);
+  for (const r of rows) log(`  ${r.variant.padEnd(36)} ${r.msPerToken.toFixed(2).padStart(7)} ms  ×${r.ratio.toFixed(3)}  (feature cost vs token-only ${r.extraMs >= 0 ? "+" : ""}${r.extraMs} ms)  ${r.promptMs.toFixed(1).padStart(7)} ms`);
+  report.a = { model: path.basename(slmFile), promptTokens: prompt.length, rows, samples: perToken, promptSamples: promptMs };
   const ratio = med["default router (confidence)"]! / base;
   figures.push({ name: "a: routing overhead, default router dry run vs node-llama-cpp greedy", ratio: +ratio.toFixed(3), target: "<= 1.05", met: ratio <= 1.05 });
   const small = `learned MLP ${h}→128→64→1 (hidden)`;
@@ -178,16 +207,38 @@ async function figureB(llmFile: string, device: ModelIdentity): Promise<void> {
 }
 
 // ---------------------------------------------------------------- (c) network hiding
-async function figureC(fig: string, slmFile: string, llmFile: string, reps = cfg.cReps): Promise<void> {
+/**
+ * Which positions go to the cloud: a fixed schedule (every 14th position: isolated cloud tokens, the
+ * worst case for hiding, since nothing clusters) or the default confidence router at the τ that sends
+ * ~7% of a local answer's positions (the clusters a real router makes: a word it is unsure of spans
+ * several tokens).
+ */
+type Schedule = "every 14th" | "router 7%";
+
+async function figureC(fig: string, slmFile: string, llmFile: string, schedule: Schedule, reps = cfg.cReps): Promise<void> {
   const share = 14;
-  log(`\n(${fig}) network hiding: blocking vs hiding client, 1 cloud call per ${share} tokens (${(100 / share).toFixed(1)}%), ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
   const token = "bench-token-" + "y".repeat(16);
   const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: 2, contextSize: 1024, rateLimit: false, log: () => {} });
   const proxy = await startFaultProxy(server.url);
   const slm = await LocalModel.load(slmFile, { contextSize: 1024 });
-  const prompt = slm.model.tokenize("Once upon a time, in a small village,", false) as number[];
-  const needs: FeatureNeeds = { top1Prob: false, topK: 0, hidden: false };
-  type Row = { ms: number[]; lost: number[]; calls: number[] };
+  const prompt = slm.tokenizeText("Once upon a time, in a small village,");
+  let router: Router;
+  let tau: number;
+  if (schedule === "every 14th") {
+    router = new FixedRouter("every 14th", { top1Prob: false, topK: 0, hidden: false }, everyKth(share));
+    tau = 0.5;
+  } else {
+    router = new ConfidenceRouter();
+    // calibrate on a local answer: τ between the 7% least confident positions and the rest
+    const confidences: number[] = [];
+    await slm.clear();
+    for await (const e of new CollaborativeDecoder(slm, router, null).generate(prompt, { tau: 0, maxTokens: cfg.cTokens })) confidences.push(e.confidence);
+    confidences.sort((a, b) => a - b);
+    const k = Math.max(1, Math.round(confidences.length / share));
+    tau = (confidences[k - 1]! + confidences[Math.min(k, confidences.length - 1)]!) / 2;
+  }
+  log(`\n(${fig}) network hiding: blocking vs hiding client, cloud positions: ${schedule === "every 14th" ? `every ${share}th (${(100 / share).toFixed(1)}%, isolated)` : `default router at τ ${tau.toFixed(3)} (~${(100 / share).toFixed(1)}% of a local answer)`}, ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
+  type Row = { ms: number[]; lost: number[]; calls: number[]; cloudTokens: number[] };
   const rows: Record<string, Row> = {};
   const outputs: Record<string, string[]> = {};
   const runOnce = async (delay: number | null, hiding: boolean) => {
@@ -196,36 +247,40 @@ async function figureC(fig: string, slmFile: string, llmFile: string, reps = cfg
     proxy.fault = delay ? { kind: "delay", ms: delay } : { kind: "pass" };
     proxy.match = /\/(next|append)$/; // the round trip is paid by background appends too
     proxy.seen.length = 0;
-    await slm.begin([prompt[0]!], needs);
-    const dec = new CollaborativeDecoder(slm, new FixedRouter("every 14th", needs, everyKth(share)), cloud);
+    await slm.clear();
+    const dec = new CollaborativeDecoder(slm, router, cloud);
     const t0 = performance.now();
-    const ans = dec.generate(prompt, { tau: 0.5, maxTokens: cfg.cTokens, speculate: hiding ? 8 : 0 });
+    // the blocking client: no sync, no run-ahead, one token per call; the hiding one: the defaults
+    const ans = dec.generate(prompt, { tau, maxTokens: cfg.cTokens, ...(hiding ? {} : { speculate: 0, draft: 0 }) });
     let calls = 0;
+    let cloudTokens = 0;
     const tokens: string[] = [];
     for await (const e of ans) {
       tokens.push(`${e.tokenId}:${e.origin}`);
       if (e.cloudLatencyMs !== null) calls++;
+      if (e.origin !== "local") cloudTokens++;
     }
     const ms = performance.now() - t0;
     await cloud?.close();
-    return { ms, calls, tokens: tokens.join(" ") };
+    return { ms, calls, cloudTokens, tokens: tokens.join(" ") };
   };
   try {
     await runOnce(0, false);
     await runOnce(0, true);
     for (let r = 0; r < reps; r++) {
       const dry = await runOnce(null, false);
-      (rows.dry ??= { ms: [], lost: [], calls: [] }).ms.push(dry.ms);
+      (rows.dry ??= { ms: [], lost: [], calls: [], cloudTokens: [] }).ms.push(dry.ms);
       for (const d of cfg.cDelays) {
         // interleaved: blocking and hiding alternate first, so drift in the machine's load hits both
         const order = r % 2 === 0 ? [false, true] : [true, false];
         for (const hiding of order) {
           const x = await runOnce(d, hiding);
           const key = `${hiding ? "hiding" : "blocking"} ${d} ms`;
-          const row = (rows[key] ??= { ms: [], lost: [], calls: [] });
+          const row = (rows[key] ??= { ms: [], lost: [], calls: [], cloudTokens: [] });
           row.ms.push(x.ms);
           row.lost.push(x.ms - dry.ms);
           row.calls.push(x.calls);
+          row.cloudTokens.push(x.cloudTokens);
           (outputs[`${d}`] ??= []).push(x.tokens);
         }
       }
@@ -235,18 +290,19 @@ async function figureC(fig: string, slmFile: string, llmFile: string, reps = cfg
       tokensPerSecond: +((cfg.cTokens * 1000) / median(v.ms)).toFixed(2),
       lostMs: +median(v.lost).toFixed(1),
       calls: median(v.calls),
-      lostMsPerCall: v.calls.length ? +(median(v.lost) / Math.max(1, median(v.calls))).toFixed(1) : 0,
+      cloudTokens: median(v.cloudTokens),
+      lostMsPerCloudToken: v.cloudTokens.length ? +(median(v.lost) / Math.max(1, median(v.cloudTokens))).toFixed(1) : 0,
     }));
-    for (const o of out) log(`  ${o.variant.padEnd(16)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms over ${o.calls} calls (${o.lostMsPerCall} ms/call)`}`);
+    for (const o of out) log(`  ${o.variant.padEnd(16)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms; ${o.cloudTokens} cloud tokens (${((100 * o.cloudTokens) / cfg.cTokens).toFixed(1)}%) in ${o.calls} calls; ${o.lostMsPerCloudToken} ms per cloud token`}`);
     // every run of one delay, blocking or hiding, must have produced the same tokens and origins
     const identical = Object.values(outputs).every((xs) => xs.every((x) => x === xs[0]));
     log(`  same tokens and origins, blocking vs hiding, at every delay: ${identical ? "yes" : "NO"}`);
     const lost = (k: string) => out.find((o) => o.variant === k)!.lostMs;
     const ratios = Object.fromEntries(cfg.cDelays.map((d) => [d, +(lost(`hiding ${d} ms`) / lost(`blocking ${d} ms`)).toFixed(3)]));
-    report[fig] = { slm: path.basename(slmFile), llm: path.basename(llmFile), cloudShare: 1 / share, rows: out, lostRatioByDelay: ratios, identicalOutput: identical, samples: rows };
+    report[fig] = { slm: path.basename(slmFile), llm: path.basename(llmFile), schedule, tau, rows: out, lostRatioByDelay: ratios, identicalOutput: identical, samples: rows };
     const r50 = ratios[50] ?? null;
     figures.push({
-      name: `${fig}: time lost to cloud calls at 50 ms RTT, hiding / blocking client (same output), ${path.basename(slmFile)} + ${path.basename(llmFile)}`,
+      name: `${fig}: time lost to cloud calls at 50 ms RTT, hiding / blocking client (same output), cloud positions: ${schedule}, ${path.basename(slmFile)} + ${path.basename(llmFile)}`,
       ratio: r50,
       target: "<= 0.5",
       met: r50 !== null && r50 <= 0.5 && identical,
@@ -327,11 +383,18 @@ async function main(): Promise<void> {
   if (runs("b")) await figureB(fx.randB, device);
   if (runs("c")) {
     // the network-bound regime (an LLM step far shorter than the round trip, as on a GPU server): what
-    // the hiding client is for
-    await figureC("c", fx.randA, fx.randB);
+    // the hiding client is for. First with the cloud positions a real router picks, on the real
+    // pretrained pair (stories260K and its smaller sibling)...
+    if (fx.storiesSlm && fx.storiesLlm) await figureC("c", fx.storiesSlm, fx.storiesLlm, "router 7%");
+    else {
+      log(`\n(c) skipped: ${fx.sharedMissingReason ?? "the stories pair is missing"}`);
+      figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, default router", ratio: null, target: "<= 0.5", met: false, note: "the stories pair is missing" });
+    }
+    // ...then isolated cloud positions, which nothing but the SLM guessing right can hide
+    await figureC("c-iso", fx.randA, fx.randB, "every 14th");
     // a CPU-bound LLM on this machine: one LLM step (~0.5 s) dwarfs the round trip, and nothing but the
     // SLM's guesses agreeing with the LLM could hide it (random weights rarely agree)
-    if (!QUICK) await figureC("c'", bench.slm!, bench.llm!, 3);
+    if (!QUICK) await figureC("c'", bench.slm!, bench.llm!, "every 14th", 3);
   }
   if (runs("d")) await figureD(fx.randB, device);
   report.figures = figures;

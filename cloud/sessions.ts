@@ -87,6 +87,8 @@ export interface SessionCounters {
   tokensEvaluated: number;
   /** next() calls with an empty delta, answered by re-evaluating the last held token */
   rePredictions: number;
+  /** continuation tokens predicted for NextRequest.draft */
+  draftTokens: number;
   rollbacks: number;
   tokensRolledBack: number;
   outOfSync: number;
@@ -178,6 +180,7 @@ export class SessionManager {
     predictions: 0,
     tokensEvaluated: 0,
     rePredictions: 0,
+    draftTokens: 0,
     rollbacks: 0,
     tokensRolledBack: 0,
     outOfSync: 0,
@@ -317,8 +320,11 @@ export class SessionManager {
     });
   }
 
-  /** Applies the delta and predicts, greedily, the token after the session's history. */
-  next(id: string, base: number, tokens: readonly number[], topK: number): Promise<NextResponse> {
+  /**
+   * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
+   * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
+   */
+  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0): Promise<NextResponse> {
     return this.enqueue(id, async (s) => {
       this.checkDelta(s, base, tokens);
       let delta: readonly number[] = tokens;
@@ -334,8 +340,43 @@ export class SessionManager {
       await this.rollback(s, keep);
       const prediction = await this.evaluate(s, delta, topK);
       this.counters.predictions++;
-      return { length: s.sequence.nextTokenIndex, evaluated: delta.length, ...prediction };
+      const continuation = draft > 0 ? await this.continueGreedily(s, prediction.tokenId, draft) : undefined;
+      return {
+        length: s.sequence.nextTokenIndex,
+        evaluated: delta.length + (continuation?.length ?? 0),
+        ...prediction,
+        ...(continuation ? { draft: continuation } : {}),
+      };
     });
+  }
+
+  /**
+   * The LLM's greedy continuation after `token`: up to `n` tokens, one decode each (batched with
+   * other sessions' work like any evaluation), stopping after an end-of-generation token or where
+   * the session is full. Leaves `token` and all continuation tokens but the last evaluated.
+   */
+  private async continueGreedily(s: Session, token: number, n: number): Promise<number[]> {
+    const out: number[] = [];
+    let last = token;
+    // each step evaluates one more token; a sequence holds at most `capacity` tokens
+    const room = Math.min(n, this.capacity - s.sequence.nextTokenIndex);
+    try {
+      while (out.length < room) {
+        // the token only: no confidence, which would sort the whole vocabulary (NextResponse.draft)
+        const [r] = await s.sequence.controlledEvaluate([[last as Token, { generateNext: { token: true, options: { temperature: 0 } } }]]);
+        const next = r?.next?.token;
+        if (next == null) throw new Error("node-llama-cpp returned no next token");
+        this.counters.tokensEvaluated++;
+        this.counters.draftTokens++;
+        out.push(next);
+        if (this.context.model.isEogToken(next)) break;
+        last = next;
+      }
+    } catch (err) {
+      if (err instanceof ContextShiftRefused) throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);
+      throw err;
+    }
+    return out;
   }
 
   /** Cuts the session's history to `length` tokens. */

@@ -74,7 +74,8 @@ export function parseAppend(v: unknown, vocabSize: number): AppendRequest {
 export function parseNext(v: unknown, vocabSize: number): Required<NextRequest> {
   const o = object(v, "request body");
   const topK = o.topK === undefined ? 0 : integer(o.topK, "topK", 0, PROTOCOL_LIMITS.maxTopK);
-  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK };
+  const draft = o.draft === undefined ? 0 : integer(o.draft, "draft", 0, PROTOCOL_LIMITS.maxDraft);
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft };
 }
 
 export function parseTruncate(v: unknown): TruncateRequest {

@@ -23,9 +23,14 @@ export interface Candidate {
 /** What the cloud said about one position (present when a cloud call answered). */
 export interface CloudVerdict {
   tokenId: number;
-  /** natural log-probability of that token under the LLM */
-  logprob: number;
+  /** natural log-probability of that token under the LLM; absent for a continuation's token (`fromDraft`) */
+  logprob?: number;
   top: { tokenId: number; logprob: number }[];
+  /**
+   * The token came with an earlier call's continuation (NextRequest.draft), not from a call of its
+   * own: the device verified that the text before it is what the LLM continued from.
+   */
+  fromDraft?: boolean;
 }
 
 export interface TokenEvent {

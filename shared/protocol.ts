@@ -29,6 +29,8 @@ export const PROTOCOL_LIMITS = {
   maxDeltaTokens: 16_384,
   /** most top-k log-probabilities the server returns */
   maxTopK: 20,
+  /** most continuation tokens one /next may ask for (`NextRequest.draft`) */
+  maxDraft: 16,
 } as const;
 
 export interface ModelIdentity {
@@ -78,6 +80,14 @@ export interface AppendResponse {
 export interface NextRequest extends AppendRequest {
   /** how many top alternatives to return with log-probabilities (0..maxTopK) */
   topK?: number;
+  /**
+   * How many more tokens of the LLM's greedy continuation to return after the predicted one
+   * (0..maxDraft, default 0): a verified continuation. The device accepts them where its own router
+   * would also have sent those positions to the cloud (or where the SLM agrees), so clustered cloud
+   * positions cost one round trip. The server keeps them evaluated: a device that accepts them sends
+   * nothing more for them; one that does not sends a `base` that truncates them.
+   */
+  draft?: number;
 }
 
 export interface TokenLogprob {
@@ -90,6 +100,13 @@ export interface NextResponse extends AppendResponse {
   tokenId: number;
   logprob: number;
   top: TokenLogprob[];
+  /**
+   * When `draft` was asked for: the LLM's greedy continuation after `tokenId` (it may stop early, at
+   * an end-of-generation token or the session's capacity). Token IDs only: a log-probability costs a
+   * sort of the whole vocabulary per token in node-llama-cpp, the price of the draft itself. The
+   * session then holds `tokenId` and every draft token but the last (`length` says so).
+   */
+  draft?: number[];
 }
 
 export interface TruncateRequest {

@@ -42,7 +42,13 @@ export interface LocalModelOptions extends ResolveOptions {
   hiddenState?: boolean;
 }
 
+/** node-llama-cpp's generation loop, suspended after each predicted token (see `LocalModel.step`). */
+type StepGenerator = AsyncGenerator<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void, Token | Token[] | undefined>;
+
 export class LocalModel {
+  /** the running generation loop and the features it was started for; null until the first step */
+  private stepper: { gen: StepGenerator; key: string } | null = null;
+
   private constructor(
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
@@ -138,12 +144,12 @@ export class LocalModel {
     // at least one token must be evaluated to get the next-token distribution
     keep = Math.min(keep, prompt.length - 1);
     if (keep < held.length) await this.sequence.eraseContextTokenRanges([{ start: keep, end: held.length }]);
-    return this.evaluate(prompt.slice(keep), needs);
+    return this.step(prompt.slice(keep), needs);
   }
 
   /** Commits `token` (chosen by the SLM or the cloud) and predicts the one after it. */
   async advance(token: number, needs: FeatureNeeds): Promise<SlmStep> {
-    return this.evaluate([token], needs);
+    return this.step([token], needs);
   }
 
   /** Tokens the KV cache holds (the committed history, plus any speculative tokens not yet rolled back). */
@@ -161,6 +167,12 @@ export class LocalModel {
     if (length < held) await this.sequence.eraseContextTokenRanges([{ start: length, end: held }]);
   }
 
+  /** Empties the KV cache (the next `begin` evaluates its whole prompt). */
+  async clear(): Promise<void> {
+    const held = this.sequence.contextTokens.length;
+    if (held > 0) await this.sequence.eraseContextTokenRanges([{ start: 0, end: held }]);
+  }
+
   /** Verifies a run of tokens in one batch: the SLM's greedy prediction after each of them. */
   async evaluateAll(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep[]> {
     const want = this.generateNextOptions(needs);
@@ -169,17 +181,54 @@ export class LocalModel {
   }
 
   async dispose(): Promise<void> {
+    await this.stopStepper();
     await this.context.dispose();
     await this.model.dispose();
   }
 
-  private async evaluate(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
-    const last = tokens.length - 1;
-    const items = tokens.map((t, i) =>
-      i === last ? ([t as Token, { generateNext: this.generateNextOptions(needs) }] as const) : (t as Token),
-    );
-    const out = await this.sequence.controlledEvaluate(items as Parameters<LlamaContextSequence["controlledEvaluate"]>[0]);
-    return this.toStep(out[last]?.next, needs, true);
+  /**
+   * Evaluates `tokens` after what the KV cache holds and predicts the next token, through
+   * node-llama-cpp's own generation loop (`evaluateWithMetadata`), kept suspended between steps: its
+   * `next(token)` takes the token we chose instead of the one it predicted. Why not one
+   * `controlledEvaluate` call per token: each call builds and frees a native sampler, which cost ~2 ms
+   * a token on a 152k vocabulary (bench figure a, "token only" was 1.08× node-llama-cpp's loop). The
+   * loop holds no lock while suspended and decodes at the sequence's current position, so rollbacks
+   * and batch verifications between steps are safe. A new loop starts only when the features asked
+   * for change or the loop ended.
+   */
+  private async step(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
+    const key = `${needs.top1Prob}/${needs.topK > 0}`;
+    let result: IteratorResult<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void>;
+    try {
+      if (this.stepper?.key === key) {
+        result = await this.stepper.gen.next(tokens.length === 1 ? (tokens[0] as Token) : (tokens as Token[]));
+      } else {
+        await this.stopStepper();
+        const gen: StepGenerator = this.sequence.evaluateWithMetadata(
+          tokens as Token[],
+          { confidence: needs.top1Prob, probabilities: needs.topK > 0 },
+          // temperature 0: greedy, and probabilities over the whole vocabulary (not a truncated set);
+          // end-of-generation tokens are the router's and the caller's to judge, not the loop's
+          { temperature: 0, yieldEogToken: true },
+        );
+        this.stepper = { gen, key };
+        result = await gen.next();
+      }
+    } catch (err) {
+      this.stepper = null; // a generator that threw has finished
+      throw err;
+    }
+    if (result.done) {
+      this.stepper = null;
+      throw new Error("The SLM produced no next token (the model may not support generation)");
+    }
+    return this.toStep({ token: result.value.token, confidence: result.value.confidence, probabilities: result.value.probabilities }, needs, true);
+  }
+
+  private async stopStepper(): Promise<void> {
+    const s = this.stepper;
+    this.stepper = null;
+    await s?.gen.return(undefined);
   }
 
   private generateNextOptions(needs: FeatureNeeds) {

@@ -61,7 +61,9 @@ function TokenDetails({ t }: { t: TokenEvent }) {
           <>
             <dt>cloud token</dt>
             <dd data-testid="insp-cloud">
-              {t.cloud.tokenId} · log p {t.cloud.logprob.toFixed(3)} (p {Math.exp(t.cloud.logprob).toFixed(3)})
+              {t.cloud.tokenId}
+              {t.cloud.logprob !== undefined && ` · log p ${t.cloud.logprob.toFixed(3)} (p ${Math.exp(t.cloud.logprob).toFixed(3)})`}
+              {t.cloud.fromDraft && " · from the previous call's continuation (no call of its own)"}
             </dd>
           </>
         )}

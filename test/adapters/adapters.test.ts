@@ -78,6 +78,22 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
         expect(peer.state).toBe("online");
       });
 
+      it("a continuation (draft): one request for 1 + n tokens, the LLM's greedy tokens after the first", async () => {
+        const peer = peerFor(kind);
+        await peer.connect(device);
+        const engine = engines.get(kind)!;
+        engine.requests.length = 0;
+        const s = await peer.next(prompt, undefined, { draft: 4 });
+        expect([s.tokenId, ...(s.draft ?? [])]).toEqual(reference.slice(0, 5));
+        expect(engine.requests).toHaveLength(1);
+        const r = engine.requests[0]!;
+        if (kind === "llama.cpp") expect(r).toMatchObject({ n_predict: 5 });
+        if (kind === "vllm") expect(r).toMatchObject({ max_tokens: 5 });
+        if (kind === "sglang") expect(r).toMatchObject({ sampling_params: { max_new_tokens: 5 } });
+        // none asked for, none returned
+        expect((await peer.next(prompt)).draft).toBeUndefined();
+      });
+
       for (const [fault, reason] of [
         ["garbage", "malformed"],
         ["missing", "malformed"],

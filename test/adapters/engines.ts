@@ -152,7 +152,13 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
           const p = await backend.predict(ids, k);
           if (f === "outOfVocab") p.token = backend.vocabSize + 7;
           const other = p.token === 0 ? 1 : 0;
-          return send(res, 200, f === "missing" ? {} : format(kind, p, f === "disagree" ? other : p.token));
+          // n tokens asked for: the greedy continuation after the first, as the engines generate it
+          const n = Number(kind === "llama.cpp" ? body.n_predict : kind === "vllm" ? body.max_tokens : (body.sampling_params as { max_new_tokens?: number })?.max_new_tokens) || 1;
+          const more: Prediction[] = [];
+          for (let i = 1; i < n && f !== "outOfVocab"; i++) {
+            more.push(await backend.predict([...ids, p.token, ...more.map((m) => m.token)], k));
+          }
+          return send(res, 200, f === "missing" ? {} : format(kind, p, f === "disagree" ? other : p.token, more));
         }
         if (kind === "llama.cpp" && route === "GET /v1/models") {
           const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
@@ -187,18 +193,20 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
   return engine;
 }
 
-function format(kind: EngineKind, p: Prediction, idsField: number): unknown {
+function format(kind: EngineKind, p: Prediction, idsField: number, more: Prediction[] = []): unknown {
   const evaluated = p.promptTokens - p.cached;
+  const all = [p, ...more];
+  const n = all.length;
   switch (kind) {
     case "llama.cpp":
       return {
         content: "",
-        tokens: [idsField],
-        completion_probabilities: [{ id: p.token, token: "", logprob: p.logprob, top_logprobs: p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) }],
+        tokens: [idsField, ...more.map((m) => m.token)],
+        completion_probabilities: all.map((q) => ({ id: q.token, token: "", logprob: q.logprob, top_logprobs: q.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) })),
         tokens_cached: p.cached,
         tokens_evaluated: p.promptTokens,
         stop_type: "limit",
-        timings: { prompt_n: evaluated, predicted_n: 1 },
+        timings: { prompt_n: evaluated, predicted_n: n },
       };
     case "vllm":
       return {
@@ -209,29 +217,29 @@ function format(kind: EngineKind, p: Prediction, idsField: number): unknown {
           {
             index: 0,
             text: "",
-            token_ids: [idsField],
+            token_ids: [idsField, ...more.map((m) => m.token)],
             logprobs: {
-              tokens: [`token_id:${p.token}`],
-              token_logprobs: [p.logprob],
-              top_logprobs: [Object.fromEntries(p.top.map((c) => [`token_id:${c.id}`, c.logprob]))],
-              text_offset: [0],
+              tokens: all.map((q) => `token_id:${q.token}`),
+              token_logprobs: all.map((q) => q.logprob),
+              top_logprobs: all.map((q) => Object.fromEntries(q.top.map((c) => [`token_id:${c.id}`, c.logprob]))),
+              text_offset: all.map(() => 0),
             },
             finish_reason: "length",
           },
         ],
-        usage: { prompt_tokens: p.promptTokens, completion_tokens: 1, total_tokens: p.promptTokens + 1, prompt_tokens_details: { cached_tokens: p.cached } },
+        usage: { prompt_tokens: p.promptTokens, completion_tokens: n, total_tokens: p.promptTokens + n, prompt_tokens_details: { cached_tokens: p.cached } },
       };
     case "sglang":
       return {
         text: "",
-        output_ids: [idsField],
+        output_ids: [idsField, ...more.map((m) => m.token)],
         meta_info: {
           prompt_tokens: p.promptTokens,
           cached_tokens: p.cached,
-          completion_tokens: 1,
-          output_token_logprobs: [[p.logprob, p.token, null]],
-          output_top_logprobs: [p.top.map((c) => [c.logprob, c.id, null])],
-          finish_reason: { type: "length", length: 1 },
+          completion_tokens: n,
+          output_token_logprobs: all.map((q) => [q.logprob, q.token, null]),
+          output_top_logprobs: all.map((q) => q.top.map((c) => [c.logprob, c.id, null])),
+          finish_reason: { type: "length", length: n },
         },
       };
   }

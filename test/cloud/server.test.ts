@@ -201,6 +201,39 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     await call(server, "DELETE", `/v1/sessions/${fresh}`);
   });
 
+  it("returns the LLM's greedy continuation with `draft`, keeps it evaluated, and truncates what the device does not take", async () => {
+    const id = await createSession();
+    const r = await call(server, "POST", `/v1/sessions/${id}/next`, { base: 0, tokens: ref.slice(0, 12), draft: 5 });
+    expect(r.status).toBe(200);
+    // the predicted token, then five more: exactly standalone greedy decoding
+    expect(r.body.tokenId).toBe(ref[12]);
+    expect(r.body.draft).toEqual(ref.slice(13, 18));
+    // it holds the predicted token and all draft tokens but the last, and says so
+    expect(r.body).toMatchObject({ length: 17, evaluated: 12 + 5 });
+    // the device took two of them and wrote its own token after: only that token is new
+    const mine = ref[3]!;
+    const after = await call(server, "POST", `/v1/sessions/${id}/next`, { base: 15, tokens: [mine], draft: 2 });
+    expect(after.body).toMatchObject({ length: 16 + 2, evaluated: 1 + 2 });
+    const direct = await greedy([...ref.slice(0, 15), mine], 3);
+    expect([after.body.tokenId, ...after.body.draft]).toEqual(direct.tokens);
+    // without `draft` the reply has none
+    const plain = await call(server, "POST", `/v1/sessions/${id}/next`, { base: 16, tokens: [] });
+    expect(plain.body.draft).toBeUndefined();
+    expect(plain.body).toMatchObject({ length: 16, tokenId: direct.tokens[0] });
+    await call(server, "DELETE", `/v1/sessions/${id}`);
+  });
+
+  it("ends a continuation at the session's capacity", async () => {
+    const id = await createSession();
+    const cap = CONTEXT_SIZE - 1;
+    const fill = Array.from({ length: cap - 3 }, (_, i) => ref[i % ref.length]!);
+    const r = await call(server, "POST", `/v1/sessions/${id}/next`, { base: 0, tokens: fill, draft: 8 });
+    expect(r.status).toBe(200);
+    expect(r.body.draft).toHaveLength(3);
+    expect(r.body.length).toBe(cap);
+    await call(server, "DELETE", `/v1/sessions/${id}`);
+  });
+
   it("re-predicts on an empty delta by re-evaluating the last held token", async () => {
     const id = await createSession();
     const empty = await call(server, "POST", `/v1/sessions/${id}/next`, { base: 0, tokens: [] });
@@ -265,6 +298,8 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
       { tokens: [1] },
       { base: 0, tokens: [1], topK: PROTOCOL_LIMITS.maxTopK + 1 },
       { base: 0, tokens: [1], topK: -1 },
+      { base: 0, tokens: [1], draft: PROTOCOL_LIMITS.maxDraft + 1 },
+      { base: 0, tokens: [1], draft: 1.5 },
       { base: 0, tokens: new Array(PROTOCOL_LIMITS.maxDeltaTokens + 1).fill(1) },
       [0, [1]],
       null,

@@ -1,17 +1,21 @@
 /**
  * Hiding the network must not change the answer. The hiding client (background /append sync, the SLM
- * running ahead while a call is in flight, rolled back when the cloud disagrees) is run against the
- * blocking client (no sync, idle wait) on the same prompts, through a fault proxy on loopback in front
- * of a real cloud token server, under the same induced delays and failures: tokens, origins and text
- * must be identical, for greedy decoding.
+ * running ahead while a call is in flight, rolled back when the cloud disagrees, verified
+ * continuations) is run against the blocking client (no sync, idle wait, one token per call) on the
+ * same prompts, through a fault proxy on loopback in front of a real cloud token server, under the
+ * same induced delays and failures: tokens, origins and text must be identical, for greedy decoding.
  *
  * Failures are keyed on the answer position a request is about, not on time or request count, so both
  * clients meet them at the same tokens (and back-off is off, since its window is measured in ms — the
- * blocking client's own output under back-off depends on how fast it runs).
+ * blocking client's own output under back-off depends on how fast it runs). A continuation answers
+ * several positions with one request, so a client using them makes no request at some positions where
+ * the blocking client does: where requests fail, both clients ask for the same continuations (what
+ * is compared there is the sync and the run-ahead); where none fails, the blocking client asks for none.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import type { TokenEvent } from "../../shared/events.js";
+import { PROTOCOL_LIMITS } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
@@ -29,6 +33,7 @@ const TAU = 0.6;
 // generous, so a loaded CI machine never times out a healthy call (that would be a fault nobody
 // induced, met by one client and not the other); the deadline scenario sets its own
 const DEADLINE = 3000;
+const DRAFT = 4;
 
 /** A scenario decides each request's fault from the answer position it asks about (or syncs up to). */
 type Scenario = (position: number, req: ProxiedRequest, run: RunState) => Fault | Promise<Fault>;
@@ -45,6 +50,8 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
   const prompts: number[][] = [];
   /** routed positions of each prompt's answer with a healthy cloud */
   const routed: number[][] = [];
+  /** positions where a client taking continuations calls the cloud, healthy cloud */
+  const calls: number[][] = [];
   let rollbacks = 0;
 
   const startServer = (p = 0) => startCloudServer({ modelPath: files.llm, host: "127.0.0.1", port: p, token: TOKEN, rateLimit: false });
@@ -64,6 +71,9 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     for (const p of prompts) {
       const events = await answer("blocking", p, () => ({ kind: "pass" }));
       routed.push(events.filter((e) => e.origin === "cloud").map((e) => e.index));
+      // where a client that takes continuations makes its calls (the rest come with a continuation)
+      const withDraft = await answer("blocking", p, () => ({ kind: "pass" }), DEADLINE, DRAFT);
+      calls.push(withDraft.filter((e) => e.cloudLatencyMs !== null).map((e) => e.index));
     }
   }, 120_000);
   afterAll(async () => {
@@ -72,7 +82,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     await slm?.dispose();
   });
 
-  async function answer(kind: "blocking" | "hiding", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE): Promise<TokenEvent[]> {
+  async function answer(kind: "blocking" | "hiding", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE, draft = kind === "hiding" ? DRAFT : 0): Promise<TokenEvent[]> {
     const state: RunState = { restarted: false };
     proxy.rule = (req) => {
       const b = req.body as { base?: unknown; tokens?: unknown } | undefined;
@@ -84,7 +94,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     try {
       const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
       const events: TokenEvent[] = [];
-      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: kind === "hiding" ? 8 : 0 })) events.push(e);
+      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: kind === "hiding" ? 8 : 0, draft })) events.push(e);
       return events;
     } finally {
       await client.close();
@@ -95,12 +105,12 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
   const view = (events: TokenEvent[]) => events.map((e) => `${e.index}:${e.tokenId}:${e.origin}`);
 
   /** Runs both clients on every prompt; returns the blocking client's events for further checks. */
-  async function expectSame(scenario: Scenario): Promise<TokenEvent[][]> {
+  async function expectSame(scenario: Scenario, opts: { failures?: boolean } = {}): Promise<TokenEvent[][]> {
     const out: TokenEvent[][] = [];
     for (const p of prompts) {
-      const blocking = await answer("blocking", p, scenario);
+      const blocking = await answer("blocking", p, scenario, DEADLINE, opts.failures ? DRAFT : 0);
       const appendsBefore = proxy.seen.filter((r) => r.path.endsWith("/append")).length;
-      const hiding = await answer("hiding", p, scenario);
+      const hiding = await answer("hiding", p, scenario, DEADLINE, DRAFT);
       expect(view(hiding)).toEqual(view(blocking));
       expect(hiding.map((e) => e.text).join("")).toBe(blocking.map((e) => e.text).join(""));
       // the hiding client really synced in the background
@@ -124,10 +134,33 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     expect(rollbacks).toBeGreaterThan(before);
   });
 
+  it("continuations: some cloud tokens come without a call of their own, so fewer calls for the same answer", async () => {
+    const nextCalls = async (kind: "blocking" | "hiding", p: number[]) => {
+      const from = proxy.seen.length;
+      const events = await answer(kind, p, () => ({ kind: "pass" }));
+      return { events, calls: proxy.seen.slice(from).filter((r) => r.path.endsWith("/next")).length };
+    };
+    let fromDraft = 0;
+    let blockingCalls = 0;
+    let hidingCalls = 0;
+    for (const p of prompts) {
+      const b = await nextCalls("blocking", p);
+      const h = await nextCalls("hiding", p);
+      expect(view(h.events)).toEqual(view(b.events));
+      fromDraft += h.events.filter((e) => e.origin === "cloud" && e.cloud?.fromDraft).length;
+      expect(h.events.filter((e) => e.cloud?.fromDraft).every((e) => e.cloudLatencyMs === null)).toBe(true);
+      blockingCalls += b.calls;
+      hidingCalls += h.calls;
+    }
+    expect(fromDraft).toBeGreaterThan(0);
+    expect(hidingCalls).toBe(blockingCalls - fromDraft);
+  });
+
   it("with background sync a call carries only the last few tokens; the blocking client's carry the whole gap", async () => {
     const deltas = async (kind: "blocking" | "hiding") => {
       const from = proxy.seen.length;
-      await answer(kind, prompts[0]!, () => ({ kind: "delay", ms: 20 }));
+      // no continuations here: both clients call at the same positions, only what a call carries differs
+      await answer(kind, prompts[0]!, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0);
       return proxy.seen
         .slice(from)
         .filter((r) => r.path.endsWith("/next"))
@@ -158,15 +191,17 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     ["connection reset", { kind: "reset" }],
     ["truncated JSON", { kind: "garbage" }],
     ["a reply for another session (wrong length)", { kind: "rewrite", body: (j) => ({ ...j, length: 1 }) }],
+    ["a continuation longer than asked for", { kind: "rewrite", body: (j) => ({ ...j, draft: new Array(PROTOCOL_LIMITS.maxDraft + 1).fill(1) }) }],
+    ["a continuation with a token outside the vocabulary", { kind: "rewrite", body: (j) => ({ ...j, draft: [-1] }) }],
   ])("%s at some routed positions: identical, with fallback tokens there", async (_name, fault) => {
-    const failing = routed.map((r) => new Set(r.filter((_, i) => i % 2 === 1)));
+    const failing = calls.map((r) => new Set(r.filter((_, i) => i % 2 === 1)));
     let i = 0;
     const results = [] as TokenEvent[][];
     for (const p of prompts) {
       const set = failing[i++]!;
       const scenario: Scenario = (pos, req) => (req.path.endsWith("/next") && set.has(pos) ? fault : { kind: "pass" });
-      const blocking = await answer("blocking", p, scenario);
-      const hiding = await answer("hiding", p, scenario);
+      const blocking = await answer("blocking", p, scenario, DEADLINE, DRAFT);
+      const hiding = await answer("hiding", p, scenario, DEADLINE, DRAFT);
       expect(view(hiding)).toEqual(view(blocking));
       results.push(blocking);
     }
@@ -179,10 +214,10 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     const deadline = 800;
     const results = [] as TokenEvent[][];
     for (const [i, p] of prompts.entries()) {
-      const at = routed[i]![1] ?? routed[i]![0]!;
+      const at = calls[i]![1] ?? calls[i]![0]!;
       const scenario: Scenario = (pos, req) => (req.path.endsWith("/next") && pos === at ? { kind: "delay", ms: 2500 } : { kind: "pass" });
-      const blocking = await answer("blocking", p, scenario, deadline);
-      const hiding = await answer("hiding", p, scenario, deadline);
+      const blocking = await answer("blocking", p, scenario, deadline, DRAFT);
+      const hiding = await answer("hiding", p, scenario, deadline, DRAFT);
       expect(view(hiding)).toEqual(view(blocking));
       results.push(blocking);
     }
@@ -191,7 +226,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
   });
 
   it("an outage over a span of positions (appends and calls fail): identical, fallback inside, cloud after", async () => {
-    const results = await expectSame((pos) => (pos >= 5 && pos < 15 ? { kind: "status", status: 503 } : { kind: "pass" }));
+    const results = await expectSame((pos) => (pos >= 5 && pos < 15 ? { kind: "status", status: 503 } : { kind: "pass" }), { failures: true });
     const all = results.flat();
     expect(all.some((e) => e.origin === "fallback" && e.index >= 5 && e.index < 15)).toBe(true);
     expect(all.some((e) => e.origin === "cloud" && e.index >= 15)).toBe(true);

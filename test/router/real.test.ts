@@ -163,6 +163,12 @@ describe.skipIf(!hasStories)("learned router on the stories260K pair (real infer
       expect(new Set(events.map((e) => e.confidence)).size).toBeGreaterThan(3); // a real score, not a constant
       expect(events.some((e) => e.origin === "cloud")).toBe(true);
       expect(events.some((e) => e.origin === "local")).toBe(true);
+      // the hidden-state router verifies continuations one token at a time (llama.cpp exposes the hidden
+      // state of a decode's last row only): the same answer as asking for every routed token
+      const blocking = [];
+      for await (const e of decoder.generate(prompt, { tau, maxTokens: 24, speculate: 0, draft: 0 })) blocking.push(e);
+      expect(blocking.map((e) => `${e.tokenId}:${e.origin}`)).toEqual(events.map((e) => `${e.tokenId}:${e.origin}`));
+      expect(events.some((e) => e.cloud?.fromDraft)).toBe(true);
     });
   });
 });

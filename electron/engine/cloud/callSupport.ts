@@ -150,3 +150,12 @@ export function checkTokenReply(
   }
   return { tokenId: r.tokenId, logprob: r.logprob, top: top.map((c) => ({ tokenId: c.tokenId as number, logprob: c.logprob as number })) };
 }
+
+/** Checks a continuation (NextResponse.draft): at most `asked` in-vocabulary token IDs. */
+export function checkDraftReply(draft: unknown, asked: number, vocabSize: number): number[] {
+  if (draft === undefined) return [];
+  if (!Array.isArray(draft) || draft.length > asked || !draft.every((t) => Number.isInteger(t) && t >= 0 && t < vocabSize)) {
+    throw new CloudCallError("malformed", "the cloud returned an invalid continuation");
+  }
+  return draft as number[];
+}

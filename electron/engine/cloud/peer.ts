@@ -14,6 +14,13 @@ export interface CloudStep {
   latencyMs: number;
   /** tokens the server evaluated for this call, when it reports it */
   evaluated?: number;
+  /** the LLM's greedy continuation after `tokenId`, when asked for (`NextOptions.draft`) */
+  draft?: number[];
+}
+
+export interface NextOptions {
+  /** tokens of the LLM's continuation to return after the predicted one (a peer may return fewer) */
+  draft?: number;
 }
 
 export interface CloudStats {
@@ -34,7 +41,7 @@ export interface CloudPeer {
   /** Opens a session and checks the vocabulary. Throws VocabularyMismatchError on a mismatch. */
   connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
   /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */
-  next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep>;
+  next(history: readonly number[], signal?: AbortSignal, opts?: NextOptions): Promise<CloudStep>;
   /**
    * The committed history so far (called after every token). A peer that can keeps the server's copy
    * current in the background so the next call sends almost nothing. Must return at once and never

@@ -28,8 +28,8 @@ import {
   type NextResponse,
 } from "../../../shared/protocol.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "./peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "./callSupport.js";
+import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "./peer.js";
+import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -117,7 +117,7 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
-  async next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep> {
+  async next(history: readonly number[], signal?: AbortSignal, opts: NextOptions = {}): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
     this.health.checkOpen();
     const t0 = performance.now();
@@ -127,10 +127,18 @@ export class TandemCloudClient implements CloudPeer {
     this.epoch++;
     try {
       if (!this.sessionId) await this.createSession(deadline);
-      const res = await this.nextWithResync(history, deadline);
+      const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
+      const res = await this.nextWithResync(history, deadline, draft);
       this.health.online();
       this.syncPaused = false;
-      return { tokenId: res.tokenId, logprob: res.logprob, top: res.top, latencyMs: performance.now() - t0, evaluated: res.evaluated };
+      return {
+        tokenId: res.tokenId,
+        logprob: res.logprob,
+        top: res.top,
+        latencyMs: performance.now() - t0,
+        evaluated: res.evaluated,
+        ...(res.draft ? { draft: res.draft } : {}),
+      };
     } catch (err) {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);
@@ -199,10 +207,10 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   /** Applies the delta and predicts; re-creates a lost session and re-syncs once. */
-  private async nextWithResync(history: readonly number[], signal: AbortSignal): Promise<NextResponse> {
+  private async nextWithResync(history: readonly number[], signal: AbortSignal, draft: number): Promise<NextResponse> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.sendNext(history, signal, attempt === 0);
+        return await this.sendNext(history, signal, attempt === 0, draft);
       } catch (err) {
         if (!(err instanceof ServerError) || attempt >= 2) throw err;
         if (err.body?.code === "session_not_found") {
@@ -216,7 +224,7 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
-  private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean): Promise<NextResponse> {
+  private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
     let base = commonPrefixLength(this.confirmed, history);
     const pending = this.inflight;
     if (optimistic && pending && pending.length > base && commonPrefixLength(pending, history) === pending.length) {
@@ -231,14 +239,17 @@ export class TandemCloudClient implements CloudPeer {
       this.confirmed = history.slice(0, r.length);
       base = r.length;
     }
-    const body: NextRequest = { base, tokens: history.slice(base), topK: this.topK };
+    const body: NextRequest = { base, tokens: history.slice(base), topK: this.topK, ...(draft > 0 ? { draft } : {}) };
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
     const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
-    this.expectLength(r.length, history.length);
     checkTokenReply(r, this.device!.vocabSize);
-    this.confirmed = history.slice();
-    return r;
+    const continuation = checkDraftReply(r.draft, draft, this.device!.vocabSize);
+    // with a continuation the server also evaluated the predicted token and all but its last token
+    const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();
+    this.expectLength(r.length, held.length);
+    this.confirmed = held;
+    return continuation.length > 0 ? { ...r, draft: continuation } : { ...r, draft: undefined };
   }
 
   private async createSession(signal: AbortSignal): Promise<void> {

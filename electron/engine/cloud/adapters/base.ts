@@ -11,10 +11,10 @@
  * a hash of its vocabulary. Each adapter verifies what its engine allows (see the adapter's header) and
  * otherwise refuses to connect unless the user confirms with `assumeSameVocabulary: true`.
  */
-import type { ModelIdentity, TokenLogprob } from "../../../../shared/protocol.js";
+import { PROTOCOL_LIMITS, type ModelIdentity, type TokenLogprob } from "../../../../shared/protocol.js";
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "../peer.js";
-import { CloudHealth, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
+import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "../peer.js";
+import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -67,6 +67,8 @@ export interface EngineStep {
   logprob: unknown;
   top: Array<{ tokenId: unknown; logprob: unknown }>;
   evaluated?: number;
+  /** the tokens the engine generated after `tokenId`, when a continuation was asked for */
+  draft?: unknown;
 }
 
 /** An error status from the engine (the body is kept for the message). */
@@ -103,8 +105,11 @@ export abstract class EngineAdapter implements CloudPeer {
 
   /** Checks what the engine allows about the vocabulary; returns the identity to report. */
   protected abstract verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity>;
-  /** One request: the engine's greedy next token after `history`. */
-  protected abstract step(history: readonly number[], signal: AbortSignal): Promise<EngineStep>;
+  /**
+   * One request: the engine's greedy next token after `history`, and with `draft` > 0 up to that
+   * many more tokens of its greedy continuation (one generation request of 1 + draft tokens).
+   */
+  protected abstract step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep>;
 
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
@@ -119,18 +124,20 @@ export abstract class EngineAdapter implements CloudPeer {
     }
   }
 
-  async next(history: readonly number[], signal?: AbortSignal): Promise<CloudStep> {
+  async next(history: readonly number[], signal?: AbortSignal, opts: NextOptions = {}): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
     if (history.length === 0) throw new CloudCallError("malformed", "empty history");
     this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
+    const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
     try {
-      const r = await this.step(history, deadline);
+      const r = await this.step(history, deadline, draft);
       const v = this.validate(r);
+      const continuation = checkDraftReply(draft > 0 ? (r.draft ?? []) : undefined, draft, this.device.vocabSize);
       this.health.online();
-      return { ...v, latencyMs: performance.now() - t0, evaluated: r.evaluated };
+      return { ...v, latencyMs: performance.now() - t0, evaluated: r.evaluated, ...(continuation.length > 0 ? { draft: continuation } : {}) };
     } catch (err) {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);

@@ -1,7 +1,7 @@
 /**
  * llama.cpp's own server (`llama-server`) as Tandem's cloud.
  *
- *   POST /completion {prompt: [token IDs], n_predict: 1, cache_prompt: true, id_slot?, n_probs: k,
+ *   POST /completion {prompt: [token IDs], n_predict: 1 (+ draft), cache_prompt: true, id_slot?, n_probs: k,
  *                     temperature: 0, return_tokens: true}
  *     → {tokens: [id], completion_probabilities: [{id, token, logprob, top_logprobs: [{id, token, logprob}]}],
  *        tokens_cached, tokens_evaluated, timings: {prompt_n, ...}}
@@ -69,10 +69,10 @@ export class LlamaCppServerPeer extends EngineAdapter {
     return { name, vocabHash: device.vocabHash, vocabSize: typeof nVocab === "number" ? nVocab : device.vocabSize };
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
     const body: Record<string, unknown> = {
       prompt: history,
-      n_predict: 1,
+      n_predict: 1 + draft,
       cache_prompt: true,
       n_probs: Math.max(1, this.topK),
       temperature: 0,
@@ -96,6 +96,8 @@ export class LlamaCppServerPeer extends EngineAdapter {
       logprob: p.logprob,
       top: topRaw.map((c) => (isObject(c) ? { tokenId: c.id, logprob: c.logprob } : { tokenId: undefined, logprob: undefined })),
       evaluated: typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined,
+      // the continuation: the generated tokens after the first (it stops early at end of generation)
+      draft: draft > 0 ? (Array.isArray(tokens) ? tokens.slice(1) : probs.slice(1).map((c) => (isObject(c) ? c.id : undefined))) : undefined,
     };
   }
 }

@@ -54,12 +54,12 @@ export class SglangPeer extends EngineAdapter {
     return { name: info.model_path, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
     const r = await this.postJson(
       "/generate",
       {
         input_ids: history,
-        sampling_params: { max_new_tokens: 1, temperature: 0 },
+        sampling_params: { max_new_tokens: 1 + draft, temperature: 0 },
         return_logprob: true,
         top_logprobs_num: Math.max(1, this.topK),
         logprob_start_len: -1,
@@ -77,6 +77,13 @@ export class SglangPeer extends EngineAdapter {
     const top = topRaw.map((c) => (Array.isArray(c) ? { tokenId: c[1] as unknown, logprob: c[0] as unknown } : { tokenId: undefined, logprob: undefined }));
     const evaluated =
       typeof meta!.prompt_tokens === "number" && typeof meta!.cached_tokens === "number" ? meta!.prompt_tokens - meta!.cached_tokens : undefined;
-    return { tokenId, logprob, top, evaluated };
+    // the continuation: the generated tokens after the first (it stops early at end of generation)
+    const continuation =
+      draft === 0
+        ? undefined
+        : Array.isArray(ids)
+          ? ids.slice(1)
+          : (meta!.output_token_logprobs as unknown[]).slice(1).map((o) => (Array.isArray(o) ? o[1] : undefined));
+    return { tokenId, logprob, top, evaluated, draft: continuation };
   }
 }

@@ -69,13 +69,13 @@ export class VllmPeer extends EngineAdapter {
     return { name: this.model!, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal): Promise<EngineStep> {
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
     const r = await this.postJson(
       "/v1/completions",
       {
         model: this.model,
         prompt: history,
-        max_tokens: 1,
+        max_tokens: 1 + draft,
         temperature: 0,
         logprobs: Math.max(1, this.topK),
         return_tokens_as_token_ids: true,
@@ -101,6 +101,9 @@ export class VllmPeer extends EngineAdapter {
     const details = usage && isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
     const evaluated =
       typeof usage?.prompt_tokens === "number" && typeof details?.cached_tokens === "number" ? usage.prompt_tokens - details.cached_tokens : undefined;
-    return { tokenId, logprob: lp.token_logprobs[0], top, evaluated };
+    // the continuation: the generated tokens after the first (it stops early at end of generation)
+    const continuation =
+      draft === 0 ? undefined : Array.isArray(choice!.token_ids) ? choice!.token_ids.slice(1) : lp.tokens.slice(1).map((t) => parseTokenId(t));
+    return { tokenId, logprob: lp.token_logprobs[0], top, evaluated, draft: continuation };
   }
 }
