@@ -340,12 +340,13 @@ export class SessionManager {
       await this.rollback(s, keep);
       const prediction = await this.evaluate(s, delta, topK);
       this.counters.predictions++;
+      const t0 = performance.now();
       const continuation = draft > 0 ? await this.continueGreedily(s, prediction.tokenId, draft) : undefined;
       return {
         length: s.sequence.nextTokenIndex,
         evaluated: delta.length + (continuation?.length ?? 0),
         ...prediction,
-        ...(continuation ? { draft: continuation } : {}),
+        ...(continuation ? { draft: continuation, draftMs: +(performance.now() - t0).toFixed(3) } : {}),
       };
     });
   }

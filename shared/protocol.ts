@@ -107,6 +107,8 @@ export interface NextResponse extends AppendResponse {
    * session then holds `tokenId` and every draft token but the last (`length` says so).
    */
   draft?: number[];
+  /** ms the server spent on the continuation: lets the device judge whether asking for one pays */
+  draftMs?: number;
 }
 
 export interface TruncateRequest {

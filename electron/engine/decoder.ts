@@ -21,6 +21,7 @@ import type { AnswerSummary, Candidate, StopReason, TokenEvent } from "../../sha
 import { countOrigins } from "../../shared/events.js";
 import { routesToCloud, validateTau, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
 import { CloudCallError, type CloudPeer } from "./cloud/peer.js";
+import { DraftPolicy } from "./draftPolicy.js";
 import type { LocalModel, SlmStep } from "./localModel.js";
 import { TokenTextStream } from "./textStream.js";
 
@@ -39,12 +40,10 @@ export interface GenerateOptions {
    */
   speculate?: number;
   /**
-   * Tokens of the LLM's continuation to ask for with a cloud call (0 = none, the blocking decoder).
-   * Each costs the server one more LLM step before it answers; each accepted where the router would
-   * have gone to the cloud again saves a round trip. So they are asked for only inside a cluster —
-   * when the position before was routed too — where the next positions are likely routed as well;
-   * an isolated cloud position costs no more than without them. Same tokens and origins either way.
-   * Default 4.
+   * Most tokens of the LLM's continuation to ask for with a cloud call (0 = none, the blocking
+   * decoder). Each costs the server one more LLM step before it answers; each accepted where the
+   * router would have gone to the cloud again saves a round trip: `DraftPolicy` decides when to ask.
+   * Same tokens and origins either way. Default 4.
    */
   draft?: number;
 }
@@ -57,13 +56,26 @@ export interface Answer extends AsyncIterable<TokenEvent> {
   readonly summary: Promise<AnswerSummary>;
 }
 
+/** One draft policy per cloud peer: what a continuation costs is the server's, learnt across answers. */
+const draftPolicies = new WeakMap<CloudPeer, DraftPolicy>();
+
 export class CollaborativeDecoder {
+  /** when to ask a call for a continuation, learnt from the calls to this cloud */
+  private readonly drafts: DraftPolicy;
+
   constructor(
     readonly slm: LocalModel,
     readonly router: Router,
     /** the cloud, or null when none is configured (routed tokens then fall back to the SLM) */
     readonly cloud: CloudPeer | null,
-  ) {}
+  ) {
+    let policy = cloud ? draftPolicies.get(cloud) : undefined;
+    if (!policy) {
+      policy = new DraftPolicy();
+      if (cloud) draftPolicies.set(cloud, policy);
+    }
+    this.drafts = policy;
+  }
 
   generate(prompt: readonly number[], opts: GenerateOptions): Answer {
     let resolveSummary!: (s: AnswerSummary) => void;
@@ -169,7 +181,7 @@ export class CollaborativeDecoder {
             event.fallbackReason = "no cloud configured";
           } else {
             const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
-            const call = this.askCloud(this.cloud, history, opts.signal, previousRouted ? Math.min(draft, room) : 0);
+            const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
             if (Math.min(speculate, room) > 0) ahead = await this.runAhead(step, index, Math.min(speculate, room), call, needs, tauOf, opts.signal);
             const answer = await call.result;
             if (answer === null) return; // aborted while waiting on the cloud
@@ -244,15 +256,18 @@ export class CollaborativeDecoder {
     const t0 = performance.now();
     const call: CloudCall = { settled: false, result: Promise.resolve(null) };
     call.result = cloud.next(history, signal, draft > 0 ? { draft } : undefined).then(
-      (c): CloudAnswer => ({
-        fields: {
-          tokenId: c.tokenId,
-          origin: "cloud",
-          cloudLatencyMs: c.latencyMs,
-          cloud: { tokenId: c.tokenId, logprob: c.logprob, top: c.top },
-        },
-        draft: c.draft?.slice(0, draft) ?? [],
-      }),
+      (c): CloudAnswer => {
+        this.drafts.observe(c);
+        return {
+          fields: {
+            tokenId: c.tokenId,
+            origin: "cloud",
+            cloudLatencyMs: c.latencyMs,
+            cloud: { tokenId: c.tokenId, logprob: c.logprob, top: c.top },
+          },
+          draft: c.draft?.slice(0, draft) ?? [],
+        };
+      },
       (err): CloudAnswer | null => {
         if (signal?.aborted) return null;
         return {

@@ -16,6 +16,8 @@ export interface CloudStep {
   evaluated?: number;
   /** the LLM's greedy continuation after `tokenId`, when asked for (`NextOptions.draft`) */
   draft?: number[];
+  /** time the server reports it spent on the continuation, ms (when it reports it) */
+  draftMs?: number;
 }
 
 export interface NextOptions {

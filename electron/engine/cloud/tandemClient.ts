@@ -138,6 +138,7 @@ export class TandemCloudClient implements CloudPeer {
         latencyMs: performance.now() - t0,
         evaluated: res.evaluated,
         ...(res.draft ? { draft: res.draft } : {}),
+        ...(res.draft && typeof res.draftMs === "number" && Number.isFinite(res.draftMs) && res.draftMs >= 0 ? { draftMs: res.draftMs } : {}),
       };
     } catch (err) {
       this.stats.failures++;

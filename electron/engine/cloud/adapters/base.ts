@@ -69,6 +69,8 @@ export interface EngineStep {
   evaluated?: number;
   /** the tokens the engine generated after `tokenId`, when a continuation was asked for */
   draft?: unknown;
+  /** ms the engine reports it spent generating one token, when it does */
+  msPerGeneratedToken?: number;
 }
 
 /** An error status from the engine (the body is kept for the message). */
@@ -137,7 +139,14 @@ export abstract class EngineAdapter implements CloudPeer {
       const v = this.validate(r);
       const continuation = checkDraftReply(draft > 0 ? (r.draft ?? []) : undefined, draft, this.device.vocabSize);
       this.health.online();
-      return { ...v, latencyMs: performance.now() - t0, evaluated: r.evaluated, ...(continuation.length > 0 ? { draft: continuation } : {}) };
+      const perToken = r.msPerGeneratedToken;
+      return {
+        ...v,
+        latencyMs: performance.now() - t0,
+        evaluated: r.evaluated,
+        ...(continuation.length > 0 ? { draft: continuation } : {}),
+        ...(continuation.length > 0 && typeof perToken === "number" && Number.isFinite(perToken) && perToken >= 0 ? { draftMs: perToken * continuation.length } : {}),
+      };
     } catch (err) {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);

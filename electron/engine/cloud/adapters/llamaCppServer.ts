@@ -96,6 +96,7 @@ export class LlamaCppServerPeer extends EngineAdapter {
       logprob: p.logprob,
       top: topRaw.map((c) => (isObject(c) ? { tokenId: c.id, logprob: c.logprob } : { tokenId: undefined, logprob: undefined })),
       evaluated: typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined,
+      msPerGeneratedToken: typeof timings?.predicted_per_token_ms === "number" ? timings.predicted_per_token_ms : undefined,
       // the continuation: the generated tokens after the first (it stops early at end of generation)
       draft: draft > 0 ? (Array.isArray(tokens) ? tokens.slice(1) : probs.slice(1).map((c) => (isObject(c) ? c.id : undefined))) : undefined,
     };
