@@ -260,11 +260,18 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
       tokens.push(`${e.tokenId}:${e.origin}`);
       if (e.cloudLatencyMs !== null) calls++;
       if (e.origin !== "local") cloudTokens++;
+      if (e.origin === "cloud") {
+        agreement.routed++;
+        if (e.slmTokenId === e.tokenId) agreement.same++;
+      }
     }
     const ms = performance.now() - t0;
     await cloud?.close();
     return { ms, calls, cloudTokens, tokens: tokens.join(" ") };
   };
+  // how often the LLM's token at a routed position is the SLM's own guess: the only case in which an
+  // output-preserving client can go on before the answer arrives (running ahead on that guess)
+  const agreement = { routed: 0, same: 0 };
   try {
     await runOnce(0, false);
     await runOnce(0, true);
@@ -298,9 +305,11 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
     // every run of one delay, blocking or hiding, must have produced the same tokens and origins
     const identical = Object.values(outputs).every((xs) => xs.every((x) => x === xs[0]));
     log(`  same tokens and origins, blocking vs hiding, at every delay: ${identical ? "yes" : "NO"}`);
+    const agreeShare = agreement.routed ? agreement.same / agreement.routed : 0;
+    log(`  the LLM's token was the SLM's own guess at ${(100 * agreeShare).toFixed(0)}% of the routed positions (${agreement.same} of ${agreement.routed})`);
     const lost = (k: string) => out.find((o) => o.variant === k)!.lostMs;
     const ratios = Object.fromEntries(cfg.cDelays.map((d) => [d, +(lost(`hiding ${d} ms`) / lost(`blocking ${d} ms`)).toFixed(3)]));
-    report[fig] = { slm: path.basename(slmFile), llm: path.basename(llmFile), schedule, tau, rows: out, lostRatioByDelay: ratios, identicalOutput: identical, samples: rows };
+    report[fig] = { slm: path.basename(slmFile), llm: path.basename(llmFile), schedule, tau, rows: out, lostRatioByDelay: ratios, identicalOutput: identical, slmGuessRightAtRouted: +agreeShare.toFixed(3), samples: rows };
     const r50 = ratios[50] ?? null;
     if (schedule === "router 25%") {
       // beyond the issue's ~7%: where routed positions cluster, what the continuations save
