@@ -25,6 +25,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
 export interface CloudErrorDetail {
   /** for out_of_sync: the length the server holds */
   length?: number;
+  /** for out_of_sync: the tokens before the delta are not the client's (AppendRequest.prefix) */
+  prefixMismatch?: true;
   /** sent as Retry-After (rounded up to whole seconds, at least 1) */
   retryAfterMs?: number;
   /** overrides the status of the code (only `overloaded` uses it) */
@@ -33,6 +35,7 @@ export interface CloudErrorDetail {
 
 export class CloudError extends Error {
   readonly length?: number;
+  readonly prefixMismatch?: true;
   readonly retryAfterMs?: number;
   private readonly statusOverride?: number;
 
@@ -44,6 +47,7 @@ export class CloudError extends Error {
     super(message);
     this.name = "CloudError";
     this.length = detail.length;
+    this.prefixMismatch = detail.prefixMismatch;
     this.retryAfterMs = detail.retryAfterMs;
     this.statusOverride = detail.status;
   }
@@ -54,7 +58,12 @@ export class CloudError extends Error {
 
   toBody(): ErrorBody {
     return {
-      error: { code: this.code, message: this.message, ...(this.length === undefined ? {} : { length: this.length }) },
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.length === undefined ? {} : { length: this.length }),
+        ...(this.prefixMismatch ? { prefixMismatch: true as const } : {}),
+      },
     };
   }
 }

@@ -373,11 +373,11 @@ class Api {
         return sendJson(res, 200, { ok: true });
       case "next": {
         const r = parseNext(parseJson(body), vocab);
-        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft));
+        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft, r.prefix));
       }
       case "append": {
         const r = parseAppend(parseJson(body), vocab);
-        return sendJson(res, 200, await this.sessions.append(id, r.base, r.tokens));
+        return sendJson(res, 200, await this.sessions.append(id, r.base, r.tokens, r.prefix));
       }
       case "truncate": {
         const r = parseTruncate(parseJson(body));

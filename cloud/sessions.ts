@@ -28,7 +28,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import type { AppendResponse, NextResponse, TokenLogprob } from "../shared/protocol.js";
+import { prefixHash, type AppendResponse, type NextResponse, type TokenLogprob } from "../shared/protocol.js";
 import { threadsFor } from "../shared/node/llama.js";
 import { CloudError, overloaded } from "./errors.js";
 import { orderedOutputsStrategy } from "./batching.js";
@@ -311,9 +311,9 @@ export class SessionManager {
   }
 
   /** Applies the delta: tokens[base..] of the client's history. */
-  append(id: string, base: number, tokens: readonly number[]): Promise<AppendResponse> {
+  append(id: string, base: number, tokens: readonly number[], prefix?: string): Promise<AppendResponse> {
     return this.enqueue(id, async (s) => {
-      this.checkDelta(s, base, tokens);
+      this.checkDelta(s, base, tokens, prefix);
       await this.rollback(s, base);
       await this.evaluate(s, tokens);
       return { length: s.sequence.nextTokenIndex, evaluated: tokens.length };
@@ -324,9 +324,9 @@ export class SessionManager {
    * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
    * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
    */
-  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0): Promise<NextResponse> {
+  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string): Promise<NextResponse> {
     return this.enqueue(id, async (s) => {
-      this.checkDelta(s, base, tokens);
+      this.checkDelta(s, base, tokens, prefix);
       let delta: readonly number[] = tokens;
       let keep = base;
       if (delta.length === 0) {
@@ -525,11 +525,15 @@ export class SessionManager {
     });
   }
 
-  private checkDelta(s: Session, base: number, tokens: readonly number[]): void {
+  private checkDelta(s: Session, base: number, tokens: readonly number[], prefix?: string): void {
     const length = s.sequence.nextTokenIndex;
     if (base > length) {
       this.counters.outOfSync++;
       throw new CloudError("out_of_sync", `The session holds ${length} tokens; the delta starts at ${base}`, { length });
+    }
+    if (prefix !== undefined && base > 0 && prefixHash(s.sequence.contextTokens, base) !== prefix) {
+      this.counters.outOfSync++;
+      throw new CloudError("out_of_sync", `The session's first ${base} tokens are not the ones the client sent`, { length, prefixMismatch: true });
     }
     if (base + tokens.length > this.capacity) {
       this.counters.overflows++;

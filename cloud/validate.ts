@@ -68,14 +68,20 @@ export function parseCreateSession(v: unknown): CreateSessionRequest {
 
 export function parseAppend(v: unknown, vocabSize: number): AppendRequest {
   const o = object(v, "request body");
-  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize) };
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), ...prefixOf(o) };
 }
 
-export function parseNext(v: unknown, vocabSize: number): Required<NextRequest> {
+function prefixOf(o: Record<string, unknown>): { prefix?: string } {
+  if (o.prefix === undefined) return {};
+  if (typeof o.prefix !== "string" || !/^[0-9a-f]{16}$/.test(o.prefix)) throw bad("prefix must be 16 lowercase hex digits");
+  return { prefix: o.prefix };
+}
+
+export function parseNext(v: unknown, vocabSize: number): Required<Omit<NextRequest, "prefix">> & Pick<NextRequest, "prefix"> {
   const o = object(v, "request body");
   const topK = o.topK === undefined ? 0 : integer(o.topK, "topK", 0, PROTOCOL_LIMITS.maxTopK);
   const draft = o.draft === undefined ? 0 : integer(o.draft, "draft", 0, PROTOCOL_LIMITS.maxDraft);
-  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft };
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft, ...prefixOf(o) };
 }
 
 export function parseTruncate(v: unknown): TruncateRequest {

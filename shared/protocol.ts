@@ -68,6 +68,27 @@ export interface AppendRequest {
   base: number;
   /** token IDs to append after `base` */
   tokens: number[];
+  /**
+   * `prefixHash` of the client's first `base` tokens: a server holding other tokens there answers
+   * out_of_sync instead of continuing the wrong text. Needed once a session can hold tokens the
+   * client did not commit (a continuation, a call on guessed text) and requests can overtake each
+   * other on the way.
+   */
+  prefix?: string;
+}
+
+/** Fingerprint of the first `length` tokens (FNV-1a in two 32-bit lanes, 16 hex digits). */
+export function prefixHash(tokens: ArrayLike<number>, length = tokens.length): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ length;
+  for (let i = 0; i < length; i++) {
+    const t = tokens[i]!;
+    a = Math.imul(a ^ (t & 0xffff), 0x01000193) >>> 0;
+    a = Math.imul(a ^ (t >>> 16), 0x01000193) >>> 0;
+    b = Math.imul(b ^ t, 0x5bd1e995) >>> 0;
+    b = (b ^ (b >>> 15)) >>> 0;
+  }
+  return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
 }
 
 export interface AppendResponse {
@@ -135,6 +156,8 @@ export interface ErrorBody {
     message: string;
     /** for out_of_sync: the length the server holds */
     length?: number;
+    /** for out_of_sync: the tokens before `base` are not the ones the client believes (`prefix`) */
+    prefixMismatch?: true;
   };
 }
 

@@ -10,7 +10,9 @@
  * Hiding the network (the output is the same as waiting, only sooner): the cloud client keeps the
  * server's copy of the conversation current in the background (`observe`), so a call costs one LLM
  * step plus the round trip; while a call is in flight the SLM runs ahead on its own guess
- * (`runAhead`), kept when the cloud agrees or fails, rolled back when it does not; and a call brings
+ * (`runAhead`), kept when the cloud agrees or fails, rolled back when it does not — asking the cloud
+ * about the routed positions of that guessed text at once (pipelined calls) when the cloud has lately
+ * been confirming the SLM's guesses, so several routed tokens share one wait; and a call brings
  * back a short continuation of the LLM's (`draft`), verified in one SLM batch and accepted where the
  * blocking decoder would have produced the same tokens (`acceptDraft`), so clustered cloud positions
  * cost one round trip instead of one each.
@@ -21,7 +23,7 @@ import type { AnswerSummary, Candidate, StopReason, TokenEvent } from "../../sha
 import { countOrigins } from "../../shared/events.js";
 import { routesToCloud, validateTau, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
 import { CloudCallError, type CloudPeer } from "./cloud/peer.js";
-import { DraftPolicy } from "./draftPolicy.js";
+import { DraftPolicy, GuessPolicy } from "./cloudPolicy.js";
 import type { LocalModel, SlmStep } from "./localModel.js";
 import { TokenTextStream } from "./textStream.js";
 
@@ -36,7 +38,8 @@ export interface GenerateOptions {
   /**
    * How many tokens the SLM may run ahead on its own guess while a cloud call is in flight, rolled
    * back if the cloud disagrees (0 = wait idle, the blocking decoder). The tokens and origins are the
-   * same either way; only the time differs. Default 8.
+   * same either way; only the time differs. Default 32: the run stops anyway when the answers are in,
+   * so the bound matters only for an SLM that writes many tokens per round trip.
    */
   speculate?: number;
   /**
@@ -46,9 +49,20 @@ export interface GenerateOptions {
    * Same tokens and origins either way. Default 4.
    */
   draft?: number;
+  /**
+   * While running ahead, ask the cloud about the routed positions of the guessed text too, when the
+   * cloud has lately been confirming the SLM's guesses (`GuessPolicy`). Default true; false = never.
+   */
+  pipeline?: boolean;
 }
 
-export const DEFAULT_SPECULATION = 8;
+export const DEFAULT_SPECULATION = 32;
+/**
+ * Most calls one run-ahead pipelines after the call it waits on: each one waits on the server behind
+ * the others (and a server bounds a session's queue, 8 requests by default), and each is wasted if an
+ * earlier guess is overruled.
+ */
+export const MAX_PIPELINED_CALLS = 3;
 export const DEFAULT_DRAFT = 4;
 
 export interface Answer extends AsyncIterable<TokenEvent> {
@@ -56,12 +70,14 @@ export interface Answer extends AsyncIterable<TokenEvent> {
   readonly summary: Promise<AnswerSummary>;
 }
 
-/** One draft policy per cloud peer: what a continuation costs is the server's, learnt across answers. */
-const draftPolicies = new WeakMap<CloudPeer, DraftPolicy>();
+/** What is learnt about a cloud (what a continuation costs, how often it confirms the SLM's guesses) is kept per peer, across answers. */
+const policies = new WeakMap<CloudPeer, { drafts: DraftPolicy; guesses: GuessPolicy }>();
 
 export class CollaborativeDecoder {
   /** when to ask a call for a continuation, learnt from the calls to this cloud */
   private readonly drafts: DraftPolicy;
+  /** whether to ask the cloud ahead, on the SLM's guessed text, learnt from this cloud's answers */
+  private readonly guesses: GuessPolicy;
 
   constructor(
     readonly slm: LocalModel,
@@ -69,12 +85,13 @@ export class CollaborativeDecoder {
     /** the cloud, or null when none is configured (routed tokens then fall back to the SLM) */
     readonly cloud: CloudPeer | null,
   ) {
-    let policy = cloud ? draftPolicies.get(cloud) : undefined;
+    let policy = cloud ? policies.get(cloud) : undefined;
     if (!policy) {
-      policy = new DraftPolicy();
-      if (cloud) draftPolicies.set(cloud, policy);
+      policy = { drafts: new DraftPolicy(), guesses: new GuessPolicy() };
+      if (cloud) policies.set(cloud, policy);
     }
-    this.drafts = policy;
+    this.drafts = policy.drafts;
+    this.guesses = policy.guesses;
   }
 
   generate(prompt: readonly number[], opts: GenerateOptions): Answer {
@@ -172,7 +189,8 @@ export class CollaborativeDecoder {
         const confidence = this.router.score(featuresOf(step, index));
         const event = this.localEvent(step, confidence, tau, index);
         // tokens the SLM guessed past this position while the cloud answered, and its step after them
-        let ahead: { events: TokenEvent[]; after: SlmStep } | null = null;
+        // (null when the cloud overruled one of them: the SLM must read the cloud's token first)
+        let ahead: { events: TokenEvent[]; after: SlmStep | null } | null = null;
         // tokens taken from the call's continuation, and the SLM's step after them (null: not yet taken)
         let verified: { events: TokenEvent[]; after: SlmStep | null } | null = null;
         if (routesToCloud(confidence, tau)) {
@@ -182,18 +200,26 @@ export class CollaborativeDecoder {
           } else {
             const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
             const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
-            if (Math.min(speculate, room) > 0) ahead = await this.runAhead(step, index, Math.min(speculate, room), call, needs, tauOf, opts.signal);
+            const guessed =
+              Math.min(speculate, room) > 0
+                ? await this.runAhead(this.cloud, history, step, index, Math.min(speculate, room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
+                : null;
             const answer = await call.result;
             if (answer === null) return; // aborted while waiting on the cloud
             Object.assign(event, answer.fields);
-            if (ahead && event.tokenId !== step.tokenId) {
+            if (event.origin === "cloud") this.guesses.observe(event.tokenId === step.tokenId);
+            if (guessed && event.tokenId !== step.tokenId) {
               // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
               await this.slm.rollback(history.length);
-              ahead = null;
+            } else if (guessed) {
+              ahead = await this.settleGuesses(guessed, history.length);
+              if (ahead === null) return; // aborted while waiting on the cloud
             }
-            const continuation = usableContinuation(answer.draft, ahead?.events ?? [], room);
+            // a continuation is read after plain guesses only: a pipelined call's answer starts a new text
+            const plain = ahead !== null && ahead.after !== null && ahead.events.every((e) => e.cloudLatencyMs === null && e.origin === "local");
+            const continuation = ahead === null || plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
             if (continuation.length > 0) {
-              verified = await this.acceptDraft(event.tokenId, ahead, continuation, history.length, index, needs, tauOf);
+              verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
             }
           }
         }
@@ -216,9 +242,8 @@ export class CollaborativeDecoder {
           stopReason = "context-full";
           return;
         }
-        if (verified?.after) step = verified.after;
-        else if (verified) step = await this.slm.advance(lastEvent!.tokenId, needs);
-        else step = ahead ? ahead.after : await this.slm.advance(event.tokenId, needs);
+        const next = verified ? verified.after : ahead ? ahead.after : null;
+        step = next ?? (await this.slm.advance(lastEvent!.tokenId, needs));
       }
       stopReason = "max-tokens";
     } catch (err) {
@@ -281,20 +306,28 @@ export class CollaborativeDecoder {
         };
       },
     );
-    void call.result.finally(() => (call.settled = true));
+    void call.result.then((a) => {
+      call.answer = a;
+      call.settled = true;
+    });
     return call;
   }
 
   /**
    * While the cloud answers position `index`, the SLM goes on as if its own token there will stand
    * (it does whenever the cloud agrees or fails): it evaluates that token and keeps choosing its own
-   * tokens after it until the call settles, a position the router would send to the cloud comes up
-   * (that one must wait for this answer), the end of generation, or `room` tokens. If the cloud then
-   * agrees, these tokens are exactly what the blocking decoder would have produced after waiting —
-   * same prefix, same greedy SLM, same router — and they are committed at once; if not, they are
-   * rolled back. The time the SLM would have spent waiting is spent on them instead.
+   * tokens after it until the call settles, the end of generation, or `room` tokens. A position the
+   * router sends to the cloud ends the run too — unless the cloud has lately been confirming the
+   * SLM's guesses (`GuessPolicy`): then the cloud is asked about that position at once, on the
+   * guessed text (a pipelined call), and the SLM goes on with its own guess there as well. If the
+   * cloud then confirms each guess, these tokens are exactly what the blocking decoder would have
+   * produced after waiting — same prefix, same greedy SLM, same router, the same LLM answers — and
+   * they are committed at once (`settleGuesses`); from the first guess it overrules, they are rolled
+   * back. The time the SLM would have spent waiting is spent on them instead.
    */
   private async runAhead(
+    cloud: CloudPeer,
+    history: readonly number[],
     routed: SlmStep,
     index: number,
     room: number,
@@ -302,19 +335,62 @@ export class CollaborativeDecoder {
     needs: FeatureNeeds,
     tauOf: () => number,
     signal: AbortSignal | undefined,
-  ): Promise<{ events: TokenEvent[]; after: SlmStep }> {
-    const events: TokenEvent[] = [];
+    pipeline: boolean,
+  ): Promise<{ links: Link[]; after: SlmStep }> {
+    const links: Link[] = [];
+    const guessed = [...history, routed.tokenId];
+    let pipelined = 0;
     let after = await this.slm.advance(routed.tokenId, needs);
-    while (!call.settled && events.length < room && !signal?.aborted) {
-      const position = index + 1 + events.length;
+    // go on while an answer is awaited and none has overruled a guess yet: every token made meanwhile
+    // is time the decoder would otherwise spend waiting
+    const waiting = () =>
+      (!call.settled || links.some((l) => l.call && !l.call.settled)) &&
+      !overrules(call, routed.tokenId) &&
+      !links.some((l) => overrules(l.call, l.guess));
+    while (waiting() && links.length < room && !signal?.aborted) {
+      const position = index + 1 + links.length;
       const tau = validateTau(tauOf());
       const confidence = this.router.score(featuresOf(after, position));
-      if (routesToCloud(confidence, tau) || this.slm.isEndOfGeneration(after.tokenId)) break;
-      const event = this.localEvent(after, confidence, tau, position);
-      events.push(event);
-      after = await this.slm.advance(event.tokenId, needs);
+      if (this.slm.isEndOfGeneration(after.tokenId)) break;
+      const link: Link = { event: this.localEvent(after, confidence, tau, position), guess: after.tokenId, call: null };
+      if (routesToCloud(confidence, tau)) {
+        // that position must wait for this answer, unless it may be asked about now
+        if (!pipeline || !this.guesses.pipeline || pipelined >= MAX_PIPELINED_CALLS) break;
+        link.call = this.askCloud(cloud, guessed.slice(), signal, 0);
+        pipelined++;
+      }
+      links.push(link);
+      guessed.push(link.guess);
+      after = await this.slm.advance(link.guess, needs);
     }
-    return { events, after };
+    return { links, after };
+  }
+
+  /**
+   * Commits what the cloud confirms of the run-ahead (the first guess, at the routed position, is
+   * confirmed already): each pipelined call's answer is awaited in order; one that agrees with the
+   * guess (or fails: the SLM's own token stands then, as it would for the blocking decoder) keeps the
+   * run going, the first that overrules it ends the run with the cloud's token there, and the SLM's
+   * guesses after it are rolled back. `history` is the committed length before the routed position.
+   * Resolves to the events to commit and the SLM's step after them (null after an overruled guess),
+   * or null when aborted.
+   */
+  private async settleGuesses(ahead: { links: Link[]; after: SlmStep }, history: number): Promise<{ events: TokenEvent[]; after: SlmStep | null } | null> {
+    const events: TokenEvent[] = [];
+    for (const [i, link] of ahead.links.entries()) {
+      events.push(link.event);
+      if (!link.call) continue;
+      const answer = await link.call.result;
+      if (answer === null) return null;
+      Object.assign(link.event, answer.fields);
+      if (link.event.origin !== "cloud") continue;
+      this.guesses.observe(link.event.tokenId === link.guess);
+      if (link.event.tokenId !== link.guess) {
+        await this.slm.rollback(history + 1 + i);
+        return { events, after: null };
+      }
+    }
+    return { events, after: ahead.after };
   }
 
   /**
@@ -367,6 +443,13 @@ export class CollaborativeDecoder {
   }
 }
 
+/** A position the SLM guessed while a call was in flight, and the pipelined call about it, if any. */
+interface Link {
+  event: TokenEvent;
+  guess: number;
+  call: CloudCall | null;
+}
+
 interface CloudAnswer {
   /** the event fields the call decides: the cloud's token, or the SLM's own marked `fallback` */
   fields: Partial<TokenEvent>;
@@ -377,7 +460,15 @@ interface CloudAnswer {
 interface CloudCall {
   /** set once `result` has resolved */
   settled: boolean;
+  /** what `result` resolved to, once settled */
+  answer?: CloudAnswer | null;
   result: Promise<CloudAnswer | null>;
+}
+
+/** Whether a settled call's answer overrules `guess` (a failed call leaves the SLM's guess standing). */
+function overrules(call: CloudCall | null, guess: number): boolean {
+  const fields = call?.settled ? call.answer?.fields : undefined;
+  return fields?.origin === "cloud" && fields.tokenId !== guess;
 }
 
 /**

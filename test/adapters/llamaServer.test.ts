@@ -160,9 +160,12 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
         expect(want.length).toBeGreaterThan(5);
         expect(events.map((e) => e.tokenId)).toEqual(want);
         expect(events.every((e) => e.origin === "cloud")).toBe(true);
-        // every position routed: after the first call each one brings a continuation (n_predict 1 + 4),
-        // so most tokens come without a call of their own
-        expect(events.filter((e) => e.cloud?.fromDraft).length).toBeGreaterThan(events.length / 2);
+        // every position routed and no pipelined calls: after the first call each one brings a
+        // continuation (n_predict 1 + 4), so most tokens come without a call of their own
+        const drafted: TokenEvent[] = [];
+        for await (const e of dec.generate(prompt, { tau: 1, maxTokens: 24, pipeline: false })) drafted.push(e);
+        expect(drafted.map((e) => e.tokenId)).toEqual(want);
+        expect(drafted.filter((e) => e.cloud?.fromDraft).length).toBeGreaterThan(drafted.length / 2);
       }
     } finally {
       await slm.dispose();

@@ -18,6 +18,8 @@ export interface ProxiedRequest {
   method: string;
   path: string;
   body: unknown;
+  /** other requests to the same path kind (/next, /append, ...) still unanswered when this one arrived */
+  alongside: number;
 }
 
 export interface FaultProxy {
@@ -36,12 +38,17 @@ export interface FaultProxy {
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const t = new URL(target);
   const proxy: FaultProxy = { url: "", fault: { kind: "pass" }, match: /\/next$/, hits: 0, seen: [], close: async () => {} };
+  /** requests in progress per last path segment */
+  const open = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       const matched = proxy.match.test(req.url ?? "");
-      const seen: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", body: parseJson(Buffer.concat(chunks)) };
+      const kind = (req.url ?? "").replace(/^.*\//, "");
+      const seen: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", body: parseJson(Buffer.concat(chunks)), alongside: open.get(kind) ?? 0 };
+      open.set(kind, seen.alongside + 1);
+      res.on("close", () => open.set(kind, (open.get(kind) ?? 1) - 1));
       proxy.seen.push(seen);
       const fault: Fault = proxy.rule ? await proxy.rule(seen) : matched ? proxy.fault : { kind: "pass" };
       if (matched) proxy.hits++;

@@ -19,6 +19,8 @@
 import {
   PROTOCOL_LIMITS,
   PROTOCOL_VERSION,
+  prefixHash,
+  type AppendRequest,
   type AppendResponse,
   type CreateSessionRequest,
   type CreateSessionResponse,
@@ -85,8 +87,13 @@ export class TandemCloudClient implements CloudPeer {
   private epoch = 0;
   /** set by a failed background append; the next call re-syncs and clears it */
   private syncPaused = false;
-  /** a call is in flight: it owns the session, the sync waits */
-  private calling = false;
+  /**
+   * Calls in flight (the decoder may pipeline several: one per routed position of its guessed text),
+   * and the history each will leave the server holding. While any is in flight the sync waits.
+   */
+  private readonly callsInFlight = new Map<readonly number[], { draft: boolean }>();
+  /** a session being created, awaited by every call that needs one */
+  private creating: Promise<void> | null = null;
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
@@ -123,12 +130,13 @@ export class TandemCloudClient implements CloudPeer {
     const t0 = performance.now();
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
-    this.calling = true;
+    const snapshot = history.slice();
+    const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
+    this.callsInFlight.set(snapshot, { draft: draft > 0 });
     this.epoch++;
     try {
-      if (!this.sessionId) await this.createSession(deadline);
-      const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
-      const res = await this.nextWithResync(history, deadline, draft);
+      await this.ensureSession(deadline);
+      const res = await this.nextWithResync(snapshot, deadline, draft);
       this.health.online();
       this.syncPaused = false;
       return {
@@ -144,7 +152,7 @@ export class TandemCloudClient implements CloudPeer {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);
     } finally {
-      this.calling = false;
+      this.callsInFlight.delete(snapshot);
     }
   }
 
@@ -157,7 +165,7 @@ export class TandemCloudClient implements CloudPeer {
 
   /** Starts a background append of what the server lacks, unless one is running or it must not. */
   private pump(): void {
-    if (this.syncing || this.calling || this.syncPaused || !this.sessionId || !this.health.open) return;
+    if (this.syncing || this.callsInFlight.size > 0 || this.syncPaused || !this.sessionId || !this.health.open) return;
     // runs after every token: compare in place, copy only when an append goes out
     const base = commonPrefixLength(this.confirmed, this.observed, this.observedLength);
     if (this.observedLength - base < Math.max(1, this.opts.syncChunk ?? DEFAULT_SYNC_CHUNK)) return;
@@ -177,7 +185,7 @@ export class TandemCloudClient implements CloudPeer {
     try {
       while (base < target.length) {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-        const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, { base, tokens: chunk }, signal);
+        const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(target, base, chunk), signal);
         this.expectLength(r.length, base + chunk.length);
         base = r.length;
         if (epoch === this.epoch) this.confirmed = target.slice(0, base);
@@ -210,12 +218,17 @@ export class TandemCloudClient implements CloudPeer {
   /** Applies the delta and predicts; re-creates a lost session and re-syncs once. */
   private async nextWithResync(history: readonly number[], signal: AbortSignal, draft: number): Promise<NextResponse> {
     for (let attempt = 0; ; attempt++) {
+      const session = this.sessionId;
       try {
         return await this.sendNext(history, signal, attempt === 0, draft);
       } catch (err) {
-        if (!(err instanceof ServerError) || attempt >= 2) throw err;
+        if (!(err instanceof ServerError) || attempt >= 3) throw err;
         if (err.body?.code === "session_not_found") {
-          await this.createSession(signal);
+          await this.ensureSession(signal, session);
+        } else if (err.body?.code === "out_of_sync" && err.body.prefixMismatch) {
+          // the server holds other tokens than believed (a request overtook another on the way):
+          // nothing of it is certain, so the next attempt sends the whole history
+          this.confirmed = [];
         } else if (err.body?.code === "out_of_sync" && typeof err.body.length === "number") {
           this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
         } else {
@@ -227,20 +240,17 @@ export class TandemCloudClient implements CloudPeer {
 
   private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
     let base = commonPrefixLength(this.confirmed, history);
-    const pending = this.inflight;
-    if (optimistic && pending && pending.length > base && commonPrefixLength(pending, history) === pending.length) {
-      // an append of these tokens went out before this request: build on it rather than wait for it
-      base = pending.length;
-    }
+    if (optimistic) base = this.optimisticBase(history, base);
     // histories longer than one request allows go up in appends first
     while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, { base, tokens: chunk }, signal);
+      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
       this.expectLength(r.length, base + chunk.length);
       this.confirmed = history.slice(0, r.length);
       base = r.length;
     }
-    const body: NextRequest = { base, tokens: history.slice(base), topK: this.topK, ...(draft > 0 ? { draft } : {}) };
+    const body: NextRequest = { ...delta(history, base, history.slice(base)), topK: this.topK, ...(draft > 0 ? { draft } : {}) };
+    const epoch = ++this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
     const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
@@ -249,8 +259,39 @@ export class TandemCloudClient implements CloudPeer {
     // with a continuation the server also evaluated the predicted token and all but its last token
     const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();
     this.expectLength(r.length, held.length);
-    this.confirmed = held;
+    // a request sent after this one may already have changed what the server holds: then only the
+    // common prefix, set when that one went out, is certain
+    if (epoch === this.epoch) this.confirmed = held;
     return continuation.length > 0 ? { ...r, draft: continuation } : { ...r, draft: undefined };
+  }
+
+  /**
+   * Where a request for `history` may start when other requests are on their way: after the longest
+   * history an in-flight request (an append, or a call the decoder pipelined) will leave the server
+   * holding, if that is a prefix of `history` — the server runs one session's requests in arrival
+   * order. Only if every request in flight agrees with `history` up to there: whatever order they are
+   * applied in, the server then holds `history`'s first tokens or fewer (then it answers out_of_sync
+   * and the request is re-sent from what it holds), never other tokens.
+   */
+  private optimisticBase(history: readonly number[], base: number): number {
+    const inFlight = [...this.callsInFlight].filter(([h]) => h !== history).map(([h, o]) => ({ h, extra: o.draft }));
+    if (this.inflight) inFlight.push({ h: this.inflight, extra: false });
+    let best = base;
+    for (const { h } of inFlight) if (h.length > best && commonPrefixLength(h, history) === h.length) best = h.length;
+    if (best === base) return base;
+    // a call that asked for a continuation leaves tokens beyond its history, unknown until it answers
+    const safe = inFlight.every(({ h, extra }) => (extra && h.length < best ? false : commonPrefixLength(h, history) >= Math.min(best, h.length)));
+    return safe ? best : base;
+  }
+
+  /**
+   * A session to send to: the current one, unless it is `lost`; then a new one — one for all the
+   * calls in flight that found it lost (the decoder pipelines several), not one each.
+   */
+  private async ensureSession(signal: AbortSignal, lost?: string): Promise<void> {
+    if (this.sessionId && this.sessionId !== lost) return;
+    this.creating ??= this.createSession(signal).finally(() => (this.creating = null));
+    await this.creating;
   }
 
   private async createSession(signal: AbortSignal): Promise<void> {
@@ -317,6 +358,11 @@ export class TandemCloudClient implements CloudPeer {
     if (!this.health.failed(e) && e.reason === "http") this.sessionId = undefined;
     return e;
   }
+}
+
+/** A delta of `history` from `base`, fingerprinting the tokens before it (AppendRequest.prefix). */
+function delta(history: readonly number[], base: number, tokens: number[]): AppendRequest {
+  return base > 0 ? { base, tokens, prefix: prefixHash(history, base) } : { base, tokens };
 }
 
 /** Length of the common prefix of `a` and the first `bLength` entries of `b`. */

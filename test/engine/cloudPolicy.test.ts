@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DraftPolicy } from "../../electron/engine/draftPolicy.js";
+import { DraftPolicy, GuessPolicy } from "../../electron/engine/cloudPolicy.js";
 
 describe("DraftPolicy: when a call asks for a continuation", () => {
   it("inside a cluster always; elsewhere not until the cost is known", () => {
@@ -31,5 +31,22 @@ describe("DraftPolicy: when a call asks for a continuation", () => {
     for (let i = 0; i < 5; i++) p.observe({ latencyMs: 40, draft: [1, 2] });
     expect(p.ask(4, false)).toBe(0);
     expect(p.ask(4, true)).toBe(4);
+  });
+});
+
+describe("GuessPolicy: asking ahead on the SLM's guessed text", () => {
+  it("starts sceptical, starts once the cloud confirms a guess, stops when it keeps overruling them", () => {
+    const p = new GuessPolicy(0.3, 8);
+    expect(p.agreement).toBeCloseTo(0.25);
+    expect(p.pipeline).toBe(false);
+    p.observe(true);
+    expect(p.agreement).toBeCloseTo(1.5 / 3);
+    expect(p.pipeline).toBe(true);
+    for (let i = 0; i < 3; i++) p.observe(false);
+    expect(p.agreement).toBeCloseTo(1.5 / 6);
+    expect(p.pipeline).toBe(false);
+    for (let i = 0; i < 8; i++) p.observe(i % 2 === 0);
+    expect(p.agreement).toBeCloseTo(4.5 / 10); // only the last 8 count
+    expect(p.pipeline).toBe(true);
   });
 });

@@ -1,4 +1,8 @@
 /**
+ * What the decoder learns about a cloud, per peer, to decide how far to go ahead of its answers:
+ * `DraftPolicy` (when a call asks for a continuation) and `GuessPolicy` (whether to ask the cloud
+ * about a later position while the SLM runs ahead on its guess for an earlier one).
+ *
  * When a cloud call should ask for a continuation (NextRequest.draft).
  *
  * A continuation token costs the server one more LLM step before it answers; it pays off only when
@@ -38,4 +42,43 @@ export class DraftPolicy {
 
 function smooth(prev: number | null, x: number): number {
   return prev === null ? x : prev + SMOOTHING * (x - prev);
+}
+
+/**
+ * Whether the SLM, running ahead on its own guess while a call is in flight, should also ask the cloud
+ * about the next routed position it reaches on that guessed text (a pipelined call). The answer counts
+ * only if the cloud then confirms every earlier guess; otherwise that call was wasted work for the
+ * server — and on a server that is slow for its load, a wasted call delays the next real one. So it
+ * is done while the cloud has recently agreed with the SLM's guesses often enough: a smoothed share
+ * over the last `window` routed positions that got an answer, starting from a sceptical prior (a
+ * quarter) so that a pair that never agrees never pays for it.
+ */
+export const DEFAULT_MIN_AGREEMENT = 0.3;
+const PRIOR_AGREED = 0.5;
+const PRIOR_OVERRULED = 1.5;
+
+export class GuessPolicy {
+  private readonly recent: boolean[] = [];
+
+  constructor(
+    private readonly minAgreement = DEFAULT_MIN_AGREEMENT,
+    private readonly window = 32,
+  ) {}
+
+  /** The estimated chance that the cloud's token is the SLM's guess. */
+  get agreement(): number {
+    const agreed = this.recent.filter(Boolean).length;
+    return (agreed + PRIOR_AGREED) / (this.recent.length + PRIOR_AGREED + PRIOR_OVERRULED);
+  }
+
+  /** Ask ahead on guessed text? */
+  get pipeline(): boolean {
+    return this.agreement >= this.minAgreement;
+  }
+
+  /** Records whether the cloud's answer at a routed position was the SLM's own guess. */
+  observe(agreed: boolean): void {
+    this.recent.push(agreed);
+    if (this.recent.length > this.window) this.recent.shift();
+  }
 }
