@@ -57,6 +57,8 @@ export interface GenerateOptions {
 }
 
 export const DEFAULT_SPECULATION = 32;
+/** the run-ahead while the cloud mostly overrules the SLM's guesses (`runAheadLimit`) */
+const SHORT_RUN_AHEAD = 8;
 /**
  * Most calls one run-ahead pipelines after the call it waits on: each one waits on the server behind
  * the others (and a server bounds a session's queue, 8 requests by default), and each is wasted if an
@@ -202,7 +204,7 @@ export class CollaborativeDecoder {
             const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
             const guessed =
               Math.min(speculate, room) > 0
-                ? await this.runAhead(this.cloud, history, step, index, Math.min(speculate, room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
+                ? await this.runAhead(this.cloud, history, step, index, Math.min(this.runAheadLimit(speculate), room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
                 : null;
             const answer = await call.result;
             if (answer === null) return; // aborted while waiting on the cloud
@@ -255,6 +257,15 @@ export class CollaborativeDecoder {
       if (tail.text && lastEvent) lastEvent.text += tail.text;
       if (!failed) done(finish());
     }
+  }
+
+  /**
+   * How far to run ahead: guessed tokens are kept only when the cloud confirms the guess, so while it
+   * mostly overrules the SLM (`GuessPolicy`) a short run is enough to cover the common case and
+   * spares the device's compute (and battery) — and, where the cloud shares the machine, the cloud's.
+   */
+  private runAheadLimit(speculate: number): number {
+    return this.guesses.pipeline ? speculate : Math.min(speculate, SHORT_RUN_AHEAD);
   }
 
   /** The event for keeping the SLM's own token at this position. */
