@@ -358,20 +358,18 @@ export class SessionManager {
    */
   private async continueGreedily(s: Session, token: number, n: number): Promise<number[]> {
     const out: number[] = [];
-    let last = token;
     // each step evaluates one more token; a sequence holds at most `capacity` tokens
     const room = Math.min(n, this.capacity - s.sequence.nextTokenIndex);
+    if (room <= 0) return out;
+    // node-llama-cpp's own loop: one sampler for the whole continuation, and the token only — no
+    // confidence, which would sort the whole vocabulary (NextResponse.draft)
+    const gen = s.sequence.evaluate([token as Token], { temperature: 0, yieldEogToken: true });
     try {
-      while (out.length < room) {
-        // the token only: no confidence, which would sort the whole vocabulary (NextResponse.draft)
-        const [r] = await s.sequence.controlledEvaluate([[last as Token, { generateNext: { token: true, options: { temperature: 0 } } }]]);
-        const next = r?.next?.token;
-        if (next == null) throw new Error("node-llama-cpp returned no next token");
+      for await (const next of gen) {
         this.counters.tokensEvaluated++;
         this.counters.draftTokens++;
         out.push(next);
-        if (this.context.model.isEogToken(next)) break;
-        last = next;
+        if (out.length >= room || this.context.model.isEogToken(next)) break;
       }
     } catch (err) {
       if (err instanceof ContextShiftRefused) throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);

@@ -217,9 +217,10 @@ export class CollaborativeDecoder {
               ahead = await this.settleGuesses(guessed, history.length);
               if (ahead === null) return; // aborted while waiting on the cloud
             }
-            // a continuation is read after plain guesses only: a pipelined call's answer starts a new text
-            const plain = ahead !== null && ahead.after !== null && ahead.events.every((e) => e.cloudLatencyMs === null && e.origin === "local");
-            const continuation = ahead === null || plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
+            // a continuation is read right after the cloud's token, or after plain guesses: with a
+            // pipelined call among them, the text after it is that call's to answer
+            const plain = ahead === null || (!guessed?.links.some((l) => l.call) && ahead.after !== null);
+            const continuation = plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
             if (continuation.length > 0) {
               verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
             }
@@ -290,7 +291,7 @@ export class CollaborativeDecoder {
    */
   private askCloud(cloud: CloudPeer, history: readonly number[], signal: AbortSignal | undefined, draft: number): CloudCall {
     const t0 = performance.now();
-    const call: CloudCall = { settled: false, result: Promise.resolve(null) };
+    const call: CloudCall = { result: Promise.resolve(null) };
     call.result = cloud.next(history, signal, draft > 0 ? { draft } : undefined).then(
       (c): CloudAnswer => {
         this.drafts.observe(c);
@@ -317,10 +318,7 @@ export class CollaborativeDecoder {
         };
       },
     );
-    void call.result.then((a) => {
-      call.answer = a;
-      call.settled = true;
-    });
+    void call.result.then((a) => (call.answer = a));
     return call;
   }
 
@@ -349,13 +347,12 @@ export class CollaborativeDecoder {
     pipeline: boolean,
   ): Promise<{ links: Link[]; after: SlmStep }> {
     const links: Link[] = [];
-    const guessed = [...history, routed.tokenId];
     let pipelined = 0;
     let after = await this.slm.advance(routed.tokenId, needs);
     // go on while an answer is awaited and none has overruled a guess yet: every token made meanwhile
     // is time the decoder would otherwise spend waiting
     const waiting = () =>
-      (!call.settled || links.some((l) => l.call && !l.call.settled)) &&
+      (!settled(call) || links.some((l) => l.call && !settled(l.call))) &&
       !overrules(call, routed.tokenId) &&
       !links.some((l) => overrules(l.call, l.guess));
     while (waiting() && links.length < room && !signal?.aborted) {
@@ -367,11 +364,10 @@ export class CollaborativeDecoder {
       if (routesToCloud(confidence, tau)) {
         // that position must wait for this answer, unless it may be asked about now
         if (!pipeline || !this.guesses.pipeline || pipelined >= MAX_PIPELINED_CALLS) break;
-        link.call = this.askCloud(cloud, guessed.slice(), signal, 0);
+        link.call = this.askCloud(cloud, [...history, routed.tokenId, ...links.map((l) => l.guess)], signal, 0);
         pipelined++;
       }
       links.push(link);
-      guessed.push(link.guess);
       after = await this.slm.advance(link.guess, needs);
     }
     return { links, after };
@@ -469,16 +465,16 @@ interface CloudAnswer {
 }
 
 interface CloudCall {
-  /** set once `result` has resolved */
-  settled: boolean;
-  /** what `result` resolved to, once settled */
-  answer?: CloudAnswer | null;
   result: Promise<CloudAnswer | null>;
+  /** what `result` resolved to, once it has (undefined until then) */
+  answer?: CloudAnswer | null;
 }
+
+const settled = (call: CloudCall): boolean => call.answer !== undefined;
 
 /** Whether a settled call's answer overrules `guess` (a failed call leaves the SLM's guess standing). */
 function overrules(call: CloudCall | null, guess: number): boolean {
-  const fields = call?.settled ? call.answer?.fields : undefined;
+  const fields = call?.answer?.fields;
   return fields?.origin === "cloud" && fields.tokenId !== guess;
 }
 

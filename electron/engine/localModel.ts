@@ -222,7 +222,7 @@ export class LocalModel {
       this.stepper = null;
       throw new Error("The SLM produced no next token (the model may not support generation)");
     }
-    return this.toStep({ token: result.value.token, confidence: result.value.confidence, probabilities: result.value.probabilities }, needs, true);
+    return this.toStep(result.value, needs, true);
   }
 
   private async stopStepper(): Promise<void> {

@@ -83,7 +83,7 @@ export class TandemCloudClient implements CloudPeer {
   /** the background append in flight, if any (it never rejects), and the history it sends */
   private syncing: Promise<void> | null = null;
   private inflight: readonly number[] | null = null;
-  /** bumped by every call: an append reply that arrives after a call began must not rewrite the mirror */
+  /** bumped by every /next sent: a reply that arrives after a later request went out must not rewrite the mirror */
   private epoch = 0;
   /** set by a failed background append; the next call re-syncs and clears it */
   private syncPaused = false;
@@ -133,7 +133,6 @@ export class TandemCloudClient implements CloudPeer {
     const snapshot = history.slice();
     const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
     this.callsInFlight.set(snapshot, { draft: draft > 0 });
-    this.epoch++;
     try {
       await this.ensureSession(deadline);
       const res = await this.nextWithResync(snapshot, deadline, draft);
