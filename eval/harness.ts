@@ -71,14 +71,19 @@ export interface EvalOptions {
   maxTokens: number;
   seed: number;
   index: NgramIndex;
-  routers: { confidence: Router; learned: Router | null };
+  /** distilled: the confidence router's student (router/distill.ts), when one exists for the SLM */
+  routers: { confidence: Router; learned: Router | null; distilled?: Router | null };
   detokenize: (tokens: number[]) => string;
   log?: (s: string) => void;
 }
 
+/** The routers compared, in table order (slm-only and llm-only are the two ends). */
+export const EVAL_ROUTERS = ["random", "confidence", "learned", "distilled", "oracle"] as const;
+
 export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readonly EvalPrompt[], o: EvalOptions): Promise<EvalResult> {
   const scoreRouters: [string, Router][] = [["confidence", o.routers.confidence]];
   if (o.routers.learned) scoreRouters.push(["learned", o.routers.learned]);
+  if (o.routers.distilled) scoreRouters.push(["distilled", o.routers.distilled]);
   const needs: FeatureNeeds = {
     top1Prob: true,
     topK: Math.max(0, ...scoreRouters.map(([, r]) => r.needs.topK)),
@@ -222,7 +227,7 @@ export function summarise(rows: readonly EvalRow[], shares: readonly number[]): 
   const slm = rows.find((r) => r.router === "slm-only")!;
   const llm = rows.find((r) => r.router === "llm-only")!;
   const out: SummaryRow[] = [];
-  for (const router of ["random", "confidence", "learned", "oracle"]) {
+  for (const router of EVAL_ROUTERS) {
     const rs = rows.filter((r) => r.router === router);
     if (rs.length === 0) continue;
     const fr = [{ x: 0, y: 0 }, ...rs.map((r) => ({ x: r.freeCloudShare, y: r.logprobGapClosed })), { x: 1, y: 1 }];

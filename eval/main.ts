@@ -1,5 +1,5 @@
 /**
- * npm run eval -- [--slm PATH] [--llm PATH] [--router FILE] [--text FILE | --dataset NAME] [--limit N]
+ * npm run eval -- [--slm PATH] [--llm PATH] [--router FILE] [--distilled FILE] [--text FILE | --dataset NAME] [--limit N]
  *                 [--max-tokens N] [--prompt-tokens N] [--shares 0.025,0.05,...] [--novel-ngram N]
  *                 [--out DIR] [--seed N] [--no-train] [--json]
  *
@@ -16,9 +16,9 @@ import { LocalModel } from "../electron/engine/localModel.js";
 import { ConfidenceRouter } from "../shared/router.js";
 import { defaultLabelsFile, defaultPair } from "../router/args.js";
 import { readLabelFile, writeLabelFile } from "../router/labelFile.js";
-import { loadRouterFor, LearnedRouter } from "../router/learnedRouter.js";
+import { defaultRouterDir, loadRouterFor, LearnedRouter } from "../router/learnedRouter.js";
 import { DEFAULT_LABEL_OPTIONS, labelAndTrain } from "../router/pipeline.js";
-import { decodeRouterFile, decodeSeen, readRouterFileJson } from "../router/file.js";
+import { bindingOf, decodeRouterFile, decodeSeen, distilledRouterFileName, readRouterFileJson } from "../router/file.js";
 import { defaultTrainingTextPath, NgramIndex, readText, repoRoot, samplePrompts, splitText } from "../router/text.js";
 import { loadDataset } from "./datasets.js";
 import { measureFeatureCost } from "./featureCost.js";
@@ -30,6 +30,7 @@ const { values: a } = parseArgs({
     slm: { type: "string" },
     llm: { type: "string" },
     router: { type: "string" },
+    distilled: { type: "string" },
     text: { type: "string" },
     dataset: { type: "string" },
     limit: { type: "string" },
@@ -56,14 +57,18 @@ try {
 
   // ---- the learned router ----
   let choice = loadRouterFor(slm, { file: a.router });
-  if (!(choice.router instanceof LearnedRouter) && !a["no-train"]) {
+  if (choice.kind !== "learned" && !a["no-train"]) {
     log(`${choice.description}: labelling and training one (npm run router:label && npm run router:train do the same)`);
     const { file, set } = await labelAndTrain(slm, llm, { text: trainingText, seed, labelsFile: defaultLabelsFile(slm), log });
     writeLabelFile(defaultLabelsFile(slm), set);
     choice = loadRouterFor(slm, { file });
   }
   log(choice.description);
-  const learned = choice.router instanceof LearnedRouter ? choice.router : null;
+  const learned = choice.kind === "learned" && choice.router instanceof LearnedRouter ? choice.router : null;
+  // the confidence router's student, when one was distilled for this SLM (npm run router:distill)
+  const distilledFile = a.distilled ?? path.join(defaultRouterDir(), distilledRouterFileName(bindingOf(slm)));
+  const distilled = a.distilled || fs.existsSync(distilledFile) ? LearnedRouter.load(distilledFile, slm) : null;
+  log(distilled ? `distilled router: ${distilled.name}` : `no distilled router for ${slm.identity.name} (npm run router:distill makes one)`);
 
   // ---- what the router saw: the unseen-context index ----
   const novelN = Number(a["novel-ngram"] ?? 8);
@@ -98,7 +103,7 @@ try {
     maxTokens,
     seed,
     index,
-    routers: { confidence: new ConfidenceRouter(), learned },
+    routers: { confidence: new ConfidenceRouter(), learned, distilled },
     detokenize: (t) => slm.detokenize(t),
     log,
   });

@@ -2,7 +2,7 @@
  * Output of an evaluation: printed tables, CSV, JSON and an SVG plot (quality against cloud share,
  * one curve per router; left teacher-forced LLM agreement, right free-running gap closed).
  */
-import type { EvalResult, EvalRow, SummaryRow } from "./harness.js";
+import { EVAL_ROUTERS, type EvalResult, type EvalRow, type SummaryRow } from "./harness.js";
 
 const pct = (x: number | null, d = 1) => (x == null || !Number.isFinite(x) ? "—" : `${(x * 100).toFixed(d)}%`);
 const num = (x: number | null, d = 3) => (x == null || !Number.isFinite(x) ? "—" : x.toFixed(d));
@@ -69,7 +69,7 @@ export function jsonLine(res: EvalResult): string {
   return JSON.stringify({ eval: { rows, summary: res.summary, counted: res.counted, disagreementRate: res.disagreementRate } });
 }
 
-const COLORS: Record<string, string> = { random: "#999999", confidence: "#1f77b4", learned: "#d62728", oracle: "#2ca02c", "slm-only": "#000000", "llm-only": "#9467bd" };
+const COLORS: Record<string, string> = { random: "#999999", confidence: "#1f77b4", learned: "#d62728", distilled: "#ff7f0e", oracle: "#2ca02c", "slm-only": "#000000", "llm-only": "#9467bd" };
 
 export function toSvg(res: EvalResult, title: string): string {
   const W = 460;
@@ -96,7 +96,7 @@ export function toSvg(res: EvalResult, title: string): string {
       const y = pts(r)[1];
       parts.push(`<line x1="${X(0)}" y1="${Y(y)}" x2="${X(maxX)}" y2="${Y(y)}" stroke="${COLORS[r.router]}" stroke-dasharray="${dash}"/>`);
     }
-    for (const router of ["random", "confidence", "learned", "oracle"]) {
+    for (const router of EVAL_ROUTERS) {
       const ps = [slm, ...res.rows.filter((r) => r.router === router)].map(pts).sort((a, b) => a[0] - b[0]);
       if (ps.length < 2) continue;
       const d = ps.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(Math.max(yMin, Math.min(yMax, y))).toFixed(1)}`).join(" ");
@@ -109,8 +109,8 @@ export function toSvg(res: EvalResult, title: string): string {
   const tfMin = Math.max(0, Math.floor(Math.min(...tfVals) * 10) / 10);
   const gapVals = res.rows.map((r) => r.logprobGapClosed).filter(Number.isFinite);
   const gMin = Math.min(0, Math.floor(Math.min(...gapVals) * 10) / 10);
-  const legend = ["slm-only", "llm-only", "random", "confidence", "learned", "oracle"]
-    .map((n, i) => `<rect x="${20 + i * 130}" y="${H + 4}" width="12" height="12" fill="${COLORS[n]}"/><text x="${36 + i * 130}" y="${H + 14}" font-size="12">${n}</text>`)
+  const legend = ["slm-only", "llm-only", ...EVAL_ROUTERS]
+    .map((n, i) => `<rect x="${20 + i * 115}" y="${H + 4}" width="12" height="12" fill="${COLORS[n]}"/><text x="${36 + i * 115}" y="${H + 14}" font-size="12">${n}</text>`)
     .join("\n");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 50}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>

@@ -32,7 +32,7 @@ export interface RouterFileJson {
   llm?: ModelIdentity;
   features: FeatureSpec;
   network: { sizes: number[]; weights: string[]; biases: string[]; mean: string; std: string };
-  training?: Partial<TrainReport> & { labels?: string; target?: string; createdAt?: string };
+  training?: Partial<TrainReport> & { labels?: string; target?: string; createdAt?: string; fidelity?: Fidelity };
   /**
    * the token sequences the router was trained on (int32 base64, split by `lengths`): the evaluation
    * counts only positions whose context is not in them, even where the label file is absent
@@ -56,6 +56,30 @@ export function decodeSeen(seen: { lengths: number[]; tokens: string }): number[
     o += n;
   }
   return out;
+}
+
+/** The router file's training target for a distilled router (a learned router's is "soft"/"hard"). */
+export const DISTILLED_TARGET = "slm-top1";
+
+export interface Fidelity {
+  /** held-out positions compared */
+  positions: number;
+  /** rank correlation of the two scores */
+  spearman: number;
+  /** mean |predicted − true| top-1 probability */
+  meanAbsError: number;
+  /** at each cloud share: the share of the confidence router's routed positions the distilled router also routes */
+  overlap: { share: number; overlap: number }[];
+  /** at each τ: the share of positions where both routers decide alike */
+  agreement: { tau: number; agreement: number }[];
+}
+
+export const isDistilled = (json: RouterFileJson): boolean => json.training?.target === DISTILLED_TARGET;
+
+/** One line for logs and the inspector. */
+export function describeFidelity(f: Fidelity): string {
+  const ov = f.overlap.map((o) => `${Math.round(o.share * 100)}%: ${(o.overlap * 100).toFixed(0)}%`).join(", ");
+  return `Spearman ${f.spearman.toFixed(3)}, mean |Δp| ${f.meanAbsError.toFixed(3)}, routed-set overlap with the confidence router ${ov} (${f.positions} held-out positions)`;
 }
 
 export class RouterFileError extends Error {
@@ -162,6 +186,11 @@ export function readRouterFileJson(file: string): unknown {
   } catch (e) {
     throw new RouterFileError(`Cannot read router file ${file}: ${(e as Error).message}`);
   }
+}
+
+/** The distilled confidence router's file for an SLM (beside, not instead of, a learned router). */
+export function distilledRouterFileName(slm: SlmBinding): string {
+  return routerFileName(slm).replace(ROUTER_FILE_SUFFIX, `.distilled${ROUTER_FILE_SUFFIX}`);
 }
 
 /** A file-system-safe name for an SLM's router file. */

@@ -50,7 +50,7 @@ try {
   let routed;
   if (a.iteration === "2") {
     const choice = loadRouterFor(slm, { file: a.router });
-    if (!(choice.router instanceof LearnedRouter)) throw new Error(`--iteration 2 needs a trained router for ${slm.identity.name} (${choice.description}); run npm run router:train first`);
+    if (choice.kind !== "learned" || !(choice.router instanceof LearnedRouter)) throw new Error(`--iteration 2 needs a trained router for ${slm.identity.name} (${choice.description}); run npm run router:train first`);
     const shares = (a["routed-shares"] ?? "0.05,0.1,0.2").split(",").map(Number);
     routed = { router: choice.router, shares, prompts: Number(a.prompts ?? DEFAULT_LABEL_OPTIONS.prompts) };
   }

@@ -12,6 +12,8 @@ import { featureDim, featureNeeds, featureSpecName, featureVector, type FeatureS
 import {
   bindingOf,
   decodeRouterFile,
+  describeFidelity,
+  isDistilled,
   readRouterFileJson,
   RouterFileError,
   RouterMismatchError,
@@ -32,12 +34,14 @@ export class LearnedRouter implements Router {
     readonly features: FeatureSpec,
     readonly slm: SlmBinding,
     readonly file: string | null = null,
+    /** "learned" (trained on the LLM's preferences) or "distilled confidence" (router/distill.ts) */
+    kind = "learned",
   ) {
     const d = featureDim(features, slm.hiddenSize);
     if (params.sizes[0] !== d) throw new RouterFileError(`Router network takes ${params.sizes[0]} inputs but its features (${featureSpecName(features)}) make ${d}`);
     this.needs = featureNeeds(features);
     this.scratch = new Float32Array(d);
-    this.name = `learned (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
+    this.name = `${kind} (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
   }
 
   score(f: RouterFeatures): number {
@@ -54,7 +58,7 @@ export class LearnedRouter implements Router {
     const { json, params } = decodeRouterFile(readRouterFileJson(file), file);
     const want = bindingOf(slm);
     if (!sameBinding(json.slm, want)) throw new RouterMismatchError(file, want, json.slm);
-    return new LearnedRouter(params, json.features, want, file);
+    return new LearnedRouter(params, json.features, want, file, isDistilled(json) ? "distilled confidence" : "learned");
   }
 }
 
@@ -66,44 +70,52 @@ export function defaultRouterDir(): string {
 
 export interface RouterChoice {
   router: Router;
-  kind: "learned" | "confidence";
+  /** learned: trained on the LLM's preferences; distilled: predicts the SLM's own confidence from its hidden state */
+  kind: "learned" | "distilled" | "confidence";
   /** one line for the CLI / UI: which router is active and why */
   description: string;
 }
 
 /**
  * The router for this SLM. With `file`, that router file must match (a mismatch throws: the user asked
- * for it). Otherwise every *.router.json in `dir` is tried and the first that matches is used; files
- * for other models are skipped; with none, the confidence router.
+ * for it). Otherwise every *.router.json in `dir` (and `extraDirs`, e.g. the app's data folder) is
+ * tried; files for other models are skipped. Preference: a learned router (it knows the LLM), then a
+ * distilled one (the confidence router's decisions without its full-vocabulary cost), then the
+ * confidence router itself.
  */
 export function loadRouterFor(
   slm: { identity: ModelIdentity; hiddenSize: number },
-  opts: { file?: string; dir?: string } = {},
+  opts: { file?: string; dir?: string; extraDirs?: readonly string[] } = {},
 ): RouterChoice {
   if (opts.file) {
     const router = LearnedRouter.load(opts.file, slm);
-    return { router, kind: "learned", description: `router: ${router.name}` };
+    return { router, kind: kindOf(router), description: `router: ${router.name}` };
   }
-  const dir = opts.dir ?? defaultRouterDir();
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(ROUTER_FILE_SUFFIX)).sort() : [];
-  const skipped: string[] = [];
-  for (const f of files) {
-    const full = path.join(dir, f);
+  const dirs = [opts.dir ?? defaultRouterDir(), ...(opts.extraDirs ?? [])];
+  const files = dirs.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(ROUTER_FILE_SUFFIX)).sort().map((f) => path.join(dir, f)) : []));
+  let distilled: { router: LearnedRouter; json: RouterFileJson } | null = null;
+  for (const full of files) {
     try {
       const { json } = decodeRouterFile(readRouterFileJson(full), full);
-      if (!sameBinding(json.slm, bindingOf(slm))) {
-        skipped.push(f);
-        continue;
-      }
+      if (!sameBinding(json.slm, bindingOf(slm))) continue;
       const router = LearnedRouter.load(full, slm);
-      return { router, kind: "learned", description: `router: ${router.name}` };
-    } catch (e) {
-      skipped.push(`${f} (${(e as Error).message})`);
+      if (!isDistilled(json)) return { router, kind: "learned", description: `router: ${router.name}` };
+      distilled ??= { router, json };
+    } catch {
+      // an unreadable or foreign file is skipped: another may match, and the confidence router always works
     }
   }
+  if (distilled) {
+    const fid = distilled.json.training?.fidelity;
+    const how = fid ? ` — stands in for the confidence router (${describeFidelity(fid)})` : "";
+    return { router: distilled.router, kind: "distilled", description: `router: ${distilled.router.name}${how}` };
+  }
   const router = new ConfidenceRouter();
-  const why = files.length === 0 ? `no learned router in ${dir}` : `no learned router in ${dir} matches ${slm.identity.name}`;
+  const where = dirs.join(", ");
+  const why = files.length === 0 ? `no learned or distilled router in ${where}` : `no router in ${where} matches ${slm.identity.name}`;
   return { router, kind: "confidence", description: `router: ${router.name} — ${why}` };
 }
+
+const kindOf = (r: LearnedRouter): RouterChoice["kind"] => (r.name.startsWith("distilled") ? "distilled" : "learned");
 
 export type { RouterFileJson };

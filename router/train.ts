@@ -17,6 +17,8 @@ export interface TrainData {
   groups: Int32Array;
   n: number;
   d: number;
+  /** per-row weight of the loss (default 1) */
+  weights?: Float64Array;
 }
 
 export interface TrainOptions {
@@ -83,7 +85,39 @@ export function auc(scores: ArrayLike<number>, labels: ArrayLike<number>): numbe
   return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
 }
 
-export function trainRouter(data: TrainData, opts: TrainOptions): { params: MlpParams; report: TrainReport } {
+export interface TrainResult {
+  params: MlpParams;
+  report: TrainReport;
+}
+
+export function trainRouter(data: TrainData, opts: TrainOptions): TrainResult {
+  const steps = trainRouterSteps(data, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * trainRouter off the critical path: the same steps, handing the event loop back every ~`sliceMs` so a
+ * process that also streams tokens (the app's main process) stays responsive while it trains.
+ */
+export async function trainRouterInSlices(data: TrainData, opts: TrainOptions & { sliceMs?: number; signal?: AbortSignal }): Promise<TrainResult> {
+  const steps = trainRouterSteps(data, opts);
+  let since = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - since >= (opts.sliceMs ?? 15)) {
+      await new Promise((resolve) => setImmediate(resolve));
+      opts.signal?.throwIfAborted();
+      since = performance.now();
+    }
+  }
+}
+
+/** The training loop, one minibatch per step (a generator, so it can run in slices). */
+export function* trainRouterSteps(data: TrainData, opts: TrainOptions): Generator<void, TrainResult, void> {
   const seed = opts.seed ?? 1;
   const { lr = 1e-3, batchSize = 64, maxEpochs = 60, patience = 6, valFraction = 0.2, dropout = 0.1, weightDecay = 1e-4 } = opts;
   const { train, val } = splitByGroup(data.groups, valFraction, seed);
@@ -103,6 +137,7 @@ export function trainRouter(data: TrainData, opts: TrainOptions): { params: MlpP
   if (balanced && pos > 0 && pos < train.length) {
     for (let i = 0; i < data.n; i++) w[i] = data.y[i]! >= 0.5 ? 0.5 / posShare : 0.5 / (1 - posShare);
   }
+  if (data.weights) for (let i = 0; i < data.n; i++) w[i]! *= data.weights[i]!;
 
   const rng = new Rng(seed ^ 0x9e3779b9);
   const trainer = new MlpTrainer(params, { lr, dropout, weightDecay }, rng);
@@ -125,6 +160,7 @@ export function trainRouter(data: TrainData, opts: TrainOptions): { params: MlpP
     for (let s = 0; s < order.length; s += batchSize) {
       sum += trainer.step(data.X, data.y, w, order.slice(s, s + batchSize));
       batches++;
+      yield;
     }
     trainLoss.push(sum / batches);
     const v = valLossOf();

@@ -39,6 +39,7 @@ import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "./localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
+import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { writeFileAtomic } from "./atomicFile.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
@@ -71,7 +72,20 @@ export interface ServiceOptions {
   /** how often batched token deltas are pushed, ms */
   flushMs?: number;
   router?: Router;
+  /**
+   * Learning the distilled router from the user's answers when no router file matches the SLM
+   * (selfDistill.ts): on by default; false turns it off; numbers override its thresholds (tests).
+   */
+  selfDistill?: false | Partial<Omit<SelfDistillOptions, "dir">>;
 }
+
+/**
+ * SLM candidates for the inspector, by default only where they are cheap: node-llama-cpp 3.21 gives
+ * top-k only as the full probability map, ~70 ms a token on Qwen's 152k vocabulary (FACTS.md) — more
+ * than the step itself, and it would undo the distilled router's saving. Free on small vocabularies.
+ */
+export const CHEAP_CANDIDATES_MAX_VOCAB = 32_768;
+export const inspectorCandidates = (vocabSize: number): number => (vocabSize <= CHEAP_CANDIDATES_MAX_VOCAB ? 5 : 0);
 
 export const emptyStage = (source: string | null = null): StageStatus => ({ source, name: null, loaded: false, error: null, progress: null });
 
@@ -89,6 +103,8 @@ export class TandemService implements BridgeApi {
   private slm: LocalModel | null = null;
   /** the learned router matching the SLM, else the confidence router (re-chosen when the SLM changes) */
   private router: Router;
+  /** learning a distilled router while the confidence router routes; null once there is a router file */
+  private distiller: SelfDistiller | null = null;
   private cloud: TandemCloudClient | null = null;
   private cloudSettings: CloudSettings;
   private cloudStatusValue: CloudStatus;
@@ -149,6 +165,7 @@ export class TandemService implements BridgeApi {
       this.active.abort.abort();
       await this.active.done;
     }
+    await this.distiller?.dispose();
     await this.store.flush();
     await this.cloud?.close();
     await this.slm?.dispose();
@@ -329,13 +346,14 @@ export class TandemService implements BridgeApi {
       this.emit({ type: "answer-delta", requestId, conversationId, messageId, tokens });
       this.emit({ type: "stats", stats: this.liveStats() });
     };
+    this.distiller?.beginAnswer();
     try {
       const decoder = new CollaborativeDecoder(slm, this.router, this.cloud);
       const answer = decoder.generate(slm.promptFromMessages(history), {
         tau: () => this.tau,
         maxTokens: this.opts.maxTokens ?? 256,
         signal: a.abort.signal,
-        topK: this.opts.topK ?? 5,
+        topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
       });
       let journalFailed = false;
       for await (const ev of answer) {
@@ -378,6 +396,7 @@ export class TandemService implements BridgeApi {
     else this.emit({ type: "answer-end", requestId, conversationId, message: msg });
     this.emit({ type: "stats", stats: this.liveStats() });
     this.emitConversations();
+    if (this.distiller) void this.learnRouter(this.distiller);
   }
 
   private addTotals(tokens: TokenEvent[], s: { cloudCalls: number; bytesUp: number; bytesDown: number }): void {
@@ -480,14 +499,43 @@ export class TandemService implements BridgeApi {
       const old = this.slm;
       this.slm = model;
       await old?.dispose();
-      if (!this.opts.router) {
-        this.router = loadRouterFor(model).router;
-        this.models = { ...this.models, router: this.router.name };
-      }
+      if (!this.opts.router) await this.chooseRouter(model);
       this.setSlmStage({ loaded: true, name: model.identity.name, progress: null, error: null });
     } catch (err) {
       // keep the previous model, if any, working: a bad file picked from disk must not break the chat
       this.setSlmStage({ loaded: !!this.slm, error: (err as Error).message, progress: null, name: this.slm?.identity.name ?? null });
+    }
+  }
+
+  private get routersDir(): string {
+    return path.join(this.opts.dataDir, "routers");
+  }
+
+  /** A router file for this SLM (the repo's or one learned here), else the confidence router while learning one. */
+  private async chooseRouter(model: LocalModel): Promise<void> {
+    await this.distiller?.dispose();
+    this.distiller = null;
+    const choice = loadRouterFor(model, { extraDirs: [this.routersDir] });
+    this.router = choice.router;
+    if (choice.kind === "confidence" && this.opts.selfDistill !== false) {
+      this.distiller = new SelfDistiller(model, { ...this.opts.selfDistill, dir: this.routersDir });
+      this.router = this.distiller.router;
+    }
+    this.models = { ...this.models, router: this.router.name };
+  }
+
+  /** After an answer: trains the distilled router when enough is collected; uses it from the next answer. */
+  private async learnRouter(distiller: SelfDistiller): Promise<void> {
+    const ev = await distiller.afterAnswer();
+    if (!ev || distiller !== this.distiller || this.closed) return; // nothing due, or the SLM changed meanwhile
+    if (ev.kind === "ready") {
+      this.distiller = null;
+      this.router = ev.router;
+      this.models = { ...this.models, router: this.router.name };
+      this.emit({ type: "models", models: this.models });
+      this.notice(`The router now reads the SLM's hidden state instead of sorting its vocabulary for every token (${ev.description}).`);
+    } else if (ev.kind === "failed") {
+      this.notice(`Could not learn a faster router; the confidence router stays (${ev.error}).`);
     }
   }
 

@@ -89,6 +89,7 @@ function TokenDetails({ t }: { t: TokenEvent }) {
           </>
         )}
       </dl>
+      {!t.slmTop?.length && <p className="muted small">SLM candidates are not computed for large vocabularies: they would slow every token.</p>}
       {t.slmTop && t.slmTop.length > 0 && (
         <>
           <h3>SLM top candidates</h3>

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import type { BridgeEvent } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
-import { TandemService } from "../../electron/engine/service.js";
-import { storiesPair } from "../helpers/pair.js";
+import { inspectorCandidates, TandemService } from "../../electron/engine/service.js";
+import { randomQwenPair, storiesPair } from "../helpers/pair.js";
 import { noteMissingShared } from "../helpers/shared.js";
 
 const pair = await storiesPair();
@@ -163,4 +163,29 @@ describe.skipIf(!pair)("engine service (real engine, real cloud)", () => {
     expect(toks.length).toBeGreaterThan(0);
     expect(toks.every((t) => t.origin === "fallback")).toBe(true); // τ = 1 wants the cloud; there is none
   });
+});
+
+describe("inspector candidates by vocabulary size", () => {
+  it("are off by default on a 152k vocabulary (a probability map per token) and on for small ones", async () => {
+    expect([inspectorCandidates(512), inspectorCandidates(151_936)]).toEqual([5, 0]);
+    const { slm } = await randomQwenPair();
+    const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-svc-qwen-"));
+    const s = await TandemService.start({ dataDir, slm, tau: 0, maxTokens: 3, contextSize: 256, selfDistill: false });
+    try {
+      const got: TokenEvent[] = [];
+      const done = new Promise<void>((resolve) =>
+        s.subscribe((e) => {
+          if (e.type === "answer-delta") got.push(...e.tokens);
+          if (e.type === "answer-end" || e.type === "answer-error") resolve();
+        }),
+      );
+      const c = await s.createConversation({});
+      await s.send({ requestId: "q", conversationId: c.id, text: "Hello" });
+      await done;
+      expect(got.length).toBeGreaterThan(0);
+      expect(got.every((t) => t.slmTop === undefined)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  }, 120_000);
 });

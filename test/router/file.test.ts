@@ -90,8 +90,8 @@ describe("loadRouterFor", () => {
     const c = loadRouterFor(slmA, { dir: d });
     expect(c.kind).toBe("confidence");
     expect(c.router).toBeInstanceOf(ConfidenceRouter);
-    expect(c.description).toMatch(/confidence .* no learned router in .* matches model-a/);
-    expect(loadRouterFor(slmA, { dir: path.join(dir, "absent") }).description).toMatch(/no learned router in/);
+    expect(c.description).toMatch(/confidence .* no router in .* matches model-a/);
+    expect(loadRouterFor(slmA, { dir: path.join(dir, "absent") }).description).toMatch(/no learned or distilled router in/);
   });
 
   it("an explicitly requested router file for another model is an error, not a silent fallback", () => {
