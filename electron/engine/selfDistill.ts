@@ -25,12 +25,15 @@ export interface SelfDistillOptions {
   minAnswers?: number;
   /** more positions before each retry when a student does not route closely enough (default 4,000) */
   retryEvery?: number;
-  /** memory bound: no collection beyond this many positions (default 16,000: ~57 MB at h = 896) */
+  /** memory bound: no collection beyond this many positions (default 16,000, fewer where 64 MiB of hidden states holds fewer) */
   maxSamples?: number;
   seed?: number;
   /** routed-set overlap with the confidence router at a 10% share needed to switch (default MIN_OVERLAP_AT_10) */
   minOverlap?: number;
 }
+
+/** hidden states kept for training at most (float32): 16,000 positions of Qwen2.5-0.5B's 896 fit */
+const SAMPLE_MEMORY_BYTES = 64 * 2 ** 20;
 
 export type DistillEvent =
   | { kind: "ready"; router: Router; file: string; description: string }
@@ -67,8 +70,12 @@ export class SelfDistiller {
     private readonly opts: SelfDistillOptions,
   ) {
     this.samples = new ConfidenceSamples(slm.hiddenSize);
-    this.recorder = new RecordingConfidenceRouter(this.samples, opts.maxSamples ?? 16_000);
+    this.recorder = new RecordingConfidenceRouter(this.samples, this.maxSamples);
     this.nextAttemptAt = opts.minSamples ?? 4_000;
+  }
+
+  private get maxSamples(): number {
+    return this.opts.maxSamples ?? Math.min(16_000, Math.floor(SAMPLE_MEMORY_BYTES / (4 * this.slm.hiddenSize)));
   }
 
   /** The router to use until the distilled one is ready: the confidence router's decisions. */
@@ -107,7 +114,7 @@ export class SelfDistiller {
     }
     const how = describeFidelity(d.fidelity);
     if (!d.usable) {
-      const max = this.opts.maxSamples ?? 16_000;
+      const max = this.maxSamples;
       if (this.samples.size >= max) this.done = true;
       else this.nextAttemptAt = Math.min(max, this.samples.size + (this.opts.retryEvery ?? 4_000));
       return { kind: "not-yet", description: `${how}${this.done ? "; keeping the confidence router" : `; trying again at ${this.nextAttemptAt} positions`}` };
