@@ -18,7 +18,7 @@ import { threadsFor } from "../shared/node/llama.js";
 import { ConfidenceRouter, type FeatureNeeds, type Router, type RouterFeatures } from "../shared/router.js";
 import type { ModelIdentity } from "../shared/protocol.js";
 import { LearnedRouter } from "../router/learnedRouter.js";
-import { initMlp, routerSizes } from "../router/mlp.js";
+import { citerSizes, initMlp } from "../router/mlp.js";
 import { collectConfidenceSamples, distillRouter, DISTILLED_FEATURES, distilledSizes } from "../router/distill.js";
 import { describeFidelity } from "../router/file.js";
 import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../router/text.js";
@@ -116,13 +116,13 @@ async function figureA(slmFile: string): Promise<void> {
   const h = slm.hiddenSize;
   const DEFAULT = `default: distilled confidence, MLP ${distilledSizes(h).join("→")} (hidden)`;
   const EXACT = "exact confidence (full-vocab sort), until the student is learned";
-  const CITER = `learned MLP ${routerSizes(h, h).join("→")} (hidden), router:train's shape`;
+  const CITER = `learned MLP ${citerSizes(h, h).join("→")} (hidden), CITER's shape (router:train --sizes)`;
   variants[DEFAULT] = routed(new LearnedRouter(initMlp(distilledSizes(h), 1), DISTILLED_FEATURES, binding, null, "distilled confidence"));
   variants["token only"] = routed(new FixedRouter("token only", nothing));
   variants[EXACT] = routed(new ConfidenceRouter());
   variants["top-5 probabilities map (inspector candidates)"] = routed(new FixedRouter("topk", { ...nothing, topK: 5 }));
   variants["hidden state"] = routed(new FixedRouter("hidden", { ...nothing, hidden: true }));
-  variants[CITER] = routed(new LearnedRouter(initMlp(routerSizes(h, h), 1), DISTILLED_FEATURES, binding));
+  variants[CITER] = routed(new LearnedRouter(initMlp(citerSizes(h, h), 1), DISTILLED_FEATURES, binding));
   const perToken: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   const promptMs: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (const v of Object.values(variants)) await v(); // warm-up
@@ -153,11 +153,13 @@ async function figureA(slmFile: string): Promise<void> {
   for (const r of rows) log(`  ${r.variant.padEnd(w)} ${r.msPerToken.toFixed(2).padStart(7)} ms  ×${r.ratio.toFixed(3)}  (feature cost vs token-only ${r.extraMs >= 0 ? "+" : ""}${r.extraMs} ms)  ${r.promptMs.toFixed(1).padStart(7)} ms`);
   report.a = { model: path.basename(slmFile), promptTokens: prompt.length, rows, samples: perToken, promptSamples: promptMs };
   const ratio = ratioOf(DEFAULT);
-  figures.push({ name: `a: routing overhead, default router (distilled confidence, MLP ${distilledSizes(h).join("→")} on the hidden state) dry run vs node-llama-cpp greedy`, ratio: +ratio.toFixed(3), target: "<= 1.05", met: ratio <= 1.05 });
+  figures.push({ name: `a: routing overhead, default router (distilled confidence, MLP ${distilledSizes(h).join("→")} on the hidden state; router:train's default network too) dry run vs node-llama-cpp greedy`, ratio: +ratio.toFixed(3), target: "<= 1.05", met: ratio <= 1.05 });
   const exact = ratioOf(EXACT);
   figures.push({ name: "a, first answers: exact confidence router (while the app learns its student) dry run vs node-llama-cpp greedy", ratio: +exact.toFixed(3), target: "<= 1.05", met: exact <= 1.05 });
   const citer = ratioOf(CITER);
-  figures.push({ name: `a': learned router of router:train's shape (MLP ${routerSizes(h, h).join("→")}) dry run vs node-llama-cpp greedy`, ratio: +citer.toFixed(3), target: "<= 1.05", met: citer <= 1.05 });
+  // router:train's default network is the default router's (routerSizes): figure a covers a learned
+  // router too; CITER's own shape is opt-in and reported
+  figures.push({ name: `a': learned router in CITER's shape (MLP ${citerSizes(h, h).join("→")}, router:train --sizes) dry run vs node-llama-cpp greedy`, ratio: +citer.toFixed(3), target: "none (reported)", met: null });
   await ctx.dispose();
   await slm.dispose();
 }

@@ -19,6 +19,7 @@
 import type { LocalModel } from "../electron/engine/localModel.js";
 import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
 import type { FeatureSpec } from "./features.js";
+import { routerSizes } from "./mlp.js";
 import { bindingOf, DISTILLED_TARGET, encodeRouterFile, type Fidelity, type RouterFileJson } from "./file.js";
 import { LearnedRouter } from "./learnedRouter.js";
 import { splitByGroup, trainRouterInSlices, type TrainData, type TrainOptions, type TrainReport } from "./train.js";
@@ -27,7 +28,7 @@ export const DISTILLED_FEATURES: FeatureSpec = { hidden: true, top1: false, dist
 /** What each collection step computes: the teacher's score and the student's input. */
 export const DISTILL_NEEDS: FeatureNeeds = { top1Prob: true, topK: 0, hidden: true };
 /** the student: small enough to train in seconds in plain TypeScript and to score in well under a ms */
-export const distilledSizes = (hiddenSize: number): number[] => [hiddenSize, 128, 64, 1];
+export const distilledSizes = (hiddenSize: number): number[] => routerSizes(hiddenSize, hiddenSize);
 
 /** loss weight 1/(p + this): positions the SLM is unsure of count more */
 const TAIL_WEIGHT = 0.05;

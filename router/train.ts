@@ -22,7 +22,7 @@ export interface TrainData {
 }
 
 export interface TrainOptions {
-  /** width unit of the network: h → 2h → h → 1 (the SLM's hidden size) */
+  /** the SLM's hidden size: the default network is routerSizes(d, hiddenSize) */
   hiddenSize: number;
   seed?: number;
   lr?: number;
