@@ -117,7 +117,7 @@ async function figureA(slmFile: string): Promise<void> {
   const DEFAULT = `default: distilled confidence, MLP ${distilledSizes(h).join("→")} (hidden)`;
   const EXACT = "exact confidence (full-vocab sort), until the student is learned";
   const CITER = `learned MLP ${citerSizes(h, h).join("→")} (hidden), CITER's shape (router:train --sizes)`;
-  variants[DEFAULT] = routed(new LearnedRouter(initMlp(distilledSizes(h), 1), DISTILLED_FEATURES, binding, null, "distilled confidence"));
+  variants[DEFAULT] = routed(new LearnedRouter(initMlp(distilledSizes(h), 1), DISTILLED_FEATURES, binding, null, "distilled"));
   variants["token only"] = routed(new FixedRouter("token only", nothing));
   variants[EXACT] = routed(new ConfidenceRouter());
   variants["top-5 probabilities map (inspector candidates)"] = routed(new FixedRouter("topk", { ...nothing, topK: 5 }));

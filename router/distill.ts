@@ -194,7 +194,7 @@ export async function distillRouter(
   // soft targets (the probability itself), no class balancing: this is regression through BCE
   const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, ...opts.train, signal: opts.signal, log: opts.log });
   const binding = bindingOf(slm);
-  const router = new LearnedRouter(params, DISTILLED_FEATURES, binding, null, "distilled confidence");
+  const router = new LearnedRouter(params, DISTILLED_FEATURES, binding, null, "distilled");
   const { val } = splitByGroup(data.groups, 0.2, seed);
   const x = new Float32Array(data.d);
   const predicted = val.map((r) => {

@@ -34,14 +34,14 @@ export class LearnedRouter implements Router {
     readonly features: FeatureSpec,
     readonly slm: SlmBinding,
     readonly file: string | null = null,
-    /** "learned" (trained on the LLM's preferences) or "distilled confidence" (router/distill.ts) */
-    kind = "learned",
+    /** trained on the LLM's preferences, or distilled from the SLM's own confidence (router/distill.ts) */
+    readonly kind: "learned" | "distilled" = "learned",
   ) {
     const d = featureDim(features, slm.hiddenSize);
     if (params.sizes[0] !== d) throw new RouterFileError(`Router network takes ${params.sizes[0]} inputs but its features (${featureSpecName(features)}) make ${d}`);
     this.needs = featureNeeds(features);
     this.scratch = new Float32Array(d);
-    this.name = `${kind} (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
+    this.name = `${kind === "distilled" ? "distilled confidence" : "learned"} (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
   }
 
   score(f: RouterFeatures): number {
@@ -58,7 +58,7 @@ export class LearnedRouter implements Router {
     const { json, params } = decodeRouterFile(readRouterFileJson(file), file);
     const want = bindingOf(slm);
     if (!sameBinding(json.slm, want)) throw new RouterMismatchError(file, want, json.slm);
-    return new LearnedRouter(params, json.features, want, file, isDistilled(json) ? "distilled confidence" : "learned");
+    return new LearnedRouter(params, json.features, want, file, isDistilled(json) ? "distilled" : "learned");
   }
 }
 
@@ -89,7 +89,7 @@ export function loadRouterFor(
 ): RouterChoice {
   if (opts.file) {
     const router = LearnedRouter.load(opts.file, slm);
-    return { router, kind: kindOf(router), description: `router: ${router.name}` };
+    return { router, kind: router.kind, description: `router: ${router.name}` };
   }
   const dirs = [opts.dir ?? defaultRouterDir(), ...(opts.extraDirs ?? [])];
   const files = dirs.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(ROUTER_FILE_SUFFIX)).sort().map((f) => path.join(dir, f)) : []));
@@ -115,7 +115,5 @@ export function loadRouterFor(
   const why = files.length === 0 ? `no learned or distilled router in ${where}` : `no router in ${where} matches ${slm.identity.name}`;
   return { router, kind: "confidence", description: `router: ${router.name} — ${why}` };
 }
-
-const kindOf = (r: LearnedRouter): RouterChoice["kind"] => (r.name.startsWith("distilled") ? "distilled" : "learned");
 
 export type { RouterFileJson };

@@ -142,8 +142,13 @@ export function* trainRouterSteps(data: TrainData, opts: TrainOptions): Generato
   const rng = new Rng(seed ^ 0x9e3779b9);
   const trainer = new MlpTrainer(params, { lr, dropout, weightDecay }, rng);
   const evalRows = val.length > 0 ? val : train;
-  const valLossOf = (): { loss: number; probs: Float64Array } => {
-    const probs = trainer.predict(data.X, evalRows);
+  // in chunks of a minibatch, yielding between them like the training steps
+  const valLossOf = function* (): Generator<void, { loss: number; probs: Float64Array }, void> {
+    const probs = new Float64Array(evalRows.length);
+    for (let s = 0; s < evalRows.length; s += batchSize) {
+      probs.set(trainer.predict(data.X, evalRows.slice(s, s + batchSize)), s);
+      yield;
+    }
     let l = 0;
     evalRows.forEach((r, k) => (l += bce(probs[k]!, data.y[r]!)));
     return { loss: l / evalRows.length, probs };
@@ -163,7 +168,7 @@ export function* trainRouterSteps(data: TrainData, opts: TrainOptions): Generato
       yield;
     }
     trainLoss.push(sum / batches);
-    const v = valLossOf();
+    const v = yield* valLossOf();
     valLoss.push(v.loss);
     opts.log?.(`epoch ${epoch + 1}: train loss ${trainLoss[epoch]!.toFixed(4)} · val loss ${v.loss.toFixed(4)}`);
     if (v.loss < best.loss - 1e-5) best = { loss: v.loss, epoch, params: trainer.snapshot(), probs: v.probs };
