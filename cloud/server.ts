@@ -373,7 +373,7 @@ class Api {
         return sendJson(res, 200, { ok: true });
       case "next": {
         const r = parseNext(parseJson(body), vocab);
-        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft, r.prefix));
+        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft, r.prefix, r.logprob));
       }
       case "append": {
         const r = parseAppend(parseJson(body), vocab);

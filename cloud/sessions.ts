@@ -324,7 +324,7 @@ export class SessionManager {
    * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
    * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
    */
-  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string): Promise<NextResponse> {
+  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string, logprob = true): Promise<NextResponse> {
     return this.enqueue(id, async (s) => {
       this.checkDelta(s, base, tokens, prefix);
       let delta: readonly number[] = tokens;
@@ -338,7 +338,7 @@ export class SessionManager {
         this.counters.rePredictions++;
       }
       await this.rollback(s, keep);
-      const prediction = await this.evaluate(s, delta, topK);
+      const prediction = await this.evaluate(s, delta, logprob ? topK : 0, logprob);
       this.counters.predictions++;
       const t0 = performance.now();
       const continuation = draft > 0 ? await this.continueGreedily(s, prediction.tokenId, draft) : undefined;
@@ -555,11 +555,12 @@ export class SessionManager {
   }
 
   private async evaluate(s: Session, tokens: readonly number[]): Promise<void>;
-  private async evaluate(s: Session, tokens: readonly number[], topK: number): Promise<Omit<NextResponse, keyof AppendResponse>>;
+  private async evaluate(s: Session, tokens: readonly number[], topK: number, logprob: boolean): Promise<Omit<NextResponse, keyof AppendResponse>>;
   private async evaluate(
     s: Session,
     tokens: readonly number[],
     topK?: number,
+    logprob = true,
   ): Promise<Omit<NextResponse, keyof AppendResponse> | void> {
     try {
       if (topK === undefined) {
@@ -573,12 +574,14 @@ export class SessionManager {
         ...ids.slice(0, -1),
         // temperature 0: greedy, and the probabilities are the full softmax, not renormalised over a
         // truncated candidate set (FACTS.md)
-        [last, { generateNext: { token: true, confidence: true, probabilities: topK > 0, options: { temperature: 0 } } }],
+        // the log-probability (`confidence`) sorts the whole vocabulary: only when asked (NextRequest.logprob)
+        [last, { generateNext: { token: true, confidence: logprob, probabilities: logprob && topK > 0, options: { temperature: 0 } } }],
       ]);
       this.counters.tokensEvaluated += tokens.length;
       const next = results[tokens.length - 1]?.next;
-      if (next?.token == null || next.confidence === undefined) throw new Error("node-llama-cpp returned no next token");
-      return { tokenId: next.token, logprob: safeLog(next.confidence), top: topLogprobs(next.probabilities, topK) };
+      if (next?.token == null || (logprob && next.confidence === undefined)) throw new Error("node-llama-cpp returned no next token");
+      if (!logprob) return { tokenId: next.token, top: [] };
+      return { tokenId: next.token, logprob: safeLog(next.confidence!), top: topLogprobs(next.probabilities, topK) };
     } catch (err) {
       if (err instanceof ContextShiftRefused) {
         throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);

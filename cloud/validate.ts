@@ -81,7 +81,10 @@ export function parseNext(v: unknown, vocabSize: number): Required<Omit<NextRequ
   const o = object(v, "request body");
   const topK = o.topK === undefined ? 0 : integer(o.topK, "topK", 0, PROTOCOL_LIMITS.maxTopK);
   const draft = o.draft === undefined ? 0 : integer(o.draft, "draft", 0, PROTOCOL_LIMITS.maxDraft);
-  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft, ...prefixOf(o) };
+  if (o.logprob !== undefined && typeof o.logprob !== "boolean") throw bad("logprob must be true or false");
+  const logprob = o.logprob !== false;
+  if (!logprob && topK > 0) throw bad("topK needs logprob (the alternatives are log-probabilities)");
+  return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft, logprob, ...prefixOf(o) };
 }
 
 export function parseTruncate(v: unknown): TruncateRequest {

@@ -109,6 +109,12 @@ export interface NextRequest extends AppendRequest {
    * nothing more for them; one that does not sends a `base` that truncates them.
    */
   draft?: number;
+  /**
+   * Whether to return the predicted token's log-probability (default true). false: the token only, and
+   * no top-k. A log-probability costs the server a sort of the whole vocabulary per call through
+   * node-llama-cpp (~12 ms of CPU on Qwen's 152k), which bounds how many calls a server answers.
+   */
+  logprob?: boolean;
 }
 
 export interface TokenLogprob {
@@ -119,7 +125,8 @@ export interface TokenLogprob {
 export interface NextResponse extends AppendResponse {
   /** the LLM's greedy next token after the session's tokens */
   tokenId: number;
-  logprob: number;
+  /** absent when the request said `logprob: false` */
+  logprob?: number;
   top: TokenLogprob[];
   /**
    * When `draft` was asked for: the LLM's greedy continuation after `tokenId` (it may stop early, at

@@ -80,12 +80,14 @@ export interface ServiceOptions {
 }
 
 /**
- * SLM candidates for the inspector, by default only where they are cheap: node-llama-cpp 3.21 gives
- * top-k only as the full probability map, ~70 ms a token on Qwen's 152k vocabulary (FACTS.md) — more
- * than the step itself, and it would undo the distilled router's saving. Free on small vocabularies.
+ * Inspector extras that touch every logit, by default only where that is cheap. node-llama-cpp 3.21
+ * gives the SLM's top-k only as the full probability map, ~70–90 ms a token on Qwen's 152k vocabulary
+ * (FACTS.md, bench a) — more than the step itself, undoing the distilled router's saving; and the
+ * cloud token's log-probability costs the server a full sort per call. Free on small vocabularies.
  */
-export const CHEAP_CANDIDATES_MAX_VOCAB = 32_768;
-export const inspectorCandidates = (vocabSize: number): number => (vocabSize <= CHEAP_CANDIDATES_MAX_VOCAB ? 5 : 0);
+export const CHEAP_VOCAB_MAX = 32_768;
+export const cheapOnVocabulary = (vocabSize: number): boolean => vocabSize <= CHEAP_VOCAB_MAX;
+export const inspectorCandidates = (vocabSize: number): number => (cheapOnVocabulary(vocabSize) ? 5 : 0);
 
 export const emptyStage = (source: string | null = null): StageStatus => ({ source, name: null, loaded: false, error: null, progress: null });
 
@@ -595,6 +597,9 @@ export class TandemService implements BridgeApi {
         url: checked.url,
         token: checked.token || undefined,
         deadlineMs: this.opts.deadlineMs,
+        // the cloud token's log-probability for the inspector, where it does not cost the server a
+        // full-vocabulary sort per call that bounds how many users it serves (NextRequest.logprob)
+        logprob: cheapOnVocabulary(this.slm.vocabSize),
         onStateChange: (state, detail) => {
           if (this.cloud !== client) return; // a replaced client's late news
           this.setCloudStatus(state === "unknown" ? "connecting" : state, detail ?? null, client.model?.name ?? null);

@@ -82,7 +82,7 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       expect(got.logprob).toBeLessThanOrEqual(0);
       expect(got.top.length).toBe(5);
       expect(got.top[0]!.tokenId).toBe(got.tokenId);
-      expect(got.top[0]!.logprob).toBeCloseTo(got.logprob, 6);
+      expect(got.top[0]!.logprob).toBeCloseTo(got.logprob!, 6);
       for (let i = 1; i < got.top.length; i++) expect(got.top[i]!.logprob).toBeLessThanOrEqual(got.top[i - 1]!.logprob);
       expect(got.logprob).toBeCloseTo(want.logprob, 3);
       expect(got.top.map((c) => c.tokenId)).toEqual(want.top.map((c) => c.id));

@@ -163,6 +163,22 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     await call(server, "DELETE", `/v1/sessions/${id}`);
   });
 
+  it("answers with the token only when asked (logprob: false): the same greedy tokens, no log-probability", async () => {
+    const id = await createSession();
+    let length = 0;
+    let delta = ref.slice(0, promptLength);
+    for (let step = 0; step < 4; step++) {
+      const r = await call(server, "POST", `/v1/sessions/${id}/next`, { base: length, tokens: delta, logprob: false });
+      expect(r.status).toBe(200);
+      length += delta.length;
+      expect(r.body.tokenId).toBe(ref[length]);
+      expect(r.body).not.toHaveProperty("logprob");
+      expect(r.body.top).toEqual([]);
+      delta = [r.body.tokenId];
+    }
+    await call(server, "DELETE", `/v1/sessions/${id}`);
+  });
+
   it("evaluates only the delta", async () => {
     const id = await createSession();
     const a = await call(server, "POST", `/v1/sessions/${id}/append`, { base: 0, tokens: ref.slice(0, 20) });
@@ -300,6 +316,8 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
       { base: 0, tokens: [1], topK: -1 },
       { base: 0, tokens: [1], draft: PROTOCOL_LIMITS.maxDraft + 1 },
       { base: 0, tokens: [1], draft: 1.5 },
+      { base: 0, tokens: [1], logprob: "no" },
+      { base: 0, tokens: [1], logprob: false, topK: 2 }, // alternatives are log-probabilities
       { base: 0, tokens: new Array(PROTOCOL_LIMITS.maxDeltaTokens + 1).fill(1) },
       [0, [1]],
       null,

@@ -3,6 +3,7 @@
  * server evaluates only those — bytes and work per call follow the delta, not the conversation.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { randomQwenPair, startPair, type RunningPair } from "../helpers/pair.js";
 
 describe("delta protocol", () => {
@@ -39,7 +40,21 @@ describe("delta protocol", () => {
     const fresh = await pair.client();
     const reference = await fresh.next(edited);
     expect(r.tokenId).toBe(reference.tokenId);
-    expect(r.logprob).toBeCloseTo(reference.logprob, 4);
+    expect(r.logprob).toBeCloseTo(reference.logprob!, 4);
+  });
+
+  it("token-only calls (logprob: false) give the same tokens, without log-probabilities", async () => {
+    const full = await pair.client();
+    const lean = await pair.client({ logprob: false });
+    const h = history(30, 3);
+    for (let n = 20; n < 30; n += 3) {
+      const a = await full.next(h.slice(0, n));
+      const b = await lean.next(h.slice(0, n));
+      expect(b.tokenId).toBe(a.tokenId);
+      expect(a.logprob).toBeLessThanOrEqual(0);
+      expect(b.logprob).toBeUndefined();
+    }
+    expect(() => new TandemCloudClient({ url: "http://127.0.0.1:1", logprob: false, topK: 3 })).toThrow(/need logprob/);
   });
 
   it("bytes uploaded per call grow with the delta, not with the conversation", async () => {

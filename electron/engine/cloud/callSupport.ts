@@ -5,6 +5,7 @@
  * once instead of waiting on a dead server; one success resets it.
  */
 import { CloudCallError, type CloudState } from "./peer.js";
+import type { TokenLogprob } from "../../../shared/protocol.js";
 
 export interface HealthOptions {
   /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
@@ -131,24 +132,31 @@ export function parseCloudUrl(url: string): string {
   return u.toString().replace(/\/$/, "");
 }
 
+interface CheckedToken {
+  tokenId: number;
+  logprob?: number;
+  top: TokenLogprob[];
+}
+
 /**
  * Checks a next-token reply from any cloud: a token inside the device's vocabulary, finite log-probabilities
  * ≤ 0 (a tiny positive rounding error allowed), well-formed top-k. A misbehaving server must never
  * put an impossible token into the answer.
  */
-export function checkTokenReply(
-  r: { tokenId: unknown; logprob: unknown; top: unknown },
-  vocabSize: number,
-): { tokenId: number; logprob: number; top: { tokenId: number; logprob: number }[] } {
+export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number): CheckedToken & { logprob: number };
+/** `wantLogprob` false: the request asked for the token only (NextRequest.logprob), so it may be absent */
+export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob: boolean): CheckedToken;
+export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob = true): CheckedToken {
   const okToken = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocabSize;
   const okLogprob = (l: unknown): l is number => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
   if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
-  if (!okLogprob(r.logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
+  const logprob = r.logprob === undefined && !wantLogprob ? undefined : r.logprob;
+  if (logprob !== undefined && !okLogprob(logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
   const top = r.top as { tokenId: unknown; logprob: unknown }[];
   if (!Array.isArray(top) || !top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
     throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
   }
-  return { tokenId: r.tokenId, logprob: r.logprob, top: top.map((c) => ({ tokenId: c.tokenId as number, logprob: c.logprob as number })) };
+  return { tokenId: r.tokenId, logprob, top: top.map((c) => ({ tokenId: c.tokenId as number, logprob: c.logprob as number })) };
 }
 
 /** Checks a continuation (NextResponse.draft): at most `asked` in-vocabulary token IDs. */

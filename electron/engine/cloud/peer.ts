@@ -8,7 +8,8 @@ import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
 
 export interface CloudStep {
   tokenId: number;
-  logprob: number;
+  /** absent when the peer was asked for the token only (TandemClientOptions.logprob) */
+  logprob?: number;
   top: TokenLogprob[];
   /** wall time of the call, ms */
   latencyMs: number;

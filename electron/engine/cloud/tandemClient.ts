@@ -42,6 +42,11 @@ export interface TandemClientOptions extends HealthOptions {
   deadlineMs?: number;
   /** top-k alternatives to ask for (0 = only the chosen token's log-probability) */
   topK?: number;
+  /**
+   * Ask for the cloud token's log-probability (default true; shown in the inspector). On a large
+   * vocabulary it costs the server a full sort per call (NextRequest.logprob): false spares it.
+   */
+  logprob?: boolean;
   /** stream committed tokens to the server between calls (default true; false = the blocking client) */
   backgroundSync?: boolean;
   /**
@@ -99,6 +104,7 @@ export class TandemCloudClient implements CloudPeer {
     this.base = parseCloudUrl(opts.url);
     this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.topK = Math.max(0, Math.min(opts.topK ?? 0, PROTOCOL_LIMITS.maxTopK));
+    if (opts.logprob === false && this.topK > 0) throw new Error("topK alternatives are log-probabilities: they need logprob");
     this.health = new CloudHealth(opts);
   }
 
@@ -248,12 +254,12 @@ export class TandemCloudClient implements CloudPeer {
       this.confirmed = history.slice(0, r.length);
       base = r.length;
     }
-    const body: NextRequest = { ...delta(history, base, history.slice(base)), topK: this.topK, ...(draft > 0 ? { draft } : {}) };
+    const body: NextRequest = { ...delta(history, base, history.slice(base)), topK: this.topK, ...(draft > 0 ? { draft } : {}), ...(this.opts.logprob === false ? { logprob: false } : {}) };
     const epoch = ++this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
     const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
-    checkTokenReply(r, this.device!.vocabSize);
+    checkTokenReply(r, this.device!.vocabSize, this.opts.logprob !== false);
     const continuation = checkDraftReply(r.draft, draft, this.device!.vocabSize);
     // with a continuation the server also evaluated the predicted token and all but its last token
     const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();

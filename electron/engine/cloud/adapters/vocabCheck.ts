@@ -316,7 +316,7 @@ async function nextTokenCheck(o: CloudCheckOptions, timeoutMs: number): Promise<
     return {
       name: "next token",
       status: "PASS",
-      detail: `after ${short(CHECK_PROMPT)}: token ${first.tokenId} ${short(dev.detokenize([first.tokenId]), 20)}, log-probability ${first.logprob.toFixed(3)}, ${first.latencyMs.toFixed(0)} ms; ${evaluated}`,
+      detail: `after ${short(CHECK_PROMPT)}: token ${first.tokenId} ${short(dev.detokenize([first.tokenId]), 20)}, ${first.logprob === undefined ? "no log-probability" : `log-probability ${first.logprob.toFixed(3)}`}, ${first.latencyMs.toFixed(0)} ms; ${evaluated}`,
     };
   } catch (err) {
     const reason = err instanceof CloudCallError ? ` (${err.reason})` : "";
