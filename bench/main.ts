@@ -273,7 +273,7 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
     const k = Math.max(1, Math.round(confidences.length / share));
     tau = (confidences[k - 1]! + confidences[Math.min(k, confidences.length - 1)]!) / 2;
   }
-  log(`\n(${fig}) network hiding: blocking vs hiding client, cloud positions: ${schedule === "every 14th" ? `every ${share}th (${(100 / share).toFixed(1)}%, isolated)` : `default router at τ ${tau.toFixed(3)} (~${(100 / share).toFixed(0)}% of a local answer)`}, ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
+  log(`\n(${fig}) network hiding: blocking vs hiding client, cloud positions: ${schedule === "every 14th" ? `every ${share}th (${(100 / share).toFixed(1)}%, isolated)` : `confidence router at τ ${tau.toFixed(3)} (~${(100 / share).toFixed(0)}% of a local answer)`}, ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
   type Row = { ms: number[]; lost: number[]; calls: number[]; cloudTokens: number[] };
   const rows: Record<string, Row> = {};
   const outputs: Record<string, string[]> = {};
@@ -446,7 +446,7 @@ async function main(): Promise<void> {
     if (fx.storiesSlm && fx.storiesLlm) await figureC("c", fx.storiesSlm, fx.storiesLlm, "router 7%");
     else {
       log(`\n(c) skipped: ${fx.sharedMissingReason ?? "the stories pair is missing"}`);
-      figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, default router", ratio: null, target: "<= 0.5", met: false, note: "the stories pair is missing" });
+      figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, confidence router", ratio: null, target: "<= 0.5", met: false, note: "the stories pair is missing" });
     }
     // ...and at a higher cloud share, where the router's positions cluster and continuations answer several at once
     if (fx.storiesSlm && fx.storiesLlm) await figureC("c-25%", fx.storiesSlm, fx.storiesLlm, "router 25%");

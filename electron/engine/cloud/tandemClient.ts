@@ -99,6 +99,8 @@ export class TandemCloudClient implements CloudPeer {
   private readonly callsInFlight = new Map<readonly number[], { draft: boolean }>();
   /** a session being created, awaited by every call that needs one */
   private creating: Promise<void> | null = null;
+  /** close() was called: no new sessions */
+  private closed = false;
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
@@ -132,6 +134,7 @@ export class TandemCloudClient implements CloudPeer {
 
   async next(history: readonly number[], signal?: AbortSignal, opts: NextOptions = {}): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
+    if (this.closed) throw new CloudCallError("offline", "the cloud client was closed");
     this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
@@ -170,7 +173,7 @@ export class TandemCloudClient implements CloudPeer {
 
   /** Starts a background append of what the server lacks, unless one is running or it must not. */
   private pump(): void {
-    if (this.syncing || this.callsInFlight.size > 0 || this.syncPaused || !this.sessionId || !this.health.open) return;
+    if (this.closed || this.syncing || this.callsInFlight.size > 0 || this.syncPaused || !this.sessionId || !this.health.open) return;
     // runs after every token: compare in place, copy only when an append goes out
     const base = commonPrefixLength(this.confirmed, this.observed, this.observedLength);
     if (this.observedLength - base < Math.max(1, this.opts.syncChunk ?? DEFAULT_SYNC_CHUNK)) return;
@@ -205,6 +208,9 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   async close(): Promise<void> {
+    // terminal: a call still in flight must not open a new session when it finds this one deleted
+    // (it would hold a server slot until idle eviction)
+    this.closed = true;
     this.observed = [];
     this.observedLength = 0;
     this.syncPaused = false;
@@ -294,6 +300,7 @@ export class TandemCloudClient implements CloudPeer {
    * calls in flight that found it lost (the decoder pipelines several), not one each.
    */
   private async ensureSession(signal: AbortSignal, lost?: string): Promise<void> {
+    if (this.closed) throw new CloudCallError("offline", "the cloud client was closed");
     if (this.sessionId && this.sessionId !== lost) return;
     this.creating ??= this.createSession(signal).finally(() => (this.creating = null));
     await this.creating;
@@ -312,6 +319,11 @@ export class TandemCloudClient implements CloudPeer {
     }
     if (typeof res?.sessionId !== "string" || !res.model || typeof res.model.vocabHash !== "string") {
       throw new CloudCallError("malformed", "malformed session reply");
+    }
+    if (this.closed) {
+      // closed while the session was being opened: give it back at once
+      await this.request("DELETE", `/v1/sessions/${res.sessionId}`, undefined, AbortSignal.timeout(this.deadlineMs)).catch(() => undefined);
+      throw new CloudCallError("offline", "the cloud client was closed");
     }
     this.cloudModel = res.model;
     if (res.model.vocabHash !== this.device!.vocabHash) throw new VocabularyMismatchError(this.device!, res.model);
