@@ -22,7 +22,7 @@ import type { FeatureSpec } from "./features.js";
 import { routerSizes } from "./mlp.js";
 import { bindingOf, DISTILLED_TARGET, encodeRouterFile, type Fidelity, type RouterFileJson } from "./file.js";
 import { LearnedRouter } from "./learnedRouter.js";
-import { splitByGroup, trainRouterInSlices, type TrainData, type TrainOptions, type TrainReport } from "./train.js";
+import { splitByGroup, trainRouterInSlices, type TrainData, type TrainReport } from "./train.js";
 
 export const DISTILLED_FEATURES: FeatureSpec = { hidden: true, top1: false, dist: false, topK: 0 };
 /** What each collection step computes: the teacher's score and the student's input. */
@@ -41,32 +41,41 @@ export const FIDELITY_SHARES = [0.05, 0.07, 0.1, 0.2] as const;
  */
 export const MIN_OVERLAP_AT_10 = 0.6;
 
-/** (hidden state, top-1 probability) pairs, grouped by sequence (the split keeps sequences whole). */
+/**
+ * (hidden state, top-1 probability) pairs, grouped by sequence (the split keeps sequences whole). The
+ * hidden states go straight into one row-major buffer, grown by doubling, which training reads as is:
+ * no allocation per token while recording, and no second copy of them to train.
+ */
 export class ConfidenceSamples {
-  private rows: Float32Array[] = [];
+  private X = new Float32Array(0);
   readonly top1: number[] = [];
   readonly groups: number[] = [];
 
   constructor(readonly hiddenSize: number) {}
 
   get size(): number {
-    return this.rows.length;
+    return this.top1.length;
   }
 
   /** Records one step; returns false (and records nothing) when a feature is missing or unusable. */
   add(f: RouterFeatures, group: number): boolean {
     if (!f.hidden || f.hidden.length !== this.hiddenSize || !Number.isFinite(f.top1Prob)) return false;
-    this.rows.push(Float32Array.from(f.hidden));
+    const d = this.hiddenSize;
+    const at = this.size * d;
+    if (at + d > this.X.length) {
+      const grown = new Float32Array(Math.max(d * 256, this.X.length * 2));
+      grown.set(this.X);
+      this.X = grown;
+    }
+    this.X.set(f.hidden, at);
     this.top1.push(Math.min(1, Math.max(0, f.top1Prob)));
     this.groups.push(group);
     return true;
   }
 
   trainData(): TrainData {
-    const d = this.hiddenSize;
-    const X = new Float32Array(this.rows.length * d);
-    this.rows.forEach((r, i) => X.set(r, i * d));
-    return { X, y: Float32Array.from(this.top1), groups: Int32Array.from(this.groups), n: this.rows.length, d };
+    const n = this.size;
+    return { X: this.X.subarray(0, n * this.hiddenSize), y: Float32Array.from(this.top1), groups: Int32Array.from(this.groups), n, d: this.hiddenSize };
   }
 }
 
@@ -79,11 +88,11 @@ export class ConfidenceSamples {
 export async function collectConfidenceSamples(
   slm: LocalModel,
   sequences: readonly (readonly number[])[],
-  opts: { from: number; generate: number; maxSamples?: number; log?: (s: string) => void; into?: ConfidenceSamples },
+  opts: { from: number; generate: number; maxSamples?: number; log?: (s: string) => void },
 ): Promise<ConfidenceSamples> {
-  const set = opts.into ?? new ConfidenceSamples(slm.hiddenSize);
+  const set = new ConfidenceSamples(slm.hiddenSize);
   const max = opts.maxSamples ?? Infinity;
-  let group = set.groups.length ? Math.max(...set.groups) + 1 : 0;
+  let group = 0;
   for (const [k, seq] of sequences.entries()) {
     if (set.size >= max || seq.length <= opts.from) continue;
     let step = await slm.begin(seq.slice(0, opts.from), DISTILL_NEEDS);
@@ -179,7 +188,6 @@ export async function distillRouter(
     signal?: AbortSignal;
     log?: (s: string) => void;
     source?: string;
-    train?: Partial<TrainOptions>;
     /** the routed-set overlap at a 10% share it must reach to be usable (default MIN_OVERLAP_AT_10) */
     minOverlap?: number;
   } = {},
@@ -190,17 +198,13 @@ export async function distillRouter(
   // (measured on stories260K, 22k positions: routed-set overlap at 5% 49% → 54%, at 7% 53% → 58%)
   data.weights = Float64Array.from(samples.top1, (p) => 1 / (p + TAIL_WEIGHT));
   if (new Set(data.groups).size < 2) throw new Error("Distillation needs samples from at least two sequences (one is held out)");
-  const sizes = opts.train?.sizes ?? distilledSizes(slm.hiddenSize);
+  const sizes = distilledSizes(slm.hiddenSize);
   // soft targets (the probability itself), no class balancing: this is regression through BCE
-  const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, ...opts.train, signal: opts.signal, log: opts.log });
+  const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, signal: opts.signal, log: opts.log });
   const binding = bindingOf(slm);
   const router = new LearnedRouter(params, DISTILLED_FEATURES, binding, null, "distilled");
   const { val } = splitByGroup(data.groups, 0.2, seed);
-  const x = new Float32Array(data.d);
-  const predicted = val.map((r) => {
-    x.set(data.X.subarray(r * data.d, (r + 1) * data.d));
-    return router.scoreVector(x);
-  });
+  const predicted = val.map((r) => router.scoreVector(data.X.subarray(r * data.d, (r + 1) * data.d)));
   const fid = fidelity(val.map((r) => samples.top1[r]!), predicted);
   const json = encodeRouterFile({
     slm: { ...binding, vocabSize: slm.vocabSize },

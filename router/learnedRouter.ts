@@ -55,7 +55,12 @@ export class LearnedRouter implements Router {
 
   /** Loads a router file for `slm`; throws RouterMismatchError when it was trained on another model. */
   static load(file: string, slm: { identity: ModelIdentity; hiddenSize: number }): LearnedRouter {
-    const { json, params } = decodeRouterFile(readRouterFileJson(file), file);
+    return LearnedRouter.fromFile(decodeRouterFile(readRouterFileJson(file), file), file, slm);
+  }
+
+  /** The router of an already read and decoded file (see load). */
+  static fromFile(decoded: { json: RouterFileJson; params: MlpParams }, file: string, slm: { identity: ModelIdentity; hiddenSize: number }): LearnedRouter {
+    const { json, params } = decoded;
     const want = bindingOf(slm);
     if (!sameBinding(json.slm, want)) throw new RouterMismatchError(file, want, json.slm);
     return new LearnedRouter(params, json.features, want, file, isDistilled(json) ? "distilled" : "learned");
@@ -96,9 +101,10 @@ export function loadRouterFor(
   let distilled: { router: LearnedRouter; json: RouterFileJson } | null = null;
   for (const full of files) {
     try {
-      const { json } = decodeRouterFile(readRouterFileJson(full), full);
+      const decoded = decodeRouterFile(readRouterFileJson(full), full);
+      const { json } = decoded;
       if (!sameBinding(json.slm, bindingOf(slm))) continue;
-      const router = LearnedRouter.load(full, slm);
+      const router = LearnedRouter.fromFile(decoded, full, slm);
       if (!isDistilled(json)) return { router, kind: "learned", description: `router: ${router.name}` };
       distilled ??= { router, json };
     } catch {
