@@ -12,7 +12,7 @@ import type { Token } from "node-llama-cpp";
 import { startCloudServer } from "../cloud/server.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { TandemCloudClient } from "../electron/engine/cloud/tandemClient.js";
-import { LocalModel } from "../electron/engine/localModel.js";
+import { LocalModel } from "../shared/node/localModel.js";
 import { ensureBenchFixtures, ensureFixtures } from "../models/fixtures.js";
 import { threadsFor } from "../shared/node/llama.js";
 import { ConfidenceRouter, type FeatureNeeds, type Router, type RouterFeatures } from "../shared/router.js";

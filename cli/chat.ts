@@ -23,7 +23,7 @@ import { TandemCloudClient, DEFAULT_DEADLINE_MS } from "../electron/engine/cloud
 import { CLOUD_KINDS, createCloudPeer, vocabularyProbe, type CloudKind } from "../electron/engine/cloud/adapters/index.js";
 import { authFailure, checkCloudSettings, CloudSettingsError } from "../electron/engine/cloudSettings.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
-import { LocalModel } from "../electron/engine/localModel.js";
+import { LocalModel } from "../shared/node/localModel.js";
 import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { demoPair } from "./demoPair.js";
 

@@ -18,6 +18,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   out_of_sync: 409,
   context_overflow: 413,
   too_many_sessions: 429,
+  // /route on a server started without an SLM replica, or for a router it cannot run
+  no_replica: 501,
   rate_limited: 429,
   internal: 500,
 };

@@ -15,6 +15,9 @@ import {
   type CreateSessionResponse,
   type HealthResponse,
   type ModelIdentity,
+  type RouteLine,
+  type RouteRequest,
+  type RouterUploadResponse,
 } from "../shared/protocol.js";
 import { getTandemLlama } from "../shared/node/llama.js";
 import { loadModelFile, modelIdentity, resolveModelSource, VocabularyMismatchError } from "../shared/node/modelFile.js";
@@ -24,7 +27,8 @@ import { readBody, sendJson } from "./http.js";
 import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from "./rateLimit.js";
 import { MIB } from "./memory.js";
 import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
-import { parseAppend, parseCreateSession, parseJson, parseNext, parseTruncate } from "./validate.js";
+import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
+import { SlmReplica } from "./replica.js";
 
 export interface CloudServerOptions {
   /** a GGUF path or an `hf:` URI / URL (downloaded if missing); ignored when `model` is given */
@@ -70,6 +74,13 @@ export interface CloudServerOptions {
   threads?: number;
   /** where errors and notices go (default: stderr) */
   log?: (message: string) => void;
+  /**
+   * The device's SLM (a GGUF path or URI), to replicate its routed decoding (/route: one round trip
+   * for a stretch of routed positions). Loaded on the same runtime as the LLM.
+   */
+  replicaModelPath?: string;
+  /** conversations the replica follows at once (default 4) */
+  replicaSlots?: number;
 }
 
 export interface CloudServerStats extends SessionStats {
@@ -153,6 +164,7 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
   }
 
   let sessions: SessionManager | undefined;
+  let replica: SlmReplica | undefined;
   try {
     const identity = modelIdentity(model);
     sessions = await SessionManager.create({
@@ -167,10 +179,15 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       idleTimeoutMs: opts.idleTimeoutMs,
       maxSessionsPerOwner: opts.maxSessionsPerClient,
     });
+    if (opts.replicaModelPath) {
+      replica = await SlmReplica.load(model.llama, await resolveModelSource(opts.replicaModelPath), { slots: opts.replicaSlots, contextSize: sessions.capacity });
+      if (replica.identity.vocabHash !== identity.vocabHash) throw new VocabularyMismatchError(replica.identity, identity);
+    }
     const runtime: RuntimeInfo = { gpu: model.llama.gpu, gpuLayers: model.gpuLayers, totalLayers: model.fileInsights.totalLayers };
     const startedAt = Date.now();
     const api = new Api(
       sessions,
+      replica,
       identity,
       verify,
       opts.rateLimit === false ? undefined : new TokenBucketLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT),
@@ -230,11 +247,13 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
         (closing ??= (async () => {
           await closeServer(server);
           await manager.dispose();
+          await replica?.dispose();
           if (ownsModel) await model.dispose();
         })()),
     };
   } catch (err) {
     await sessions?.dispose();
+    await replica?.dispose();
     if (ownsModel) await model.dispose();
     throw err;
   }
@@ -286,6 +305,7 @@ class Api {
 
   constructor(
     private readonly sessions: SessionManager,
+    private readonly replica: SlmReplica | undefined,
     private readonly identity: ModelIdentity,
     private readonly verify: BearerVerifier | undefined,
     private readonly limiter: TokenBucketLimiter | undefined,
@@ -355,11 +375,16 @@ class Api {
         throw new CloudError("vocab_mismatch", new VocabularyMismatchError(device, this.identity).message);
       }
       const { sessionId } = await this.sessions.open(client);
-      const body: CreateSessionResponse = { sessionId, model: this.identity, contextSize: this.sessions.capacity };
+      const body: CreateSessionResponse = {
+        sessionId,
+        model: this.identity,
+        contextSize: this.sessions.capacity,
+        ...(this.replica ? { replica: this.replica.info } : {}),
+      };
       return sendJson(res, 200, body);
     }
 
-    const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate))?$/.exec(path);
+    const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate|route|router))?$/.exec(path);
     if (!m) throw new CloudError("not_found", `No such endpoint: ${path.length > 100 ? `${path.slice(0, 100)}…` : path}`); // not echoed at length
     const [, id, action] = m;
     allowMethods(req, action ? "POST" : "DELETE");
@@ -383,6 +408,46 @@ class Api {
         const r = parseTruncate(parseJson(body));
         return sendJson(res, 200, await this.sessions.truncate(id, r.length));
       }
+      case "router": {
+        const replica = this.requireReplica();
+        this.sessions.touch(id); // the session must exist: routers are uploaded for one
+        const response: RouterUploadResponse = { digest: replica.upload(client, body, parseJson(body)) };
+        return sendJson(res, 200, response);
+      }
+      case "route":
+        return this.routeStream(res, id, client, parseRoute(parseJson(body), vocab));
+    }
+  }
+
+  private requireReplica(): SlmReplica {
+    if (!this.replica) throw new CloudError("no_replica", "This server runs no replica of the device's SLM (start it with --slm)");
+    return this.replica;
+  }
+
+  /**
+   * /route: NDJSON lines as the positions are decided. Errors before the first line are ordinary JSON
+   * errors (out_of_sync, context_overflow, ...); after it, a last `{ error }` line.
+   */
+  private async routeStream(res: ServerResponse, id: string, client: string, r: RouteRequest): Promise<void> {
+    const replica = this.requireReplica();
+    const router = replica.router(client, r.router);
+    const left = new AbortController();
+    res.once("close", () => left.abort());
+    const emit = (line: RouteLine) => {
+      if (!res.headersSent) res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+      if (!res.destroyed) res.write(JSON.stringify(line) + "\n");
+    };
+    try {
+      const done = await this.sessions.route(id, r, (session, history) => replica.follow(session, history, router, r.tau), emit, left.signal);
+      emit({ end: done.end, length: done.length });
+      res.end();
+    } catch (err) {
+      if (!res.headersSent) throw err;
+      const error = err instanceof CloudError ? err : new CloudError("internal", "Internal server error");
+      if (!(err instanceof CloudError)) this.log(`tandem cloud: /route failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.errors[error.code] = (this.errors[error.code] ?? 0) + 1;
+      emit(error.toBody());
+      res.end();
     }
   }
 

@@ -28,11 +28,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { prefixHash, type AppendResponse, type NextResponse, type TokenLogprob } from "../shared/protocol.js";
+import { prefixHash, type AppendResponse, type NextResponse, type RouteEnd, type RouteLine, type TokenLogprob } from "../shared/protocol.js";
 import { threadsFor } from "../shared/node/llama.js";
 import { CloudError, overloaded } from "./errors.js";
 import { orderedOutputsStrategy } from "./batching.js";
 import { kvLayout, MAX_SEQUENCES, sessionsWithinBudget } from "./memory.js";
+import type { ReplicaRun } from "./replica.js";
 
 export const DEFAULT_MAX_SESSIONS = 8;
 export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000;
@@ -89,6 +90,10 @@ export interface SessionCounters {
   rePredictions: number;
   /** continuation tokens predicted for NextRequest.draft */
   draftTokens: number;
+  /** /route streams served, positions they sent, and those the replica routed to the LLM */
+  routeStreams: number;
+  routePositions: number;
+  routeRouted: number;
   rollbacks: number;
   tokensRolledBack: number;
   outOfSync: number;
@@ -181,6 +186,9 @@ export class SessionManager {
     tokensEvaluated: 0,
     rePredictions: 0,
     draftTokens: 0,
+    routeStreams: 0,
+    routePositions: 0,
+    routeRouted: 0,
     rollbacks: 0,
     tokensRolledBack: 0,
     outOfSync: 0,
@@ -321,22 +329,78 @@ export class SessionManager {
   }
 
   /**
+   * Applies the delta, predicts the LLM's token after it, then continues the device's routed decoding
+   * with the replica (RouteRequest): `emit` gets each position as soon as it is decided. `follow` starts
+   * the replica at a history (null: no slot free). Ends after `max` positions, an end-of-generation
+   * token, a full session, when `signal` aborts (the client left) or at once when another request for
+   * the session is waiting (the device's tokens have left the replica's: that request truncates them).
+   */
+  route(
+    id: string,
+    req: { base: number; tokens: readonly number[]; prefix?: string; max: number; position: number },
+    follow: (session: string, history: readonly number[]) => Promise<ReplicaRun | null>,
+    emit: (line: RouteLine) => void,
+    signal: AbortSignal,
+  ): Promise<{ end: RouteEnd; length: number }> {
+    return this.enqueue(id, async (s) => {
+      const { delta, keep } = this.predictionDelta(s, req.base, req.tokens, req.prefix);
+      await this.rollback(s, keep);
+      const first = await this.evaluate(s, delta, 0, false);
+      this.counters.predictions++;
+      this.counters.routeStreams++;
+      this.counters.routePositions++;
+      emit({ tokenId: first.tokenId, routed: true });
+      const end = await this.continueRouted(s, first.tokenId, req, follow, emit, signal);
+      return { end, length: s.sequence.nextTokenIndex };
+    });
+  }
+
+  private async continueRouted(
+    s: Session,
+    first: number,
+    req: { max: number; position: number },
+    follow: (session: string, history: readonly number[]) => Promise<ReplicaRun | null>,
+    emit: (line: RouteLine) => void,
+    signal: AbortSignal,
+  ): Promise<RouteEnd> {
+    if (this.context.model.isEogToken(first as Token)) return "eog";
+    if (req.max <= 1) return "max";
+    const history: number[] = [...s.sequence.contextTokens, first];
+    const run = await follow(s.id, history);
+    if (!run) return "replica-busy";
+    try {
+      // tokens the LLM has not read yet: it reads them in one batch at the next routed position
+      const pending = [first];
+      for (let k = 1; k < req.max; k++) {
+        if (signal.aborted || s.pending > 1 || s.closed) return "preempted";
+        if (history.length >= Math.min(this.capacity, run.capacity)) return "full";
+        const d = run.decide(req.position + k);
+        let token = d.tokenId;
+        if (d.routes) {
+          token = (await this.evaluate(s, pending, 0, false)).tokenId;
+          pending.length = 0;
+          this.counters.routeRouted++;
+        }
+        this.counters.routePositions++;
+        emit({ tokenId: token, routed: d.routes });
+        pending.push(token);
+        history.push(token);
+        if (this.context.model.isEogToken(token as Token)) return "eog";
+        await run.advance(token);
+      }
+      return "max";
+    } finally {
+      run.release();
+    }
+  }
+
+  /**
    * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
    * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
    */
   next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string, logprob = true): Promise<NextResponse> {
     return this.enqueue(id, async (s) => {
-      this.checkDelta(s, base, tokens, prefix);
-      let delta: readonly number[] = tokens;
-      let keep = base;
-      if (delta.length === 0) {
-        // the logits of the last held token are gone (only the most recent decode keeps any, and it
-        // may not have asked for them): drop that token and evaluate it again to predict from it
-        if (base === 0) throw new CloudError("bad_request", "Nothing to predict from: the session holds no tokens and the delta is empty");
-        delta = [s.sequence.contextTokens[base - 1]];
-        keep = base - 1;
-        this.counters.rePredictions++;
-      }
+      const { delta, keep } = this.predictionDelta(s, base, tokens, prefix);
       await this.rollback(s, keep);
       const prediction = await this.evaluate(s, delta, logprob ? topK : 0, logprob);
       this.counters.predictions++;
@@ -349,6 +413,17 @@ export class SessionManager {
         ...(continuation ? { draft: continuation, draftMs: +(performance.now() - t0).toFixed(3) } : {}),
       };
     });
+  }
+
+  /** The tokens to evaluate for a prediction after `tokens[base..]`, and how many held tokens to keep. */
+  private predictionDelta(s: Session, base: number, tokens: readonly number[], prefix?: string): { delta: readonly number[]; keep: number } {
+    this.checkDelta(s, base, tokens, prefix);
+    if (tokens.length > 0) return { delta: tokens, keep: base };
+    // the logits of the last held token are gone (only the most recent decode keeps any, and it
+    // may not have asked for them): drop that token and evaluate it again to predict from it
+    if (base === 0) throw new CloudError("bad_request", "Nothing to predict from: the session holds no tokens and the delta is empty");
+    this.counters.rePredictions++;
+    return { delta: [s.sequence.contextTokens[base - 1]!], keep: base - 1 };
   }
 
   /**
@@ -376,6 +451,11 @@ export class SessionManager {
       throw err;
     }
     return out;
+  }
+
+  /** Checks that the session exists (throws session_not_found otherwise) and marks it used. */
+  touch(id: string): void {
+    this.get(id).lastUsed = this.now();
   }
 
   /** Cuts the session's history to `length` tokens. */

@@ -4,6 +4,8 @@
  * client can add optional fields without breaking an older server of the same protocol version.
  */
 import {
+  type ReplicaRouter,
+  type RouteRequest,
   PROTOCOL_LIMITS,
   PROTOCOL_VERSION,
   type AppendRequest,
@@ -85,6 +87,29 @@ export function parseNext(v: unknown, vocabSize: number): Required<Omit<NextRequ
   const logprob = o.logprob !== false;
   if (!logprob && topK > 0) throw bad("topK needs logprob (the alternatives are log-probabilities)");
   return { base: integer(o.base, "base", 0), tokens: tokens(o.tokens, vocabSize), topK, draft, logprob, ...prefixOf(o) };
+}
+
+/** A /route request; `routers` are the kinds this server's replica can run. */
+export function parseRoute(v: unknown, vocabSize: number): RouteRequest {
+  const o = object(v, "request body");
+  const tau = o.tau;
+  if (typeof tau !== "number" || !Number.isFinite(tau) || tau < 0 || tau > 1) throw bad(`tau must be a number in [0, 1], got ${describe(tau)}`);
+  const r = object(o.router, "router");
+  let router: ReplicaRouter;
+  if (r.kind === "confidence") router = { kind: "confidence" };
+  else if (r.kind === "mlp") {
+    if (typeof r.digest !== "string" || !/^[0-9a-f]{64}$/.test(r.digest)) throw bad("router.digest must be the sha256 the router upload answered with (64 lowercase hex digits)");
+    router = { kind: "mlp", digest: r.digest };
+  } else throw bad(`router.kind must be "confidence" or "mlp", got ${describe(r.kind)}`);
+  return {
+    base: integer(o.base, "base", 0),
+    tokens: tokens(o.tokens, vocabSize),
+    ...prefixOf(o),
+    tau,
+    router,
+    position: integer(o.position, "position", 0),
+    max: integer(o.max, "max", 1, PROTOCOL_LIMITS.maxRoute),
+  };
 }
 
 export function parseTruncate(v: unknown): TruncateRequest {

@@ -3,7 +3,7 @@
  * cost of each feature; on Qwen's 152k vocabulary the top-k path is the expensive one — FACTS.md).
  * Steps are greedy continuations from `prompt`, the same work the engine does per token.
  */
-import type { LocalModel } from "../electron/engine/localModel.js";
+import type { LocalModel } from "../shared/node/localModel.js";
 import type { FeatureNeeds } from "../shared/router.js";
 
 export interface FeatureCost {

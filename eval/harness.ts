@@ -14,7 +14,7 @@
  *
  * Only positions whose preceding `novelN` tokens never occur in the router's training text count.
  */
-import type { LocalModel } from "../electron/engine/localModel.js";
+import type { LocalModel } from "../shared/node/localModel.js";
 import { routesToCloud, type FeatureNeeds, type Router } from "../shared/router.js";
 import { tauForShare } from "../router/collect.js";
 import { OracleBudget, oracleAgreement } from "../router/labels.js";

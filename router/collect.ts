@@ -8,7 +8,7 @@
  *     decoder visits is labelled against the LLM's greedy token there. This covers the states the
  *     router meets when free-running, which teacher forcing never shows it.
  */
-import type { LocalModel } from "../electron/engine/localModel.js";
+import type { LocalModel } from "../shared/node/localModel.js";
 import { routesToCloud, type Router } from "../shared/router.js";
 import { featureDim, featureNeeds, featureVector, type FeatureSpec } from "./features.js";
 import { bindingOf } from "./file.js";

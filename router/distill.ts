@@ -16,7 +16,7 @@
  * How good it is, is measured, not assumed: `fidelity` compares its routing decisions with the
  * confidence router's on held-out sequences, and the router is used only when they agree enough.
  */
-import type { LocalModel } from "../electron/engine/localModel.js";
+import type { LocalModel } from "../shared/node/localModel.js";
 import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
 import type { FeatureSpec } from "./features.js";
 import { routerSizes } from "./mlp.js";

@@ -12,6 +12,7 @@ import { featureDim, featureNeeds, featureSpecName, featureVector, type FeatureS
 import {
   bindingOf,
   decodeRouterFile,
+  encodeRouterFile,
   describeFidelity,
   isDistilled,
   readRouterFileJson,
@@ -43,6 +44,12 @@ export class LearnedRouter implements Router {
     this.scratch = new Float32Array(d);
     this.name = `${kind === "distilled" ? "distilled confidence" : "learned"} (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
   }
+
+  /** the network alone, for a cloud's SLM replica to run the same router (Router.replica) */
+  readonly replica = {
+    kind: "mlp" as const,
+    network: (): unknown => encodeRouterFile({ slm: this.slm, features: this.features, params: this.params }),
+  };
 
   score(f: RouterFeatures): number {
     return clampConfidence(sigmoid(mlpLogit(this.params, featureVector(f, this.features, this.slm.hiddenSize, this.scratch))));

@@ -13,6 +13,7 @@
  *   POST   /v1/sessions/:id/next        NextRequest  → NextResponse   (apply delta, predict next token)
  *   POST   /v1/sessions/:id/append      AppendRequest → AppendResponse (apply delta only; background sync)
  *   POST   /v1/sessions/:id/truncate    TruncateRequest → AppendResponse
+ *   POST   /v1/sessions/:id/route       RouteRequest → NDJSON stream of RouteLine (servers with an SLM replica)
  *   DELETE /v1/sessions/:id             → { ok: true }
  *
  * Every request but /health carries `Authorization: Bearer <token>` unless the server was started
@@ -31,6 +32,8 @@ export const PROTOCOL_LIMITS = {
   maxTopK: 20,
   /** most continuation tokens one /next may ask for (`NextRequest.draft`) */
   maxDraft: 16,
+  /** most positions one /route stream may cover (`RouteRequest.max`) */
+  maxRoute: 512,
 } as const;
 
 export interface ModelIdentity {
@@ -39,6 +42,11 @@ export interface ModelIdentity {
   /** sha256 of the vocabulary (tokenizer.ggml.tokens), hex */
   vocabHash: string;
   vocabSize: number;
+  /**
+   * Fingerprint of the weights file (`weightsFingerprint`): set for the device's SLM, so a server
+   * whose SLM replica is another file (same vocabulary, other weights) is not used as one.
+   */
+  weights?: string;
 }
 
 export interface HealthResponse {
@@ -61,7 +69,76 @@ export interface CreateSessionResponse {
   sessionId: string;
   model: ModelIdentity;
   contextSize: number;
+  /** the SLM this server can replicate for /route (absent: the server has none) */
+  replica?: ReplicaInfo;
 }
+
+/**
+ * A server started with the device's SLM beside its LLM keeps a replica of the device's routed decoding
+ * (/route): it can then answer not one routed position per round trip but every routed position of a
+ * stretch of the answer, streaming them as it makes them, while the device verifies them.
+ */
+export interface ReplicaInfo {
+  /** the SLM it runs, with `weights` set: the device uses the replica only if this is its own SLM */
+  model: ModelIdentity;
+  /** routers it can run: "confidence" (the SLM's top-1 probability), "mlp" (a router network the session uploaded) */
+  routers: ReplicaRouterKind[];
+}
+
+export type ReplicaRouterKind = "confidence" | "mlp";
+
+/**
+ * The router the replica decides with: the device's own, so both make the same decisions.
+ * "mlp": a router file's network (`RouterUpload`), uploaded to the session first; `digest` names it.
+ */
+export type ReplicaRouter = { kind: "confidence" } | { kind: "mlp"; digest: string };
+
+/**
+ * POST /v1/sessions/:id/router: a router network for the session's replica (a Tandem router file,
+ * without its training record: format, version, slm, features, network). The answer names it by digest.
+ */
+export interface RouterUploadResponse {
+  digest: string;
+}
+
+/**
+ * The device's routed decoding continued on the server, from the position after the session's tokens
+ * (after the delta): the LLM's greedy token there (the device routed it), then position after position
+ * the replica SLM's step, the device's router on it, and, where that router routes, the LLM's greedy
+ * token (the LLM reads the positions in between in one batch), else the SLM's. Each position is a
+ * line as soon as it is decided. The device accepts each routed position whose preceding tokens are
+ * exactly its own and where its own router routes too: the LLM's token after exactly that history is
+ * what a call would have returned, so the answer is the blocking client's, with one round trip for
+ * the stretch instead of one per routed position.
+ *
+ * The stream ends after `max` positions, an end-of-generation token, a full session or replica, when
+ * the client closes the connection, or at once when another request for the session arrives (the
+ * device sends one when its own tokens leave the replica's: the server's copy is then truncated by
+ * that request's `base` as usual).
+ */
+export interface RouteRequest extends AppendRequest {
+  /** τ: the replica routes positions whose router confidence is below it */
+  tau: number;
+  router: ReplicaRouter;
+  /** the answer position of the first routed position (routers may read it) */
+  position: number;
+  /** most positions to cover, the first included (1..maxRoute) */
+  max: number;
+}
+
+/**
+ * One line of the /route stream (NDJSON). Positions: `{ tokenId, routed }`, in order from the first;
+ * `routed` says whose token it is (the LLM's where true). The last line: `{ end, length }`, with
+ * `length` the tokens the session's LLM has read (the history, and the stream's tokens before its last
+ * routed position). An error after the stream began is a last line `{ error }` instead.
+ */
+export type RouteLine =
+  | { tokenId: number; routed: boolean }
+  | { end: RouteEnd; length: number }
+  | { error: ErrorBody["error"] };
+
+export type RouteEnd = "max" | "eog" | "full" | "preempted" | "replica-busy";
+
 
 export interface AppendRequest {
   /** number of leading server tokens the delta continues from */
@@ -154,6 +231,7 @@ export type ErrorCode =
   | "out_of_sync"
   | "context_overflow"
   | "too_many_sessions"
+  | "no_replica"
   | "rate_limited"
   | "internal";
 

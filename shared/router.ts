@@ -33,6 +33,12 @@ export interface Router {
   readonly needs: FeatureNeeds;
   /** confidence in [0, 1] that the SLM's token is acceptable */
   score(features: RouterFeatures): number;
+  /**
+   * How a cloud's SLM replica can run this same router (RouteRequest): "confidence" needs nothing,
+   * "mlp" uploads the network (`network()`: a router file's JSON without its training record).
+   * Absent: the router cannot be replicated (the device then asks one routed position per call).
+   */
+  readonly replica?: { kind: "confidence" } | { kind: "mlp"; network(): unknown };
 }
 
 /**
@@ -60,6 +66,7 @@ export function validateTau(tau: number): number {
 export class ConfidenceRouter implements Router {
   readonly name = "confidence (SLM top-1 probability)";
   readonly needs: FeatureNeeds = { top1Prob: true, topK: 0, hidden: false };
+  readonly replica = { kind: "confidence" } as const;
   score(f: RouterFeatures): number {
     return clampConfidence(f.top1Prob);
   }

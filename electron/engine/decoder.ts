@@ -24,7 +24,8 @@ import { countOrigins } from "../../shared/events.js";
 import { routesToCloud, validateTau, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
 import { CloudCallError, type CloudPeer } from "./cloud/peer.js";
 import { DraftPolicy, GuessPolicy } from "./cloudPolicy.js";
-import type { LocalModel, SlmStep } from "./localModel.js";
+import { ReplicaFollower } from "./replicaFollower.js";
+import type { LocalModel, SlmStep } from "../../shared/node/localModel.js";
 import { TokenTextStream } from "./textStream.js";
 
 export interface GenerateOptions {
@@ -54,6 +55,12 @@ export interface GenerateOptions {
    * cloud has lately been confirming the SLM's guesses (`GuessPolicy`). Default true; false = never.
    */
   pipeline?: boolean;
+  /**
+   * Follow the cloud's replica of this SLM and router when it has one (ReplicaFollower): one round
+   * trip for a stretch of routed positions. Default true; the run-ahead, pipelining and continuations
+   * above serve clouds without one. Same tokens and origins either way.
+   */
+  replica?: boolean;
 }
 
 export const DEFAULT_SPECULATION = 32;
@@ -166,10 +173,15 @@ export class CollaborativeDecoder {
       };
     };
 
+    // the cloud's replica of this SLM and router, when it has one and the options allow
+    const replica = this.cloud?.route && this.router.replica && opts.replica !== false ? new ReplicaFollower(this.cloud, this.router) : null;
+    let replicaUnavailable = false;
+
     /** Commits a chosen token; true when the answer ends with it (end of generation, stop string). */
     const commit = (event: TokenEvent): "eog" | "stop" | "go" => {
       if (this.slm.isEndOfGeneration(event.tokenId)) return "eog";
       history.push(event.tokenId);
+      replica?.check(history);
       const released = stream.push(event.tokenId);
       event.text = released.text;
       events.push(event);
@@ -201,28 +213,44 @@ export class CollaborativeDecoder {
             event.fallbackReason = "no cloud configured";
           } else {
             const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
-            const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
-            const guessed =
-              Math.min(speculate, room) > 0
-                ? await this.runAhead(this.cloud, history, step, index, Math.min(this.runAheadLimit(speculate), room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
-                : null;
-            const answer = await call.result;
-            if (answer === null) return; // aborted while waiting on the cloud
-            Object.assign(event, answer.fields);
-            if (event.origin === "cloud") this.guesses.observe(event.tokenId === step.tokenId);
-            if (guessed && event.tokenId !== step.tokenId) {
-              // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
-              await this.slm.rollback(history.length);
-            } else if (guessed) {
-              ahead = await this.settleGuesses(guessed, history.length);
-              if (ahead === null) return; // aborted while waiting on the cloud
-            }
-            // a continuation is read right after the cloud's token, or after plain guesses: with a
-            // pipelined call among them, the text after it is that call's to answer
-            const plain = ahead === null || (!guessed?.links.some((l) => l.call) && ahead.after !== null);
-            const continuation = plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
-            if (continuation.length > 0) {
-              verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
+            const followed = replica && !replicaUnavailable ? await replica.answer(history, index, tau, room + 1, opts.signal) : null;
+            if (followed?.kind === "aborted") return;
+            if (followed?.kind === "unavailable") replicaUnavailable = true; // for this answer: ask per call
+            if (followed?.kind === "cloud") {
+              event.tokenId = followed.tokenId;
+              event.origin = "cloud";
+              event.cloudLatencyMs = followed.latencyMs;
+              // a stream carries token IDs only: a log-probability costs the server a sort of the vocabulary
+              event.cloud = { tokenId: followed.tokenId, top: [] };
+            } else if (followed?.kind === "failed") {
+              event.origin = "fallback";
+              event.fallbackReason = followed.error.message;
+              event.cloudLatencyMs = followed.latencyMs;
+            } else {
+              // one call for this position, hidden as well as it can be without a replica
+              const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
+              const guessed =
+                Math.min(speculate, room) > 0
+                  ? await this.runAhead(this.cloud, history, step, index, Math.min(this.runAheadLimit(speculate), room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
+                  : null;
+              const answer = await call.result;
+              if (answer === null) return; // aborted while waiting on the cloud
+              Object.assign(event, answer.fields);
+              if (event.origin === "cloud") this.guesses.observe(event.tokenId === step.tokenId);
+              if (guessed && event.tokenId !== step.tokenId) {
+                // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
+                await this.slm.rollback(history.length);
+              } else if (guessed) {
+                ahead = await this.settleGuesses(guessed, history.length);
+                if (ahead === null) return; // aborted while waiting on the cloud
+              }
+              // a continuation is read right after the cloud's token, or after plain guesses: with a
+              // pipelined call among them, the text after it is that call's to answer
+              const plain = ahead === null || (!guessed?.links.some((l) => l.call) && ahead.after !== null);
+              const continuation = plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
+              if (continuation.length > 0) {
+                verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
+              }
             }
           }
         }
@@ -253,6 +281,7 @@ export class CollaborativeDecoder {
       failed = true;
       throw err;
     } finally {
+      replica?.close();
       // text held back (a partial stop string, an unfinished character) belongs to the last token
       const tail = stream.flush();
       if (tail.text && lastEvent) lastEvent.text += tail.text;

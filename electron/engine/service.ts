@@ -37,7 +37,7 @@ import { TandemCloudClient } from "./cloud/tandemClient.js";
 import { ConversationStore, metaOf } from "./conversationStore.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
-import { LocalModel } from "./localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { writeFileAtomic } from "./atomicFile.js";

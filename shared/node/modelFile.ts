@@ -4,6 +4,7 @@
  * (missing, not GGUF, truncated header); llama.cpp's own load errors are wrapped with the file name.
  */
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import { open, stat } from "node:fs/promises";
 import path from "node:path";
 import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
@@ -165,5 +166,30 @@ export class VocabularyMismatchError extends Error {
         `do not share a vocabulary; token-level routing needs the same tokenizer on both sides`,
     );
     this.name = "VocabularyMismatchError";
+  }
+}
+
+/** Bytes read from each of the start, middle and end of a weights file by `weightsFingerprint`. */
+const FINGERPRINT_SAMPLE = 1 << 20;
+
+/**
+ * A cheap fingerprint of a model file: sha256 of its size and 1 MiB from its start (the GGUF header
+ * and metadata), middle and end. It tells the device whether the cloud's SLM replica is its own SLM
+ * without hashing gigabytes at every start. A collision would cost speed, never correctness: the
+ * device verifies every token a replica sends (see RouteRequest).
+ */
+export function weightsFingerprint(file: string): string {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const hash = createHash("sha256").update(`${size}:`);
+    const buf = Buffer.alloc(Math.min(FINGERPRINT_SAMPLE, size));
+    for (const at of new Set([0, Math.max(0, Math.floor(size / 2) - buf.length / 2), Math.max(0, size - buf.length)])) {
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      hash.update(buf.subarray(0, n));
+    }
+    return hash.digest("hex");
+  } finally {
+    fs.closeSync(fd);
   }
 }

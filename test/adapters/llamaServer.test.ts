@@ -17,7 +17,7 @@ import { modelIdentity } from "../../shared/node/modelFile.js";
 import type { ModelIdentity } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe } from "../../electron/engine/cloud/adapters/index.js";
 import { LlamaCppServerPeer } from "../../electron/engine/cloud/adapters/llamaCppServer.js";

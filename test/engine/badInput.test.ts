@@ -4,7 +4,7 @@ import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { ensureFixtures } from "../../models/fixtures.js";
 import { ModelFileError, VocabularyMismatchError } from "../../shared/node/modelFile.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 
 const TOKEN = "bad-input-test-token-0123";
 

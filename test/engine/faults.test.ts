@@ -11,7 +11,7 @@ import { ConfidenceRouter } from "../../shared/router.js";
 import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder, type GenerateOptions } from "../../electron/engine/decoder.js";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { startFaultProxy, type Fault, type FaultProxy } from "../helpers/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";

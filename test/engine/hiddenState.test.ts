@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GgmlType, readGguf, readTensorData } from "../../models/gguf.js";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { hasStories, noteMissingShared, stories260K } from "../helpers/shared.js";
 
 describe("SLM hidden state", () => {

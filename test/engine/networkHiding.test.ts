@@ -19,7 +19,7 @@ import { PROTOCOL_LIMITS } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../helpers/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";

@@ -1,6 +1,10 @@
 /**
  * A fault-injecting HTTP proxy on loopback, in front of a real cloud token server. Faults apply to
  * requests whose path matches `match` (default: token calls), so sessions can still be created.
+ *
+ * A delay of `ms` is a round trip: half on the way to the server, half on the way back. A streamed
+ * reply (NDJSON: /route) is passed on line by line, each line half a round trip after the server
+ * wrote it, as a network would; `lineRule` can delay or break the stream at any line.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -28,6 +32,12 @@ export interface FaultProxy {
   match: RegExp;
   /** when set, decides the fault of every request instead of `fault`/`match` (it may act first, e.g. restart the server) */
   rule?: (req: ProxiedRequest) => Fault | Promise<Fault>;
+  /**
+   * For streamed replies: the fault of each line (`index` from 0), applied on top of the request's
+   * delay. "delay" holds that line (and so the ones after it) back; "status", "reset" and "garbage"
+   * break the stream there (the connection drops; "garbage" sends half a line first).
+   */
+  lineRule?: (req: ProxiedRequest, line: unknown, index: number) => Fault;
   /** every request passed through, in arrival order */
   seen: ProxiedRequest[];
   /** requests that matched `match` */
@@ -61,17 +71,20 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         res.writeHead(200, { "content-type": "application/json" });
         return res.end('{"tokenId": 12, "logprob": -0.1, "top": [');
       }
-      if (fault.kind === "delay") await new Promise((r) => setTimeout(r, fault.ms));
+      const half = fault.kind === "delay" ? fault.ms / 2 : 0;
+      if (half > 0) await sleep(half);
       const up = http.request(
         { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
         (upRes) => {
+          if (/ndjson/.test(String(upRes.headers["content-type"]))) return relayStream(upRes, res, half, (line, i) => proxy.lineRule?.(seen, line, i) ?? { kind: "pass" });
           const body: Buffer[] = [];
           upRes.on("data", (c: Buffer) => body.push(c));
-          upRes.on("end", () => {
+          upRes.on("end", async () => {
             let out = Buffer.concat(body);
             if (fault.kind === "rewrite" && upRes.statusCode === 200) {
               out = Buffer.from(JSON.stringify(fault.body(JSON.parse(out.toString()))));
             }
+            if (half > 0) await sleep(half);
             const headers = { ...upRes.headers, "content-length": String(out.length) };
             res.writeHead(upRes.statusCode ?? 502, headers);
             res.end(out);
@@ -82,6 +95,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         if (!res.headersSent) res.writeHead(502);
         res.end();
       });
+      res.on("close", () => up.destroy()); // the client left: so does the proxy's request (the server sees it go)
       up.end(Buffer.concat(chunks));
     });
   });
@@ -93,6 +107,54 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       server.close(() => r());
     });
   return proxy;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Passes a streamed reply on line by line, each `delay` ms after it arrived (in order), applying each
+ * line's fault.
+ */
+function relayStream(upRes: http.IncomingMessage, res: http.ServerResponse, delay: number, faultOf: (line: unknown, index: number) => Fault): void {
+  const headers = { ...upRes.headers };
+  delete headers["content-length"];
+  res.writeHead(upRes.statusCode ?? 502, headers);
+  let buffered = "";
+  let index = 0;
+  let chain = Promise.resolve();
+  let broken = false;
+  const send = (text: string, fault: Fault) => {
+    // due half a round trip after it arrived, not after the line before it was sent
+    const due = performance.now() + delay + (fault.kind === "delay" ? fault.ms : 0);
+    chain = chain.then(async () => {
+      if (broken || res.destroyed) return;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      if (fault.kind === "status" || fault.kind === "reset" || fault.kind === "garbage") {
+        broken = true;
+        if (fault.kind === "garbage") res.write(text.slice(0, Math.floor(text.length / 2)));
+        upRes.destroy();
+        res.socket?.destroy();
+        return;
+      }
+      res.write(text);
+    });
+  };
+  upRes.on("data", (c: Buffer) => {
+    buffered += c.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const text = buffered.slice(0, nl + 1);
+      buffered = buffered.slice(nl + 1);
+      send(text, faultOf(parseJson(Buffer.from(text)), index++));
+    }
+  });
+  upRes.on("end", () => {
+    chain = chain.then(() => {
+      if (!broken) res.end(buffered);
+    });
+  });
+  upRes.on("error", () => res.destroy());
 }
 
 function parseJson(b: Buffer): unknown {

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { LocalModel } from "../../electron/engine/localModel.js";
+import { LocalModel } from "../../shared/node/localModel.js";
 import { SelfDistiller } from "../../electron/engine/selfDistill.js";
 import { ConfidenceSamples, collectConfidenceSamples, distillRouter, fidelity, overlapAt, spearman } from "../../router/distill.js";
 import { DISTILLED_TARGET, distilledRouterFileName, encodeRouterFile, routerFileName, writeRouterFile, type SlmBinding } from "../../router/file.js";

@@ -5,6 +5,8 @@
  * and the decoder turns a failure into the SLM's own token marked `fallback`.
  */
 import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
+import type { Router } from "../../../shared/router.js";
+import type { RouteStream } from "./routeStream.js";
 
 export interface CloudStep {
   tokenId: number;
@@ -24,6 +26,16 @@ export interface CloudStep {
 export interface NextOptions {
   /** tokens of the LLM's continuation to return after the predicted one (a peer may return fewer) */
   draft?: number;
+}
+
+export interface RouteOptions {
+  tau: number;
+  /** the device's router: the replica runs the same one (Router.replica) */
+  router: Router;
+  /** the answer position of the routed position after the history */
+  position: number;
+  /** most positions the stream may cover */
+  max: number;
 }
 
 export interface CloudStats {
@@ -51,6 +63,12 @@ export interface CloudPeer {
    * throw; `history` only grows until the next answer, so a peer may keep the reference and a length.
    */
   observe?(history: readonly number[]): void;
+  /**
+   * A cloud with a replica of the device's SLM: starts the routed decoding from the position after
+   * `history`, which the router sent to the cloud (RouteRequest). Returns null at once when this cloud
+   * cannot run the device's SLM or `opts.router`; failures arrive through the stream.
+   */
+  route?(history: readonly number[], opts: RouteOptions, signal?: AbortSignal): RouteStream | null;
   close(): Promise<void>;
 }
 

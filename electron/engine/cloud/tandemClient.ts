@@ -28,10 +28,17 @@ import {
   type ModelIdentity,
   type NextRequest,
   type NextResponse,
+  type ReplicaInfo,
+  type ReplicaRouter,
+  type RouteLine,
+  type RouteRequest,
+  type RouterUploadResponse,
 } from "../../../shared/protocol.js";
+import type { Router } from "../../../shared/router.js";
+import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "./peer.js";
-import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "./callSupport.js";
+import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
+import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -49,6 +56,12 @@ export interface TandemClientOptions extends HealthOptions {
   logprob?: boolean;
   /** stream committed tokens to the server between calls (default true; false = the blocking client) */
   backgroundSync?: boolean;
+  /**
+   * Use the server's replica of the device's SLM when it has one (default true): one /route stream
+   * answers every routed position of a stretch of the answer (RouteRequest). false = one call per
+   * routed position.
+   */
+  replica?: boolean;
   /**
    * Tokens to gather before a background append (default 4). One token per append makes a call's
    * catch-up smallest, but the LLM then reads the conversation one token per decode, which costs a
@@ -101,6 +114,10 @@ export class TandemCloudClient implements CloudPeer {
   private creating: Promise<void> | null = null;
   /** close() was called: no new sessions */
   private closed = false;
+  /** the session's SLM replica, when the server has one and it runs the device's SLM */
+  private replica: ReplicaInfo | undefined;
+  /** router networks uploaded to the current session, by router */
+  private uploaded = new WeakMap<Router, string>();
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
@@ -162,6 +179,127 @@ export class TandemCloudClient implements CloudPeer {
     } finally {
       this.callsInFlight.delete(snapshot);
     }
+  }
+
+  route(history: readonly number[], opts: RouteOptions, signal?: AbortSignal): RouteStream | null {
+    if (this.opts.replica === false || this.closed || !this.device || !this.health.open) return null;
+    const kind = opts.router.replica?.kind;
+    if (!kind || !this.replica?.routers.includes(kind)) return null;
+    const stream = new RouteStream(this.deadlineMs);
+    const snapshot = history.slice();
+    // a stream leaves tokens beyond its history (like a continuation); while it runs the sync waits
+    this.callsInFlight.set(snapshot, { draft: true });
+    this.stats.calls++;
+    const requestSignal = signal ? AbortSignal.any([signal, stream.signal]) : stream.signal;
+    void this.readRoute(snapshot, opts, stream, requestSignal).finally(() => this.callsInFlight.delete(snapshot));
+    return stream;
+  }
+
+  /** Sends the /route request (re-syncing as a call does) and fills `stream` from its lines. */
+  private async readRoute(history: readonly number[], opts: RouteOptions, stream: RouteStream, signal: AbortSignal): Promise<void> {
+    let failure: CloudCallError | null = null;
+    try {
+      await this.ensureSession(signal);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.sendRoute(history, opts, stream, signal, attempt === 0);
+          this.health.online();
+          this.syncPaused = false;
+          return;
+        } catch (err) {
+          if (stream.entries.length > 0 || !(err instanceof ServerError) || attempt >= 3) throw err;
+          const code = err.body?.code;
+          if (code === "session_not_found") await this.ensureSession(signal, this.sessionId);
+          else if (code === "out_of_sync" && err.body?.prefixMismatch) this.confirmed = [];
+          else if (code === "out_of_sync" && typeof err.body?.length === "number") this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
+          else if (code === "no_replica" && opts.router.replica?.kind === "mlp") this.uploaded.delete(opts.router); // dropped by the server: upload again
+          else throw err;
+        }
+      }
+    } catch (err) {
+      if (stream.signal.aborted) {
+        // cancelled by the decoder: it has what it needs, unless it gave up waiting (a failure, for the back-off)
+        if (stream.cancelReason) {
+          this.stats.failures++;
+          this.health.failed(stream.cancelReason);
+        }
+        return;
+      }
+      this.stats.failures++;
+      const e = this.fail(err, NOT_A_DEADLINE, signal);
+      failure = e instanceof CloudCallError ? e : new CloudCallError("malformed", e.message);
+    } finally {
+      stream.end(failure);
+    }
+  }
+
+  private async sendRoute(history: readonly number[], opts: RouteOptions, stream: RouteStream, signal: AbortSignal, optimistic: boolean): Promise<void> {
+    const router = await this.replicaRouter(opts.router, signal);
+    let base = commonPrefixLength(this.confirmed, history);
+    if (optimistic) base = this.optimisticBase(history, base);
+    while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
+      const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
+      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
+      this.expectLength(r.length, base + chunk.length);
+      this.confirmed = history.slice(0, r.length);
+      base = r.length;
+    }
+    const body: RouteRequest = {
+      ...delta(history, base, history.slice(base)),
+      tau: opts.tau,
+      router,
+      position: opts.position,
+      max: Math.max(1, Math.min(PROTOCOL_LIMITS.maxRoute, Math.floor(opts.max))),
+    };
+    const epoch = ++this.epoch;
+    this.confirmed = this.confirmed.slice(0, base);
+    const res = await cloudStream(`${this.base}/v1/sessions/${this.sessionId}/route`, body, this.opts.token, signal, this.stats);
+    if (!res.ok) {
+      let e: ErrorBody["error"] | undefined;
+      try {
+        e = (JSON.parse(await res.text()) as Partial<ErrorBody>).error;
+      } catch {
+        // not a JSON error body
+      }
+      throw new ServerError(res.status, e && typeof e.code === "string" ? e : undefined);
+    }
+    const vocab = this.device!.vocabSize;
+    // the tokens the server holds once the LLM has predicted a position: the history and the stream's tokens before it
+    const held = (k: number) => [...history, ...stream.entries.slice(0, k).map((e) => e.tokenId)];
+    for await (const line of ndjsonLines(res, this.stats)) {
+      const l = line as Partial<Record<string, unknown>>;
+      if (typeof l.tokenId === "number" && typeof l.routed === "boolean") {
+        if (!Number.isInteger(l.tokenId) || l.tokenId < 0 || l.tokenId >= vocab) throw new CloudCallError("malformed", `the cloud sent token ${l.tokenId}, outside the vocabulary`);
+        if (stream.entries.length === 0 && !l.routed) throw new CloudCallError("malformed", "a route stream must begin with the LLM's token");
+        if (stream.entries.length >= body.max) throw new CloudCallError("malformed", `the cloud sent more than the ${body.max} positions asked for`);
+        if (l.routed && epoch === this.epoch) this.confirmed = held(stream.entries.length);
+        stream.push({ tokenId: l.tokenId, routed: l.routed });
+      } else if (typeof l.end === "string" && typeof l.length === "number") {
+        let lastRouted = 0;
+        stream.entries.forEach((e, i) => e.routed && (lastRouted = i));
+        this.expectLength(l.length, history.length + lastRouted);
+        if (stream.entries.length === 0) throw new CloudCallError("malformed", "the route stream ended before its first position");
+        return;
+      } else if (l.error && typeof l.error === "object") {
+        const e = l.error as ErrorBody["error"];
+        throw new CloudCallError("http", `cloud error during the route stream: ${String(e.code)}: ${String(e.message)}`);
+      } else throw new CloudCallError("malformed", "the cloud sent a malformed route line");
+    }
+    throw new CloudCallError("malformed", "the route stream ended without its last line");
+  }
+
+  /** How the replica is to run `router`: uploading its network to this session first when needed. */
+  private async replicaRouter(router: Router, signal: AbortSignal): Promise<ReplicaRouter> {
+    const r = router.replica!;
+    if (r.kind === "confidence") return { kind: "confidence" };
+    let digest = this.uploaded.get(router);
+    if (!digest) {
+      const res = await this.call<RouterUploadResponse>(`/v1/sessions/${this.sessionId}/router`, r.network(), signal);
+      if (typeof res.digest !== "string" || !/^[0-9a-f]{64}$/.test(res.digest)) throw new CloudCallError("malformed", "malformed router upload reply");
+      digest = res.digest;
+      this.uploaded.set(router, digest);
+    }
+    return { kind: "mlp", digest };
   }
 
   observe(history: readonly number[]): void {
@@ -329,6 +467,11 @@ export class TandemCloudClient implements CloudPeer {
     if (res.model.vocabHash !== this.device!.vocabHash) throw new VocabularyMismatchError(this.device!, res.model);
     this.sessionId = res.sessionId;
     this.confirmed = [];
+    this.uploaded = new WeakMap();
+    // a replica is used only if it runs the very weights of the device's SLM (ModelIdentity.weights)
+    const r = res.replica;
+    this.replica =
+      r && typeof r.model?.weights === "string" && r.model.weights === this.device!.weights && r.model.vocabHash === this.device!.vocabHash && Array.isArray(r.routers) ? r : undefined;
     this.stats.sessions++;
   }
 
@@ -374,6 +517,49 @@ export class TandemCloudClient implements CloudPeer {
     // is what it objects to.
     if (!this.health.failed(e) && e.reason === "http") this.sessionId = undefined;
     return e;
+  }
+}
+
+/** POSTs `body` and returns the response unread (a stream); failures to connect are CloudCallErrors. */
+async function cloudStream(url: string, body: unknown, token: string | undefined, signal: AbortSignal, stats: { bytesUp: number }): Promise<Response> {
+  const payload = JSON.stringify(body);
+  stats.bytesUp += Buffer.byteLength(payload);
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  try {
+    return await fetch(url, { method: "POST", headers, body: payload, signal });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
+  }
+}
+
+/** A stream's wait for each position has its own deadline (RouteStream.at): the request itself has none. */
+const NOT_A_DEADLINE = new AbortController().signal;
+
+/** Longest route line accepted: a position is ~40 bytes; anything far longer is not a route stream. */
+const MAX_LINE = 4096;
+
+/** The JSON values of an NDJSON response body, as they arrive. */
+async function* ndjsonLines(res: Response, stats: { bytesDown: number }): AsyncGenerator<unknown> {
+  if (!res.body) throw new CloudCallError("malformed", "the route stream has no body");
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    stats.bytesDown += chunk.byteLength;
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.trim() === "") continue;
+      try {
+        yield JSON.parse(line) as unknown;
+      } catch {
+        throw new CloudCallError("malformed", "the cloud sent a malformed route line");
+      }
+    }
+    if (buffered.length > MAX_LINE) throw new CloudCallError("malformed", "the cloud sent an over-long route line");
   }
 }
 

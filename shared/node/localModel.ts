@@ -15,12 +15,12 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { ChatMessage } from "../../shared/chat.js";
-import type { Candidate } from "../../shared/events.js";
-import type { ModelIdentity } from "../../shared/protocol.js";
-import type { FeatureNeeds } from "../../shared/router.js";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { loadModelFile, modelIdentity, resolveModelSource, type ResolveOptions } from "../../shared/node/modelFile.js";
+import type { ChatMessage } from "../chat.js";
+import type { Candidate } from "../events.js";
+import type { ModelIdentity } from "../protocol.js";
+import type { FeatureNeeds } from "../router.js";
+import { getTandemLlama } from "./llama.js";
+import { loadModelFile, modelIdentity, resolveModelSource, weightsFingerprint, type ResolveOptions } from "./modelFile.js";
 import { hiddenStateContextOptions, readLastHiddenState } from "./hiddenState.js";
 
 /** What one SLM step yields for the position after the committed history. */
@@ -56,6 +56,8 @@ export class LocalModel {
     readonly identity: ModelIdentity,
     readonly file: string,
     private readonly hiddenEnabled: boolean,
+    /** false for a model view made by `onModel`: the model belongs to the caller */
+    private readonly ownsModel = true,
   ) {}
 
   static async load(src: string, opts: LocalModelOptions = {}): Promise<LocalModel> {
@@ -63,18 +65,32 @@ export class LocalModel {
     const llama = await getTandemLlama();
     const { model, threads } = await loadModelFile(llama, file);
     try {
-      const contextSize = Math.min(opts.contextSize ?? 4096, model.trainContextSize);
-      const context = await model.createContext({
-        contextSize,
-        sequences: 1, // the hidden state is read from the last decode: one sequence per context
-        threads,
-        ...(opts.hiddenState ? hiddenStateContextOptions() : {}),
-      });
-      return new LocalModel(model, context, context.getSequence(), modelIdentity(model), file, !!opts.hiddenState);
+      return await LocalModel.create(model, file, threads, opts, true);
     } catch (err) {
       await model.dispose();
       throw err;
     }
+  }
+
+  /**
+   * Another stepper over an already loaded model, with a context of its own (the cloud server's SLM
+   * replica keeps several, one per conversation it follows). `dispose` frees the context, not the model.
+   */
+  static onModel(model: LlamaModel, file: string, threads: number | undefined, opts: Omit<LocalModelOptions, keyof ResolveOptions> = {}): Promise<LocalModel> {
+    return LocalModel.create(model, file, threads, opts, false);
+  }
+
+  private static async create(model: LlamaModel, file: string, threads: number | undefined, opts: Omit<LocalModelOptions, keyof ResolveOptions>, owns: boolean): Promise<LocalModel> {
+    const contextSize = Math.min(opts.contextSize ?? 4096, model.trainContextSize);
+    const context = await model.createContext({
+      contextSize,
+      sequences: 1, // the hidden state is read from the last decode: one sequence per context
+      threads,
+      ...(opts.hiddenState ? hiddenStateContextOptions() : {}),
+    });
+    // the weights' fingerprint lets a cloud tell whether its SLM replica is this model (RouteRequest)
+    const identity = { ...modelIdentity(model), weights: weightsFingerprint(file) };
+    return new LocalModel(model, context, context.getSequence(), identity, file, !!opts.hiddenState, owns);
   }
 
   get vocabSize(): number {
@@ -183,7 +199,7 @@ export class LocalModel {
   async dispose(): Promise<void> {
     await this.stopStepper();
     await this.context.dispose();
-    await this.model.dispose();
+    if (this.ownsModel) await this.model.dispose();
   }
 
   /**

@@ -1,0 +1,109 @@
+/**
+ * Following a cloud's replica of the device's routed decoding (RouteRequest in shared/protocol.ts).
+ *
+ * At a routed position with no stream running, the decoder opens one: its first entry is the LLM's
+ * token there (one round trip, as a call), and the server goes on deciding position after position
+ * with its copy of the SLM and the router, sending the LLM's token wherever that router routes. The
+ * device keeps decoding on its own. At each of its routed positions it takes the stream's entry for
+ * that position if (a) every entry before it equals the token the device committed there — the
+ * LLM's token was then predicted after exactly the device's history, which is what a call would
+ * have returned — and (b) the replica routed it too (else the entry is the SLM's token, and the
+ * LLM's is unknown). Otherwise the stream is dropped and a new one opened at that position. So the
+ * tokens are the blocking decoder's; only the waiting differs: the server runs ahead of the device
+ * by about half a round trip, and a routed position after the first costs one LLM step, not a round
+ * trip.
+ */
+import type { Router } from "../../shared/router.js";
+import type { CloudCallError, CloudPeer } from "./cloud/peer.js";
+import type { RouteStream } from "./cloud/routeStream.js";
+
+export type ReplicaAnswer =
+  | { kind: "cloud"; tokenId: number; latencyMs: number }
+  | { kind: "failed"; error: CloudCallError; latencyMs: number | null }
+  | { kind: "aborted" }
+  /** this cloud has no usable replica (or not for this router): ask per call */
+  | { kind: "unavailable" };
+
+export class ReplicaFollower {
+  private stream: RouteStream | null = null;
+  /** history length at the stream's first position */
+  private start = 0;
+  /** entries verified against the committed history so far */
+  private checked = 0;
+  private tau = Number.NaN;
+  /** positions the current stream has answered for the decoder (0 = not yet) */
+  answered = 0;
+
+  constructor(
+    private readonly cloud: CloudPeer,
+    private readonly router: Router,
+  ) {}
+
+  /**
+   * After every commit: verifies the entries that have arrived against what the device committed, and
+   * drops the stream at the first difference (so its connection and the server's work stop at once).
+   */
+  check(history: readonly number[]): void {
+    const s = this.stream;
+    if (!s) return;
+    const upTo = Math.min(s.entries.length, history.length - this.start);
+    for (; this.checked < upTo; this.checked++) {
+      if (s.entries[this.checked]!.tokenId !== history[this.start + this.checked]) return this.drop();
+    }
+    if (s.ended && s.entries.length <= history.length - this.start) this.drop(); // nothing left for later positions
+  }
+
+  /**
+   * The cloud's token at the routed position after `history` (answer position `position`), from the
+   * running stream or a new one; `max` bounds how many positions a new stream may cover.
+   */
+  async answer(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined): Promise<ReplicaAnswer> {
+    const t0 = performance.now();
+    this.check(history);
+    if (this.stream && tau !== this.tau) this.drop(); // the replica decides with the τ it was given
+    if (this.stream) {
+      const offset = history.length - this.start;
+      const w = await this.stream.at(offset, signal);
+      if ("aborted" in w) return { kind: "aborted" };
+      if ("timeout" in w) {
+        this.drop(w.timeout);
+        return { kind: "failed", error: w.timeout, latencyMs: performance.now() - t0 };
+      }
+      if ("entry" in w) {
+        this.check(history); // every entry before this position has arrived now
+        if (this.stream && w.entry.routed) {
+          this.answered++;
+          return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
+        }
+      }
+      this.drop(); // ended before this position, left the device's tokens, or the replica kept its SLM's token here
+    }
+    const stream = this.cloud.route?.(history, { tau, router: this.router, position, max }, signal) ?? null;
+    if (!stream) return { kind: "unavailable" };
+    this.stream = stream;
+    this.start = history.length;
+    this.checked = 0;
+    this.tau = tau;
+    this.answered = 0;
+    const w = await stream.at(0, signal);
+    if ("aborted" in w) return { kind: "aborted" };
+    if ("entry" in w) {
+      this.answered++;
+      return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
+    }
+    const error = "timeout" in w ? w.timeout : w.ended;
+    this.drop("timeout" in w ? w.timeout : null);
+    if (!error) return { kind: "unavailable" }; // ended normally without a position: cannot happen with a well-behaved server
+    return { kind: "failed", error, latencyMs: error.reason === "offline" ? null : performance.now() - t0 };
+  }
+
+  /** Ends the answer: the stream's connection closes and the server stops. */
+  close(): void {
+    this.drop();
+  }
+
+  private drop(reason: CloudCallError | null = null): void {
+    this.stream?.cancel(reason);
+    this.stream = null;
+  }
+}
