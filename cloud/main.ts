@@ -50,7 +50,8 @@ async function main(): Promise<number> {
   try {
     console.error(`Loading ${args.model} …`);
     const modelPath = await resolveModelSource(args.model, { onProgress: downloadProgress() });
-    server = await startCloudServer({ ...args.server, modelPath });
+    const replicaModelPath = args.server.replicaModelPath ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() }) : undefined;
+    server = await startCloudServer({ ...args.server, modelPath, replicaModelPath });
   } catch (err) {
     console.error(`tandem cloud: ${(err as Error).message}`);
     return 1;
@@ -63,6 +64,7 @@ async function main(): Promise<number> {
   console.log(`Tandem cloud token server listening on ${server.url}`);
   console.log(`  model:    ${id.name}`);
   console.log(`  vocab:    ${id.vocabSize} tokens, sha256 ${id.vocabHash}`);
+  if (server.replica) console.log(`  replica:  ${server.replica.name} (the device's SLM: routed stretches in one round trip)`);
   console.log(`  backend:  ${rt.gpu === false ? "CPU" : `${rt.gpu}, ${rt.gpuLayers} of ${rt.totalLayers} layers on the GPU`}`);
   console.log(
     `  sessions: ${server.maxSessions} × ${server.contextSize} tokens; KV cache ${formatBytes(mem.kvBytesAllocated)} ` +

@@ -29,6 +29,10 @@ Options:
   --idle-timeout <s>      free sessions idle this many seconds (default 600)
   --rate-limit <n>        requests per second per client (token + IP), bursts of 2n (default 500;
                           0 turns it off; raise it when many devices share one address, e.g. a NAT)
+  --slm <src>             GGUF file or hf: URI of the device's small model: the server then replicates
+                          the device's routed decoding (/route: one round trip per stretch of routed
+                          tokens instead of one per token); devices use it only if it is their own SLM
+  --replica-slots <n>     conversations the SLM replica follows at once (default 4)
   --help, -h              this text`;
 
 /** A mistake on the command line: exit code 2 with the usage text. */
@@ -69,6 +73,8 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         "max-queue": { type: "string" },
         "idle-timeout": { type: "string" },
         "rate-limit": { type: "string" },
+        slm: { type: "string" },
+        "replica-slots": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -130,6 +136,8 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       maxQueued: optionalInt(values["max-queue"], "--max-queue", 1, 1 << 20),
       idleTimeoutMs: idleSeconds === undefined ? undefined : idleSeconds * 1000,
       rateLimit: rate === undefined ? undefined : rate === 0 ? false : { perSecond: rate, burst: 2 * rate },
+      ...(values.slm ? { replicaModelPath: values.slm } : {}),
+      replicaSlots: optionalInt(values["replica-slots"], "--replica-slots", 1, 64),
     },
   };
 }

@@ -131,6 +131,8 @@ export interface CloudServer {
   /** whether clients must present a token */
   readonly authRequired: boolean;
   readonly runtime: RuntimeInfo;
+  /** the device SLM this server replicates for /route, if any */
+  readonly replica: ModelIdentity | undefined;
   stats(): CloudServerStats;
   /** KV memory: per token, allocated, budget, in use */
   memory(): MemoryStats;
@@ -241,6 +243,7 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       maxSessions: manager.maxSessions,
       authRequired: verify !== undefined,
       runtime,
+      replica: replica?.identity,
       stats: () => api.stats(),
       memory: () => manager.memory(),
       close: () =>

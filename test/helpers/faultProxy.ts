@@ -34,8 +34,8 @@ export interface FaultProxy {
   rule?: (req: ProxiedRequest) => Fault | Promise<Fault>;
   /**
    * For streamed replies: the fault of each line (`index` from 0), applied on top of the request's
-   * delay. "delay" holds that line (and so the ones after it) back; "status", "reset" and "garbage"
-   * break the stream there (the connection drops; "garbage" sends half a line first).
+   * delay. "delay" holds that line (and so the ones after it) back; "rewrite" replaces it; "status",
+   * "reset" and "garbage" break the stream there (the connection drops; "garbage" sends half a line first).
    */
   lineRule?: (req: ProxiedRequest, line: unknown, index: number) => Fault;
   /** every request passed through, in arrival order */
@@ -74,7 +74,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       const half = fault.kind === "delay" ? fault.ms / 2 : 0;
       if (half > 0) await sleep(half);
       const up = http.request(
-        { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+        // a connection per request: a pooled one may be a dead socket to a server the test restarted,
+        // which would fail one client's request and not the other's
+        { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers, agent: false },
         (upRes) => {
           if (/ndjson/.test(String(upRes.headers["content-type"]))) return relayStream(upRes, res, half, (line, i) => proxy.lineRule?.(seen, line, i) ?? { kind: "pass" });
           const body: Buffer[] = [];
@@ -137,7 +139,7 @@ function relayStream(upRes: http.IncomingMessage, res: http.ServerResponse, dela
         res.socket?.destroy();
         return;
       }
-      res.write(text);
+      res.write(fault.kind === "rewrite" ? JSON.stringify(fault.body(JSON.parse(text) as Record<string, unknown>)) + "\n" : text);
     });
   };
   upRes.on("data", (c: Buffer) => {
