@@ -23,11 +23,3 @@ export interface Figure {
   met: boolean | null;
   note?: string;
 }
-
-/**
- * Every `k`-th answer position gets confidence 0, the rest 1: a fixed cloud share independent of the
- * model. Keyed on the position, not on calls, because a speculating decoder scores some positions twice.
- */
-export function everyKth(k: number): (position: number) => number {
-  return (position) => (position % k === k - 1 ? 0 : 1);
-}

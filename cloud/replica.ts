@@ -81,7 +81,28 @@ export class SlmReplica {
     if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`replica slots must be a positive integer, got ${slots}`);
     const { model, threads } = await loadModelFile(llama, file);
     const identity = { ...modelIdentity(model), weights: weightsFingerprint(file) };
-    return new SlmReplica(model, file, threads, identity, Math.min(opts.contextSize + 1, model.trainContextSize), slots);
+    const replica = new SlmReplica(model, file, threads, identity, Math.min(opts.contextSize + 1, model.trainContextSize), slots);
+    try {
+      await replica.createSlots();
+    } catch (err) {
+      await replica.dispose();
+      throw err;
+    }
+    return replica;
+  }
+
+  /**
+   * Every slot's context, made and warmed up at start: a context costs ~65 ms to create and its first
+   * decode tens more (measured on the Qwen-vocabulary fixture), which a stream would otherwise wait for.
+   */
+  private async createSlots(): Promise<void> {
+    const warm = this.model.tokens.bos ?? 0;
+    for (let i = 0; i < this.maxSlots; i++) {
+      const slm = await LocalModel.onModel(this.model, this.file, this.threads, { contextSize: this.contextSize, hiddenState: true });
+      this.slots.push({ slm, owner: null, busy: false, lastUsed: 0 });
+      await slm.begin([warm], { top1Prob: true, topK: 0, hidden: true });
+      await slm.clear();
+    }
   }
 
   get hiddenSize(): number {
@@ -121,12 +142,12 @@ export class SlmReplica {
   }
 
   /**
-   * Starts following `session` at `history` (the session's tokens and the LLM's token after them), or
-   * resolves to null when every slot is busy.
+   * Starts following `session`: a slot positioned after `history` (its prefix cached from the
+   * session's last stream when the slot is still the session's), or null when every slot is busy.
    */
   async follow(session: string, history: readonly number[], router: Router, tau: number): Promise<ReplicaRun | null> {
     if (this.disposed) return null;
-    const slot = await this.acquire(session);
+    const slot = this.acquire(session);
     if (!slot) return null;
     const needs = router.needs;
     let step: SlmStep;
@@ -159,24 +180,14 @@ export class SlmReplica {
     if (this.disposed) return;
     this.disposed = true;
     for (const s of this.slots) await s.slm.dispose().catch(() => {});
+    this.slots.length = 0;
     await this.model.dispose();
   }
 
-  /** The session's own free slot, else a new one, else the free slot least recently used; null when all are busy. */
-  private async acquire(session: string): Promise<Slot | null> {
-    let slot = this.slots.find((s) => !s.busy && s.owner === session);
-    if (!slot && this.slots.length < this.maxSlots) {
-      slot = { slm: null as unknown as LocalModel, owner: session, busy: true, lastUsed: ++this.clock }; // reserved before the await below
-      this.slots.push(slot);
-      try {
-        slot.slm = await LocalModel.onModel(this.model, this.file, this.threads, { contextSize: this.contextSize, hiddenState: true });
-      } catch (err) {
-        this.slots.splice(this.slots.indexOf(slot), 1);
-        throw err;
-      }
-      return slot;
-    }
-    slot ??= this.slots.filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+  /** The session's own free slot, else the free slot least recently used; null when all are busy. */
+  private acquire(session: string): Slot | null {
+    const free = this.slots.filter((s) => !s.busy);
+    const slot = free.find((s) => s.owner === session) ?? free.sort((a, b) => a.lastUsed - b.lastUsed)[0];
     if (!slot) return null;
     slot.busy = true;
     slot.owner = session;

@@ -345,53 +345,65 @@ export class SessionManager {
     return this.enqueue(id, async (s) => {
       const { delta, keep } = this.predictionDelta(s, req.base, req.tokens, req.prefix);
       await this.rollback(s, keep);
-      const first = await this.evaluate(s, delta, 0, false);
+      const history: number[] = [...s.sequence.contextTokens, ...delta];
+      // the replica reads the history while the LLM predicts: they are separate contexts, and the
+      // replica's prompt read would otherwise delay every position after the first
+      const following = req.max > 1 ? follow(s.id, history) : Promise.resolve(null);
+      following.catch(noop); // awaited below; a failure here must not count as unhandled meanwhile
+      let first: number;
+      try {
+        first = (await this.evaluate(s, delta, 0, false)).tokenId;
+      } catch (err) {
+        void following.then((run) => run?.release(), noop);
+        throw err;
+      }
       this.counters.predictions++;
       this.counters.routeStreams++;
       this.counters.routePositions++;
-      emit({ tokenId: first.tokenId, routed: true });
-      const end = await this.continueRouted(s, first.tokenId, req, follow, emit, signal);
-      return { end, length: s.sequence.nextTokenIndex };
+      emit({ tokenId: first, routed: true });
+      const run = await following;
+      if (!run) return { end: req.max > 1 ? "replica-busy" : "max", length: s.sequence.nextTokenIndex };
+      try {
+        const end = await this.continueRouted(s, [...history, first], run, req, emit, signal);
+        return { end, length: s.sequence.nextTokenIndex };
+      } finally {
+        run.release();
+      }
     });
   }
 
+  /** The positions after `history` (whose last token is the LLM's first), decided by the replica `run` (positioned before it). */
   private async continueRouted(
     s: Session,
-    first: number,
+    history: number[],
+    run: ReplicaRun,
     req: { max: number; position: number },
-    follow: (session: string, history: readonly number[]) => Promise<ReplicaRun | null>,
     emit: (line: RouteLine) => void,
     signal: AbortSignal,
   ): Promise<RouteEnd> {
+    const first = history[history.length - 1]!;
     if (this.context.model.isEogToken(first as Token)) return "eog";
-    if (req.max <= 1) return "max";
-    const history: number[] = [...s.sequence.contextTokens, first];
-    const run = await follow(s.id, history);
-    if (!run) return "replica-busy";
-    try {
-      // tokens the LLM has not read yet: it reads them in one batch at the next routed position
-      const pending = [first];
-      for (let k = 1; k < req.max; k++) {
-        if (signal.aborted || s.pending > 1 || s.closed) return "preempted";
-        if (history.length >= Math.min(this.capacity, run.capacity)) return "full";
-        const d = run.decide(req.position + k);
-        let token = d.tokenId;
-        if (d.routes) {
-          token = (await this.evaluate(s, pending, 0, false)).tokenId;
-          pending.length = 0;
-          this.counters.routeRouted++;
-        }
-        this.counters.routePositions++;
-        emit({ tokenId: token, routed: d.routes });
-        pending.push(token);
-        history.push(token);
-        if (this.context.model.isEogToken(token as Token)) return "eog";
-        await run.advance(token);
+    await run.advance(first);
+    // tokens the LLM has not read yet: it reads them in one batch at the next routed position
+    const pending = [first];
+    for (let k = 1; k < req.max; k++) {
+      if (signal.aborted || s.pending > 1 || s.closed) return "preempted";
+      if (history.length >= Math.min(this.capacity, run.capacity)) return "full";
+      const d = run.decide(req.position + k);
+      let token = d.tokenId;
+      if (d.routes) {
+        token = (await this.evaluate(s, pending, 0, false)).tokenId;
+        pending.length = 0;
+        this.counters.routeRouted++;
       }
-      return "max";
-    } finally {
-      run.release();
+      this.counters.routePositions++;
+      emit({ tokenId: token, routed: d.routes });
+      pending.push(token);
+      history.push(token);
+      if (this.context.model.isEogToken(token as Token)) return "eog";
+      await run.advance(token);
     }
+    return "max";
   }
 
   /**

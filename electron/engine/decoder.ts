@@ -24,7 +24,7 @@ import { countOrigins } from "../../shared/events.js";
 import { routesToCloud, validateTau, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
 import { CloudCallError, type CloudPeer } from "./cloud/peer.js";
 import { DraftPolicy, GuessPolicy } from "./cloudPolicy.js";
-import { ReplicaFollower } from "./replicaFollower.js";
+import { ReplicaFollower, type ReplicaAnswer } from "./replicaFollower.js";
 import type { LocalModel, SlmStep } from "../../shared/node/localModel.js";
 import { TokenTextStream } from "./textStream.js";
 
@@ -176,6 +176,7 @@ export class CollaborativeDecoder {
     // the cloud's replica of this SLM and router, when it has one and the options allow
     const replica = this.cloud?.route && this.router.replica && opts.replica !== false ? new ReplicaFollower(this.cloud, this.router) : null;
     let replicaUnavailable = false;
+    if (replica) this.cloud?.prepareRoute?.(this.router);
 
     /** Commits a chosen token; true when the answer ends with it (end of generation, stop string). */
     const commit = (event: TokenEvent): "eog" | "stop" | "go" => {
@@ -213,44 +214,36 @@ export class CollaborativeDecoder {
             event.fallbackReason = "no cloud configured";
           } else {
             const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
-            const followed = replica && !replicaUnavailable ? await replica.answer(history, index, tau, room + 1, opts.signal) : null;
-            if (followed?.kind === "aborted") return;
-            if (followed?.kind === "unavailable") replicaUnavailable = true; // for this answer: ask per call
-            if (followed?.kind === "cloud") {
-              event.tokenId = followed.tokenId;
-              event.origin = "cloud";
-              event.cloudLatencyMs = followed.latencyMs;
-              // a stream carries token IDs only: a log-probability costs the server a sort of the vocabulary
-              event.cloud = { tokenId: followed.tokenId, top: [] };
-            } else if (followed?.kind === "failed") {
-              event.origin = "fallback";
-              event.fallbackReason = followed.error.message;
-              event.cloudLatencyMs = followed.latencyMs;
-            } else {
-              // one call for this position, hidden as well as it can be without a replica
-              const call = this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
-              const guessed =
-                Math.min(speculate, room) > 0
-                  ? await this.runAhead(this.cloud, history, step, index, Math.min(this.runAheadLimit(speculate), room), call, needs, tauOf, opts.signal, opts.pipeline !== false)
-                  : null;
-              const answer = await call.result;
-              if (answer === null) return; // aborted while waiting on the cloud
-              Object.assign(event, answer.fields);
-              if (event.origin === "cloud") this.guesses.observe(event.tokenId === step.tokenId);
-              if (guessed && event.tokenId !== step.tokenId) {
-                // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
-                await this.slm.rollback(history.length);
-              } else if (guessed) {
-                ahead = await this.settleGuesses(guessed, history.length);
-                if (ahead === null) return; // aborted while waiting on the cloud
-              }
-              // a continuation is read right after the cloud's token, or after plain guesses: with a
-              // pipelined call among them, the text after it is that call's to answer
-              const plain = ahead === null || (!guessed?.links.some((l) => l.call) && ahead.after !== null);
-              const continuation = plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
-              if (continuation.length > 0) {
-                verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
-              }
+            // with the cloud's replica, the answer comes from its stream; else from a call of its own
+            // (an entry already in needs no run-ahead: guessing past it would only cost a step to undo)
+            const inAlready = replica !== null && !replicaUnavailable && replica.arrived(history);
+            const followed = replica && !replicaUnavailable ? replica.ask(history, index, tau, room + 1, opts.signal) : null;
+            if (replica && !followed) replicaUnavailable = true; // for this answer: ask per call
+            const call = followed
+              ? this.followCall(this.cloud, followed, history, opts.signal)
+              : this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
+            // while the answer is on its way, the SLM runs ahead on its own guess, kept if the cloud confirms it
+            const guessed =
+              Math.min(speculate, room) > 0 && !inAlready
+                ? await this.runAhead(this.cloud, history, step, index, Math.min(this.runAheadLimit(speculate), room), call, needs, tauOf, opts.signal, opts.pipeline !== false && !followed)
+                : null;
+            const answer = await call.result;
+            if (answer === null) return; // aborted while waiting on the cloud
+            Object.assign(event, answer.fields);
+            if (event.origin === "cloud") this.guesses.observe(event.tokenId === step.tokenId);
+            if (guessed && event.tokenId !== step.tokenId) {
+              // the cloud overruled the SLM's guess: forget the guessed tokens, as if never evaluated
+              await this.slm.rollback(history.length);
+            } else if (guessed) {
+              ahead = await this.settleGuesses(guessed, history.length);
+              if (ahead === null) return; // aborted while waiting on the cloud
+            }
+            // a continuation is read right after the cloud's token, or after plain guesses: with a
+            // pipelined call among them, the text after it is that call's to answer
+            const plain = ahead === null || (!guessed?.links.some((l) => l.call) && ahead.after !== null);
+            const continuation = plain ? usableContinuation(answer.draft, ahead?.events ?? [], room) : [];
+            if (continuation.length > 0) {
+              verified = await this.acceptDraft(event.tokenId, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation, history.length, index, needs, tauOf);
             }
           }
         }
@@ -347,6 +340,31 @@ export class CollaborativeDecoder {
         };
       },
     );
+    void call.result.then((a) => (call.answer = a));
+    return call;
+  }
+
+  /**
+   * The call for a routed position answered by the cloud's replica stream (ReplicaFollower): the same
+   * fields a call gives. Should the stream become unusable and no new one open (the cloud went
+   * offline meanwhile, say), a call of its own answers, as the blocking decoder's would.
+   */
+  private followCall(cloud: CloudPeer, pending: Promise<ReplicaAnswer>, history: readonly number[], signal: AbortSignal | undefined): CloudCall {
+    const call: CloudCall = { result: Promise.resolve(null) };
+    const snapshot = history.slice();
+    call.result = pending.then((a): CloudAnswer | null | Promise<CloudAnswer | null> => {
+      switch (a.kind) {
+        case "aborted":
+          return null;
+        case "unavailable":
+          return this.askCloud(cloud, snapshot, signal, 0).result;
+        case "cloud":
+          // a stream carries token IDs only: a log-probability costs the server a sort of the vocabulary
+          return { fields: { tokenId: a.tokenId, origin: "cloud", cloudLatencyMs: a.latencyMs, cloud: { tokenId: a.tokenId, top: [] } }, draft: [] };
+        case "failed":
+          return { fields: { origin: "fallback", fallbackReason: a.error.message, cloudLatencyMs: a.latencyMs }, draft: [] };
+      }
+    });
     void call.result.then((a) => (call.answer = a));
     return call;
   }

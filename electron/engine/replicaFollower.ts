@@ -55,15 +55,17 @@ export class ReplicaFollower {
 
   /**
    * The cloud's token at the routed position after `history` (answer position `position`), from the
-   * running stream or a new one; `max` bounds how many positions a new stream may cover.
+   * running stream or a new one (`max` bounds how many positions a new one may cover); null at once
+   * when this cloud cannot follow (the decoder then makes a call).
    */
-  async answer(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined): Promise<ReplicaAnswer> {
+  ask(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined): Promise<ReplicaAnswer> | null {
     const t0 = performance.now();
     this.check(history);
     if (this.stream && tau !== this.tau) this.drop(); // the replica decides with the τ it was given
-    if (this.stream) {
-      const offset = history.length - this.start;
-      const w = await this.stream.at(offset, signal);
+    const stream = this.stream;
+    if (!stream) return this.open(history, position, tau, max, signal, t0);
+    const offset = history.length - this.start;
+    return stream.at(offset, signal).then((w): Promise<ReplicaAnswer> | ReplicaAnswer => {
       if ("aborted" in w) return { kind: "aborted" };
       if ("timeout" in w) {
         this.drop(w.timeout);
@@ -71,30 +73,42 @@ export class ReplicaFollower {
       }
       if ("entry" in w) {
         this.check(history); // every entry before this position has arrived now
-        if (this.stream && w.entry.routed) {
+        if (this.stream === stream && w.entry.routed) {
           this.answered++;
           return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
         }
       }
-      this.drop(); // ended before this position, left the device's tokens, or the replica kept its SLM's token here
-    }
+      // the stream ended before this position, left the device's tokens, or the replica kept its SLM's token here
+      if (this.stream === stream) this.drop();
+      return this.open(history, position, tau, max, signal, t0) ?? { kind: "unavailable" };
+    });
+  }
+
+  private open(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined, t0: number): Promise<ReplicaAnswer> | null {
     const stream = this.cloud.route?.(history, { tau, router: this.router, position, max }, signal) ?? null;
-    if (!stream) return { kind: "unavailable" };
+    if (!stream) return null;
+    this.drop();
     this.stream = stream;
     this.start = history.length;
     this.checked = 0;
     this.tau = tau;
     this.answered = 0;
-    const w = await stream.at(0, signal);
-    if ("aborted" in w) return { kind: "aborted" };
-    if ("entry" in w) {
-      this.answered++;
-      return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
-    }
-    const error = "timeout" in w ? w.timeout : w.ended;
-    this.drop("timeout" in w ? w.timeout : null);
-    if (!error) return { kind: "unavailable" }; // ended normally without a position: cannot happen with a well-behaved server
-    return { kind: "failed", error, latencyMs: error.reason === "offline" ? null : performance.now() - t0 };
+    return stream.at(0, signal).then((w): ReplicaAnswer => {
+      if ("aborted" in w) return { kind: "aborted" };
+      if ("entry" in w) {
+        this.answered++;
+        return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
+      }
+      const error = "timeout" in w ? w.timeout : w.ended;
+      if (this.stream === stream) this.drop("timeout" in w ? w.timeout : null);
+      if (!error) return { kind: "unavailable" }; // ended without a position: cannot happen with a well-behaved server
+      return { kind: "failed", error, latencyMs: error.reason === "offline" ? null : performance.now() - t0 };
+    });
+  }
+
+  /** Whether the running stream's entry for the position after `history` has arrived already (nothing to wait for). */
+  arrived(history: readonly number[]): boolean {
+    return this.stream !== null && this.stream.entries.length > history.length - this.start;
   }
 
   /** Ends the answer: the stream's connection closes and the server stops. */

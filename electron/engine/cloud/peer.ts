@@ -69,6 +69,8 @@ export interface CloudPeer {
    * cannot run the device's SLM or `opts.router`; failures arrive through the stream.
    */
   route?(history: readonly number[], opts: RouteOptions, signal?: AbortSignal): RouteStream | null;
+  /** Readies the replica for `router` in the background (e.g. uploads its network); called when an answer starts. */
+  prepareRoute?(router: Router): void;
   close(): Promise<void>;
 }
 

@@ -116,8 +116,8 @@ export class TandemCloudClient implements CloudPeer {
   private closed = false;
   /** the session's SLM replica, when the server has one and it runs the device's SLM */
   private replica: ReplicaInfo | undefined;
-  /** router networks uploaded to the current session, by router */
-  private uploaded = new WeakMap<Router, string>();
+  /** router networks uploaded (or on their way) to the current session, by router */
+  private uploaded = new WeakMap<Router, Promise<string>>();
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
@@ -288,18 +288,33 @@ export class TandemCloudClient implements CloudPeer {
     throw new CloudCallError("malformed", "the route stream ended without its last line");
   }
 
+  /**
+   * Uploads `router`'s network to the session's replica in the background, if it needs one, so the
+   * answer's first stream does not wait a round trip for it. Never throws: a failed upload is retried
+   * by the stream that needs it.
+   */
+  prepareRoute(router: Router): void {
+    if (this.opts.replica === false || this.closed || !this.sessionId || router.replica?.kind !== "mlp" || !this.replica?.routers.includes("mlp")) return;
+    if (!this.uploaded.has(router)) this.upload(router, AbortSignal.timeout(Math.max(this.deadlineMs, 5000))).catch(() => {});
+  }
+
   /** How the replica is to run `router`: uploading its network to this session first when needed. */
   private async replicaRouter(router: Router, signal: AbortSignal): Promise<ReplicaRouter> {
-    const r = router.replica!;
-    if (r.kind === "confidence") return { kind: "confidence" };
-    let digest = this.uploaded.get(router);
-    if (!digest) {
+    if (router.replica!.kind === "confidence") return { kind: "confidence" };
+    return { kind: "mlp", digest: await (this.uploaded.get(router) ?? this.upload(router, signal)) };
+  }
+
+  private upload(router: Router, signal: AbortSignal): Promise<string> {
+    const r = router.replica as { kind: "mlp"; network(): unknown };
+    const uploads = this.uploaded;
+    const done = (async () => {
       const res = await this.call<RouterUploadResponse>(`/v1/sessions/${this.sessionId}/router`, r.network(), signal);
       if (typeof res.digest !== "string" || !/^[0-9a-f]{64}$/.test(res.digest)) throw new CloudCallError("malformed", "malformed router upload reply");
-      digest = res.digest;
-      this.uploaded.set(router, digest);
-    }
-    return { kind: "mlp", digest };
+      return res.digest;
+    })();
+    uploads.set(router, done);
+    done.catch(() => uploads.delete(router)); // the next stream tries again
+    return done;
   }
 
   observe(history: readonly number[]): void {
