@@ -14,6 +14,7 @@
  *   POST   /v1/sessions/:id/append      AppendRequest → AppendResponse (apply delta only; background sync)
  *   POST   /v1/sessions/:id/truncate    TruncateRequest → AppendResponse
  *   POST   /v1/sessions/:id/route       RouteRequest → NDJSON stream of RouteLine (servers with an SLM replica)
+ *   POST   /v1/sessions/:id/router      a router network for the replica → RouterUploadResponse
  *   DELETE /v1/sessions/:id             → { ok: true }
  *
  * Every request but /health carries `Authorization: Bearer <token>` unless the server was started
