@@ -31,8 +31,6 @@ export class ReplicaFollower {
   /** entries verified against the committed history so far */
   private checked = 0;
   private tau = Number.NaN;
-  /** positions the current stream has answered for the decoder (0 = not yet) */
-  answered = 0;
 
   constructor(
     private readonly cloud: CloudPeer,
@@ -74,7 +72,6 @@ export class ReplicaFollower {
       if ("entry" in w) {
         this.check(history); // every entry before this position has arrived now
         if (this.stream === stream && w.entry.routed) {
-          this.answered++;
           return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
         }
       }
@@ -92,11 +89,9 @@ export class ReplicaFollower {
     this.start = history.length;
     this.checked = 0;
     this.tau = tau;
-    this.answered = 0;
     return stream.at(0, signal).then((w): ReplicaAnswer => {
       if ("aborted" in w) return { kind: "aborted" };
       if ("entry" in w) {
-        this.answered++;
         return { kind: "cloud", tokenId: w.entry.tokenId, latencyMs: performance.now() - t0 };
       }
       const error = "timeout" in w ? w.timeout : w.ended;

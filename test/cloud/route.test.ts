@@ -110,11 +110,14 @@ describe("/route: the device's routed decoding continued on the server", () => {
     }
   });
 
-  it("the session then holds what the end line says, and a /next from there predicts as usual", async () => {
+  it.each([1, 0])("τ = %i: the session then holds what the end line says, and a /next from there predicts as usual", async (tau) => {
     const { sessionId } = await session();
-    const ls = await lines(await route(sessionId, { tau: 1, max: 4 }));
+    const ls = await lines(await route(sessionId, { tau, max: 12 }));
     const ps = positions(ls).map((p) => p.tokenId);
     const end = ls.at(-1) as { length: number };
+    // the LLM has read up to the stream's last routed position: τ = 1, all but the last token (to
+    // predict it); τ = 0, only the history (the replica's own tokens after it go with the next request)
+    expect(end.length).toBe(prompt.length + (tau === 1 ? ps.length - 1 : 0));
     const history = [...prompt, ...ps];
     const r = await post(server, `/v1/sessions/${sessionId}/next`, { base: end.length, tokens: history.slice(end.length) });
     expect(r.status).toBe(200);
