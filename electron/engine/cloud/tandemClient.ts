@@ -195,25 +195,44 @@ export class TandemCloudClient implements CloudPeer {
     return stream;
   }
 
+  /**
+   * After a request the server refused: re-creates a lost session or corrects what the client
+   * believes the server holds, and says whether to send again; false for every other failure.
+   */
+  private async resync(err: unknown, signal: AbortSignal, session: string | undefined): Promise<boolean> {
+    if (!(err instanceof ServerError)) return false;
+    if (err.body?.code === "session_not_found") {
+      await this.ensureSession(signal, session);
+    } else if (err.body?.code === "out_of_sync" && err.body.prefixMismatch) {
+      // the server holds other tokens than believed (a request overtook another on the way):
+      // nothing of it is certain, so the next attempt sends the whole history
+      this.confirmed = [];
+    } else if (err.body?.code === "out_of_sync" && typeof err.body.length === "number") {
+      this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   /** Sends the /route request (re-syncing as a call does) and fills `stream` from its lines. */
   private async readRoute(history: readonly number[], opts: RouteOptions, stream: RouteStream, signal: AbortSignal): Promise<void> {
     let failure: CloudCallError | null = null;
     try {
       await this.ensureSession(signal);
       for (let attempt = 0; ; attempt++) {
+        const session = this.sessionId;
         try {
           await this.sendRoute(history, opts, stream, signal, attempt === 0);
           this.health.online();
           this.syncPaused = false;
           return;
         } catch (err) {
-          if (stream.entries.length > 0 || !(err instanceof ServerError) || attempt >= 3) throw err;
-          const code = err.body?.code;
-          if (code === "session_not_found") await this.ensureSession(signal, this.sessionId);
-          else if (code === "out_of_sync" && err.body?.prefixMismatch) this.confirmed = [];
-          else if (code === "out_of_sync" && typeof err.body?.length === "number") this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
-          else if (code === "no_replica" && opts.router.replica?.kind === "mlp") this.uploaded.delete(opts.router); // dropped by the server: upload again
-          else throw err;
+          // a stream that has begun cannot be re-sent: the decoder has its first positions already
+          if (stream.entries.length > 0 || attempt >= 3) throw err;
+          if (err instanceof ServerError && err.body?.code === "no_replica" && opts.router.replica?.kind === "mlp") {
+            this.uploaded.delete(opts.router); // the server dropped the network (or restarted): upload it again
+          } else if (!(await this.resync(err, signal, session))) throw err;
         }
       }
     } catch (err) {
@@ -235,15 +254,7 @@ export class TandemCloudClient implements CloudPeer {
 
   private async sendRoute(history: readonly number[], opts: RouteOptions, stream: RouteStream, signal: AbortSignal, optimistic: boolean): Promise<void> {
     const router = await this.replicaRouter(opts.router, signal);
-    let base = commonPrefixLength(this.confirmed, history);
-    if (optimistic) base = this.optimisticBase(history, base);
-    while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
-      const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
-      this.expectLength(r.length, base + chunk.length);
-      this.confirmed = history.slice(0, r.length);
-      base = r.length;
-    }
+    const base = await this.deltaBase(history, signal, optimistic);
     const body: RouteRequest = {
       ...delta(history, base, history.slice(base)),
       tau: opts.tau,
@@ -386,33 +397,13 @@ export class TandemCloudClient implements CloudPeer {
       try {
         return await this.sendNext(history, signal, attempt === 0, draft);
       } catch (err) {
-        if (!(err instanceof ServerError) || attempt >= 3) throw err;
-        if (err.body?.code === "session_not_found") {
-          await this.ensureSession(signal, session);
-        } else if (err.body?.code === "out_of_sync" && err.body.prefixMismatch) {
-          // the server holds other tokens than believed (a request overtook another on the way):
-          // nothing of it is certain, so the next attempt sends the whole history
-          this.confirmed = [];
-        } else if (err.body?.code === "out_of_sync" && typeof err.body.length === "number") {
-          this.confirmed = this.confirmed.slice(0, Math.max(0, Math.min(err.body.length, this.confirmed.length)));
-        } else {
-          throw err;
-        }
+        if (attempt >= 3 || !(await this.resync(err, signal, session))) throw err;
       }
     }
   }
 
   private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
-    let base = commonPrefixLength(this.confirmed, history);
-    if (optimistic) base = this.optimisticBase(history, base);
-    // histories longer than one request allows go up in appends first
-    while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
-      const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
-      this.expectLength(r.length, base + chunk.length);
-      this.confirmed = history.slice(0, r.length);
-      base = r.length;
-    }
+    const base = await this.deltaBase(history, signal, optimistic);
     const body: NextRequest = { ...delta(history, base, history.slice(base)), topK: this.topK, ...(draft > 0 ? { draft } : {}), ...(this.opts.logprob === false ? { logprob: false } : {}) };
     const epoch = ++this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
@@ -427,6 +418,24 @@ export class TandemCloudClient implements CloudPeer {
     // common prefix, set when that one went out, is certain
     if (epoch === this.epoch) this.confirmed = held;
     return continuation.length > 0 ? { ...r, draft: continuation } : { ...r, draft: undefined };
+  }
+
+  /**
+   * Where the delta of a request for `history` starts: after what the server holds (or will, once the
+   * requests on their way arrive: `optimistic`). A delta longer than one request allows goes up in
+   * appends first.
+   */
+  private async deltaBase(history: readonly number[], signal: AbortSignal, optimistic: boolean): Promise<number> {
+    let base = commonPrefixLength(this.confirmed, history);
+    if (optimistic) base = this.optimisticBase(history, base);
+    while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
+      const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
+      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
+      this.expectLength(r.length, base + chunk.length);
+      this.confirmed = history.slice(0, r.length);
+      base = r.length;
+    }
+    return base;
   }
 
   /**
