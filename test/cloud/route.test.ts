@@ -12,6 +12,7 @@ import { encodeRouterFile } from "../../router/file.js";
 import { initMlp } from "../../router/mlp.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";
+import { mulberry32 } from "../../shared/prng.js";
 
 const TOKEN = "route-test-token-0123456789";
 
@@ -180,6 +181,44 @@ describe("/route: the device's routed decoding continued on the server", () => {
     expect(other.status).toBe(400);
     const garbage = await post(server, `/v1/sessions/${sessionId}/router`, { format: "nope" });
     expect(garbage.status).toBe(400);
+  });
+
+  it("400 seeded malformed /route and /router requests: each a 4xx (501 only for a network never uploaded), no 5xx, and the replica streams as before afterwards", { timeout: 120_000 }, async () => {
+    const rand = mulberry32(20261122);
+    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const nasty = [null, true, -1, 1.5, 2 ** 53, 1e300, "x", "", [], {}, [[[[]]]], { kind: "confidence" }, "a".repeat(5000), -0, NaN];
+    const { sessionId } = await session();
+    const valid = () => ({ base: 0, tokens: prompt.slice(), tau: 0.5, router: { kind: "confidence" }, position: 0, max: 3 });
+    const before = await lines(await route(sessionId, { max: 8 }));
+    const bad: string[] = [];
+    const tally: Record<string, number> = {};
+    for (let i = 0; i < 400; i++) {
+      const body: Record<string, unknown> = valid();
+      const what = pick(["field", "router", "token", "garbage", "upload"] as const);
+      let path = `/v1/sessions/${sessionId}/route`;
+      let raw: string;
+      if (what === "field") body[pick(["base", "tokens", "tau", "router", "position", "max"])] = pick(nasty);
+      if (what === "router") body.router = pick([{ kind: "mlp" }, { kind: "mlp", digest: "z".repeat(64) }, { kind: "mlp", digest: "A".repeat(64) }, { kind: "mlp", digest: "b".repeat(64) }, { kind: pick(nasty) }, pick(nasty)]);
+      if (what === "token") (body.tokens as unknown[])[Math.floor(rand() * prompt.length)] = pick([-1, 1.5, 1e9, "1", null]);
+      if (what === "upload") {
+        path = `/v1/sessions/${sessionId}/router`;
+        raw = pick([JSON.stringify(pick(nasty)), JSON.stringify({ format: "tandem-router", version: 1, slm: pick(nasty) }), '{"format":"tandem-router","version":1,"slm":{"name":"x","vocabHash":"y","hiddenSize":8},"features":{},"network":{"sizes":[1e9,1],"weights":["AA=="],"biases":[""],"mean":"","std":""}}', "{".repeat(100)]);
+      } else raw = JSON.stringify(body);
+      if (what === "garbage") raw = pick(["", "{", "[]", "null", raw.slice(0, Math.floor(rand() * raw.length)), raw + "}"]);
+      const r = await fetch(server.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` }, body: raw });
+      const text = await r.text();
+      // a mutation that still makes a valid request (e.g. -0 for a number, a τ of true→400) streams: that is fine
+      const ok = r.status === 200 ? text.trim().split("\n").every((l) => JSON.parse(l) !== null) : r.status >= 400 && r.status < 500 ? true : r.status === 501 && /no_replica/.test(text);
+      if (!ok) bad.push(`${what} ${raw.slice(0, 120)} → ${r.status} ${text.slice(0, 200)}`);
+      tally[`${what} ${r.status}`] = (tally[`${what} ${r.status}`] ?? 0) + 1;
+    }
+    expect(bad).toEqual([]);
+    console.log(`route fuzz: ${JSON.stringify(tally)}`);
+    const statuses = (await (await fetch(server.url + "/health", { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { detail: { stats: { statuses: Record<string, number> } } };
+    expect(Object.keys(statuses.detail.stats.statuses).filter((c) => Number(c) >= 500 && c !== "501")).toEqual([]);
+    // the replica still decides as it did
+    const after = await lines(await route(sessionId, { max: 8 }));
+    expect(positions(after)).toEqual(positions(before));
   });
 
   it("the client uses a replica only if it runs the device's own weights", async () => {
