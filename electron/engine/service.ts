@@ -612,7 +612,8 @@ export class TandemService implements BridgeApi {
     this.setCloudStatus("connecting", null);
     try {
       const m = await client.connect(this.slm.identity);
-      this.setCloudStatus("online", null, m.name);
+      // shown beside the model: with a replica of this SLM the cloud answers whole routed stretches
+      this.setCloudStatus("online", client.replicated ? "the server follows this device's routed decoding (a replica of its SLM): one round trip per stretch of cloud tokens" : null, m.name);
     } catch (err) {
       const refused = authFailure(err, checked.url, !!checked.token);
       if (refused || err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) {

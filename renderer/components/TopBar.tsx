@@ -81,7 +81,7 @@ export function CloudIndicator() {
   const why = state === "offline" && cloud?.detail ? cloud.detail : null;
   return (
     <>
-      <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={cloud?.detail ?? cloud?.model ?? cloud?.url ?? ""}>
+      <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={[cloud?.model, cloud?.detail].filter(Boolean).join(" — ") || cloud?.url || ""}>
         <span className="dot" /> {label}
       </span>
       {why && (

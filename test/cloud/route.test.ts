@@ -226,6 +226,8 @@ describe("/route: the device's routed decoding continued on the server", () => {
     await own.connect(slm.identity);
     const other = new TandemCloudClient({ url: server.url, token: TOKEN });
     await other.connect({ ...slm.identity, weights: "0".repeat(64) });
+    expect(own.replicated).toBe(true);
+    expect(other.replicated).toBe(false);
     const opts = { tau: 0.5, router: new ConfidenceRouter(), position: 0, max: 4 };
     const stream = own.route(prompt, opts);
     expect(stream).not.toBeNull();

@@ -135,6 +135,11 @@ export class TandemCloudClient implements CloudPeer {
     return this.cloudModel;
   }
 
+  /** Whether the session's server runs this device's SLM, so routed stretches are streamed (`route`). */
+  get replicated(): boolean {
+    return this.opts.replica !== false && this.replica !== undefined;
+  }
+
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
     // opening a session may wait for the server to admit it: a longer deadline than one token's
