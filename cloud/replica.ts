@@ -143,10 +143,11 @@ export class SlmReplica {
 
   /**
    * Starts following `session`: a slot positioned after `history` (its prefix cached from the
-   * session's last stream when the slot is still the session's), or null when every slot is busy.
+   * session's last stream when the slot is still the session's), or null when every slot is busy or
+   * the history is longer than a slot holds.
    */
   async follow(session: string, history: readonly number[], router: Router, tau: number): Promise<ReplicaRun | null> {
-    if (this.disposed) return null;
+    if (this.disposed || history.length >= this.contextSize - 1) return null; // a history longer than a slot holds cannot be followed
     const slot = this.acquire(session);
     if (!slot) return null;
     const needs = router.needs;
@@ -161,7 +162,8 @@ export class SlmReplica {
     return {
       capacity: slot.slm.contextSize - 1,
       decide: (position) => {
-        const confidence = router.score({ top1Prob: step.top1Prob, hidden: step.hidden, position });
+        // the features the device's decoder gives its router (decoder.ts, featuresOf)
+        const confidence = router.score({ top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position });
         return { tokenId: step.tokenId, routes: routesToCloud(confidence, tau) };
       },
       advance: async (token) => {

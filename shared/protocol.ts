@@ -138,6 +138,7 @@ export type RouteLine =
   | { end: RouteEnd; length: number }
   | { error: ErrorBody["error"] };
 
+/** "replica-busy": the replica could not follow (every slot busy, or a history longer than a slot holds) */
 export type RouteEnd = "max" | "eog" | "full" | "preempted" | "replica-busy";
 
 

@@ -8,7 +8,9 @@ import { PROTOCOL_LIMITS, PROTOCOL_VERSION, type RouteLine } from "../../shared/
 import { ConfidenceRouter } from "../../shared/router.js";
 import { LocalModel } from "../../shared/node/localModel.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
-import { encodeRouterFile } from "../../router/file.js";
+import { bindingOf, encodeRouterFile } from "../../router/file.js";
+import { LearnedRouter } from "../../router/learnedRouter.js";
+import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
 import { initMlp } from "../../router/mlp.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";
@@ -108,6 +110,38 @@ describe("/route: the device's routed decoding continued on the server", () => {
       expect(p.routed).toBe(routes);
       if (!routes) expect(p.tokenId).toBe(step.tokenId);
       step = await slm.advance(p.tokenId, router.needs);
+    }
+  });
+
+  it("a router network on every feature (hidden state, top-1, top-k spread): the replica decides as the device's router does", async () => {
+    const features = { hidden: true, top1: true, dist: true, topK: 8 };
+    const device = await LocalModel.load(files.slm, { contextSize: 512, hiddenState: true });
+    try {
+      const router = new LearnedRouter(initMlp([device.hiddenSize + 3, 8, 1], 7), features, bindingOf(device));
+      const { sessionId } = await session();
+      const up = await post(server, `/v1/sessions/${sessionId}/router`, router.replica.network());
+      expect(up.status).toBe(200);
+      const { digest } = (await up.json()) as { digest: string };
+      // τ at the median of the device's own scores on a local answer: about half the positions route
+      const scores: number[] = [];
+      for await (const e of new CollaborativeDecoder(device, router, null).generate(prompt, { tau: 0, maxTokens: 24 })) scores.push(e.confidence);
+      const tau = scores.slice().sort((a, b) => a - b)[12]!;
+      const ps = positions(await lines(await route(sessionId, { tau, router: { kind: "mlp", digest }, max: 16 })));
+      expect(ps.length).toBe(16);
+      await device.clear();
+      let step = await device.begin([...prompt, ps[0]!.tokenId], router.needs);
+      let routed = 0;
+      for (const [i, p] of ps.slice(1).entries()) {
+        const routes = router.score({ top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position: i + 1 }) < tau;
+        expect(p.routed).toBe(routes);
+        if (!routes) expect(p.tokenId).toBe(step.tokenId);
+        routed += routes ? 1 : 0;
+        step = await device.advance(p.tokenId, router.needs);
+      }
+      expect(routed).toBeGreaterThan(0);
+      expect(routed).toBeLessThan(15);
+    } finally {
+      await device.dispose();
     }
   });
 
