@@ -15,14 +15,13 @@
  * The SLM is small next to the LLM (Qwen2.5-0.5B beside 32B: 1.5%), and so are its slots' caches.
  */
 import { createHash } from "node:crypto";
-import type { LlamaModel } from "node-llama-cpp";
+import type { Llama, LlamaModel } from "node-llama-cpp";
 import type { ModelIdentity, ReplicaInfo, ReplicaRouter } from "../shared/protocol.js";
 import { ConfidenceRouter, routesToCloud, type Router } from "../shared/router.js";
 import { LocalModel, type SlmStep } from "../shared/node/localModel.js";
 import { loadModelFile, modelIdentity, weightsFingerprint } from "../shared/node/modelFile.js";
-import type { Llama } from "node-llama-cpp";
 import { LearnedRouter } from "../router/learnedRouter.js";
-import { bindingOf, decodeRouterFile, RouterFileError } from "../router/file.js";
+import { decodeRouterFile, RouterFileError } from "../router/file.js";
 import { CloudError } from "./errors.js";
 
 export const DEFAULT_REPLICA_SLOTS = 4;

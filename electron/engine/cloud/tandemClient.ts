@@ -30,7 +30,6 @@ import {
   type NextResponse,
   type ReplicaInfo,
   type ReplicaRouter,
-  type RouteLine,
   type RouteRequest,
   type RouterUploadResponse,
 } from "../../../shared/protocol.js";
