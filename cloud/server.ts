@@ -446,10 +446,7 @@ class Api {
       res.end();
     } catch (err) {
       if (!res.headersSent) throw err;
-      const error = err instanceof CloudError ? err : new CloudError("internal", "Internal server error");
-      if (!(err instanceof CloudError)) this.log(`tandem cloud: /route failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      this.errors[error.code] = (this.errors[error.code] ?? 0) + 1;
-      emit(error.toBody());
+      emit(this.classify(res.req, err).toBody());
       res.end();
     }
   }
@@ -481,7 +478,8 @@ class Api {
     return client;
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  /** The failure as clients see it, counted; anything but a CloudError is logged and becomes a generic 500. */
+  private classify(req: IncomingMessage, err: unknown): CloudError {
     let error: CloudError;
     if (err instanceof CloudError) {
       error = err;
@@ -490,6 +488,11 @@ class Api {
       error = new CloudError("internal", "Internal server error");
     }
     this.errors[error.code] = (this.errors[error.code] ?? 0) + 1;
+    return error;
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    const error = this.classify(req, err);
     if (res.headersSent) {
       res.destroy(); // cannot send an error after a response has started: make the failure visible
       return;

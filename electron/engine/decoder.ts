@@ -175,7 +175,6 @@ export class CollaborativeDecoder {
 
     // the cloud's replica of this SLM and router, when it has one and the options allow
     const replica = this.cloud?.route && this.router.replica && opts.replica !== false ? new ReplicaFollower(this.cloud, this.router) : null;
-    let replicaUnavailable = false;
     if (replica) this.cloud?.prepareRoute?.(this.router);
 
     /** Commits a chosen token; true when the answer ends with it (end of generation, stop string). */
@@ -216,9 +215,8 @@ export class CollaborativeDecoder {
             const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - history.length - 2);
             // with the cloud's replica, the answer comes from its stream; else from a call of its own
             // (an entry already in needs no run-ahead: guessing past it would only cost a step to undo)
-            const inAlready = replica !== null && !replicaUnavailable && replica.arrived(history);
-            const followed = replica && !replicaUnavailable ? replica.ask(history, index, tau, room + 1, opts.signal) : null;
-            if (replica && !followed) replicaUnavailable = true; // for this answer: ask per call
+            const inAlready = replica?.arrived(history) ?? false;
+            const followed = replica?.ask(history, index, tau, room + 1, opts.signal) ?? null;
             const call = followed
               ? this.followCall(this.cloud, followed, history, opts.signal)
               : this.askCloud(this.cloud, history, opts.signal, this.drafts.ask(Math.min(draft, room), previousRouted));
@@ -351,13 +349,13 @@ export class CollaborativeDecoder {
    */
   private followCall(cloud: CloudPeer, pending: Promise<ReplicaAnswer>, history: readonly number[], signal: AbortSignal | undefined): CloudCall {
     const call: CloudCall = { result: Promise.resolve(null) };
-    const snapshot = history.slice();
     call.result = pending.then((a): CloudAnswer | null | Promise<CloudAnswer | null> => {
       switch (a.kind) {
         case "aborted":
           return null;
         case "unavailable":
-          return this.askCloud(cloud, snapshot, signal, 0).result;
+          // `history` is unchanged until this call's answer is committed
+          return this.askCloud(cloud, history, signal, 0).result;
         case "cloud":
           // a stream carries token IDs only: a log-probability costs the server a sort of the vocabulary
           return { fields: { tokenId: a.tokenId, origin: "cloud", cloudLatencyMs: a.latencyMs, cloud: { tokenId: a.tokenId, top: [] } }, draft: [] };

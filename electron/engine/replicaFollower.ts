@@ -31,6 +31,8 @@ export class ReplicaFollower {
   /** entries verified against the committed history so far */
   private checked = 0;
   private tau = Number.NaN;
+  /** this cloud cannot follow (no replica, or not for this router): the rest of the answer asks per call */
+  private unavailable = false;
 
   constructor(
     private readonly cloud: CloudPeer,
@@ -54,9 +56,10 @@ export class ReplicaFollower {
   /**
    * The cloud's token at the routed position after `history` (answer position `position`), from the
    * running stream or a new one (`max` bounds how many positions a new one may cover); null at once
-   * when this cloud cannot follow (the decoder then makes a call).
+   * when this cloud cannot follow (the decoder then makes a call), and from then on for this answer.
    */
   ask(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined): Promise<ReplicaAnswer> | null {
+    if (this.unavailable) return null;
     const t0 = performance.now();
     this.check(history);
     if (this.stream && tau !== this.tau) this.drop(); // the replica decides with the τ it was given
@@ -83,7 +86,10 @@ export class ReplicaFollower {
 
   private open(history: readonly number[], position: number, tau: number, max: number, signal: AbortSignal | undefined, t0: number): Promise<ReplicaAnswer> | null {
     const stream = this.cloud.route?.(history, { tau, router: this.router, position, max }, signal) ?? null;
-    if (!stream) return null;
+    if (!stream) {
+      this.unavailable = true;
+      return null;
+    }
     this.drop();
     this.stream = stream;
     this.start = history.length;

@@ -90,21 +90,35 @@ export async function cloudRequest(
   signal: AbortSignal,
   stats: { bytesUp: number; bytesDown: number },
 ): Promise<RawReply> {
+  const res = await cloudFetch(url, method, body, token, signal, stats);
+  const text = await res.text();
+  stats.bytesDown += Buffer.byteLength(text);
+  return { status: res.status, ok: res.ok, text };
+}
+
+/**
+ * The request of `cloudRequest`, its response not read yet (a streamed reply is read as it arrives;
+ * the reader counts the bytes down).
+ */
+export async function cloudFetch(
+  url: string,
+  method: string,
+  body: unknown,
+  token: string | undefined,
+  signal: AbortSignal,
+  stats: { bytesUp: number },
+): Promise<Response> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   if (payload) stats.bytesUp += Buffer.byteLength(payload);
   const headers: Record<string, string> = {};
   if (payload) headers["content-type"] = "application/json";
   if (token) headers.authorization = `Bearer ${token}`;
-  let res: Response;
   try {
-    res = await fetch(url, { method, headers, body: payload, signal });
+    return await fetch(url, { method, headers, body: payload, signal });
   } catch (err) {
     if (signal.aborted) throw err;
     throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
   }
-  const text = await res.text();
-  stats.bytesDown += Buffer.byteLength(text);
-  return { status: res.status, ok: res.ok, text };
 }
 
 /** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */

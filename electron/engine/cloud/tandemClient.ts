@@ -37,7 +37,7 @@ import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
-import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, describeFetchError, parseCloudUrl, type HealthOptions } from "./callSupport.js";
+import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions, type RawReply } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -268,16 +268,9 @@ export class TandemCloudClient implements CloudPeer {
     };
     const epoch = ++this.epoch;
     this.confirmed = this.confirmed.slice(0, base);
-    const res = await cloudStream(`${this.base}/v1/sessions/${this.sessionId}/route`, body, this.opts.token, signal, this.stats);
-    if (!res.ok) {
-      let e: ErrorBody["error"] | undefined;
-      try {
-        e = (JSON.parse(await res.text()) as Partial<ErrorBody>).error;
-      } catch {
-        // not a JSON error body
-      }
-      throw new ServerError(res.status, e && typeof e.code === "string" ? e : undefined);
-    }
+    const res = await cloudFetch(`${this.base}/v1/sessions/${this.sessionId}/route`, "POST", body, this.opts.token, signal, this.stats);
+    // an error (before the first line) is an ordinary JSON reply
+    if (!res.ok) this.reply({ status: res.status, ok: false, text: await res.text() });
     const vocab = this.device!.vocabSize;
     // the tokens the server holds once the LLM has predicted a position: the history and the stream's tokens before it
     const held = (k: number) => [...history, ...stream.entries.slice(0, k).map((e) => e.tokenId)];
@@ -514,7 +507,11 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    const res = await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats);
+    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats));
+  }
+
+  /** A reply's JSON object; a refusal is a ServerError with the server's error body, when it sent one. */
+  private reply(res: RawReply): unknown {
     const text = res.text;
     let json: unknown;
     try {
@@ -545,20 +542,6 @@ export class TandemCloudClient implements CloudPeer {
     // is what it objects to.
     if (!this.health.failed(e) && e.reason === "http") this.sessionId = undefined;
     return e;
-  }
-}
-
-/** POSTs `body` and returns the response unread (a stream); failures to connect are CloudCallErrors. */
-async function cloudStream(url: string, body: unknown, token: string | undefined, signal: AbortSignal, stats: { bytesUp: number }): Promise<Response> {
-  const payload = JSON.stringify(body);
-  stats.bytesUp += Buffer.byteLength(payload);
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  try {
-    return await fetch(url, { method: "POST", headers, body: payload, signal });
-  } catch (err) {
-    if (signal.aborted) throw err;
-    throw new CloudCallError("unreachable", `cloud unreachable: ${describeFetchError(err)}`);
   }
 }
 
