@@ -114,6 +114,10 @@ async function main(): Promise<void> {
   process.on("SIGTERM", shutdown);
 }
 
+// A rejected promise nobody awaited is a bug to fix, but not one worth the user's answer in progress
+// and the in-process cloud: browser mode logs it and keeps serving (Node's default is to exit).
+process.on("unhandledRejection", (reason) => console.error("unhandled rejection:", reason));
+
 main().catch((err) => {
   console.error(`error: ${(err as Error)?.message ?? err}`);
   process.exit(1);

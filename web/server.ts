@@ -32,6 +32,50 @@ const TYPES: Record<string, string> = {
   ".json": "application/json",
 };
 
+const HEADERS = {
+  "content-security-policy": CONTENT_SECURITY_POLICY,
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+class BadRequest extends Error {}
+
+/** The request's path, decoded; a malformed URL or %-escape is the client's error, not the server's. */
+export function requestPath(rawUrl: string | undefined): string {
+  try {
+    const rel = decodeURIComponent(new URL(rawUrl ?? "/", "http://x").pathname);
+    if (rel.includes("\0")) throw new Error("NUL in path");
+    return rel;
+  } catch {
+    throw new BadRequest("malformed request path");
+  }
+}
+
+async function serveStatic(root: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    res.writeHead(405, HEADERS).end();
+    return;
+  }
+  let rel = requestPath(req.url);
+  if (rel === "/" || !path.extname(rel)) rel = "/index.html"; // a single-page app
+  const file = path.resolve(root, "." + rel);
+  if (!file.startsWith(root + path.sep)) {
+    res.writeHead(403, HEADERS).end();
+    return;
+  }
+  try {
+    if (!(await stat(file)).isFile()) throw new Error("not a file");
+    const body = await readFile(file);
+    res.writeHead(200, { ...HEADERS, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    res.end(req.method === "HEAD" ? undefined : body);
+  } catch {
+    const missingBuild = rel === "/index.html";
+    res.writeHead(missingBuild ? 503 : 404, { ...HEADERS, "content-type": "text/plain; charset=utf-8" });
+    res.end(missingBuild ? `The renderer is not built: run npm run build:renderer (looked in ${root})` : "not found");
+  }
+}
+
 export interface WebServer {
   url: string;
   close(): Promise<void>;
@@ -45,34 +89,15 @@ export async function startWebServer(opts: {
   port?: number;
 }): Promise<WebServer> {
   const root = path.resolve(opts.staticDir);
-  const server = http.createServer(async (req, res) => {
-    const headers = {
-      "content-security-policy": CONTENT_SECURITY_POLICY,
-      "x-content-type-options": "nosniff",
-      "referrer-policy": "no-referrer",
-      "cache-control": "no-store",
-    };
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, headers).end();
-      return;
-    }
-    let rel = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    if (rel === "/" || !path.extname(rel)) rel = "/index.html"; // a single-page app
-    const file = path.resolve(root, "." + rel);
-    if (!file.startsWith(root + path.sep)) {
-      res.writeHead(403, headers).end();
-      return;
-    }
-    try {
-      if (!(await stat(file)).isFile()) throw new Error("not a file");
-      const body = await readFile(file);
-      res.writeHead(200, { ...headers, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
-      res.end(req.method === "HEAD" ? undefined : body);
-    } catch {
-      const missingBuild = rel === "/index.html";
-      res.writeHead(missingBuild ? 503 : 404, { ...headers, "content-type": "text/plain; charset=utf-8" });
-      res.end(missingBuild ? `The renderer is not built: run npm run build:renderer (looked in ${root})` : "not found");
-    }
+  const server = http.createServer((req, res) => {
+    // Any page the user visits can make the browser request this server (an <img> needs no
+    // permission): nothing a request holds may throw out of its handler and take the engine down.
+    serveStatic(root, req, res).catch((err: unknown) => {
+      if (res.headersSent) return void res.destroy();
+      const bad = err instanceof BadRequest;
+      res.writeHead(bad ? 400 : 500, { ...HEADERS, "content-type": "text/plain; charset=utf-8" });
+      res.end(bad ? err.message : "internal error");
+    });
   });
   const wss = attachWsBridge(server, opts.api, opts.subscribe);
   await new Promise<void>((resolve, reject) => {

@@ -15,32 +15,56 @@ export const BRIDGE_PATH = "/bridge";
 export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e: BridgeEvent) => void) => () => void): WebSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WIRE_MESSAGE_BYTES });
   server.on("upgrade", (req, socket, head) => {
-    if (new URL(req.url ?? "/", "http://x").pathname !== BRIDGE_PATH || !sameOrigin(req)) {
-      socket.write("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+    // an event listener that throws is an uncaught exception: it would end the process
+    try {
+      if (!isBridgeUpgrade(req)) {
+        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+    } catch {
       socket.destroy();
-      return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
   });
+  wss.on("error", () => {}); // per-socket errors are handled on each socket; nothing here may end the process
   wss.on("connection", (ws: WebSocket) => {
     const send = (m: WireMessage) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+      if (ws.readyState !== ws.OPEN) return;
+      try {
+        ws.send(JSON.stringify(m));
+      } catch (err) {
+        // a value JSON cannot carry must not end the process; the page gets the failure instead
+        if (m.kind === "result") ws.send(JSON.stringify({ kind: "result", id: m.id, ok: false, error: `Reply not serialisable: ${errorText(err)}` }));
+      }
     };
     const unsubscribe = subscribe((event) => send({ kind: "event", event }));
     ws.on("close", unsubscribe);
-    ws.on("message", async (data, isBinary) => {
+    // invalid frames (bad UTF-8, oversized, bad opcodes) arrive as "error": unheard, it would be thrown
+    ws.on("error", () => ws.terminate());
+    ws.on("message", (data, isBinary) => {
       if (isBinary) return ws.close(1003, "text frames only");
-      const call = parseWireRequest(data.toString());
+      const call = parseWireRequest(String(data));
       if (!call) return ws.close(1008, "malformed call");
-      try {
-        const result = await callOp(api, call.op, call.arg);
-        send({ kind: "result", id: call.id, ok: true, result });
-      } catch (err) {
-        send({ kind: "result", id: call.id, ok: false, error: (err as Error)?.message ?? String(err) });
-      }
+      // through a promise: an operation that throws synchronously is answered like one that rejects
+      Promise.resolve().then(() => callOp(api, call.op, call.arg)).then(
+        (result) => send({ kind: "result", id: call.id, ok: true, result }),
+        (err: unknown) => send({ kind: "result", id: call.id, ok: false, error: errorText(err) }),
+      );
     });
   });
   return wss;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isBridgeUpgrade(req: IncomingMessage): boolean {
+  try {
+    return new URL(req.url ?? "/", "http://x").pathname === BRIDGE_PATH && sameOrigin(req);
+  } catch {
+    return false;
+  }
 }
 
 function sameOrigin(req: IncomingMessage): boolean {
