@@ -26,6 +26,7 @@ import { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { LocalModel } from "../shared/node/localModel.js";
 import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { demoPair } from "./demoPair.js";
+import { terminalJson, terminalSafe } from "./terminalText.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
                       [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
@@ -135,7 +136,8 @@ function cliFrom(argv: string[]): Cli {
 
 async function main(): Promise<number> {
   const cli = parseCli(process.argv.slice(2));
-  const log = (msg: string) => process.stderr.write(msg + "\n");
+  // every line the chat prints may carry text from a model file or a server
+  const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
   if (cli.demo) {
     const pair = await demoPair();
     cli.slm = process.argv.includes("--slm") ? cli.slm : pair.slm;
@@ -198,14 +200,14 @@ async function main(): Promise<number> {
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
     const prompt = slm.hasChatTemplate ? slm.promptFromMessages([{ role: "user", content: cli.prompt }]) : slm.tokenizeText(cli.prompt);
-    if (!cli.json && !slm.hasChatTemplate) process.stdout.write(cli.prompt);
+    if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
     const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
     for await (const ev of answer) {
-      if (cli.json) process.stdout.write(JSON.stringify(ev) + "\n");
+      if (cli.json) process.stdout.write(terminalJson(ev) + "\n");
       else process.stdout.write(paint(ev, cli.color));
     }
     const summary = await answer.summary;
-    if (cli.json) process.stdout.write(JSON.stringify({ summary: jsonSummary(summary) }) + "\n");
+    if (cli.json) process.stdout.write(terminalJson({ summary: jsonSummary(summary) }) + "\n");
     else log("\n" + formatSummary(summary));
     await cloud?.close();
     return 0;
@@ -216,7 +218,9 @@ async function main(): Promise<number> {
 }
 
 function paint(ev: TokenEvent, color: boolean): string {
-  return color && ev.text ? `${COLORS[ev.origin]}${ev.text}${RESET}` : ev.text;
+  // the model's text is made safe before our own colour sequences are put around it
+  const text = terminalSafe(ev.text);
+  return color && text ? `${COLORS[ev.origin]}${text}${RESET}` : text;
 }
 
 function jsonSummary(s: AnswerSummary) {
@@ -236,15 +240,15 @@ main().then(
   (code) => process.exit(code),
   (err) => {
     if (err instanceof UsageError) {
-      console.error(`error: ${err.message}\n${USAGE}`);
+      console.error(`error: ${terminalSafe(err.message)}\n${USAGE}`);
       process.exit(2);
     }
     // what a user can cause (files, settings, the cloud) is a message; anything else is a bug, whose
     // stack trace helps only a developer: it is printed on request
     const known = err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
-    const message = (err as Error)?.message ?? String(err);
+    const message = terminalSafe((err as Error)?.message ?? String(err));
     if (known) console.error(`error: ${message}`);
-    else if (process.env.TANDEM_DEBUG) console.error(`error: ${(err as Error)?.stack ?? message}`);
+    else if (process.env.TANDEM_DEBUG) console.error(`error: ${terminalSafe((err as Error)?.stack ?? message)}`);
     else console.error(`error: ${message} (TANDEM_DEBUG=1 shows where it happened)`);
     process.exit(1);
   },
