@@ -82,3 +82,11 @@ export class GuessPolicy {
     if (this.recent.length > this.window) this.recent.shift();
   }
 }
+
+/** What the decoder learns about one cloud, kept by that cloud's peer (CloudPeer.learnt) across answers. */
+export class CloudLearning {
+  /** when to ask a call for a continuation, learnt from the calls to this cloud */
+  readonly drafts = new DraftPolicy();
+  /** whether to ask the cloud ahead, on the SLM's guessed text, learnt from this cloud's answers */
+  readonly guesses = new GuessPolicy();
+}
