@@ -83,10 +83,13 @@ export class GuessPolicy {
   }
 }
 
-/** What the decoder learns about one cloud, kept by that cloud's peer (CloudPeer.learnt) across answers. */
+/**
+ * What the decoder learns about one cloud, kept by that cloud's peer (CloudPeer.learnt) across answers.
+ * A policy may be replaced (tests pin one: what is learnt from timings differs from run to run).
+ */
 export class CloudLearning {
   /** when to ask a call for a continuation, learnt from the calls to this cloud */
-  readonly drafts = new DraftPolicy();
+  drafts = new DraftPolicy();
   /** whether to ask the cloud ahead, on the SLM's guessed text, learnt from this cloud's answers */
-  readonly guesses = new GuessPolicy();
+  guesses = new GuessPolicy();
 }
