@@ -43,9 +43,11 @@ export interface GenerateOptions extends AnswerOptions {
   /**
    * Most tokens of the LLM's continuation to ask for with a cloud call (0 = none). Each costs the
    * server one more LLM step before it answers; each accepted where the router would have gone to the
-   * cloud again saves a round trip: `DraftPolicy` decides when to ask. Same tokens and origins either
-   * way. Default 4. (The wire calls it `draft`; so does this option, kept for its callers.)
+   * cloud again saves a round trip: `ContinuationPolicy` decides when to ask. Same tokens and origins
+   * either way. Default 4.
    */
+  continuation?: number;
+  /** @deprecated the old name of `continuation` (the wire's: NextRequest.draft), read when that is absent */
   draft?: number;
   /**
    * While running ahead, ask the cloud about the routed positions of the guessed text too, when the
@@ -60,7 +62,7 @@ export interface GenerateOptions extends AnswerOptions {
 }
 
 export const DEFAULT_SPECULATION = 32;
-export const DEFAULT_DRAFT = 4;
+export const DEFAULT_CONTINUATION = 4;
 
 export interface Answer extends AsyncIterable<TokenEvent> {
   /** resolves when the answer has ended (after the iterator finishes) */
@@ -166,7 +168,7 @@ export class CollaborativeDecoder {
       position: index,
       tau: local.tau,
       room,
-      continuation: Math.min(Math.max(0, Math.floor(opts.draft ?? DEFAULT_DRAFT)), room),
+      continuation: Math.min(Math.max(0, Math.floor(opts.continuation ?? opts.draft ?? DEFAULT_CONTINUATION)), room),
       previousRouted: previous !== undefined && wasRouted(previous),
       signal: opts.signal,
     });

@@ -20,7 +20,7 @@ import { ConfidenceRouter } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder, type GenerateOptions } from "../../electron/engine/decoder.js";
 import { referenceDecode } from "../../electron/engine/decoding/reference.js";
-import { DraftPolicy } from "../../electron/engine/cloudPolicy.js";
+import { ContinuationPolicy } from "../../electron/engine/cloudPolicy.js";
 import { LocalModel } from "../../shared/node/localModel.js";
 import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../helpers/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
@@ -48,11 +48,11 @@ interface Strategy {
   sync: boolean;
 }
 const ALONE: [string, Strategy][] = [
-  ["a call per routed position (the decoder with everything off)", { options: { speculate: 0, draft: 0, pipeline: false }, sync: false }],
-  ["background sync", { options: { speculate: 0, draft: 0, pipeline: false }, sync: true }],
-  ["run-ahead with rollback", { options: { speculate: 8, draft: 0, pipeline: false }, sync: false }],
-  ["pipelined calls", { options: { speculate: 8, draft: 0, pipeline: true }, sync: false }],
-  ["continuations", { options: { speculate: 0, draft: DRAFT, pipeline: false }, sync: false }],
+  ["a call per routed position (the decoder with everything off)", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: false }],
+  ["background sync", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: true }],
+  ["run-ahead with rollback", { options: { speculate: 8, continuation: 0, pipeline: false }, sync: false }],
+  ["pipelined calls", { options: { speculate: 8, continuation: 0, pipeline: true }, sync: false }],
+  ["continuations", { options: { speculate: 0, continuation: DRAFT, pipeline: false }, sync: false }],
 ];
 
 describe("network hiding: same tokens and origins as the reference decoder", () => {
@@ -113,9 +113,9 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
       return scenario(b.base + b.tokens.length - prompt.length, req, state);
     };
     const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: alone ? alone.sync : kind === "hiding" });
-    // where a call asks for a continuation must not depend on timings (DraftPolicy learns what one
+    // where a call asks for a continuation must not depend on timings (ContinuationPolicy learns what one
     // costs from them, which differ from run to run on a loaded machine): inside clusters only
-    client.learnt.drafts = new DraftPolicy(-1);
+    client.learnt.continuations = new ContinuationPolicy(-1);
     await client.connect(slm.identity);
     try {
       const events: TokenEvent[] = [];
@@ -124,7 +124,7 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
         return events;
       }
       const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
-      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: 8, draft, pipeline, ...alone?.options })) events.push(e);
+      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: 8, continuation: draft, pipeline, ...alone?.options })) events.push(e);
       return events;
     } finally {
       await client.close();

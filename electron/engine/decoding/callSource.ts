@@ -11,7 +11,7 @@ export class CallSource implements TokenSource {
   constructor(private readonly cloud: CloudPeer) {}
 
   ask(at: RoutedAt): Pending {
-    const asked = this.cloud.learnt.drafts.ask(at.continuation, at.previousRouted);
+    const asked = this.cloud.learnt.continuations.ask(at.continuation, at.previousRouted);
     return new Pending(callCloud(this.cloud, at.history, at.signal, asked));
   }
 
@@ -30,7 +30,7 @@ export async function callCloud(cloud: CloudPeer, history: readonly number[], si
   const t0 = performance.now();
   try {
     const c = await cloud.next(history, signal, continuation > 0 ? { draft: continuation } : undefined);
-    cloud.learnt.drafts.observe(c);
+    cloud.learnt.continuations.observe(c);
     const verdict = { tokenId: c.tokenId, logprob: c.logprob, top: c.top };
     return { kind: "cloud", tokenId: c.tokenId, latencyMs: c.latencyMs, verdict, continuation: c.draft?.slice(0, continuation) ?? [] };
   } catch (err) {

@@ -2,7 +2,7 @@
  * Continuations: a call brings back a short continuation of the LLM's after its token (the wire's
  * `draft`), and the positions after it are decided from it without calls of their own wherever the
  * reference decoder would have produced the same tokens — so clustered cloud positions cost one round
- * trip instead of one each. When to ask for one is learnt per cloud (`DraftPolicy`).
+ * trip instead of one each. When to ask for one is learnt per cloud (`ContinuationPolicy`).
  */
 import type { TokenEvent } from "../../../shared/events.js";
 import type { SlmStep } from "../../../shared/node/localModel.js";

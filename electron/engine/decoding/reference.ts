@@ -27,7 +27,7 @@ export interface ReferenceOptions {
   maxTokens: number;
   stop?: readonly string[];
   signal?: AbortSignal;
-  /** most tokens of the LLM's continuation a call asks for (when `DraftPolicy` says so); default 0 */
+  /** most tokens of the LLM's continuation a call asks for (when `ContinuationPolicy` says so); default 0 */
   continuation?: number;
 }
 
@@ -75,7 +75,7 @@ function blockingCloud(cloud: CloudPeer | null, maxContinuation: number) {
       const tokenId = known.tokens[j]!;
       return { kind: "cloud", tokenId, latencyMs: null, verdict: { tokenId, top: [], fromDraft: true }, continuation: [] };
     }
-    const result = await callCloud(cloud, history, signal, cloud.learnt.drafts.ask(Math.min(maxContinuation, room), previousRouted));
+    const result = await callCloud(cloud, history, signal, cloud.learnt.continuations.ask(Math.min(maxContinuation, room), previousRouted));
     known = result.kind === "cloud" && result.continuation.length > 0 ? { from: history.length + 1, tokens: result.continuation } : null;
     return result;
   };
