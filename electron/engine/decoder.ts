@@ -135,13 +135,22 @@ export class CollaborativeDecoder {
         if (settled === null) return; // aborted while waiting on the cloud
         for (const e of settled.events) {
           const r = answer.commit(e);
-          if (r === "eog") return void (answer.stopReason = "eog");
+          if (r === "eog") {
+            answer.stopReason = "eog";
+            return;
+          }
           yield e;
-          if (r === "stop") return void (answer.stopReason = "stop-string");
+          if (r === "stop") {
+            answer.stopReason = "stop-string";
+            return;
+          }
           index++;
         }
         if (index >= opts.maxTokens) break; // don't pay for a step nobody reads
-        if (answer.committedLength >= this.slm.contextSize) return void (answer.stopReason = "context-full");
+        if (answer.committedLength >= this.slm.contextSize) {
+          answer.stopReason = "context-full";
+          return;
+        }
         step = settled.after ?? (await this.slm.advance(answer.lastEvent!.tokenId, answer.needs));
       }
       answer.stopReason = "max-tokens";

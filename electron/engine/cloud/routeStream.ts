@@ -1,7 +1,7 @@
 /**
  * The device's end of a /route stream (RouteRequest in shared/protocol.ts): the positions a cloud's
  * SLM replica decided, as they arrive. The decoder reads them by offset from the stream's first
- * position and verifies each against its own tokens (electron/engine/replicaFollower.ts); the
+ * position and verifies each against its own tokens (electron/engine/decoding/replicaSource.ts); the
  * client fills them in (tandemClient.ts).
  */
 import { CloudCallError } from "./peer.js";
