@@ -17,7 +17,8 @@
 import { createHash } from "node:crypto";
 import type { Llama, LlamaModel } from "node-llama-cpp";
 import type { ModelIdentity, ReplicaInfo, ReplicaRouter } from "../shared/protocol.js";
-import { ConfidenceRouter, routesToCloud, type Router } from "../shared/router.js";
+import { ConfidenceRouter, type Router } from "../shared/router.js";
+import { decideStep } from "../shared/routing.js";
 import { LocalModel, type SlmStep } from "../shared/node/localModel.js";
 import { loadModelFile, modelIdentity, weightsFingerprint } from "../shared/node/modelFile.js";
 import { LearnedRouter } from "../router/learnedRouter.js";
@@ -160,11 +161,8 @@ export class SlmReplica {
     let released = false;
     return {
       capacity: slot.slm.contextSize - 1,
-      decide: (position) => {
-        // the features the device's decoder gives its router (decoder.ts, featuresOf)
-        const confidence = router.score({ top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position });
-        return { tokenId: step.tokenId, routes: routesToCloud(confidence, tau) };
-      },
+      // the device's decoder decides with the same function (shared/routing.ts)
+      decide: (position) => ({ tokenId: step.tokenId, routes: decideStep(router, step, position, tau).toCloud }),
       advance: async (token) => {
         step = await slot.slm.advance(token, needs);
       },

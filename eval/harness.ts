@@ -16,6 +16,7 @@
  */
 import type { LocalModel } from "../shared/node/localModel.js";
 import { routesToCloud, type FeatureNeeds, type Router } from "../shared/router.js";
+import { decide } from "../shared/routing.js";
 import { tauForShare } from "../router/collect.js";
 import { OracleBudget, oracleAgreement } from "../router/labels.js";
 import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/pair.js";
@@ -197,7 +198,7 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
   for (const s of o.shares) {
     for (const [n, r] of scoreRouters) {
       const t = tf.get(key(n, s))!;
-      const f = await runAll(() => (p) => routesToCloud(r.score(p.features), t.tau!));
+      const f = await runAll(() => (p) => decide(r, p.features, t.tau!).toCloud);
       push(n, s, t, f);
     }
     const rrng = new Rng(o.seed * 7919 + Math.round(s * 1000));

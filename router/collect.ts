@@ -9,7 +9,8 @@
  *     router meets when free-running, which teacher forcing never shows it.
  */
 import type { LocalModel } from "../shared/node/localModel.js";
-import { routesToCloud, type Router } from "../shared/router.js";
+import type { Router } from "../shared/router.js";
+import { decide } from "../shared/routing.js";
 import { featureDim, featureNeeds, featureVector, type FeatureSpec } from "./features.js";
 import { bindingOf } from "./file.js";
 import { emptyLabelSet, type LabelSet } from "./labelFile.js";
@@ -102,7 +103,7 @@ export async function collectRouted(
   let routed = 0;
   let total = 0;
   for (const prompt of prompts) {
-    const steps = await runRouted(slm, llm, prompt, (p) => routesToCloud(router.score(p.features), tau), {
+    const steps = await runRouted(slm, llm, prompt, (p) => decide(router, p.features, tau).toCloud, {
       maxTokens: opts.maxTokens,
       slmNeeds: both,
       score: true, // the LLM's probabilities give the soft labels

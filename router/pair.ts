@@ -5,6 +5,7 @@
  */
 import type { LocalModel, SlmStep } from "../shared/node/localModel.js";
 import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
+import { keptFeatures } from "../shared/routing.js";
 
 export interface PairPosition {
   slmTok: number;
@@ -12,15 +13,6 @@ export interface PairPosition {
   features: RouterFeatures;
   /** LLM probability of a token at this position (only when scoring was asked) */
   llmProb?: (token: number) => number;
-}
-
-/** Copies what we keep of an SLM step (the native hidden-state buffer is copied to float32). */
-export function featuresOf(step: SlmStep): RouterFeatures {
-  return {
-    top1Prob: step.top1Prob,
-    topProbs: step.top?.map((c) => c.prob),
-    hidden: step.hidden ? Float32Array.from(step.hidden) : undefined,
-  };
 }
 
 function probLookup(step: SlmStep): (t: number) => number {
@@ -60,7 +52,7 @@ export async function teacherForce(
   const llmSteps = [l0, ...rest];
   for (let k = 0; k < slmSteps.length; k++) {
     const ls = llmSteps[k]!;
-    out.push({ slmTok: slmSteps[k]!.tokenId, llmTok: ls.tokenId, features: featuresOf(slmSteps[k]!), llmProb: llmProbs ? probLookup(ls) : undefined });
+    out.push({ slmTok: slmSteps[k]!.tokenId, llmTok: ls.tokenId, features: keptFeatures(slmSteps[k]!, k), llmProb: llmProbs ? probLookup(ls) : undefined });
   }
   return out;
 }
@@ -109,7 +101,7 @@ export async function runRouted(
   let l = await llm.begin(prompt, ln);
   const steps: RoutedStep[] = [];
   for (let index = 0; index < opts.maxTokens; index++) {
-    const features = featuresOf(s);
+    const features = keptFeatures(s, index);
     const routed = policy({ features, slmTok: s.tokenId, llmTok: l.tokenId, index });
     const chosen = routed ? l.tokenId : s.tokenId;
     if (slm.isEndOfGeneration(chosen)) break;

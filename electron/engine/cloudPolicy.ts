@@ -1,6 +1,6 @@
 /**
  * What the decoder learns about a cloud, per peer, to decide how far to go ahead of its answers:
- * `DraftPolicy` (when a call asks for a continuation) and `GuessPolicy` (whether to ask the cloud
+ * `ContinuationPolicy` (when a call asks for a continuation) and `GuessPolicy` (whether to ask the cloud
  * about a later position while the SLM runs ahead on its guess for an earlier one).
  *
  * When a cloud call should ask for a continuation (NextRequest.draft).
@@ -16,7 +16,7 @@
 export const DEFAULT_MAX_DRAFT_SHARE = 0.05;
 const SMOOTHING = 0.3;
 
-export class DraftPolicy {
+export class ContinuationPolicy {
   /** server ms per continuation token */
   private perTokenMs: number | null = null;
   /** wall time of a call without its continuation, ms */
@@ -81,4 +81,15 @@ export class GuessPolicy {
     this.recent.push(agreed);
     if (this.recent.length > this.window) this.recent.shift();
   }
+}
+
+/**
+ * What the decoder learns about one cloud, kept by that cloud's peer (CloudPeer.learnt) across answers.
+ * A policy may be replaced (tests pin one: what is learnt from timings differs from run to run).
+ */
+export class CloudLearning {
+  /** when to ask a call for a continuation, learnt from the calls to this cloud */
+  continuations = new ContinuationPolicy();
+  /** whether to ask the cloud ahead, on the SLM's guessed text, learnt from this cloud's answers */
+  guesses = new GuessPolicy();
 }

@@ -1,23 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { DraftPolicy, GuessPolicy } from "../../electron/engine/cloudPolicy.js";
+import { ContinuationPolicy, GuessPolicy } from "../../electron/engine/cloudPolicy.js";
 
-describe("DraftPolicy: when a call asks for a continuation", () => {
+describe("ContinuationPolicy: when a call asks for a continuation", () => {
   it("inside a cluster always; elsewhere not until the cost is known", () => {
-    const p = new DraftPolicy();
+    const p = new ContinuationPolicy();
     expect(p.ask(4, true)).toBe(4);
     expect(p.ask(4, false)).toBe(0);
     expect(p.ask(0, true)).toBe(0);
   });
 
   it("elsewhere too when the continuation costs a small share of a call (a small LLM, a long round trip)", () => {
-    const p = new DraftPolicy(0.05);
+    const p = new ContinuationPolicy(0.05);
     // a 50 ms call whose 4-token continuation took the server 0.4 ms
     p.observe({ latencyMs: 50.4, draft: [1, 2, 3, 4], draftMs: 0.4 });
     expect(p.ask(4, false)).toBe(4);
   });
 
   it("not elsewhere when it is costly (a big LLM on a near server), and it follows changes", () => {
-    const p = new DraftPolicy(0.05);
+    const p = new ContinuationPolicy(0.05);
     p.observe({ latencyMs: 130, draft: [1, 2, 3, 4], draftMs: 60 }); // 15 ms a token against a 70 ms call
     expect(p.ask(4, false)).toBe(0);
     expect(p.ask(4, true)).toBe(4);
@@ -27,7 +27,7 @@ describe("DraftPolicy: when a call asks for a continuation", () => {
   });
 
   it("a peer that reports no cost gets continuations inside clusters only", () => {
-    const p = new DraftPolicy();
+    const p = new ContinuationPolicy();
     for (let i = 0; i < 5; i++) p.observe({ latencyMs: 40, draft: [1, 2] });
     expect(p.ask(4, false)).toBe(0);
     expect(p.ask(4, true)).toBe(4);

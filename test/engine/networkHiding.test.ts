@@ -1,8 +1,8 @@
 /**
  * Hiding the network must not change the answer. The hiding client (background /append sync, the SLM
- * running ahead while a call is in flight, rolled back when the cloud disagrees, verified
- * continuations) is run against the blocking client (no sync, idle wait, one token per call) on the
- * same prompts, through a fault proxy on loopback in front of a real cloud token server, under the
+ * running ahead while a call is in flight, rolled back when the cloud disagrees, pipelined calls,
+ * verified continuations), and each of those ways alone, is run against the reference decoder
+ * (decoding/reference.ts: no sync, idle wait, one token per call) on the same prompts, through a fault proxy on loopback in front of a real cloud token server, under the
  * same induced delays and failures: tokens, origins and text must be identical, for greedy decoding.
  *
  * Failures are keyed on the answer position a request is about, not on time or request count, so both
@@ -18,7 +18,9 @@ import type { TokenEvent } from "../../shared/events.js";
 import { PROTOCOL_LIMITS } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
-import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
+import { CollaborativeDecoder, type GenerateOptions } from "../../electron/engine/decoder.js";
+import { referenceDecode } from "../../electron/engine/decoding/reference.js";
+import { ContinuationPolicy } from "../../electron/engine/cloudPolicy.js";
 import { LocalModel } from "../../shared/node/localModel.js";
 import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../helpers/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
@@ -40,8 +42,20 @@ type Scenario = (position: number, req: ProxiedRequest, run: RunState) => Fault 
 interface RunState {
   restarted: boolean;
 }
+/** One way of hiding the network alone: the decoder's options and whether the client syncs in the background. */
+interface Strategy {
+  options: Partial<GenerateOptions>;
+  sync: boolean;
+}
+const ALONE: [string, Strategy][] = [
+  ["a call per routed position (the decoder with everything off)", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: false }],
+  ["background sync", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: true }],
+  ["run-ahead with rollback", { options: { speculate: 8, continuation: 0, pipeline: false }, sync: false }],
+  ["pipelined calls", { options: { speculate: 8, continuation: 0, pipeline: true }, sync: false }],
+  ["continuations", { options: { speculate: 0, continuation: DRAFT, pipeline: false }, sync: false }],
+];
 
-describe("network hiding: same tokens and origins as the blocking client", () => {
+describe("network hiding: same tokens and origins as the reference decoder", () => {
   let files: PairFiles;
   let slm: LocalModel;
   let server: CloudServer;
@@ -69,10 +83,10 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     proxy = await startFaultProxy(server.url);
     for (const text of ["Once upon a time", "The little dog", "Tom and his mom went"]) prompts.push(slm.tokenizeText(text));
     for (const p of prompts) {
-      const events = await answer("blocking", p, () => ({ kind: "pass" }));
+      const events = await answer("reference", p, () => ({ kind: "pass" }));
       routed.push(events.filter((e) => e.origin === "cloud").map((e) => e.index));
       // where a client that takes continuations makes its calls (the rest come with a continuation)
-      const withDraft = await answer("blocking", p, () => ({ kind: "pass" }), DEADLINE, DRAFT);
+      const withDraft = await answer("reference", p, () => ({ kind: "pass" }), DEADLINE, DRAFT);
       calls.push(withDraft.filter((e) => e.cloudLatencyMs !== null).map((e) => e.index));
     }
   }, 120_000);
@@ -82,13 +96,15 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     await slm?.dispose();
   });
 
+  /** An answer by the reference decoder (`draft`: continuations, as the decoder takes them) or the hiding decoder (`alone`: one way only). */
   async function answer(
-    kind: "blocking" | "hiding",
+    kind: "reference" | "hiding",
     prompt: number[],
     scenario: Scenario,
     deadlineMs = DEADLINE,
     draft = kind === "hiding" ? DRAFT : 0,
     pipeline = true,
+    alone?: Strategy,
   ): Promise<TokenEvent[]> {
     const state: RunState = { restarted: false };
     proxy.rule = (req) => {
@@ -96,12 +112,19 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
       if (!/\/(next|append)$/.test(req.path) || typeof b?.base !== "number" || !Array.isArray(b.tokens)) return { kind: "pass" };
       return scenario(b.base + b.tokens.length - prompt.length, req, state);
     };
-    const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: kind === "hiding" });
+    const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: alone ? alone.sync : kind === "hiding" });
+    // where a call asks for a continuation must not depend on timings (ContinuationPolicy learns what one
+    // costs from them, which differ from run to run on a loaded machine): inside clusters only
+    client.learnt.continuations = new ContinuationPolicy(-1);
     await client.connect(slm.identity);
     try {
-      const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
       const events: TokenEvent[] = [];
-      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: kind === "hiding" ? 8 : 0, draft, pipeline })) events.push(e);
+      if (kind === "reference") {
+        for await (const e of referenceDecode(slm, new ConfidenceRouter(), client, prompt, { tau: TAU, maxTokens: MAX, continuation: draft })) events.push(e);
+        return events;
+      }
+      const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
+      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: 8, continuation: draft, pipeline, ...alone?.options })) events.push(e);
       return events;
     } finally {
       await client.close();
@@ -111,7 +134,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
 
   const view = (events: TokenEvent[]) => events.map((e) => `${e.index}:${e.tokenId}:${e.origin}`);
 
-  /** Runs both clients on every prompt; returns the blocking client's events for further checks. */
+  /** Runs the reference and the hiding decoder on every prompt; returns the reference's events for further checks. */
   async function expectSame(scenario: Scenario, opts: { failures?: boolean; pipeline?: boolean } = {}): Promise<TokenEvent[][]> {
     const out: TokenEvent[][] = [];
     for (const p of prompts) {
@@ -119,7 +142,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
         out.push(await sameUnderFailures(p, scenario));
         continue;
       }
-      const blocking = await answer("blocking", p, scenario, DEADLINE, 0);
+      const blocking = await answer("reference", p, scenario, DEADLINE, 0);
       const appendsBefore = proxy.seen.filter((r) => r.path.endsWith("/append")).length;
       const hiding = await answer("hiding", p, scenario, DEADLINE, DRAFT, opts.pipeline ?? true);
       expect(view(hiding)).toEqual(view(blocking));
@@ -141,10 +164,10 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
    * Returns the first blocking answer.
    */
   async function sameUnderFailures(p: number[], scenario: Scenario, deadline = DEADLINE): Promise<TokenEvent[]> {
-    const blocking = await answer("blocking", p, scenario, deadline, 0);
+    const blocking = await answer("reference", p, scenario, deadline, 0);
     const hiding = await answer("hiding", p, scenario, deadline, 0, true);
     expect(view(hiding)).toEqual(view(blocking));
-    const blockingDraft = await answer("blocking", p, scenario, deadline, DRAFT);
+    const blockingDraft = await answer("reference", p, scenario, deadline, DRAFT);
     const hidingDraft = await answer("hiding", p, scenario, deadline, DRAFT, false);
     expect(view(hidingDraft)).toEqual(view(blockingDraft));
     return blocking;
@@ -167,7 +190,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     let alongside = 0;
     for (const p of prompts) {
       const from = proxy.seen.length;
-      const blocking = await answer("blocking", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0);
+      const blocking = await answer("reference", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0);
       expect(proxy.seen.slice(from).filter((r) => r.path.endsWith("/next")).every((r) => r.alongside === 0)).toBe(true);
       const mid = proxy.seen.length;
       const hiding = await answer("hiding", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0, true);
@@ -178,7 +201,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
   });
 
   it("continuations: some cloud tokens come without a call of their own, so fewer calls for the same answer", async () => {
-    const nextCalls = async (kind: "blocking" | "hiding", p: number[]) => {
+    const nextCalls = async (kind: "reference" | "hiding", p: number[]) => {
       const from = proxy.seen.length;
       // no pipelined calls here: each /next request is then a call whose answer is used
       const events = await answer(kind, p, () => ({ kind: "pass" }), DEADLINE, kind === "hiding" ? DRAFT : 0, false);
@@ -188,7 +211,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     let blockingCalls = 0;
     let hidingCalls = 0;
     for (const p of prompts) {
-      const b = await nextCalls("blocking", p);
+      const b = await nextCalls("reference", p);
       const h = await nextCalls("hiding", p);
       expect(view(h.events)).toEqual(view(b.events));
       fromDraft += h.events.filter((e) => e.origin === "cloud" && e.cloud?.fromDraft).length;
@@ -201,7 +224,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
   });
 
   it("with background sync a call carries only the last few tokens; the blocking client's carry the whole gap", async () => {
-    const deltas = async (kind: "blocking" | "hiding") => {
+    const deltas = async (kind: "reference" | "hiding") => {
       const from = proxy.seen.length;
       // no continuations here: both clients call at the same positions, only what a call carries differs
       await answer(kind, prompts[0]!, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0, false);
@@ -210,7 +233,7 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
         .filter((r) => r.path.endsWith("/next"))
         .map((r) => (r.body as { tokens: number[] }).tokens.length);
     };
-    const blocking = await deltas("blocking");
+    const blocking = await deltas("reference");
     const hiding = await deltas("hiding");
     expect(hiding.length).toBe(blocking.length);
     const total = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -218,6 +241,16 @@ describe("network hiding: same tokens and origins as the blocking client", () =>
     // the first call carries the prompt for the blocking client; the prompt was synced before it otherwise
     expect(blocking[0]).toBeGreaterThanOrEqual(prompts[0]!.length);
     expect(hiding[0]).toBeLessThan(prompts[0]!.length);
+  });
+
+  it.each(ALONE)("each way alone, 20 ms on every request: %s gives the reference's tokens, origins and text", async (_name, alone) => {
+    for (const p of prompts) {
+      const reference = await answer("reference", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0);
+      const one = await answer("hiding", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0, false, alone);
+      expect(view(one)).toEqual(view(reference));
+      expect(one.map((e) => e.text).join("")).toBe(reference.map((e) => e.text).join(""));
+    }
+    expect(unhandled).toEqual([]);
   });
 
   it.each([20, 50])("%i ms on every request: identical", async (ms) => {

@@ -1,7 +1,7 @@
 /**
- * Following the cloud's SLM replica (/route, ReplicaFollower) must not change the answer either: the
- * replica client is run against the blocking client (no sync, one /next per routed position) on the
- * same prompts, through the fault proxy in front of a real token server that runs the device's SLM
+ * Following the cloud's SLM replica (/route, decoding/replicaSource.ts) must not change the answer
+ * either: the replica client is run against the reference decoder (decoding/reference.ts: no sync,
+ * one /next per routed position) on the same prompts, through the fault proxy in front of a real token server that runs the device's SLM
  * beside its LLM, under the same delays and failures: tokens and origins must be identical.
  *
  * A failure is keyed on the answer position it is about, as in networkHiding.test.ts. A stream answers
@@ -14,6 +14,7 @@ import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, type Router } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
+import { referenceDecode } from "../../electron/engine/decoding/reference.js";
 import { LocalModel } from "../../shared/node/localModel.js";
 import { LearnedRouter } from "../../router/learnedRouter.js";
 import { bindingOf } from "../../router/file.js";
@@ -37,7 +38,7 @@ interface RunState {
   restarting?: Promise<void>;
 }
 
-describe("following the cloud's SLM replica: same tokens and origins as the blocking client", () => {
+describe("following the cloud's SLM replica: same tokens and origins as the reference decoder", () => {
   let files: PairFiles;
   let slm: LocalModel;
   let server: CloudServer;
@@ -65,7 +66,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     // a router network (random weights on the hidden state): replicated by upload
     mlp = new LearnedRouter(initMlp([slm.hiddenSize, 8, 1], 3), { hidden: true, top1: false, dist: false, topK: 0 }, bindingOf(slm));
     mlpTau = await quantileTau(mlp, 0.25);
-    for (const p of prompts) routed.push((await answer("blocking", p, () => ({ kind: "pass" }))).filter((e) => e.origin === "cloud").map((e) => e.index));
+    for (const p of prompts) routed.push((await answer("reference", p, () => ({ kind: "pass" }))).filter((e) => e.origin === "cloud").map((e) => e.index));
   }, 120_000);
   afterAll(async () => {
     await proxy?.close();
@@ -84,7 +85,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     return (c[k - 1]! + c[k]!) / 2;
   }
 
-  async function answer(kind: "blocking" | "replica", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE, router: Router = new ConfidenceRouter()): Promise<TokenEvent[]> {
+  async function answer(kind: "reference" | "replica", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE, router: Router = new ConfidenceRouter()): Promise<TokenEvent[]> {
     const run: RunState = { restarted: false };
     const positionOf = (body: unknown) => {
       const b = body as { base?: unknown; tokens?: unknown } | undefined;
@@ -96,7 +97,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
       if (run.restarting) return run.restarting.then(() => ({ kind: "pass" }) as Fault);
       return kindOf && at !== null ? scenario(at, kindOf, run) : { kind: "pass" };
     };
-    // a stream's line i is about position start + i; only routed lines stand for a call of the blocking client
+    // a stream's line i is about position start + i; only routed lines stand for a call of the reference decoder
     proxy.lineRule = (req, line, i) => {
       const at = positionOf(req.body);
       const l = line as { routed?: boolean };
@@ -108,10 +109,11 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     await client.connect(slm.identity);
     try {
       await slm.clear();
-      const dec = new CollaborativeDecoder(slm, router, client);
       const events: TokenEvent[] = [];
       const t = router instanceof ConfidenceRouter ? tau : mlpTau;
-      for await (const e of dec.generate(prompt, { tau: t, maxTokens: MAX, ...(kind === "blocking" ? { speculate: 0, draft: 0 } : {}) })) events.push(e);
+      const decoded =
+        kind === "reference" ? referenceDecode(slm, router, client, prompt, { tau: t, maxTokens: MAX }) : new CollaborativeDecoder(slm, router, client).generate(prompt, { tau: t, maxTokens: MAX });
+      for await (const e of decoded) events.push(e);
       return events;
     } finally {
       await client.close();
@@ -128,7 +130,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     let routeRequests = 0;
     let nextRequests = 0;
     for (const p of prompts) {
-      const b = await answer("blocking", p, scenario, DEADLINE, router);
+      const b = await answer("reference", p, scenario, DEADLINE, router);
       const from = proxy.seen.length;
       const r = await answer("replica", p, scenario, DEADLINE, router);
       expect(view(r)).toEqual(view(b));
@@ -157,7 +159,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
   });
 
   it.each([20, 50])("%i ms round trips: identical, and the answer waits on the network far less", async (ms) => {
-    const timed = async (kind: "blocking" | "replica") => {
+    const timed = async (kind: "reference" | "replica") => {
       const t0 = performance.now();
       for (const p of prompts) await answer(kind, p, () => ({ kind: "delay", ms }));
       return performance.now() - t0;
@@ -165,7 +167,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     await expectSame(() => ({ kind: "delay", ms }));
     // not a timing target (the bench measures that): a sanity check with a wide margin, since each
     // blocking answer pays one round trip per routed position and the replica's about one in all
-    const blocking = await timed("blocking");
+    const blocking = await timed("reference");
     const replica = await timed("replica");
     expect(replica).toBeLessThan(blocking);
   });
@@ -193,7 +195,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     for (const [i, p] of prompts.entries()) {
       const failing = new Set(routed[i]!.filter((_, j) => j % 2 === 1));
       const scenario: Scenario = (pos, kind) => ((kind === "next" || kind === "route" || kind === "line") && failing.has(pos) ? fault : { kind: "pass" });
-      const b = await answer("blocking", p, scenario);
+      const b = await answer("reference", p, scenario);
       const r = await answer("replica", p, scenario);
       expect(view(r)).toEqual(view(b));
       results.push(b);
@@ -208,7 +210,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the bloc
     for (const [i, p] of prompts.entries()) {
       const at = routed[i]![1] ?? routed[i]![0]!;
       const scenario: Scenario = (pos, kind) => (kind !== "append" && pos === at ? { kind: "delay", ms: 2500 } : { kind: "pass" });
-      const b = await answer("blocking", p, scenario, deadline);
+      const b = await answer("reference", p, scenario, deadline);
       const r = await answer("replica", p, scenario, deadline);
       expect(view(r)).toEqual(view(b));
       results.push(b);

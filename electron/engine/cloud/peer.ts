@@ -7,6 +7,7 @@
 import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
 import type { RouteStream } from "./routeStream.js";
+import type { CloudLearning } from "../cloudPolicy.js";
 
 export interface CloudStep {
   tokenId: number;
@@ -53,6 +54,8 @@ export interface CloudPeer {
   readonly kind: string;
   readonly stats: Readonly<CloudStats>;
   readonly state: CloudState;
+  /** what the decoder learns about this cloud across answers (when a continuation pays, whether it confirms guesses) */
+  readonly learnt: CloudLearning;
   /** Opens a session and checks the vocabulary. Throws VocabularyMismatchError on a mismatch. */
   connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
   /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */

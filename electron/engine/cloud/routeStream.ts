@@ -1,7 +1,7 @@
 /**
  * The device's end of a /route stream (RouteRequest in shared/protocol.ts): the positions a cloud's
  * SLM replica decided, as they arrive. The decoder reads them by offset from the stream's first
- * position and verifies each against its own tokens (electron/engine/replicaFollower.ts); the
+ * position and verifies each against its own tokens (electron/engine/decoding/replicaSource.ts); the
  * client fills them in (tandemClient.ts).
  */
 import { CloudCallError } from "./peer.js";
@@ -12,7 +12,12 @@ export interface RouteEntry {
   routed: boolean;
 }
 
-export type RouteWait = { entry: RouteEntry } | { ended: CloudCallError | null } | { timeout: CloudCallError } | { aborted: true };
+export type RouteWait =
+  | { kind: "entry"; entry: RouteEntry }
+  /** no entry there: the stream ended (`error` null for a normal end) */
+  | { kind: "ended"; error: CloudCallError | null }
+  | { kind: "timeout"; error: CloudCallError }
+  | { kind: "aborted" };
 
 export class RouteStream {
   readonly entries: RouteEntry[] = [];
@@ -61,12 +66,12 @@ export class RouteStream {
   async at(offset: number, signal?: AbortSignal): Promise<RouteWait> {
     const deadline = performance.now() + this.deadlineMs;
     for (;;) {
-      if (signal?.aborted) return { aborted: true };
+      if (signal?.aborted) return { kind: "aborted" };
       const entry = this.entries[offset];
-      if (entry) return { entry };
-      if (this.endedWith !== undefined) return { ended: this.endedWith };
+      if (entry) return { kind: "entry", entry };
+      if (this.endedWith !== undefined) return { kind: "ended", error: this.endedWith };
       const left = deadline - performance.now();
-      if (left <= 0) return { timeout: new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`) };
+      if (left <= 0) return { kind: "timeout", error: new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`) };
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

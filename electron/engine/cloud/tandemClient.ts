@@ -37,6 +37,7 @@ import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
+import { CloudLearning } from "../cloudPolicy.js";
 import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions, type RawReply } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
@@ -85,6 +86,7 @@ class ServerError extends Error {
 export class TandemCloudClient implements CloudPeer {
   readonly kind = "tandem";
   readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
+  readonly learnt = new CloudLearning();
   private readonly base: string;
   private readonly deadlineMs: number;
   private readonly topK: number;

@@ -15,6 +15,7 @@ import { PROTOCOL_LIMITS, type ModelIdentity, type TokenLogprob } from "../../..
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "../peer.js";
 import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
+import { CloudLearning } from "../../cloudPolicy.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -86,6 +87,7 @@ export class EngineHttpError extends Error {
 export abstract class EngineAdapter implements CloudPeer {
   abstract readonly kind: string;
   readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
+  readonly learnt = new CloudLearning();
   protected readonly base: string;
   protected readonly deadlineMs: number;
   protected readonly topK: number;
