@@ -440,6 +440,11 @@ export class TandemService implements BridgeApi {
     return this.models;
   }
 
+  /** The file dialog is the desktop app's (its main process answers this); the engine has none. */
+  async chooseLocalModel(_arg: OpArg<"chooseLocalModel"> = {}): Promise<ModelStatus | null> {
+    throw new Error("Choosing a file needs the desktop app: type the model file's full path instead");
+  }
+
   async catalogue(_arg: OpArg<"catalogue"> = {}): Promise<CatalogueItem[]> {
     return this.opts.catalogue ?? defaultCatalogue();
   }
@@ -682,6 +687,7 @@ export function bindService(s: TandemService): BridgeApi {
     exportConversation: (a) => s.exportConversation(a),
     modelStatus: () => s.modelStatus(),
     openLocalModel: (a) => s.openLocalModel(a),
+    chooseLocalModel: () => s.chooseLocalModel(),
     catalogue: () => s.catalogue(),
     downloadModel: (a) => s.downloadModel(a),
     cancelDownload: () => s.cancelDownload(),

@@ -99,6 +99,7 @@ function launch(env: Record<string, string> = {}): App {
       TANDEM_THREADS: "1",
       TANDEM_PACE_MS: "15", // tiny models answer faster than a kill can land mid-answer
       TANDEM_MAX_TOKENS: "200",
+      FAKE_OPEN_FILE: slm, // what the fake file dialog returns
       ...env,
     },
   });
@@ -165,7 +166,7 @@ describe("the built Electron app, booted in Node against a fake electron module"
     for (const [url, status] of [
       ["app://tandem/index.html", 200],
       ["app://tandem/../../package.json", 404], // URL parsing drops the dots: renderer/package.json, absent
-      ["app://tandem/%2e%2e/%2e%2e/package.json", 403],
+      ["app://tandem/..%2f..%2fpackage.json", 403],
       ["app://other/index.html", 403],
       ["app://tandem/missing.js", 404],
     ] as const) {
@@ -185,6 +186,13 @@ describe("the built Electron app, booted in Node against a fake electron module"
     expect((await app.invoke("getConversation", { id: "nope" })).error).toMatch(/conversation/i);
     // a relative model path is refused in the main process (the packaged app's cwd is /)
     expect((await app.invoke("openLocalModel", { path: "models/x.gguf" })).error).toMatch(/relative path/);
+  });
+
+  it("opens a local GGUF through the native file dialog, in the main process", async () => {
+    const from = app.events.length;
+    const models = await app.call<{ slm: { loaded: boolean; source: string } }>("chooseLocalModel");
+    expect(app.events.slice(from).some((e) => e.ev === "openDialog")).toBe(true);
+    expect(models.slm).toMatchObject({ loaded: true, source: slm });
   });
 
   it("streams an answer from the engine process over the bridge", async () => {

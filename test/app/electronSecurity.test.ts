@@ -299,7 +299,11 @@ const rendererListeners = new Map<string, ((e: unknown, ...a: unknown[]) => void
 vi.mock("electron", () => ({
   contextBridge: { exposeInMainWorld: (key: string, value: unknown) => void (exposed[key] = value) },
   ipcRenderer: {
-    invoke: async (...args: unknown[]) => void invoked.push(args),
+    invoke: async (...args: unknown[]) => {
+      invoked.push(args);
+      // how Electron rejects an invoke whose handler threw
+      if ((args[2] as { fail?: string } | undefined)?.fail) throw new Error(`Error invoking remote method '${CALL_CHANNEL}': Error: ${(args[2] as { fail: string }).fail}`);
+    },
     on: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, [...(rendererListeners.get(ch) ?? []), l]),
     removeListener: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, (rendererListeners.get(ch) ?? []).filter((x) => x !== l)),
   },
@@ -330,6 +334,12 @@ describe("Electron preload", () => {
     expect(got).toEqual([[{ type: "tau", tau: 0.2 }]]);
     off();
     expect(rendererListeners.get(EVENT_CHANNEL)).toEqual([]);
+  });
+
+  it("an engine error reaches the page as the engine's own message, not Electron's wrapping", async () => {
+    await import("../../electron/preload.js");
+    const bridge = exposed.tandem as { stats(a: unknown): Promise<unknown> };
+    await expect(bridge.stats({ fail: "No conversation abc" })).rejects.toThrow(/^No conversation abc$/);
   });
 });
 
