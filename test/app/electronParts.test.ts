@@ -17,6 +17,9 @@ import { appMenuTemplate } from "../../electron/menu.js";
 import { normaliseModelPath } from "../../electron/modelPath.js";
 import { BRIDGE_OPS, type BridgeApi, type BridgeEvent } from "../../shared/bridge.js";
 import { defaultModelsDir, expandHome } from "../../shared/node/appFolders.js";
+import { SelfDistiller } from "../../electron/engine/selfDistill.js";
+import { sigmoid } from "../../router/mlp.js";
+import { Rng } from "../../router/prng.js";
 
 /** An engine child in memory: `respond` decides what it does with each message. */
 class FakeChild extends EventEmitter implements EngineChildLike {
@@ -192,5 +195,36 @@ describe("menu", () => {
     expect(roles(true)).toContain('"toggleDevTools"');
     expect(roles(false)).not.toMatch(/toggleDevTools|forceReload|"reload"/);
     expect(roles(false)).toContain('"quit"');
+  });
+});
+
+describe("router training in the engine", () => {
+  it("pauses while an answer is being written and resumes after it: it never delays a token", async () => {
+    const H = 16;
+    const slm = { identity: { name: "model-pause", vocabHash: "p".repeat(64), vocabSize: 100 }, hiddenSize: H, vocabSize: 100 };
+    const d = new SelfDistiller(slm, { dir: mkdtempSync(path.join(tmpdir(), "tandem-pause-")), minSamples: 2000, minAnswers: 5 });
+    const rng = new Rng(7);
+    const w = Array.from({ length: H }, () => rng.normal());
+    for (let a = 0; a < 6; a++) {
+      d.beginAnswer();
+      for (let p = 0; p < 400; p++) {
+        const hidden = Float64Array.from({ length: H }, () => rng.normal());
+        d.router.score({ top1Prob: sigmoid(hidden.reduce((s, x, i) => s + x * w[i]!, 0)), hidden, position: p });
+      }
+    }
+    const training = d.afterAnswer(); // due: trains between answers
+    let finished = false;
+    void training.then(() => (finished = true));
+    await new Promise((r) => setTimeout(r, 50)); // training is under way
+    d.beginAnswer(); // the user sends the next message
+    await new Promise((r) => setTimeout(r, 50)); // the slice running then ends (≤ 15 ms + one step)
+    const cpu = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 600));
+    const used = process.cpuUsage(cpu);
+    expect(finished).toBe(false); // held at a slice boundary while the answer runs…
+    expect((used.user + used.system) / 1000).toBeLessThan(40); // …using no CPU (training runs ~160–600 ms of CPU in that time)
+    expect(await d.afterAnswer()).toBeNull(); // that answer ends: training goes on (one at a time)
+    expect((await training)?.kind).toMatch(/ready|not-yet/);
+    await d.dispose();
   });
 });
