@@ -9,7 +9,10 @@
  *   - every permission request and check is denied, device access (HID, serial, USB) too;
  *   - the one IPC channel answers only the app's own page in the window's top frame.
  */
-import { callOp, type BridgeApi, type BridgeEvent } from "../shared/bridge.js";
+import path from "node:path";
+import { BRIDGE_OPS, callOp, type BridgeApi, type BridgeEvent } from "../shared/bridge.js";
+import { appResponse } from "./appProtocol.js";
+import { messageOf } from "./engineProtocol.js";
 import { CALL_CHANNEL, EVENT_CHANNEL } from "./channels.js";
 import { isTrustedSender, parseIpcCall, SECURE_WEB_PREFERENCES } from "./security.js";
 
@@ -39,11 +42,22 @@ export interface SessionLike {
   setDevicePermissionHandler(handler: () => boolean): void;
 }
 
+/** Why a renderer process ended (Electron's RenderProcessGoneDetails). */
+export interface RenderGoneDetails {
+  reason: string;
+  exitCode: number;
+}
+
 export interface WindowLike {
-  readonly webContents: WebContentsLike;
-  loadFile(file: string): Promise<void>;
+  readonly webContents: WebContentsLike & {
+    on(event: "render-process-gone", listener: (event: { preventDefault(): void }, details?: RenderGoneDetails) => void): unknown;
+  };
+  loadURL(url: string): Promise<void>;
   once(event: "ready-to-show", listener: () => void): unknown;
   show(): void;
+  focus(): void;
+  isMinimized(): boolean;
+  restore(): void;
   isDestroyed(): boolean;
 }
 
@@ -51,15 +65,24 @@ export type WindowOptions = ReturnType<typeof windowOptions>;
 
 /** Electron, as far as the shell uses it (main.ts adapts the real modules to this). */
 export interface ShellPlatform {
+  /** false: another instance holds the data folder (it is told, and focuses its window) */
+  requestSingleInstanceLock(): boolean;
+  onSecondInstance(listener: () => void): void;
   enableSandbox(): void;
   whenReady(): Promise<unknown>;
   onWebContentsCreated(listener: (contents: WebContentsLike) => void): void;
   onAllWindowsClosed(listener: () => void): void;
+  /** Cmd+Q, the Dock's Quit, app.quit(): the listener may preventDefault to finish closing first */
+  onBeforeQuit(listener: (event: { preventDefault(): void }) => void): void;
   /** the default session; valid once ready */
   defaultSession(): SessionLike;
+  /** serves the renderer's files on the app:// scheme (registered as privileged before ready) */
+  handleAppProtocol(handler: (request: { url: string; method: string }) => Promise<Response>): void;
   createWindow(options: WindowOptions): WindowLike;
   handleIpc(channel: string, handler: (event: IpcInvokeEventLike, ...args: unknown[]) => Promise<unknown>): void;
   openExternal(url: string): void;
+  /** a native error dialog (it works before the app is ready, and blocks until dismissed) */
+  showErrorDialog(title: string, message: string): void;
   quit(): void;
 }
 
@@ -70,17 +93,26 @@ export interface HostedService {
 }
 
 export interface ShellOptions {
-  /** the renderer's index.html; the only page the window shows and the only caller IPC answers */
+  /** the renderer's index.html; its folder is what app:// serves */
   rendererIndex: string;
-  /** its file:// URL */
+  /** the URL the window shows, and the only page IPC answers (app://tandem/index.html) */
   appIndexUrl: string;
   preload: string;
-  /** starts the engine (after the app is ready: it needs the user's data folder) */
+  /**
+   * Starts the engine (after the app is ready: it needs the user's data folder). The window is up
+   * before this resolves; calls wait for it; a rejection is shown in a dialog and the app quits.
+   */
   startService(): Promise<HostedService>;
+  /** false in the packaged app: no DevTools (the default menu's Toggle Developer Tools does nothing) */
+  devTools?: boolean;
+  /** Operations the main process answers itself (the native file dialog), in place of the engine's. */
+  overrides?(service: Promise<HostedService>): Partial<BridgeApi>;
+  /** how long quitting waits for the engine to close (default 15 s) */
+  closeTimeoutMs?: number;
 }
 
 /** The options of the app's window: the only place a BrowserWindow's options are made. */
-export function windowOptions(preload: string) {
+export function windowOptions(preload: string, devTools = true) {
   return {
     width: 1280,
     height: 820,
@@ -88,7 +120,7 @@ export function windowOptions(preload: string) {
     minHeight: 520,
     title: "Tandem",
     show: false,
-    webPreferences: { ...SECURE_WEB_PREFERENCES, preload },
+    webPreferences: { ...SECURE_WEB_PREFERENCES, preload, ...(devTools ? {} : { devTools: false }) },
   };
 }
 
@@ -144,25 +176,94 @@ export function registerBridgeIpc(platform: ShellPlatform, win: WindowLike, appI
   });
 }
 
-/** The whole shell: guards, engine, window, IPC, events. Returns the window once its page is loaded. */
-export async function startShell(platform: ShellPlatform, opts: ShellOptions): Promise<WindowLike> {
+/** The whole shell: guards, window, engine, IPC, events, quitting. Returns the window once its page is
+ *  loaded, or null when another instance is running (this one quits). */
+export async function startShell(platform: ShellPlatform, opts: ShellOptions): Promise<WindowLike | null> {
+  if (!platform.requestSingleInstanceLock()) {
+    platform.quit(); // two engines on one data folder would overwrite each other's conversations
+    return null;
+  }
   platform.enableSandbox();
   platform.onWebContentsCreated((contents) => hardenWebContents(contents, (url) => platform.openExternal(url)));
   await platform.whenReady();
   hardenSession(platform.defaultSession());
+  const rendererDir = path.dirname(opts.rendererIndex);
+  platform.handleAppProtocol((request) => appResponse(request, rendererDir));
 
-  const service = await opts.startService();
-  const win = platform.createWindow(windowOptions(opts.preload));
+  // the window first: the engine starts (and loads its model) behind it; calls wait for it
+  const win = platform.createWindow(windowOptions(opts.preload, opts.devTools ?? true));
   win.once("ready-to-show", () => win.show());
-  registerBridgeIpc(platform, win, opts.appIndexUrl, service.api);
-  const unsubscribe = service.subscribe((event) => {
-    // pushed events go to the app's window only
-    if (!win.isDestroyed()) win.webContents.send(EVENT_CHANNEL, event);
+  const service = opts.startService();
+  service.catch((err) => {
+    platform.showErrorDialog("Tandem could not start", messageOf(err));
+    platform.quit();
   });
-  platform.onAllWindowsClosed(() => {
-    unsubscribe();
-    void service.close().finally(() => platform.quit());
+  const api = { ...relayTo(service), ...opts.overrides?.(service) } as BridgeApi;
+  registerBridgeIpc(platform, win, opts.appIndexUrl, api);
+  let unsubscribe = () => {};
+  void service.then(
+    (s) =>
+      (unsubscribe = s.subscribe((event) => {
+        // pushed events go to the app's window only
+        if (!win.isDestroyed()) win.webContents.send(EVENT_CHANNEL, event);
+      })),
+    () => undefined,
+  );
+  platform.onSecondInstance(() => {
+    if (win.isDestroyed()) return;
+    if (win.isMinimized()) win.restore();
+    win.show();
+    win.focus();
   });
-  await win.loadFile(opts.rendererIndex);
+  watchRenderer(platform, win, opts.appIndexUrl);
+  handleQuit(platform, service, () => unsubscribe(), opts.closeTimeoutMs ?? 15_000);
+  await win.loadURL(opts.appIndexUrl);
   return win;
+}
+
+/** The table, each call waiting for the engine to be up. */
+function relayTo(service: Promise<HostedService>): BridgeApi {
+  return Object.fromEntries(BRIDGE_OPS.map((op) => [op, async (arg: unknown) => callOp((await service).api, op, arg)])) as unknown as BridgeApi;
+}
+
+/** Quitting (the last window closed, Cmd+Q, the Dock) waits, bounded, for the engine to flush and close. */
+function handleQuit(platform: ShellPlatform, service: Promise<HostedService>, unsubscribe: () => void, timeoutMs: number): void {
+  let closing: Promise<void> | null = null;
+  let closed = false;
+  const closeThenQuit = () => {
+    closing ??= (async () => {
+      unsubscribe();
+      const s = await service.catch(() => null);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([s?.close().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+      closed = true;
+      platform.quit();
+    })();
+    return closing;
+  };
+  platform.onAllWindowsClosed(() => void closeThenQuit());
+  platform.onBeforeQuit((event) => {
+    if (closed) return;
+    event.preventDefault();
+    void closeThenQuit();
+  });
+}
+
+/** A renderer that crashed or was killed is reloaded (the engine and the conversations are untouched);
+ *  if it keeps dying, the user is told and the app quits. */
+function watchRenderer(platform: ShellPlatform, win: WindowLike, url: string): void {
+  const crashes: number[] = [];
+  win.webContents.on("render-process-gone", (_event, details = { reason: "unknown", exitCode: -1 }) => {
+    if (details.reason === "clean-exit" || win.isDestroyed()) return;
+    const now = Date.now();
+    crashes.push(now);
+    while (crashes.length && now - crashes[0] > 60_000) crashes.shift();
+    if (crashes.length <= 3) {
+      void win.loadURL(url).catch(() => undefined);
+      return;
+    }
+    platform.showErrorDialog("Tandem's window keeps stopping", `Its page ended (${details.reason}, exit code ${details.exitCode}) ${crashes.length} times in a minute. Your conversations are saved; Tandem will quit.`);
+    platform.quit();
+  });
 }

@@ -29,5 +29,7 @@ if (!bin) {
   node node_modules/electron/install.js), then npm start again.`);
   process.exit(1);
 }
-const child = spawn(bin, [path.join(root, "dist", "electron", "main.js")], { stdio: "inherit" });
+// Electron on the project folder (package.json's main and productName), not on a file: the app is
+// "Tandem" as when packaged, and uses the same data folder (main.ts sets it explicitly as well)
+const child = spawn(bin, [root], { stdio: "inherit" });
 child.on("exit", (code) => process.exit(code ?? 0));

@@ -186,6 +186,8 @@ export async function distillRouter(
   opts: {
     seed?: number;
     signal?: AbortSignal;
+    /** awaited between training slices (the app: until the answer being written has ended) */
+    idle?: () => Promise<void>;
     log?: (s: string) => void;
     source?: string;
     /** the routed-set overlap at a 10% share it must reach to be usable (default MIN_OVERLAP_AT_10) */
@@ -200,7 +202,7 @@ export async function distillRouter(
   if (new Set(data.groups).size < 2) throw new Error("Distillation needs samples from at least two sequences (one is held out)");
   const sizes = distilledSizes(slm.hiddenSize);
   // soft targets (the probability itself), no class balancing: this is regression through BCE
-  const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, signal: opts.signal, log: opts.log });
+  const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, signal: opts.signal, idle: opts.idle, log: opts.log });
   const binding = bindingOf(slm);
   const router = new LearnedRouter(params, DISTILLED_FEATURES, binding, null, "distilled");
   const { val } = splitByGroup(data.groups, 0.2, seed);

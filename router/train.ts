@@ -102,7 +102,10 @@ export function trainRouter(data: TrainData, opts: TrainOptions): TrainResult {
  * trainRouter off the critical path: the same steps, handing the event loop back every ~`sliceMs` so a
  * process that also streams tokens (the app's main process) stays responsive while it trains.
  */
-export async function trainRouterInSlices(data: TrainData, opts: TrainOptions & { sliceMs?: number; signal?: AbortSignal }): Promise<TrainResult> {
+export async function trainRouterInSlices(
+  data: TrainData,
+  opts: TrainOptions & { sliceMs?: number; signal?: AbortSignal; /** awaited between slices: the app pauses training while it answers */ idle?: () => Promise<void> },
+): Promise<TrainResult> {
   const steps = trainRouterSteps(data, opts);
   let since = performance.now();
   for (;;) {
@@ -110,6 +113,7 @@ export async function trainRouterInSlices(data: TrainData, opts: TrainOptions & 
     if (r.done) return r.value;
     if (performance.now() - since >= (opts.sliceMs ?? 15)) {
       await new Promise((resolve) => setImmediate(resolve));
+      await opts.idle?.();
       opts.signal?.throwIfAborted();
       since = performance.now();
     }

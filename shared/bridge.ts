@@ -173,6 +173,8 @@ export interface BridgeOps {
   modelStatus: [Record<string, never>, ModelStatus];
   /** Loads a local GGUF as the SLM (clear error for a corrupt file or a vocabulary the cloud refuses). */
   openLocalModel: [{ path: string }, ModelStatus];
+  /** The desktop app's native file dialog, then openLocalModel; null when the user cancels. */
+  chooseLocalModel: [Record<string, never>, ModelStatus | null];
   /** The SLMs the user can download (first-run choice). */
   catalogue: [Record<string, never>, CatalogueItem[]];
   /** Starts downloading a catalogue SLM (resuming a partial file); progress arrives as `models` events,
@@ -208,6 +210,7 @@ export const BRIDGE_OPS = [
   "exportConversation",
   "modelStatus",
   "openLocalModel",
+  "chooseLocalModel",
   "catalogue",
   "downloadModel",
   "cancelDownload",

@@ -17,6 +17,7 @@ import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
 import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { isRemoteModelUri } from "../shared/node/modelFile.js";
+import { defaultModelsDir } from "../shared/node/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
 
@@ -80,6 +81,9 @@ async function main(): Promise<void> {
 
   const service = await TandemService.start({
     dataDir,
+    // the app's models folder (~/Tandem/Models, TANDEM_MODELS_DIR), shared with the Electron app; an
+    // explicit --data (tests) keeps its downloads inside it
+    modelsDir: values.data && !process.env.TANDEM_MODELS_DIR ? undefined : defaultModelsDir(),
     slm: values["first-run"] ? null : slm!,
     cloud,
     llm: llmStage,

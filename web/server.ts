@@ -7,20 +7,11 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { BridgeApi, BridgeEvent } from "../shared/bridge.js";
+import { CONTENT_SECURITY_POLICY } from "../shared/csp.js";
 import { attachWsBridge } from "./wsBridge.js";
 
-/** The same policy as the Electron window: no inline script, nothing from elsewhere. */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+/** The same policy as the Electron window: no inline script, nothing from elsewhere (one definition: shared/csp.ts). */
+export { CONTENT_SECURITY_POLICY };
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

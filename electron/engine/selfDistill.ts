@@ -64,6 +64,8 @@ export class SelfDistiller {
   private training: Promise<DistillEvent | null> | null = null;
   private readonly abort = new AbortController();
   private done = false;
+  /** Set while an answer is being written: training waits (between slices) so it never delays a token. */
+  private answering: { done: Promise<void>; end: () => void } | null = null;
 
   constructor(
     private readonly slm: Pick<LocalModel, "identity" | "hiddenSize" | "vocabSize">,
@@ -89,6 +91,10 @@ export class SelfDistiller {
 
   /** Call when an answer starts: its positions form one group (held-out data is whole answers). */
   beginAnswer(): void {
+    this.answering?.end();
+    let end = () => {};
+    const done = new Promise<void>((r) => (end = r));
+    this.answering = { done, end };
     this.recorder.group++;
     this.recorder.seen = new Set();
   }
@@ -98,6 +104,8 @@ export class SelfDistiller {
    * time); resolves with what happened, or null when nothing was due.
    */
   afterAnswer(): Promise<DistillEvent | null> {
+    this.answering?.end();
+    this.answering = null;
     if (this.done || this.training || this.samples.size < this.nextAttemptAt || this.recorder.group < (this.opts.minAnswers ?? 5)) return Promise.resolve(null);
     this.training = this.train().finally(() => (this.training = null));
     return this.training;
@@ -106,7 +114,7 @@ export class SelfDistiller {
   private async train(): Promise<DistillEvent | null> {
     let d: Distilled;
     try {
-      d = await distillRouter(this.slm, this.samples, { seed: this.opts.seed ?? 1, signal: this.abort.signal, source: "self-distilled from this device's answers", minOverlap: this.opts.minOverlap });
+      d = await distillRouter(this.slm, this.samples, { seed: this.opts.seed ?? 1, signal: this.abort.signal, idle: () => this.idle(), source: "self-distilled from this device's answers", minOverlap: this.opts.minOverlap });
     } catch (err) {
       if (this.abort.signal.aborted) return null;
       this.done = true;
@@ -129,6 +137,12 @@ export class SelfDistiller {
     }
     this.done = true;
     return { kind: "ready", router: d.router, file, description: how };
+  }
+
+  /** Resolves when no answer is being written (or training is being stopped). */
+  private idle(): Promise<void> {
+    if (!this.answering) return Promise.resolve();
+    return Promise.race([this.answering.done, new Promise<void>((r) => this.abort.signal.addEventListener("abort", () => r(), { once: true }))]);
   }
 
   /** Stops a training in progress (the SLM is being replaced or the app closes). */

@@ -48,6 +48,8 @@ import { preflightModelFile } from "../../shared/node/modelPreflight.js";
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
   dataDir: string;
+  /** where downloaded models go; default <dataDir>/models (the app passes a folder the user can see) */
+  modelsDir?: string;
   /**
    * The SLM: a GGUF path or an hf: URI. Absent: the model the user last chose (remembered in the data
    * folder), or none yet — the first run, where the user picks one from the catalogue.
@@ -137,12 +139,21 @@ export class TandemService implements BridgeApi {
 
   /** Opens the store, then loads the SLM and connects the cloud. Loading errors land in the model status. */
   static async start(opts: ServiceOptions): Promise<TandemService> {
-    const store = await ConversationStore.open(opts.dataDir);
-    const service = new TandemService(opts, store);
-    const slm = opts.slm ?? (await service.rememberedSlm());
-    if (slm) await service.loadSlm(slm);
-    if (service.slm && service.cloudSettings.kind !== "none") await service.connectCloud();
+    const service = await TandemService.open(opts);
+    await service.loadInitialModels();
     return service;
+  }
+
+  /** Opens the store only: the service answers at once (the app's window first), models load after. */
+  static async open(opts: ServiceOptions): Promise<TandemService> {
+    return new TandemService(opts, await ConversationStore.open(opts.dataDir));
+  }
+
+  /** Loads the SLM given (or remembered) and connects the cloud; progress and errors land in the model status. */
+  async loadInitialModels(): Promise<void> {
+    const slm = this.opts.slm ?? (await this.rememberedSlm());
+    if (slm && !this.closed) await this.loadSlm(slm);
+    if (this.slm && !this.closed && this.cloudSettings.kind !== "none") await this.connectCloud();
   }
 
   subscribe(listener: BridgeListener): () => void {
@@ -429,6 +440,11 @@ export class TandemService implements BridgeApi {
     return this.models;
   }
 
+  /** The file dialog is the desktop app's (its main process answers this); the engine has none. */
+  async chooseLocalModel(_arg: OpArg<"chooseLocalModel"> = {}): Promise<ModelStatus | null> {
+    throw new Error("Choosing a file needs the desktop app: type the model file's full path instead");
+  }
+
   async catalogue(_arg: OpArg<"catalogue"> = {}): Promise<CatalogueItem[]> {
     return this.opts.catalogue ?? defaultCatalogue();
   }
@@ -458,7 +474,7 @@ export class TandemService implements BridgeApi {
   }
 
   private get modelsDir(): string {
-    return path.join(this.opts.dataDir, "models");
+    return this.opts.modelsDir ?? path.join(this.opts.dataDir, "models");
   }
 
   /** Loads `source` as the SLM, reconnects the cloud for its vocabulary, and remembers the choice. */
@@ -671,6 +687,7 @@ export function bindService(s: TandemService): BridgeApi {
     exportConversation: (a) => s.exportConversation(a),
     modelStatus: () => s.modelStatus(),
     openLocalModel: (a) => s.openLocalModel(a),
+    chooseLocalModel: () => s.chooseLocalModel(),
     catalogue: () => s.catalogue(),
     downloadModel: (a) => s.downloadModel(a),
     cancelDownload: () => s.cancelDownload(),

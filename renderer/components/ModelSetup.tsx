@@ -64,6 +64,11 @@ export function ModelSetup() {
         <button disabled={!gguf.trim() || downloading} onClick={() => act(() => controller.openLocalModel(gguf.trim()))}>
           Open
         </button>
+        {window.tandem && (
+          <button disabled={downloading} onClick={() => act(async () => void (await controller.chooseLocalModel()))}>
+            Choose file…
+          </button>
+        )}
       </div>
       {(error ?? models?.slm.error) && (
         <p className="error" data-testid="model-error">

@@ -52,6 +52,11 @@ export function Settings() {
       <button disabled={busy || !gguf.trim()} onClick={() => void run(() => bridge.openLocalModel(gguf.trim()))}>
         Open
       </button>
+      {window.tandem && (
+        <button disabled={busy} onClick={() => void run(async () => void (await bridge.chooseLocalModel()))}>
+          Choose file…
+        </button>
+      )}
     </details>
   );
 }

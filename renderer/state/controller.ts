@@ -18,6 +18,8 @@ export interface Controller {
   remove(id: string): Promise<void>;
   setCloud(settings: CloudSettings): Promise<void>;
   openLocalModel(path: string): Promise<void>;
+  /** the desktop app's file dialog; resolves false when cancelled */
+  chooseLocalModel(): Promise<boolean>;
   /** the downloadable SLMs (first run) */
   catalogue(): Promise<CatalogueItem[]>;
   /** starts (or resumes) a download; progress arrives in the session store's `models.download` */
@@ -137,6 +139,13 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       const models = await bridge.openLocalModel({ path });
       stores.session.setState({ models });
       if (models.slm.error) throw new Error(models.slm.error);
+    },
+    async chooseLocalModel() {
+      const models = await bridge.chooseLocalModel({});
+      if (!models) return false;
+      stores.session.setState({ models });
+      if (models.slm.error) throw new Error(models.slm.error);
+      return true;
     },
     async catalogue() {
       return bridge.catalogue({});

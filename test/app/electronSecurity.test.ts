@@ -62,8 +62,8 @@ class FakeWindow implements WindowLike {
   loaded: string | null = null;
   shown = false;
   constructor(readonly options: WindowOptions) {}
-  async loadFile(f: string) {
-    this.loaded = f;
+  async loadURL(url: string) {
+    this.loaded = url;
   }
   once(_e: "ready-to-show", l: () => void) {
     l();
@@ -72,6 +72,11 @@ class FakeWindow implements WindowLike {
   show() {
     this.shown = true;
   }
+  focus() {}
+  isMinimized() {
+    return false;
+  }
+  restore() {}
   isDestroyed() {
     return this.webContents.destroyed;
   }
@@ -116,6 +121,11 @@ function harness() {
     devicePermission: null as Parameters<SessionLike["setDevicePermissionHandler"]>[0] | null,
   };
   const platform: ShellPlatform = {
+    requestSingleInstanceLock: () => true,
+    onSecondInstance: () => {},
+    onBeforeQuit: () => {},
+    handleAppProtocol: () => {},
+    showErrorDialog: () => {},
     enableSandbox: () => void (rec.sandbox = true),
     whenReady: async () => void (rec.ready = true),
     onWebContentsCreated: (l) => void rec.contentsCreated.push(l),
@@ -161,7 +171,7 @@ describe("Electron shell: windows", () => {
     const prefs = win.options.webPreferences;
     expect(prefs).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false, nodeIntegrationInWorker: false, nodeIntegrationInSubFrames: false, webSecurity: true, allowRunningInsecureContent: false, webviewTag: false });
     expect(prefs).toEqual({ ...SECURE_WEB_PREFERENCES, preload: "/app/preload.cjs" });
-    expect(win.loaded).toBe(appIndex);
+    expect(win.loaded).toBe(appIndexUrl); // the page, by its URL (app:// in the app: electronBoot.test.ts)
     expect(win.shown).toBe(true);
   });
 
@@ -289,7 +299,11 @@ const rendererListeners = new Map<string, ((e: unknown, ...a: unknown[]) => void
 vi.mock("electron", () => ({
   contextBridge: { exposeInMainWorld: (key: string, value: unknown) => void (exposed[key] = value) },
   ipcRenderer: {
-    invoke: async (...args: unknown[]) => void invoked.push(args),
+    invoke: async (...args: unknown[]) => {
+      invoked.push(args);
+      // how Electron rejects an invoke whose handler threw
+      if ((args[2] as { fail?: string } | undefined)?.fail) throw new Error(`Error invoking remote method '${CALL_CHANNEL}': Error: ${(args[2] as { fail: string }).fail}`);
+    },
     on: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, [...(rendererListeners.get(ch) ?? []), l]),
     removeListener: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, (rendererListeners.get(ch) ?? []).filter((x) => x !== l)),
   },
@@ -320,6 +334,12 @@ describe("Electron preload", () => {
     expect(got).toEqual([[{ type: "tau", tau: 0.2 }]]);
     off();
     expect(rendererListeners.get(EVENT_CHANNEL)).toEqual([]);
+  });
+
+  it("an engine error reaches the page as the engine's own message, not Electron's wrapping", async () => {
+    await import("../../electron/preload.js");
+    const bridge = exposed.tandem as { stats(a: unknown): Promise<unknown> };
+    await expect(bridge.stats({ fail: "No conversation abc" })).rejects.toThrow(/^No conversation abc$/);
   });
 });
 
