@@ -101,6 +101,7 @@ async function readOrNull(file: string): Promise<Buffer | null> {
 }
 
 export class SettingsStore {
+  private queue: Promise<unknown> = Promise.resolve();
   private constructor(
     private readonly file: string,
     private values: AppSettings,
@@ -122,20 +123,28 @@ export class SettingsStore {
     return { ...this.values };
   }
 
-  /** Validates every given field first (nothing changes if one is invalid), then saves atomically. */
-  async update(patch: Partial<AppSettings>): Promise<AppSettings> {
-    const next: Record<string, unknown> = { ...this.values };
+  /**
+   * Validates every given field first (nothing changes if one is invalid), then saves atomically.
+   * Updates are applied one after another, each over the last (no update is lost to another).
+   */
+  update(patch: Partial<AppSettings>): Promise<AppSettings> {
+    const checked: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(patch)) {
       if (value === undefined) continue;
       const schema = Object.hasOwn(FIELDS, key) ? FIELDS[key as keyof AppSettings] : undefined;
-      if (!schema) throw new Error(`Unknown setting ${JSON.stringify(key)}`);
+      if (!schema) return Promise.reject(new Error(`Unknown setting ${JSON.stringify(key)}`));
       const r = schema.safeParse(value);
-      if (!r.success) throw new Error(`Invalid ${key}: ${r.error.issues[0]?.message ?? "bad value"}`);
-      next[key] = r.data;
+      if (!r.success) return Promise.reject(new Error(`Invalid ${key}: ${r.error.issues[0]?.message ?? "bad value"}`));
+      checked[key] = r.data;
     }
-    await writeFileAtomic(this.file, JSON.stringify({ ...this.unknown, ...next }, null, 2));
-    this.values = next as AppSettings;
-    return this.get();
+    const run = this.queue.then(async () => {
+      const next = { ...this.values, ...checked } as AppSettings;
+      await writeFileAtomic(this.file, JSON.stringify({ ...this.unknown, ...next }, null, 2));
+      this.values = next;
+      return this.get();
+    });
+    this.queue = run.catch(() => {});
+    return run;
   }
 }
 
