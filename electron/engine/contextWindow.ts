@@ -39,6 +39,8 @@ export interface ContextPlanInput {
   measure: (messages: ChatMessage[]) => number;
   /** `text` cut to (about) its last `tokens` tokens */
   keepEnd: (text: string, tokens: number) => string;
+  /** the share of the budget a slide leaves the prompt (default SLIDE_KEEP; 1: drop just enough, bench e's foil) */
+  slideKeep?: number;
 }
 
 export interface ContextPlan {
@@ -75,7 +77,7 @@ export function planContext(input: ContextPlanInput): ContextPlan {
   if (tokens <= budget) return plan(tokens, false);
 
   // slide: the first start whose prompt fits in SLIDE_KEEP of the budget (prompts shrink as `from` grows)
-  const target = Math.floor(budget * SLIDE_KEEP);
+  const target = Math.floor(budget * (input.slideKeep ?? SLIDE_KEEP));
   const later = starts.filter((i) => i > from);
   let lo = 0;
   let hi = later.length; // later[hi] is the answer; later.length = none fits the target

@@ -15,7 +15,7 @@ export interface PlannedPrompt {
 
 export function planPrompt(
   slm: Pick<LocalModel, "contextSize" | "promptFromMessages" | "keepEnd">,
-  conv: { system: string | null; turns: readonly ChatMessage[]; keepFrom: number; maxTokens: number },
+  conv: { system: string | null; turns: readonly ChatMessage[]; keepFrom: number; maxTokens: number; slideKeep?: number },
 ): PlannedPrompt {
   const window = slm.contextSize;
   const plan = planContext({
@@ -24,6 +24,7 @@ export function planPrompt(
     window,
     reserve: answerReserve(window, conv.maxTokens),
     keepFrom: conv.keepFrom,
+    slideKeep: conv.slideKeep,
     measure: (messages) => slm.promptFromMessages(messages).length,
     keepEnd: (text, tokens) => slm.keepEnd(text, tokens),
   });
