@@ -112,6 +112,33 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
     }
   }, 300_000);
 
+  it("a single paste longer than the window: its end is read, the answer comes, and a notice says so", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-paste-"));
+    const service = await TandemService.start({ dataDir, slm: pair!.slm, tau: 0, maxTokens: 20, contextSize: WINDOW, selfDistill: false });
+    const notices: string[] = [];
+    service.subscribe((e) => e.type === "notice" && notices.push(e.message));
+    try {
+      const slm = slmOf(service);
+      const c = await service.createConversation({});
+      const paste = Array.from({ length: 12 }, (_, i) => message(i, 60)).join("");
+      expect(slm.tokenizeText(paste).length).toBeGreaterThan(2 * WINDOW);
+      const done = answered(service, "p1");
+      const h = await service.send({ requestId: "p1", conversationId: c.id, text: paste });
+      expect((await done).type).toBe("answer-end");
+      const msg = (await service.getConversation({ id: c.id })).messages.find((m) => m.id === h.messageId)!;
+      expect(msg.context).toMatchObject({ truncated: true, window: WINDOW });
+      expect(msg.context!.used + msg.context!.reserved).toBeLessThanOrEqual(WINDOW);
+      expect(msg.tokens!.length).toBeGreaterThan(0);
+      expect(notices.join()).toMatch(/longer than the 512-token context window: only its end was read/);
+      // the stored message is whole; only what the model read was cut, from the end of the paste
+      const stored = (await service.getConversation({ id: c.id })).messages[0].content;
+      expect(stored).toBe(paste);
+      expect(slm.detokenize([...slm.history.slice(0, msg.context!.used)])).toContain(paste.slice(-200).trim().slice(0, 100));
+    } finally {
+      await service.close();
+    }
+  }, 120_000);
+
   it("the cloud follows the trimmed prompt: every cloud token is the LLM's greedy choice after it", async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-long-cloud-"));
     const service = await TandemService.start({ dataDir, slm: pair!.slm, cloud: { kind: "tandem", url: server.url, token }, tau: 0.5, maxTokens: 40, contextSize: WINDOW, selfDistill: false });
