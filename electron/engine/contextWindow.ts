@@ -67,7 +67,8 @@ export function planContext(input: ContextPlanInput): ContextPlan {
   const last = turns.length - 1;
   // where a kept stretch may start: a user message, or the newest message whatever it is
   const starts = turns.map((t, i) => i).filter((i) => turns[i].role === "user" || i === last);
-  let from = starts.find((i) => i >= Math.max(0, input.keepFrom)) ?? last;
+  // a conversation cut short behind the remembered start (an edit of an older message) is planned afresh
+  let from = input.keepFrom > last ? 0 : (starts.find((i) => i >= Math.max(0, input.keepFrom)) ?? last);
   let tokens = input.measure(build(from));
   const plan = (used: number, slid: boolean): ContextPlan => ({
     messages: build(from),

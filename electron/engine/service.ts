@@ -285,6 +285,7 @@ export class TandemService implements BridgeApi {
   async deleteConversation({ id }: OpArg<"deleteConversation">): Promise<OpResult<"deleteConversation">> {
     if (this.active?.handle.conversationId === id) await this.stopActive();
     const deleted = await this.store.delete(String(id));
+    this.keepFrom.delete(String(id));
     this.emitConversations();
     return { deleted };
   }

@@ -66,10 +66,12 @@ describe("context policy", () => {
     expect(p.usage.used).toBeGreaterThan(150);
   });
 
-  it("a shorter conversation (after an edit) clamps the remembered start", () => {
+  it("a conversation cut short behind the remembered start (an edit) is planned afresh", () => {
     const p = planContext(base(conversation(3, 5), 10));
-    expect(p.keepFrom).toBe(2);
-    expect(p.messages.slice(1)).toEqual([conversation(3, 5)[2]]);
+    expect(p.keepFrom).toBe(0);
+    expect(p.messages.slice(1)).toEqual(conversation(3, 5));
+    // a start inside the conversation that is not a user message moves to the next user message
+    expect(planContext(base(conversation(5, 5), 1)).keepFrom).toBe(2);
   });
 
   it("a system prompt that leaves no room is a clear error", () => {
