@@ -24,6 +24,7 @@ import { bindingOf, describeFidelity } from "../router/file.js";
 import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../router/text.js";
 import { startFaultProxy } from "../test/helpers/faultProxy.js";
 import { median, percentile, type Figure } from "./stats.js";
+import { figureE } from "./figureE.js";
 
 const args = new Set(process.argv.slice(2));
 // one thread per model unless told otherwise: on a shared 2-core machine, llama.cpp's spinning threads
@@ -463,7 +464,8 @@ async function figureD(llmFile: string, device: ModelIdentity): Promise<void> {
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  const bench = await ensureBenchFixtures({ which: ["slm", "llm"] });
+  // the Qwen-shape fixtures (made on first use, minutes) only for the figures that read them
+  const bench = runs("a") || runs("c") ? await ensureBenchFixtures({ which: ["slm", "llm"] }) : { slm: undefined, llm: undefined };
   const fx = await ensureFixtures();
   const randDevice = await LocalModel.load(fx.randA, { contextSize: 256 });
   const device = randDevice.identity;
@@ -494,6 +496,10 @@ async function main(): Promise<void> {
     if (!QUICK) await figureC("c'", bench.slm!, bench.llm!, "router network 7%", 3);
   }
   if (runs("d")) await figureD(fx.randB, device);
+  if (runs("e")) {
+    if (fx.storiesSlm) report.e = await figureE(fx.storiesSlm, { turns: 30, window: 2048, words: 250, maxTokens: 48 }, figures, log);
+    else log(`\n(e) skipped: ${fx.sharedMissingReason ?? "the stories SLM is missing"}`);
+  }
   report.figures = figures;
   report.loadAverageAtEnd = os.loadavg();
   log(`\nload average at start ${(report.loadAverageAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}, at end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} (other processes compete for the ${os.cpus().length} cores: timing figures are noisy when this exceeds the core count)`);

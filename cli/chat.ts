@@ -8,6 +8,8 @@
  *
  * With --llm the cloud token server starts in-process on loopback with a random bearer token.
  * With --json: one JSON object per token event, then {"summary": {...}}.
+ * With --interactive: a REPL, one line a message (cli/interactive.ts), the history under the app's
+ * context policy; --system sets the system prompt, --context the SLM's window (default: the model's).
  */
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -27,11 +29,16 @@ import { LocalModel } from "../shared/node/localModel.js";
 import { preflightModelFile } from "../shared/node/modelPreflight.js";
 import { demoPair } from "./demoPair.js";
 import { terminalJson, terminalSafe } from "./terminalText.js";
+import { runRepl } from "./interactive.js";
+import { ContextPolicyError } from "../electron/engine/contextWindow.js";
+import { planPrompt, truncationNotice } from "../electron/engine/conversationPrompt.js";
+import type { ContextUsage } from "../shared/chat.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
                       [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
                       [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--router FILE]
-                      [--json] [--no-color] "prompt"
+                      [--system "text"] [--context n] [--json] [--no-color] "prompt"
+       npm run chat -- --interactive [same options]   (a REPL: one line a message; /system, /reset, /tau x, /exit)
        npm run demo -- [same options]`;
 
 const COLORS: Record<Origin, string> = { local: "\x1b[32m", cloud: "\x1b[1;35m", fallback: "\x1b[33m" };
@@ -59,6 +66,10 @@ interface Cli {
   json: boolean;
   color: boolean;
   prompt: string;
+  interactive: boolean;
+  system: string;
+  /** the SLM's context size; undefined: the default (interactive: the model's own) */
+  context?: number;
 }
 
 function parseCli(argv: string[]): Cli {
@@ -91,6 +102,9 @@ function cliFrom(argv: string[]): Cli {
       "top-k": { type: "string" },
       json: { type: "boolean", default: false },
       "no-color": { type: "boolean", default: false },
+      interactive: { type: "boolean", short: "i", default: false },
+      system: { type: "string" },
+      context: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -112,8 +126,10 @@ function cliFrom(argv: string[]): Cli {
   if (!CLOUD_KINDS.includes(kind)) throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
   if (kind !== "tandem" && !cloud) throw new UsageError(`--cloud-kind ${kind} needs --cloud <url> (the engine's address)`);
   const demo = values.demo!;
-  const prompt = positionals.join(" ") || (demo ? "Once upon a time" : "");
-  if (!prompt) throw new UsageError("no prompt given");
+  const interactive = values.interactive!;
+  // interactive: a prompt given on the command line is the first message, if any
+  const prompt = positionals.join(" ") || (demo && !interactive ? "Once upon a time" : "");
+  if (!prompt && !interactive) throw new UsageError("no prompt given");
   return {
     demo,
     slm: values.slm ?? defaultSlm.uri,
@@ -131,6 +147,9 @@ function cliFrom(argv: string[]): Cli {
     json: values.json!,
     color: !values["no-color"] && !process.env.NO_COLOR,
     prompt,
+    interactive,
+    system: values.system ?? "",
+    context: values.context === undefined ? undefined : num("context", values.context, 0, (n) => Number.isInteger(n) && n >= 64 && n <= 1 << 20),
   };
 }
 
@@ -151,7 +170,8 @@ async function main(): Promise<number> {
   const slmFile = await resolveModelSource(cli.slm, { download: !cli.demo });
   await preflightModelFile(slmFile);
   // the hidden state costs nothing measurable and is what a learned router reads
-  const slm = await LocalModel.load(slmFile, { hiddenState: true });
+  // a conversation defaults to the model's own window (within memory); one answer needs less
+  const slm = await LocalModel.load(slmFile, { hiddenState: true, contextSize: cli.context ?? (cli.interactive ? "model" : undefined) });
   try {
     if (cli.llm) {
       const token = randomBytes(18).toString("base64url");
@@ -197,9 +217,20 @@ async function main(): Promise<number> {
       log(description);
       if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
     }
+    if (cli.interactive) {
+      if (!cli.json) log(`context: ${slm.contextSize} tokens`);
+      const code = await runRepl(
+        { decoder, system: cli.system, tau: cli.tau, maxTokens: cli.maxTokens, topK: cli.topK, json: cli.json, paint: (ev) => paint(ev, cli.color), format: formatSummary, jsonSummary },
+        cli.prompt || undefined,
+      );
+      await cloud?.close();
+      return code;
+    }
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
-    const prompt = slm.hasChatTemplate ? slm.promptFromMessages([{ role: "user", content: cli.prompt }]) : slm.tokenizeText(cli.prompt);
+    // the app's context policy: a prompt longer than the window keeps its end (and says so)
+    const { tokens: prompt, plan } = planPrompt(slm, { system: cli.system || null, turns: [{ role: "user", content: cli.prompt }], keepFrom: 0, maxTokens: cli.maxTokens });
+    if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
     const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
     for await (const ev of answer) {
@@ -228,11 +259,14 @@ function jsonSummary(s: AnswerSummary) {
   return { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router };
 }
 
-function formatSummary(s: AnswerSummary): string {
+function formatSummary(s: AnswerSummary, usage?: ContextUsage): string {
   const share = s.tokens ? ((100 * s.cloudTokens) / s.tokens).toFixed(1) : "0.0";
+  const context = usage
+    ? ` · context ${usage.used}/${usage.window}${usage.droppedMessages ? ` (${usage.droppedMessages} older messages left out)` : ""}${usage.truncated ? " (message cut to its end)" : ""}`
+    : "";
   return (
     `— ${s.tokens} tokens · ${s.cloudTokens} cloud (${share}%) · ${s.fallbackTokens} fallback · ${s.cloudCalls} cloud calls · ` +
-    `${s.bytesUp} B up / ${s.bytesDown} B down · ${s.tokensPerSecond.toFixed(1)} tokens/s · stop: ${s.stopReason}`
+    `${s.bytesUp} B up / ${s.bytesDown} B down · ${s.tokensPerSecond.toFixed(1)} tokens/s · stop: ${s.stopReason}${context}`
   );
 }
 
@@ -245,7 +279,7 @@ main().then(
     }
     // what a user can cause (files, settings, the cloud) is a message; anything else is a bug, whose
     // stack trace helps only a developer: it is printed on request
-    const known = err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
+    const known = err instanceof ContextPolicyError || err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
     const message = terminalSafe((err as Error)?.message ?? String(err));
     if (known) console.error(`error: ${message}`);
     else if (process.env.TANDEM_DEBUG) console.error(`error: ${terminalSafe((err as Error)?.stack ?? message)}`);

@@ -10,6 +10,7 @@
  * A request's abort path is `stop({requestId})` (the Stop button), which ends the answer within a token.
  */
 import type { AnswerSummary, TokenEvent } from "./events.js";
+import type { ContextUsage } from "./chat.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -26,6 +27,8 @@ export interface StoredMessage {
   summary?: AnswerSummary;
   status?: MessageStatus;
   error?: string;
+  /** assistant answers: how much of the context window the prompt took, and what was left out */
+  context?: ContextUsage;
 }
 
 export interface Conversation {
@@ -34,6 +37,8 @@ export interface Conversation {
   createdAt: number;
   updatedAt: number;
   messages: StoredMessage[];
+  /** this conversation's system prompt; absent: the app's default (AppSettings.systemPrompt) */
+  systemPrompt?: string;
 }
 
 export interface ConversationMeta {
@@ -120,6 +125,45 @@ export interface CloudStatus {
   model: string | null;
 }
 
+export type Theme = "system" | "light" | "dark";
+
+/** What settings.json keeps (electron/engine/settings.ts); the cloud token is kept apart. */
+export interface AppSettings {
+  tau?: number;
+  cloudKind?: CloudKind;
+  cloudUrl?: string;
+  theme?: Theme;
+  /** the SLM (a GGUF path or hf: URI) */
+  slm?: string;
+  /** the SLM's context size in tokens; null or absent: what the model supports within memory */
+  contextSize?: number | null;
+  /** the system prompt of conversations that have none of their own */
+  systemPrompt?: string;
+}
+
+/** The settings as in effect (command-line values included), for the Settings form. */
+export interface SettingsView {
+  tau: number;
+  theme: Theme;
+  cloud: { kind: CloudKind; url: string; hasToken: boolean };
+  /** where the token is kept: a 0600 file (browser mode) or encrypted by the OS keychain (the app) */
+  tokenStorage: "file" | "keychain";
+  slm: string | null;
+  /** the chosen context size; null: the model's own */
+  contextSize: number | null;
+  /** the context size of the loaded SLM, null when none is loaded */
+  loadedContextSize: number | null;
+  systemPrompt: string;
+}
+
+/** The settings the form may change here (the cloud through setCloudSettings, the model through openLocalModel). */
+export interface SettingsPatch {
+  tau?: number;
+  theme?: Theme;
+  contextSize?: number | null;
+  systemPrompt?: string;
+}
+
 export interface LiveStats {
   /** the answer being generated, if any */
   active: { requestId: string; tokens: number; cloudTokens: number; fallbackTokens: number; tokensPerSecond: number } | null;
@@ -185,6 +229,12 @@ export interface BridgeOps {
   cloudStatus: [Record<string, never>, CloudStatus];
   setCloudSettings: [CloudSettings, CloudStatus];
   stats: [Record<string, never>, LiveStats];
+  /** The settings in effect. */
+  getSettings: [Record<string, never>, SettingsView];
+  /** Validates, saves and applies (a new context size reloads the SLM); nothing changes if a value is invalid. */
+  updateSettings: [SettingsPatch, SettingsView];
+  /** A conversation's own system prompt; null goes back to the app's default. */
+  setSystemPrompt: [{ conversationId: string; systemPrompt: string | null }, Conversation];
 }
 
 export type BridgeOp = keyof BridgeOps;
@@ -217,6 +267,9 @@ export const BRIDGE_OPS = [
   "cloudStatus",
   "setCloudSettings",
   "stats",
+  "getSettings",
+  "updateSettings",
+  "setSystemPrompt",
 ] as const satisfies readonly BridgeOp[];
 
 // A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing
@@ -234,12 +287,13 @@ export function isBridgeOp(name: unknown): name is BridgeOp {
 export type BridgeEvent =
   /** `user` is the message answered: appended (send), replaced with everything after it dropped (edit), or
    *  kept with the answers after it dropped (regenerate); then an empty assistant message starts. */
-  | { type: "answer-start"; handle: AnswerHandle; tau: number; user: StoredMessage }
+  | { type: "answer-start"; handle: AnswerHandle; tau: number; user: StoredMessage; context?: ContextUsage }
   /** new tokens of an answer, in order; batched (many per message) */
   | { type: "answer-delta"; requestId: string; conversationId: string; messageId: string; tokens: TokenEvent[] }
   | { type: "answer-end"; requestId: string; conversationId: string; message: StoredMessage }
   | { type: "answer-error"; requestId: string; conversationId: string; messageId: string; error: string }
   | { type: "tau"; tau: number }
+  | { type: "settings"; settings: SettingsView }
   | { type: "conversations"; conversations: ConversationMeta[] }
   | { type: "models"; models: ModelStatus }
   | { type: "cloud"; cloud: CloudStatus }

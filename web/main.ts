@@ -36,7 +36,8 @@ async function main(): Promise<void> {
       "no-cloud": { type: "boolean", default: false },
       // start with no local model, as the app does on first run: the UI offers the catalogue
       "first-run": { type: "boolean", default: false },
-      tau: { type: "string", default: "0.5" },
+      // no default: a flag overrides the saved value only when given (settings.json)
+      tau: { type: "string" },
       "pace-ms": { type: "string" },
       "max-tokens": { type: "string" },
       static: { type: "string", default: path.join(repoRoot, "dist", "renderer") },
@@ -61,7 +62,9 @@ async function main(): Promise<void> {
   }
 
   let cloudServer: CloudServer | undefined;
-  let cloud: CloudSettings = { kind: "none", url: "", token: "" };
+  // given: overrides the saved cloud; the in-process server is only the default when nothing is saved
+  let cloud: CloudSettings | undefined = values["no-cloud"] ? { kind: "none", url: "", token: "" } : undefined;
+  let cloudDefault: CloudSettings | undefined;
   let llmStage: StageStatus = emptyStage();
   if (values.cloud) cloud = { kind: "tandem", url: values.cloud, token: values.token ?? process.env.TANDEM_CLOUD_TOKEN ?? "" };
   else if (llm && !values["no-cloud"]) {
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
       if (!isRemoteModelUri(llm)) await preflightModelFile(path.resolve(llm));
       cloudServer = await startCloudServer({ modelPath: llm, host: "127.0.0.1", port: 0, token, log: () => {} });
       llmStage = { ...llmStage, loaded: true, name: cloudServer.identity.name };
-      cloud = { kind: "tandem", url: cloudServer.url, token };
+      cloudDefault = { kind: "tandem", url: cloudServer.url, token };
       console.log(`cloud: in-process token server at ${cloudServer.url} (${cloudServer.identity.name})`);
     } catch (err) {
       llmStage = { ...llmStage, error: (err as Error).message };
@@ -86,8 +89,9 @@ async function main(): Promise<void> {
     modelsDir: values.data && !process.env.TANDEM_MODELS_DIR ? undefined : defaultModelsDir(),
     slm: values["first-run"] ? null : slm!,
     cloud,
+    cloudDefault,
     llm: llmStage,
-    tau: Number(values.tau),
+    tau: values.tau !== undefined ? Number(values.tau) : undefined,
     // tiny fixture models answer faster than the eye: pace them unless told otherwise
     paceMs: values["pace-ms"] !== undefined ? Number(values["pace-ms"]) : fixtures ? 25 : 0,
     maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : fixtures ? 160 : 512,

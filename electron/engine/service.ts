@@ -8,7 +8,6 @@
  * (conversationStore.ts) before it is pushed, in batched deltas, so a token the UI shows survives a crash.
  */
 import { randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { defaultSlm, modelsForRole } from "../../models/catalogue.js";
 import type {
@@ -25,8 +24,11 @@ import type {
   ModelStatus,
   OpArg,
   OpResult,
+  SettingsPatch,
+  SettingsView,
   StageStatus,
   StoredMessage,
+  Theme,
 } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import type { TokenEvent } from "../../shared/events.js";
@@ -40,7 +42,8 @@ import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "../../shared/node/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
-import { writeFileAtomic } from "./atomicFile.js";
+import { MAX_CONTEXT_SIZE, MAX_SYSTEM_PROMPT_CHARS, MIN_CONTEXT_SIZE, SettingsStore, type SecretStore } from "./settings.js";
+import { planPrompt, truncationNotice, type PlannedPrompt } from "./conversationPrompt.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../shared/node/modelPreflight.js";
@@ -57,7 +60,17 @@ export interface ServiceOptions {
   slm?: string | null;
   /** the downloadable SLMs; default: the catalogue's SLM entries */
   catalogue?: CatalogueItem[];
+  /**
+   * Given (a command-line flag): overrides the saved value for this run. Absent: the saved one.
+   * Likewise `tau`, `contextSize`, `systemPrompt` and `slm`.
+   */
   cloud?: CloudSettings;
+  /** the cloud when none is given and none is saved (browser mode's in-process server) */
+  cloudDefault?: CloudSettings;
+  /** where the cloud token is kept; default a 0600 file in the data folder (settings.ts) */
+  secrets?: SecretStore;
+  /** the default system prompt for this run */
+  systemPrompt?: string;
   /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
   llm?: StageStatus;
   tau?: number;
@@ -65,6 +78,7 @@ export interface ServiceOptions {
   /** SLM candidates per token for the inspector */
   topK?: number;
   deadlineMs?: number;
+  /** the SLM's context size; default: the saved one, else what the model supports within memory */
   contextSize?: number;
   /**
    * Pause between tokens, ms. Tiny test models answer in milliseconds, faster than a person (or a UI
@@ -118,6 +132,14 @@ export class TandemService implements BridgeApi {
   private readonly totals: LiveStats["totals"] = { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 };
   private readonly notices: string[] = [];
   private closed = false;
+  private theme: Theme;
+  /** the chosen context size; null: the model's own */
+  private contextChoice: number | null;
+  private defaultSystemPrompt: string;
+  /** per conversation, the first message the last answer read (the context window's start, contextWindow.ts) */
+  private readonly keepFrom = new Map<string, number>();
+  /** settings writes, one after another; close() waits for them */
+  private saving: Promise<unknown> = Promise.resolve();
   /** A finished download being loaded and remembered: close() waits for it so the choice is never lost. */
   private adopting: Promise<void> | null = null;
   private readonly downloads = new ModelDownloads((download) => {
@@ -128,13 +150,20 @@ export class TandemService implements BridgeApi {
   private constructor(
     private readonly opts: ServiceOptions,
     private readonly store: ConversationStore,
+    private readonly settings: SettingsStore,
+    savedToken: string | null,
   ) {
+    const saved = settings.get();
     this.router = opts.router ?? new ConfidenceRouter();
-    this.tau = validateTau(opts.tau ?? 0.5);
-    this.cloudSettings = opts.cloud ?? { kind: "none", url: "", token: "" };
+    this.tau = validateTau(opts.tau ?? saved.tau ?? 0.5);
+    this.theme = saved.theme ?? "system";
+    this.contextChoice = opts.contextSize ?? saved.contextSize ?? null;
+    this.defaultSystemPrompt = opts.systemPrompt ?? saved.systemPrompt ?? "";
+    const savedCloud: CloudSettings | undefined = saved.cloudKind ? { kind: saved.cloudKind, url: saved.cloudUrl ?? "", token: savedToken ?? "" } : undefined;
+    this.cloudSettings = opts.cloud ?? savedCloud ?? opts.cloudDefault ?? { kind: "none", url: "", token: "" };
     this.cloudStatusValue = this.statusFromSettings("disabled", null);
     this.models = { slm: emptyStage(opts.slm ?? null), llm: opts.llm ?? emptyStage(), router: this.router.name, download: null };
-    this.notices.push(...store.notices);
+    this.notices.push(...store.notices, ...settings.notices);
   }
 
   /** Opens the store, then loads the SLM and connects the cloud. Loading errors land in the model status. */
@@ -146,12 +175,15 @@ export class TandemService implements BridgeApi {
 
   /** Opens the store only: the service answers at once (the app's window first), models load after. */
   static async open(opts: ServiceOptions): Promise<TandemService> {
-    return new TandemService(opts, await ConversationStore.open(opts.dataDir));
+    const store = await ConversationStore.open(opts.dataDir);
+    const settings = await SettingsStore.open(opts.dataDir, opts.secrets);
+    const token = await settings.secrets.read().catch(() => null); // unreadable: as if none was saved
+    return new TandemService(opts, store, settings, token);
   }
 
   /** Loads the SLM given (or remembered) and connects the cloud; progress and errors land in the model status. */
   async loadInitialModels(): Promise<void> {
-    const slm = this.opts.slm ?? (await this.rememberedSlm());
+    const slm = this.opts.slm ?? this.settings.get().slm ?? null;
     if (slm && !this.closed) await this.loadSlm(slm);
     if (this.slm && !this.closed && this.cloudSettings.kind !== "none") await this.connectCloud();
   }
@@ -179,6 +211,7 @@ export class TandemService implements BridgeApi {
       await this.active.done;
     }
     await this.distiller?.dispose();
+    await this.saving;
     await this.store.flush();
     await this.cloud?.close();
     await this.slm?.dispose();
@@ -212,6 +245,7 @@ export class TandemService implements BridgeApi {
     // the decoder reads τ through a function before every token: this takes effect on the next one
     this.tau = validateTau(Number(tau));
     this.emit({ type: "tau", tau: this.tau });
+    this.persist({ tau: this.tau });
     return { tau: this.tau };
   }
 
@@ -263,6 +297,7 @@ export class TandemService implements BridgeApi {
   async deleteConversation({ id }: OpArg<"deleteConversation">): Promise<OpResult<"deleteConversation">> {
     if (this.active?.handle.conversationId === id) await this.stopActive();
     const deleted = await this.store.delete(String(id));
+    this.keepFrom.delete(String(id));
     this.emitConversations();
     return { deleted };
   }
@@ -285,18 +320,23 @@ export class TandemService implements BridgeApi {
     if (!content.trim()) throw new Error("Empty message");
     this.assertCanAnswer();
     const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
+    // planned before anything changes: a prompt that cannot fit is refused with the conversation intact
+    const planned = this.planFor(conv, [...conv.messages, user]);
     conv.messages.push(user);
     if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
-    return this.startAnswer(String(requestId), conv, user.id);
+    return this.startAnswer(String(requestId), conv, user.id, planned);
   }
 
   async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
     this.assertCanAnswer();
-    while (conv.messages.length && conv.messages[conv.messages.length - 1].role === "assistant") conv.messages.pop();
-    const user = conv.messages[conv.messages.length - 1];
+    let end = conv.messages.length;
+    while (end > 0 && conv.messages[end - 1].role === "assistant") end--;
+    const user = conv.messages[end - 1];
     if (!user) throw new Error("Nothing to regenerate");
-    return this.startAnswer(String(requestId), conv, user.id);
+    const planned = this.planFor(conv, conv.messages.slice(0, end));
+    conv.messages.splice(end);
+    return this.startAnswer(String(requestId), conv, user.id, planned);
   }
 
   async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
@@ -306,9 +346,11 @@ export class TandemService implements BridgeApi {
     if (i < 0) throw new Error("No such message to edit");
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
-    conv.messages[i] = { ...conv.messages[i], content, createdAt: Date.now() };
+    const edited: StoredMessage = { ...conv.messages[i], content, createdAt: Date.now() };
+    const planned = this.planFor(conv, [...conv.messages.slice(0, i), edited]);
+    conv.messages[i] = edited;
     conv.messages.splice(i + 1);
-    return this.startAnswer(String(requestId), conv, conv.messages[i].id);
+    return this.startAnswer(String(requestId), conv, edited.id, planned);
   }
 
   async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
@@ -330,11 +372,27 @@ export class TandemService implements BridgeApi {
     if (this.active) throw new Error("An answer is already being generated; stop it first");
   }
 
-  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string): Promise<AnswerHandle> {
+  /**
+   * The prompt for answering `messages` (the conversation as it will be) under the context policy:
+   * the system prompt, then the newest turns that fit (contextWindow.ts). Changes nothing.
+   */
+  private planFor(conv: Conversation, messages: readonly StoredMessage[]): PlannedPrompt {
+    const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.defaultSystemPrompt;
+    const turns: ChatMessage[] = messages.map((m) => ({ role: m.role, content: m.content }));
+    return planPrompt(this.slm!, { system, turns, keepFrom: this.keepFrom.get(conv.id) ?? 0, maxTokens: this.maxTokens });
+  }
+
+  private get maxTokens(): number {
+    return this.opts.maxTokens ?? 256;
+  }
+
+  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string, planned: PlannedPrompt): Promise<AnswerHandle> {
     if (!requestId || requestId.length > 100) throw new Error("Invalid request id");
     const slm = this.slm!;
-    const history: ChatMessage[] = conv.messages.map((m) => ({ role: m.role, content: m.content }));
-    const assistant: StoredMessage = { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [] };
+    const { usage } = planned.plan;
+    this.keepFrom.set(conv.id, planned.plan.keepFrom);
+    if (usage.truncated) this.notice(truncationNotice(usage.window));
+    const assistant: StoredMessage = { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [], context: usage };
     conv.messages.push(assistant);
     conv.updatedAt = Date.now();
     const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
@@ -342,13 +400,13 @@ export class TandemService implements BridgeApi {
     this.active = active;
     await this.store.save(conv.id);
     const user = conv.messages.find((m) => m.id === userMessageId)!;
-    this.emit({ type: "answer-start", handle, tau: this.tau, user });
+    this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
     this.emitConversations();
-    active.done = this.runAnswer(slm, active, conv, assistant, history);
+    active.done = this.runAnswer(slm, active, conv, assistant, planned.tokens);
     return handle;
   }
 
-  private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, history: ChatMessage[]): Promise<void> {
+  private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, prompt: number[]): Promise<void> {
     const { requestId, conversationId, messageId } = a.handle;
     const flush = () => {
       if (a.timer) clearTimeout(a.timer);
@@ -362,9 +420,9 @@ export class TandemService implements BridgeApi {
     this.distiller?.beginAnswer();
     try {
       const decoder = new CollaborativeDecoder(slm, this.router, this.cloud);
-      const answer = decoder.generate(slm.promptFromMessages(history), {
+      const answer = decoder.generate(prompt, {
         tau: () => this.tau,
-        maxTokens: this.opts.maxTokens ?? 256,
+        maxTokens: this.maxTokens,
         signal: a.abort.signal,
         topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
       });
@@ -481,19 +539,9 @@ export class TandemService implements BridgeApi {
   private async useSlm(source: string): Promise<void> {
     await this.loadSlm(source);
     if (this.models.slm.error) return;
-    await writeFileAtomic(path.join(this.opts.dataDir, "settings.json"), JSON.stringify({ slm: source }, null, 2)).catch((err) =>
-      this.notice(`Could not remember the model choice: ${(err as Error).message}`),
-    );
+    this.persist({ slm: source });
+    await this.saving; // remembered before the choice is reported done (close() waits for it too)
     if (this.slm && this.cloudSettings.kind !== "none") await this.connectCloud();
-  }
-
-  private async rememberedSlm(): Promise<string | null> {
-    try {
-      const s = JSON.parse(await readFile(path.join(this.opts.dataDir, "settings.json"), "utf8")) as { slm?: unknown };
-      return typeof s.slm === "string" ? s.slm : null;
-    } catch {
-      return null; // first run (or unreadable settings): the user picks a model
-    }
   }
 
   private setSlmStage(stage: Partial<StageStatus>): void {
@@ -511,7 +559,7 @@ export class TandemService implements BridgeApi {
       // a truncated file or a model larger than memory: a clear error now, not a failed or endless load
       await preflightModelFile(file);
       const model = await LocalModel.load(file, {
-        contextSize: this.opts.contextSize ?? 2048,
+        contextSize: this.contextChoice ?? "model",
         hiddenState: true, // free, and what a learned router reads
       });
       const old = this.slm;
@@ -558,6 +606,67 @@ export class TandemService implements BridgeApi {
   }
 
   // ------------------------------------------------------------------------------------------------
+  // Settings (settings.ts) and system prompts
+
+  async getSettings(_arg: OpArg<"getSettings"> = {}): Promise<SettingsView> {
+    const c = this.cloudSettings;
+    return {
+      tau: this.tau,
+      theme: this.theme,
+      cloud: { kind: c.kind, url: c.url, hasToken: !!c.token },
+      tokenStorage: this.settings.secrets.kind,
+      slm: this.models.slm.source,
+      contextSize: this.contextChoice,
+      loadedContextSize: this.slm?.contextSize ?? null,
+      systemPrompt: this.defaultSystemPrompt,
+    };
+  }
+
+  /** Checks every value first (nothing changes if one is invalid), saves, then applies. */
+  async updateSettings(patch: OpArg<"updateSettings">): Promise<SettingsView> {
+    const p = checkSettingsPatch(patch);
+    if (p.contextSize !== undefined && p.contextSize !== this.contextChoice && this.active) {
+      throw new Error("Stop the current answer before changing the context size");
+    }
+    await this.settings.update(p);
+    if (p.tau !== undefined) {
+      this.tau = p.tau;
+      this.emit({ type: "tau", tau: this.tau });
+    }
+    if (p.theme !== undefined) this.theme = p.theme;
+    if (p.systemPrompt !== undefined) this.defaultSystemPrompt = p.systemPrompt;
+    if (p.contextSize !== undefined && p.contextSize !== this.contextChoice) {
+      this.contextChoice = p.contextSize;
+      // the context is made with the model: load it again at the new size
+      if (this.slm && this.models.slm.source) await this.loadSlm(this.models.slm.source);
+    }
+    const view = await this.getSettings();
+    this.emit({ type: "settings", settings: view });
+    return view;
+  }
+
+  async setSystemPrompt({ conversationId, systemPrompt }: OpArg<"setSystemPrompt">): Promise<Conversation> {
+    const conv = this.store.get(String(conversationId));
+    if (systemPrompt !== null && (typeof systemPrompt !== "string" || systemPrompt.length > MAX_SYSTEM_PROMPT_CHARS)) {
+      throw new Error(`A system prompt is text of at most ${MAX_SYSTEM_PROMPT_CHARS} characters`);
+    }
+    if (systemPrompt === null) delete conv.systemPrompt;
+    else conv.systemPrompt = systemPrompt;
+    conv.updatedAt = Date.now();
+    await this.store.save(conv.id);
+    this.emitConversations();
+    return conv;
+  }
+
+  /** Saves settings in the background, in order; a failing disk is a notice, never an error of the operation. */
+  private persist(patch: Parameters<SettingsStore["update"]>[0], after?: () => Promise<void>): void {
+    this.saving = this.saving
+      .then(() => this.settings.update(patch))
+      .then(after)
+      .catch((err) => this.notice(`Could not save the settings: ${(err as Error).message}`));
+  }
+
+  // ------------------------------------------------------------------------------------------------
   // Cloud
 
   async cloudStatus(_arg: OpArg<"cloudStatus"> = {}): Promise<CloudStatus> {
@@ -579,6 +688,10 @@ export class TandemService implements BridgeApi {
     const token = s.token ? String(s.token) : kept;
     if (s.kind === "none") this.cloudSettings = { kind: "none", url, token };
     else this.cloudSettings = { kind: "tandem", ...checkCloudSettings({ url, token }) };
+    const saved = this.cloudSettings;
+    this.persist({ cloudKind: saved.kind, cloudUrl: saved.url }, async () => {
+      if ((await this.settings.secrets.read().catch(() => null)) !== (saved.token || null)) await this.settings.secrets.write(saved.token);
+    });
     await this.connectCloud();
     return this.cloudStatusValue;
   }
@@ -643,6 +756,31 @@ export class TandemService implements BridgeApi {
   }
 }
 
+/** The settings form's values, checked: a clear error for the first invalid one. */
+function checkSettingsPatch(patch: SettingsPatch): SettingsPatch {
+  if (typeof patch !== "object" || patch === null) throw new Error("Settings must be an object");
+  const out: SettingsPatch = {};
+  if (patch.tau !== undefined) out.tau = validateTau(Number(patch.tau));
+  if (patch.theme !== undefined) {
+    if (patch.theme !== "system" && patch.theme !== "light" && patch.theme !== "dark") throw new Error(`Unknown theme ${JSON.stringify(patch.theme)}`);
+    out.theme = patch.theme;
+  }
+  if (patch.contextSize !== undefined) {
+    const n = patch.contextSize;
+    if (n !== null && !(Number.isInteger(n) && n >= MIN_CONTEXT_SIZE && n <= MAX_CONTEXT_SIZE)) {
+      throw new Error(`The context size is a whole number of tokens from ${MIN_CONTEXT_SIZE} to ${MAX_CONTEXT_SIZE} (or the model's own)`);
+    }
+    out.contextSize = n;
+  }
+  if (patch.systemPrompt !== undefined) {
+    if (typeof patch.systemPrompt !== "string" || patch.systemPrompt.length > MAX_SYSTEM_PROMPT_CHARS) {
+      throw new Error(`The system prompt is text of at most ${MAX_SYSTEM_PROMPT_CHARS} characters`);
+    }
+    out.systemPrompt = patch.systemPrompt;
+  }
+  return out;
+}
+
 function titleFrom(text: string): string {
   const line = text.trim().split("\n")[0];
   return line.length > 48 ? `${line.slice(0, 47)}…` : line;
@@ -694,5 +832,8 @@ export function bindService(s: TandemService): BridgeApi {
     cloudStatus: () => s.cloudStatus(),
     setCloudSettings: (a) => s.setCloudSettings(a),
     stats: () => s.stats(),
+    getSettings: () => s.getSettings(),
+    updateSettings: (a) => s.updateSettings(a),
+    setSystemPrompt: (a) => s.setSystemPrompt(a),
   };
 }

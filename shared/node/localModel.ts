@@ -36,8 +36,11 @@ export interface SlmStep {
 }
 
 export interface LocalModelOptions extends ResolveOptions {
-  /** tokens the conversation may hold (prompt + answer); default min(4096, the model's training size) */
-  contextSize?: number;
+  /**
+   * tokens the conversation may hold (prompt + answer); default min(4096, the model's training size);
+   * "model": the model's training size (GGUF context_length), smaller if memory cannot hold it
+   */
+  contextSize?: number | "model";
   /** create the context so the hidden state can be read (needed by learned routers) */
   hiddenState?: boolean;
 }
@@ -46,6 +49,8 @@ export interface LocalModelOptions extends ResolveOptions {
 type StepGenerator = AsyncGenerator<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void, Token | Token[] | undefined>;
 
 export class LocalModel {
+  /** tokens evaluated by this model since it was loaded (prompt tokens not reused from the KV cache, and each step) */
+  evaluatedTokens = 0;
   /** the running generation loop and the features it was started for; null until the first step */
   private stepper: { gen: StepGenerator; key: string } | null = null;
 
@@ -81,7 +86,9 @@ export class LocalModel {
   }
 
   private static async create(model: LlamaModel, file: string, threads: number | undefined, opts: Omit<LocalModelOptions, keyof ResolveOptions>, owns: boolean): Promise<LocalModel> {
-    const contextSize = Math.min(opts.contextSize ?? 4096, model.trainContextSize);
+    const train = model.trainContextSize;
+    // node-llama-cpp picks the largest size in [min, max] that fits the machine's memory
+    const contextSize = opts.contextSize === "model" ? { min: Math.min(512, train), max: train } : Math.min(opts.contextSize ?? 4096, train);
     const context = await model.createContext({
       contextSize,
       sequences: 1, // the hidden state is read from the last decode: one sequence per context
@@ -120,6 +127,13 @@ export class LocalModel {
 
   detokenize(tokens: readonly number[], lastTokens: readonly number[] = []): string {
     return this.model.detokenize(tokens as Token[], false, lastTokens as Token[]);
+  }
+
+  /** `text` cut to its last `tokens` tokens (as the text alone tokenises), for a message longer than the window. */
+  keepEnd(text: string, tokens: number): string {
+    const all = this.model.tokenize(text, false);
+    if (all.length <= tokens) return text;
+    return this.model.detokenize(all.slice(all.length - Math.max(0, tokens)), false);
   }
 
   /** Plain text to tokens, with BOS when the model wants one (base models: continuation). */
@@ -192,6 +206,7 @@ export class LocalModel {
   /** Verifies a run of tokens in one batch: the SLM's greedy prediction after each of them. */
   async evaluateAll(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep[]> {
     const want = this.generateNextOptions(needs);
+    this.evaluatedTokens += tokens.length;
     const out = await this.sequence.controlledEvaluate(tokens.map((t) => [t as Token, { generateNext: want }]));
     return out.map((r, i) => this.toStep(r?.next, needs, i === tokens.length - 1));
   }
@@ -215,6 +230,7 @@ export class LocalModel {
   private async step(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
     const key = `${needs.top1Prob}/${needs.topK > 0}`;
     let result: IteratorResult<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void>;
+    this.evaluatedTokens += tokens.length;
     try {
       if (this.stepper?.key === key) {
         result = await this.stepper.gen.next(tokens.length === 1 ? (tokens[0] as Token) : (tokens as Token[]));
