@@ -41,6 +41,7 @@ import { LocalModel } from "../../shared/node/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { writeFileAtomic } from "./atomicFile.js";
+import { lockDataFolder, type DataFolderLock } from "./dataLock.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../shared/node/modelPreflight.js";
@@ -118,6 +119,8 @@ export class TandemService implements BridgeApi {
   private closed = false;
   /** A finished download being loaded and remembered: close() waits for it so the choice is never lost. */
   private adopting: Promise<void> | null = null;
+  /** this engine's hold on its data folder, released by close() */
+  private lock: DataFolderLock | null = null;
   private readonly downloads = new ModelDownloads((download) => {
     this.models = { ...this.models, download };
     this.emit({ type: "models", models: this.models });
@@ -137,8 +140,14 @@ export class TandemService implements BridgeApi {
 
   /** Opens the store, then loads the SLM and connects the cloud. Loading errors land in the model status. */
   static async start(opts: ServiceOptions): Promise<TandemService> {
-    const store = await ConversationStore.open(opts.dataDir);
+    // a second engine on this folder is refused before it touches anything (dataLock.ts)
+    const lock = await lockDataFolder(opts.dataDir);
+    const store = await ConversationStore.open(opts.dataDir).catch(async (err: unknown) => {
+      await lock.release();
+      throw err;
+    });
     const service = new TandemService(opts, store);
+    service.lock = lock;
     const slm = opts.slm ?? (await service.rememberedSlm());
     if (slm) await service.loadSlm(slm);
     if (service.slm && service.cloudSettings.kind !== "none") await service.connectCloud();
@@ -172,6 +181,7 @@ export class TandemService implements BridgeApi {
     await this.cloud?.close();
     await this.slm?.dispose();
     this.listeners.clear();
+    await this.lock?.release();
   }
 
   /** The LLM status of an in-process server changed (browser mode host). */
@@ -269,35 +279,43 @@ export class TandemService implements BridgeApi {
   // Answers
 
   async send({ requestId, conversationId, text }: OpArg<"send">): Promise<AnswerHandle> {
+    // validate everything first, change after: a refused request leaves the conversation as it was
     const conv = this.store.get(String(conversationId));
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
+    checkRequestId(requestId);
     this.assertCanAnswer();
+    const undo = undoOf(conv);
     const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     conv.messages.push(user);
     if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
-    return this.startAnswer(String(requestId), conv, user.id);
+    return this.startAnswer(String(requestId), conv, user.id, undo);
   }
 
   async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
     this.assertCanAnswer();
-    while (conv.messages.length && conv.messages[conv.messages.length - 1].role === "assistant") conv.messages.pop();
-    const user = conv.messages[conv.messages.length - 1];
-    if (!user) throw new Error("Nothing to regenerate");
-    return this.startAnswer(String(requestId), conv, user.id);
+    let last = conv.messages.length - 1;
+    while (last >= 0 && conv.messages[last].role === "assistant") last--;
+    if (last < 0) throw new Error("Nothing to regenerate");
+    const undo = undoOf(conv);
+    conv.messages.splice(last + 1);
+    return this.startAnswer(String(requestId), conv, conv.messages[last].id, undo);
   }
 
   async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
     this.assertCanAnswer();
     const i = conv.messages.findIndex((m) => m.id === messageId && m.role === "user");
     if (i < 0) throw new Error("No such message to edit");
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
+    const undo = undoOf(conv);
     conv.messages[i] = { ...conv.messages[i], content, createdAt: Date.now() };
     conv.messages.splice(i + 1);
-    return this.startAnswer(String(requestId), conv, conv.messages[i].id);
+    return this.startAnswer(String(requestId), conv, conv.messages[i].id, undo);
   }
 
   async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
@@ -319,8 +337,7 @@ export class TandemService implements BridgeApi {
     if (this.active) throw new Error("An answer is already being generated; stop it first");
   }
 
-  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string): Promise<AnswerHandle> {
-    if (!requestId || requestId.length > 100) throw new Error("Invalid request id");
+  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string, undo: () => void): Promise<AnswerHandle> {
     const slm = this.slm!;
     const history: ChatMessage[] = conv.messages.map((m) => ({ role: m.role, content: m.content }));
     const assistant: StoredMessage = { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [] };
@@ -329,7 +346,14 @@ export class TandemService implements BridgeApi {
     const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
     const active: ActiveAnswer = { handle, abort: new AbortController(), pending: [], timer: null, startedAt: performance.now(), done: Promise.resolve() };
     this.active = active;
-    await this.store.save(conv.id);
+    try {
+      await this.store.save(conv.id);
+    } catch (err) {
+      // nothing started: the engine takes the next message, and the conversation is what the disk holds
+      this.active = null;
+      undo();
+      throw new Error(`Could not save the conversation, so the answer was not started (${(err as Error).message})`);
+    }
     const user = conv.messages.find((m) => m.id === userMessageId)!;
     this.emit({ type: "answer-start", handle, tau: this.tau, user });
     this.emitConversations();
@@ -678,4 +702,14 @@ export function bindService(s: TandemService): BridgeApi {
     setCloudSettings: (a) => s.setCloudSettings(a),
     stats: () => s.stats(),
   };
+}
+
+function checkRequestId(requestId: unknown): void {
+  if (typeof requestId !== "string" || !requestId || requestId.length > 100) throw new Error("Invalid request id");
+}
+
+/** Restores a conversation's messages and title as they are now (a start that could not be saved). */
+function undoOf(conv: Conversation): () => void {
+  const before = { messages: [...conv.messages], title: conv.title, updatedAt: conv.updatedAt };
+  return () => Object.assign(conv, { messages: before.messages, title: before.title, updatedAt: before.updatedAt });
 }
