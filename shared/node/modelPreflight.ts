@@ -69,7 +69,7 @@ async function readPart(file: string): Promise<Part> {
     return { file, size, header: readGguf(file, { checkTensorData: false, skipArrays: true }) };
   } catch (err) {
     if (!(err instanceof GgufError)) throw err;
-    const why = err.message.replace(/ \(.*?\.gguf\)$/, "");
+    const why = err.message.endsWith(` (${file})`) ? err.message.slice(0, -` (${file})`.length) : err.message;
     throw new ModelFileError(`${path.basename(file)} is damaged: its GGUF header cannot be read (${why}); is the file complete?`, file);
   }
 }
