@@ -264,6 +264,28 @@ function fdSource(fd: number, size: number): ByteSource {
     };
 }
 
+/**
+ * Bounds on what a header may ask the reader to do. A hostile file is refused with a GgufError instead
+ * of aborting V8 (an array of 300M entries: "invalid table size"), overflowing the stack (arrays nested
+ * 200,000 deep) or running for minutes. Real models are far inside them: a 262k-token vocabulary, a
+ * few hundred keys, a few thousand tensors, no nested arrays (llama.cpp refuses them).
+ */
+export const GGUF_LIMITS = {
+    /** metadata key/value pairs */
+    maxKvs: 1 << 16,
+    maxTensors: 1 << 18,
+    /** entries of one array */
+    maxArrayLength: 1 << 24,
+    /** array entries of the whole header, nested ones included (walked or kept) */
+    maxTotalArrayItems: 1 << 25,
+    /** arrays inside arrays */
+    maxArrayDepth: 8,
+    maxKeyBytes: 1 << 16,
+    maxStringBytes: 1 << 24,
+    /** bytes of strings kept in memory over the whole header */
+    maxStringTotal: 1 << 28,
+} as const;
+
 /** Sequential little-endian reader over a ByteSource with a 1 MiB window. */
 class Cursor {
     private window: Buffer = Buffer.alloc(0);
@@ -271,11 +293,29 @@ class Cursor {
     pos = 0;
     /** Describes what is being read, for truncation errors. */
     context = 'header';
+    /** array entries seen so far and string bytes kept so far (GGUF_LIMITS totals) */
+    arrayItems = 0;
+    stringBytes = 0;
 
     constructor(
         private readonly src: ByteSource,
-        private readonly path?: string,
+        readonly path?: string,
     ) {}
+
+    fail(message: string): never {
+        throw new GgufError(`corrupt GGUF: ${message} in ${this.context}`, this.path);
+    }
+
+    /** Moves past `n` bytes without reading them; they must be in the file. */
+    skip(n: number): void {
+        if (n > this.remaining()) {
+            throw new GgufError(
+                `truncated GGUF: file ends at byte ${this.src.size} while reading ${this.context} at byte ${this.pos}`,
+                this.path,
+            );
+        }
+        this.pos += n;
+    }
 
     private ensure(n: number): { buf: Buffer; at: number } {
         let at = this.pos - this.windowStart;
@@ -318,11 +358,19 @@ class Cursor {
         return Number(v);
     }
 
-    string(): string {
+    string(max: number = GGUF_LIMITS.maxStringBytes): string {
         // A string can't be longer than what's left of the file: catches garbage lengths before allocating.
         const len = this.count(`string length in ${this.context}`, this.remaining());
+        if (len > max) this.fail(`a string of ${len} bytes (the limit is ${max})`);
+        this.stringBytes += len;
+        if (this.stringBytes > GGUF_LIMITS.maxStringTotal) this.fail(`more than ${GGUF_LIMITS.maxStringTotal} bytes of strings`);
         const { buf, at } = this.ensure(len);
         return buf.toString('utf8', at, at + len);
+    }
+
+    /** Moves past a string without decoding it. */
+    skipString(): void {
+        this.skip(this.count(`string length in ${this.context}`, this.remaining()));
     }
 }
 
@@ -338,7 +386,12 @@ function minValueSize(type: GgufType): number {
     }
 }
 
-function readValue(c: Cursor, type: GgufType, path?: string): GgufValue {
+/** On-disk bytes of one value of a fixed-size type, or 0 for strings and arrays. */
+function fixedSize(type: GgufType): number {
+    return type === GgufType.STRING || type === GgufType.ARRAY ? 0 : minValueSize(type);
+}
+
+function readValue(c: Cursor, type: GgufType, path?: string, depth = 0): GgufValue {
     switch (type) {
         case GgufType.UINT8: return c.u8();
         case GgufType.INT8: return c.i8();
@@ -353,16 +406,39 @@ function readValue(c: Cursor, type: GgufType, path?: string): GgufValue {
         case GgufType.INT64: return c.i64();
         case GgufType.FLOAT64: return c.f64();
         case GgufType.ARRAY: {
-            const itemType = c.u32() as GgufType;
-            if (!(itemType in GgufType)) throw new GgufError(`corrupt GGUF: unknown array item type ${itemType} in ${c.context}`, path);
-            const n = c.count(`array length in ${c.context}`, Math.floor(c.remaining() / minValueSize(itemType)));
+            const { itemType, n } = arrayHead(c, path, depth);
             const items: GgufValue[] = new Array(n);
-            for (let i = 0; i < n; i++) items[i] = readValue(c, itemType, path);
+            for (let i = 0; i < n; i++) items[i] = readValue(c, itemType, path, depth + 1);
             return { itemType, items };
         }
         default:
             throw new GgufError(`corrupt GGUF: unknown metadata value type ${type as number} in ${c.context}`, path);
     }
+}
+
+/** An array's item type and length, checked against the file and GGUF_LIMITS before anything is allocated. */
+function arrayHead(c: Cursor, path: string | undefined, depth: number): { itemType: GgufType; n: number } {
+    if (depth >= GGUF_LIMITS.maxArrayDepth) c.fail(`arrays nested more than ${GGUF_LIMITS.maxArrayDepth} deep`);
+    const itemType = c.u32() as GgufType;
+    if (!(itemType in GgufType)) throw new GgufError(`corrupt GGUF: unknown array item type ${itemType} in ${c.context}`, path);
+    const n = c.count(`array length in ${c.context}`, Math.floor(c.remaining() / minValueSize(itemType)));
+    if (n > GGUF_LIMITS.maxArrayLength) c.fail(`an array of ${n} entries (the limit is ${GGUF_LIMITS.maxArrayLength})`);
+    c.arrayItems += n;
+    if (c.arrayItems > GGUF_LIMITS.maxTotalArrayItems) c.fail(`more than ${GGUF_LIMITS.maxTotalArrayItems} array entries in all`);
+    return { itemType, n };
+}
+
+/** Moves past a value without keeping it (the preflight needs no vocabulary): same checks, no allocation. */
+function skipValue(c: Cursor, type: GgufType, path?: string, depth = 0): void {
+    if (type === GgufType.STRING) return c.skipString();
+    if (type !== GgufType.ARRAY) {
+        if (!(type in GgufType)) throw new GgufError(`corrupt GGUF: unknown metadata value type ${type as number} in ${c.context}`, path);
+        return c.skip(fixedSize(type));
+    }
+    const { itemType, n } = arrayHead(c, path, depth);
+    const size = fixedSize(itemType);
+    if (size) return c.skip(n * size);
+    for (let i = 0; i < n; i++) skipValue(c, itemType, path, depth + 1);
 }
 
 export interface ReadGgufOptions {
@@ -372,6 +448,11 @@ export interface ReadGgufOptions {
      * metadata of a partial file.
      */
     checkTensorData?: boolean;
+    /**
+     * Walk metadata arrays without keeping them (they are left out of `kvs`): the preflight needs the
+     * counts, the alignment and the tensor table, never a 150k-entry vocabulary. Every bound still holds.
+     */
+    skipArrays?: boolean;
 }
 
 function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions): GgufFile {
@@ -391,18 +472,20 @@ function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions)
         throw new GgufError(`unsupported GGUF version ${version}${hint}`, path);
     }
     c.context = 'tensor count';
-    const nTensors = c.count('tensor count', src.size);
+    // each tensor info takes at least 24 bytes, each key/value pair at least 13
+    const nTensors = c.count('tensor count', Math.min(Math.floor(src.size / 24), GGUF_LIMITS.maxTensors));
     c.context = 'metadata count';
-    const nKv = c.count('metadata count', src.size);
+    const nKv = c.count('metadata count', Math.min(Math.floor(src.size / 13), GGUF_LIMITS.maxKvs));
 
     const kvs: GgufKv[] = [];
     for (let i = 0; i < nKv; i++) {
         c.context = `metadata key #${i}`;
-        const key = c.string();
-        c.context = `metadata "${key}"`;
+        const key = c.string(GGUF_LIMITS.maxKeyBytes);
+        c.context = `metadata "${key.slice(0, 200)}"`;
         const type = c.u32() as GgufType;
-        if (!(type in GgufType)) throw new GgufError(`corrupt GGUF: unknown metadata type ${type} for "${key}"`, path);
-        kvs.push({ key, type, value: readValue(c, type, path) });
+        if (!(type in GgufType)) throw new GgufError(`corrupt GGUF: unknown metadata type ${type} for "${key.slice(0, 200)}"`, path);
+        if (opts.skipArrays && type === GgufType.ARRAY) skipValue(c, type, path);
+        else kvs.push({ key, type, value: readValue(c, type, path) });
     }
 
     let alignment = GGUF_DEFAULT_ALIGNMENT;
@@ -418,12 +501,14 @@ function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions)
     const tensors: GgufTensorInfo[] = [];
     for (let i = 0; i < nTensors; i++) {
         c.context = `tensor info #${i}`;
-        const name = c.string();
-        c.context = `tensor info "${name}"`;
+        const name = c.string(GGUF_LIMITS.maxKeyBytes);
+        c.context = `tensor info "${name.slice(0, 200)}"`;
         const nDims = c.u32();
         if (nDims > 8) throw new GgufError(`corrupt GGUF: tensor "${name}" has ${nDims} dimensions`, path);
         const shape: number[] = [];
         for (let d = 0; d < nDims; d++) shape.push(c.count(`dimension of "${name}"`));
+        // a product past 2^53 is no longer exact: no real tensor comes near it
+        if (tensorElementCount(shape) > Number.MAX_SAFE_INTEGER) c.fail(`tensor "${name}" claims ${shape.join(' x ')} elements`);
         const type = c.u32() as GgmlType;
         const offset = c.count(`offset of "${name}"`);
         if (offset % alignment !== 0) {

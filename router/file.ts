@@ -176,8 +176,13 @@ export function decodeRouterFile(j: unknown, file = "router"): { json: RouterFil
 export function writeRouterFile(file: string, json: RouterFileJson): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(json, null, 1) + "\n");
-  fs.renameSync(tmp, file); // atomic: the app never sees half a router
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(json, null, 1) + "\n");
+    fs.renameSync(tmp, file); // atomic: the app never sees half a router
+  } catch (err) {
+    fs.rmSync(tmp, { force: true }); // a full disk must not keep a half-written file taking its space
+    throw err;
+  }
 }
 
 export function readRouterFileJson(file: string): unknown {

@@ -24,11 +24,12 @@
  * says where, never silently dropped; the other conversations load.
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { Conversation, ConversationMeta, StoredMessage } from "../../shared/bridge.js";
+import type { Conversation, ConversationMeta } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { TEMP_MARK, writeFileAtomic, type WriteHooks } from "./atomicFile.js";
+import { conversationSchema, CONVERSATION_ID, describeIssue, journalLineSchema } from "./conversationSchema.js";
 
 export const STORE_VERSION = 1;
 export const JOURNAL_EXT = ".journal";
@@ -49,6 +50,8 @@ interface JournalLine {
 interface OpenJournal {
   fh: FileHandle;
   syncedAt: number;
+  /** bytes of complete lines: a failed write is cut back to it */
+  size: number;
 }
 
 export class ConversationStore {
@@ -82,66 +85,98 @@ export class ConversationStore {
       if (!name.endsWith(".json")) continue;
       const journalName = name.slice(0, -".json".length) + JOURNAL_EXT;
       const journal = journals.delete(journalName) ? path.join(this.dir, journalName) : null;
-      let c: Conversation;
+      // one odd file must never stop the others from loading (nor the app from starting)
       try {
-        c = parseConversationFile(await readFile(file, "utf8"));
-        if (`${c.id}.json` !== name) throw new Error(`it holds conversation ${JSON.stringify(c.id)}, not ${name}`);
+        await this.loadOne(name, file, journal);
       } catch (err) {
-        const aside = await this.setAside(file);
-        if (journal) await this.setAside(journal);
-        this.notices.push(
-          `The conversation file ${name} could not be read (${(err as Error).message}); it was moved aside to ${aside} ` +
-            `and the other conversations were loaded.`,
-        );
-        continue;
+        this.notices.push(`The conversation file ${name} could not be loaded (${(err as Error).message}); it was left as it is.`);
       }
-      let changed = journal ? await this.replayJournal(c, journal) : false;
-      for (const m of c.messages) {
-        // an answer still streaming when the process died: keep what was written, as a stopped answer
-        if (m.role === "assistant" && !m.status) {
-          m.status = "stopped";
-          changed = true;
-        }
-      }
-      this.conversations.set(c.id, c);
-      // fold the journal into the snapshot: the next answer starts a fresh journal (a torn line at its
-      // end would otherwise sit in the middle of the next one)
-      if (changed || journal) await this.save(c.id);
     }
     // journals without a conversation: left by a delete that died between the two unlinks
-    for (const name of journals) await unlink(path.join(this.dir, name)).catch(() => {});
+    for (const name of journals) await rm(path.join(this.dir, name), { recursive: true, force: true }).catch(() => {});
   }
 
-  /** Applies a journal's complete lines to `c`; returns whether anything changed. */
+  private async loadOne(name: string, file: string, journal: string | null): Promise<void> {
+    let c: Conversation;
+    try {
+      c = parseConversationFile(await readFile(file, "utf8"));
+      if (`${c.id}.json` !== name) throw new Error(`it holds conversation ${JSON.stringify(c.id)}, not ${name}`);
+    } catch (err) {
+      const aside = await this.setAside(file);
+      if (journal) await this.setAside(journal);
+      this.notices.push(
+        `The conversation file ${name} could not be read (${(err as Error).message}); it was moved aside to ${aside} ` +
+          `and the other conversations were loaded.`,
+      );
+      return;
+    }
+    let changed = journal ? await this.replayJournal(c, journal) : false;
+    for (const m of c.messages) {
+      // an answer still streaming when the process died: keep what was written, as a stopped answer
+      if (m.role === "assistant" && !m.status) {
+        m.status = "stopped";
+        changed = true;
+      }
+    }
+    this.conversations.set(c.id, c);
+    if (!changed && !journal) return;
+    // fold the journal into the snapshot: the next answer starts a fresh journal (a torn line at its
+    // end would otherwise sit in the middle of the next one). A failed save (a full disk) keeps the
+    // journal, which the next successful save or start folds in.
+    await this.save(c.id).catch((err: Error) =>
+      this.notices.push(`The recovered answer of "${c.title}" could not be saved yet (${err.message}); it is kept in its journal.`),
+    );
+  }
+
+  /**
+   * Applies a journal's complete lines to `c`; returns whether anything changed. A damaged line (bytes
+   * from elsewhere, a lost newline) is skipped and the lines after it still count: tokens that follow a
+   * lost one are kept after the ones before it. A damaged journal is moved aside, not deleted.
+   */
   private async replayJournal(c: Conversation, file: string): Promise<boolean> {
-    const text = await readFile(file, "utf8");
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      const aside = await this.setAside(file);
+      this.notices.push(`The journal of conversation "${c.title}" could not be read (${(err as Error).message}); it was moved aside to ${aside}.`);
+      return false;
+    }
     const lines = text.split("\n");
     // the last piece is "" after a complete line, else a line cut short by the crash: the in-flight token
     lines.pop();
+    const damaged: number[] = [];
+    /** per answer, the journal index of the last token applied (the snapshot's count before any) */
+    const lastIndex = new Map<string, number>();
+    let lost = 0;
     let changed = false;
     for (let i = 0; i < lines.length; i++) {
-      let line: JournalLine;
-      try {
-        line = JSON.parse(lines[i]) as JournalLine;
-        if (!isJournalLine(line)) throw new Error("not a token record");
-      } catch (err) {
-        // only the last line can be cut short by a crash; a bad line before it is damage from elsewhere
-        this.notices.push(
-          `The journal of conversation "${c.title}" is damaged at line ${i + 1} (${(err as Error).message}); the tokens before it were recovered.`,
-        );
-        break;
+      const line = parseJournalLine(lines[i]);
+      if (!line) {
+        damaged.push(i + 1);
+        continue;
       }
       const msg = c.messages.find((m) => m.id === line.m && m.role === "assistant");
       if (!msg) continue; // the answer was replaced since (regenerate, edit): its tokens are gone on purpose
       const tokens = (msg.tokens ??= []);
-      if (line.t.index < tokens.length) continue; // already in the snapshot
-      if (line.t.index > tokens.length) {
-        this.notices.push(`The journal of conversation "${c.title}" skips from token ${tokens.length} to ${line.t.index}; the tokens before the gap were recovered.`);
-        break;
-      }
-      tokens.push(line.t);
+      const prev = lastIndex.get(msg.id);
+      const expected = prev === undefined ? tokens.length : prev + 1;
+      if (line.t.index < expected) continue; // already in the snapshot
+      lost += line.t.index - expected;
+      lastIndex.set(msg.id, line.t.index);
+      // positions stay contiguous: a token after a lost one takes the next free index
+      tokens.push({ ...line.t, index: tokens.length });
       msg.content += line.t.text;
       changed = true;
+    }
+    if (damaged.length || lost) {
+      const aside = await this.setAside(file);
+      this.notices.push(
+        `The journal of conversation "${c.title}" is damaged` +
+          (damaged.length ? ` at line${damaged.length === 1 ? "" : "s"} ${damaged.slice(0, 5).join(", ")}${damaged.length > 5 ? ", …" : ""}` : "") +
+          `${lost ? ` (${lost} token${lost === 1 ? "" : "s"} missing)` : ""}; ` +
+          `the intact tokens before and after the damage were recovered and the journal was kept aside as ${aside}.`,
+      );
     }
     return changed;
   }
@@ -170,15 +205,26 @@ export class ConversationStore {
     const now = Date.now();
     const c: Conversation = { id: randomUUID(), title, createdAt: now, updatedAt: now, messages: [] };
     this.conversations.set(c.id, c);
-    await this.save(c.id);
+    try {
+      await this.save(c.id);
+    } catch (err) {
+      this.conversations.delete(c.id); // not on disk: it must not appear until it can be saved
+      throw err;
+    }
     return c;
   }
 
   async rename(id: string, title: string): Promise<ConversationMeta> {
     const c = this.get(id);
+    const before = { title: c.title, updatedAt: c.updatedAt };
     c.title = title.trim().slice(0, 200) || c.title;
     c.updatedAt = Date.now();
-    await this.save(id);
+    try {
+      await this.save(id);
+    } catch (err) {
+      Object.assign(c, before); // the disk still has the old title: so does the app
+      throw err;
+    }
     return metaOf(c);
   }
 
@@ -216,13 +262,21 @@ export class ConversationStore {
       if (!this.conversations.has(id)) return; // deleted meanwhile
       let j = this.journals.get(id);
       if (!j) {
-        j = { fh: await open(this.journalOf(id), "a", 0o600), syncedAt: Date.now() };
+        const fh = await open(this.journalOf(id), "a", 0o600);
+        j = { fh, syncedAt: Date.now(), size: (await fh.stat().catch(() => ({ size: 0 }))).size };
         this.journals.set(id, j);
       }
       // one write(2) per line: positional writes loop until the whole line is out (a short write is
       // possible in principle); a kill in between leaves a torn last line, which the replay drops
       let done = 0;
-      while (done < line.length) done += (await j.fh.write(line, done, line.length - done)).bytesWritten;
+      try {
+        while (done < line.length) done += (await j.fh.write(line, done, line.length - done)).bytesWritten;
+      } catch (err) {
+        // a full disk can take part of the line: cut it off, or the next line would follow a torn one
+        await j.fh.truncate(j.size).catch(() => {});
+        throw err;
+      }
+      j.size += line.length;
       if (Date.now() - j.syncedAt >= JOURNAL_SYNC_MS) {
         await j.fh.datasync();
         j.syncedAt = Date.now();
@@ -269,55 +323,35 @@ export class ConversationStore {
 }
 
 function checkId(id: string): string {
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new Error(`Invalid conversation id ${JSON.stringify(id)}`);
+  if (!CONVERSATION_ID.test(id)) throw new Error(`Invalid conversation id ${JSON.stringify(id)}`);
   return id;
 }
 
 /** Parses and checks a conversation file; throws a short, readable reason for anything else. */
 export function parseConversationFile(text: string): Conversation {
-  let parsed: FileShape;
+  let parsed: unknown;
   try {
-    parsed = JSON.parse(text) as FileShape;
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${(err as Error).message}`);
   }
-  if (parsed?.version !== STORE_VERSION) throw new Error("not a Tandem conversation file");
-  const c = parsed.conversation;
-  if (!c || typeof c.id !== "string" || typeof c.title !== "string" || !Array.isArray(c.messages)) {
+  const o = parsed as Partial<FileShape> | null;
+  if (typeof o !== "object" || o === null || o.version !== STORE_VERSION || typeof o.conversation !== "object") {
     throw new Error("not a Tandem conversation file");
   }
-  const bad = c.messages.findIndex((m) => !isStoredMessage(m));
-  if (bad >= 0) throw new Error(`message ${bad + 1} is malformed`);
-  return c;
+  const r = conversationSchema.safeParse(o.conversation);
+  if (!r.success) throw new Error(`not a valid conversation: ${describeIssue(r.error)}`);
+  return r.data;
 }
 
-function isStoredMessage(m: unknown): m is StoredMessage {
-  const o = m as StoredMessage | null;
-  return (
-    typeof o === "object" &&
-    o !== null &&
-    typeof o.id === "string" &&
-    (o.role === "user" || o.role === "assistant") &&
-    typeof o.content === "string" &&
-    (o.tokens === undefined || (Array.isArray(o.tokens) && o.tokens.every(isTokenEvent)))
-  );
-}
-
-function isTokenEvent(t: unknown): t is TokenEvent {
-  const o = t as TokenEvent | null;
-  return (
-    typeof o === "object" &&
-    o !== null &&
-    Number.isInteger(o.index) &&
-    Number.isInteger(o.tokenId) &&
-    typeof o.text === "string" &&
-    (o.origin === "local" || o.origin === "cloud" || o.origin === "fallback")
-  );
-}
-
-function isJournalLine(v: unknown): v is JournalLine {
-  const o = v as JournalLine | null;
-  return typeof o === "object" && o !== null && typeof o.m === "string" && isTokenEvent(o.t);
+/** One journal line, or null when it is damaged (not JSON, not a token record). */
+function parseJournalLine(text: string): JournalLine | null {
+  try {
+    const r = journalLineSchema.safeParse(JSON.parse(text));
+    return r.success ? r.data : null;
+  } catch {
+    return null;
+  }
 }
 
 export function metaOf(c: Conversation): ConversationMeta {

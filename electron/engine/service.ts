@@ -44,6 +44,8 @@ import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { MAX_CONTEXT_SIZE, MAX_SYSTEM_PROMPT_CHARS, MIN_CONTEXT_SIZE, SettingsStore, type SecretStore } from "./settings.js";
 import { planPrompt, truncationNotice, type PlannedPrompt } from "./conversationPrompt.js";
+import { writeFileAtomic } from "./atomicFile.js";
+import { lockDataFolder, type DataFolderLock } from "./dataLock.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../shared/node/modelPreflight.js";
@@ -142,6 +144,8 @@ export class TandemService implements BridgeApi {
   private saving: Promise<unknown> = Promise.resolve();
   /** A finished download being loaded and remembered: close() waits for it so the choice is never lost. */
   private adopting: Promise<void> | null = null;
+  /** this engine's hold on its data folder, released by close() */
+  private lock: DataFolderLock | null = null;
   private readonly downloads = new ModelDownloads((download) => {
     this.models = { ...this.models, download };
     this.emit({ type: "models", models: this.models });
@@ -175,10 +179,19 @@ export class TandemService implements BridgeApi {
 
   /** Opens the store only: the service answers at once (the app's window first), models load after. */
   static async open(opts: ServiceOptions): Promise<TandemService> {
-    const store = await ConversationStore.open(opts.dataDir);
-    const settings = await SettingsStore.open(opts.dataDir, opts.secrets);
-    const token = await settings.secrets.read().catch(() => null); // unreadable: as if none was saved
-    return new TandemService(opts, store, settings, token);
+    // a second engine on this folder is refused before it touches anything (dataLock.ts)
+    const lock = await lockDataFolder(opts.dataDir);
+    try {
+      const store = await ConversationStore.open(opts.dataDir);
+      const settings = await SettingsStore.open(opts.dataDir, opts.secrets);
+      const token = await settings.secrets.read().catch(() => null); // unreadable: as if none was saved
+      const service = new TandemService(opts, store, settings, token);
+      service.lock = lock;
+      return service;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
   }
 
   /** Loads the SLM given (or remembered) and connects the cloud; progress and errors land in the model status. */
@@ -216,6 +229,7 @@ export class TandemService implements BridgeApi {
     await this.cloud?.close();
     await this.slm?.dispose();
     this.listeners.clear();
+    await this.lock?.release();
   }
 
   /** The LLM status of an in-process server changed (browser mode host). */
@@ -315,32 +329,38 @@ export class TandemService implements BridgeApi {
   // Answers
 
   async send({ requestId, conversationId, text }: OpArg<"send">): Promise<AnswerHandle> {
+    // validate everything first, change after: a refused request leaves the conversation as it was
     const conv = this.store.get(String(conversationId));
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
+    checkRequestId(requestId);
     this.assertCanAnswer();
+    const undo = undoOf(conv);
     const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     // planned before anything changes: a prompt that cannot fit is refused with the conversation intact
     const planned = this.planFor(conv, [...conv.messages, user]);
     conv.messages.push(user);
     if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
-    return this.startAnswer(String(requestId), conv, user.id, planned);
+    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
   }
 
   async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
     this.assertCanAnswer();
     let end = conv.messages.length;
     while (end > 0 && conv.messages[end - 1].role === "assistant") end--;
     const user = conv.messages[end - 1];
     if (!user) throw new Error("Nothing to regenerate");
     const planned = this.planFor(conv, conv.messages.slice(0, end));
+    const undo = undoOf(conv);
     conv.messages.splice(end);
-    return this.startAnswer(String(requestId), conv, user.id, planned);
+    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
   }
 
   async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
     this.assertCanAnswer();
     const i = conv.messages.findIndex((m) => m.id === messageId && m.role === "user");
     if (i < 0) throw new Error("No such message to edit");
@@ -348,9 +368,10 @@ export class TandemService implements BridgeApi {
     if (!content.trim()) throw new Error("Empty message");
     const edited: StoredMessage = { ...conv.messages[i], content, createdAt: Date.now() };
     const planned = this.planFor(conv, [...conv.messages.slice(0, i), edited]);
+    const undo = undoOf(conv);
     conv.messages[i] = edited;
     conv.messages.splice(i + 1);
-    return this.startAnswer(String(requestId), conv, edited.id, planned);
+    return this.startAnswer(String(requestId), conv, edited.id, planned, undo);
   }
 
   async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
@@ -386,8 +407,7 @@ export class TandemService implements BridgeApi {
     return this.opts.maxTokens ?? 256;
   }
 
-  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string, planned: PlannedPrompt): Promise<AnswerHandle> {
-    if (!requestId || requestId.length > 100) throw new Error("Invalid request id");
+  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string, planned: PlannedPrompt, undo: () => void): Promise<AnswerHandle> {
     const slm = this.slm!;
     const { usage } = planned.plan;
     this.keepFrom.set(conv.id, planned.plan.keepFrom);
@@ -398,7 +418,14 @@ export class TandemService implements BridgeApi {
     const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
     const active: ActiveAnswer = { handle, abort: new AbortController(), pending: [], timer: null, startedAt: performance.now(), done: Promise.resolve() };
     this.active = active;
-    await this.store.save(conv.id);
+    try {
+      await this.store.save(conv.id);
+    } catch (err) {
+      // nothing started: the engine takes the next message, and the conversation is what the disk holds
+      this.active = null;
+      undo();
+      throw new Error(`Could not save the conversation, so the answer was not started (${(err as Error).message})`);
+    }
     const user = conv.messages.find((m) => m.id === userMessageId)!;
     this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
     this.emitConversations();
@@ -836,4 +863,14 @@ export function bindService(s: TandemService): BridgeApi {
     updateSettings: (a) => s.updateSettings(a),
     setSystemPrompt: (a) => s.setSystemPrompt(a),
   };
+}
+
+function checkRequestId(requestId: unknown): void {
+  if (typeof requestId !== "string" || !requestId || requestId.length > 100) throw new Error("Invalid request id");
+}
+
+/** Restores a conversation's messages and title as they are now (a start that could not be saved). */
+function undoOf(conv: Conversation): () => void {
+  const before = { messages: [...conv.messages], title: conv.title, updatedAt: conv.updatedAt };
+  return () => Object.assign(conv, { messages: before.messages, title: before.title, updatedAt: before.updatedAt });
 }

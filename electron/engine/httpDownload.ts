@@ -1,0 +1,148 @@
+/**
+ * Downloading one file over HTTP(S) without trusting the server: an overall deadline, a stall deadline,
+ * cancel, a bounded number of attempts that make no progress, resume with a Range request, and a size
+ * that may not change or be exceeded. A server that lies about the length cannot keep us retrying; a
+ * full disk is an error (the partial file stays for a resume once there is room), never a crash.
+ *
+ * Why our own: node-llama-cpp's downloader (ipull) had no overall deadline, retried a lying server
+ * indefinitely, returned the path of a file that did not exist after a timeout, and a write error
+ * (ENOSPC) escaped it and ended the process.
+ */
+import { open, rename, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+
+export interface HttpDownloadOptions {
+  url: string;
+  /** the finished file; bytes arrive in `<dest>.part` first */
+  dest: string;
+  signal: AbortSignal;
+  /** the whole download, every attempt included */
+  deadlineMs: number;
+  /** longest wait for the next byte */
+  stallMs: number;
+  /** attempts in a row that bring no new byte before giving up */
+  maxFutileAttempts: number;
+  /** refuse a file announced larger than this */
+  maxBytes: number;
+  onProgress?: (downloaded: number, total: number) => void;
+}
+
+export class DownloadError extends Error {
+  override name = "DownloadError";
+}
+
+interface Progress {
+  done: number;
+  total: number | null;
+}
+
+/** Downloads `url` to `dest` and resolves with `dest` once it holds exactly the announced bytes. */
+export async function httpDownload(o: HttpDownloadOptions): Promise<string> {
+  const part = `${o.dest}.part`;
+  const p: Progress = { done: await sizeOf(part), total: null };
+  const deadline = AbortSignal.timeout(o.deadlineMs);
+  const overall = AbortSignal.any([o.signal, deadline]);
+  let futile = 0;
+  let lastError = "";
+  while (p.total === null || p.done < p.total) {
+    if (overall.aborted) throw new DownloadError(o.signal.aborted ? "cancelled" : `not finished within ${Math.round(o.deadlineMs / 1000)} s (${p.done} bytes so far)`);
+    if (futile >= o.maxFutileAttempts) {
+      throw new DownloadError(`the server sent no more data after ${p.done}${p.total ? ` of ${p.total}` : ""} bytes in ${futile} attempts (${lastError})`);
+    }
+    const before = p.done;
+    try {
+      await attempt(o, part, p, overall);
+    } catch (err) {
+      if (err instanceof DownloadError) throw err;
+      lastError = (err as Error).message;
+    }
+    futile = p.done > before ? 0 : futile + 1;
+  }
+  await rename(part, o.dest);
+  return o.dest;
+}
+
+/** One request: appends what it receives to `part`, updating `p`. Network trouble throws a plain Error (retried). */
+async function attempt(o: HttpDownloadOptions, part: string, p: Progress, overall: AbortSignal): Promise<void> {
+  const stall = new AbortController();
+  let timer = setTimeout(() => stall.abort(), o.stallMs);
+  const signal = AbortSignal.any([overall, stall.signal]);
+  try {
+    const res = await fetch(o.url, { headers: p.done > 0 ? { range: `bytes=${p.done}-` } : {}, signal, redirect: "follow" });
+    if (res.status === 416 && p.total !== null && p.done >= p.total) return;
+    if (res.status === 416) {
+      // the partial file is not a prefix of this file (larger than it): start again
+      await res.body?.cancel().catch(() => {});
+      await removeQuietly(part);
+      p.done = 0;
+      throw new Error("the partial file did not fit the file on the server");
+    }
+    if (res.status >= 400) {
+      await res.body?.cancel().catch(() => {});
+      const e = new DownloadError(`HTTP ${res.status} from ${new URL(o.url).host}`);
+      if (res.status >= 500 || res.status === 429) throw new Error(e.message); // worth another attempt
+      throw e;
+    }
+    const resumed = res.status === 206;
+    const total = totalOf(res, resumed ? p.done : 0);
+    if (p.total !== null && total !== null && total !== p.total) throw new DownloadError(`the file changed size on the server (${p.total} then ${total} bytes)`);
+    if (total !== null && total > o.maxBytes) throw new DownloadError(`the server announces ${total} bytes, more than the ${o.maxBytes} expected`);
+    if (p.total === null && total !== null) await checkRoom(part, total - (resumed ? p.done : 0));
+    p.total ??= total;
+    const fh = await open(part, resumed ? "a" : "w");
+    if (!resumed) p.done = 0;
+    try {
+      for await (const chunk of (res.body ?? []) as unknown as AsyncIterable<Uint8Array>) {
+        clearTimeout(timer);
+        timer = setTimeout(() => stall.abort(), o.stallMs);
+        const bytes = chunk as Uint8Array;
+        if (p.total !== null && p.done + bytes.length > p.total) throw new DownloadError(`the server sent more than the ${p.total} bytes it announced`);
+        await writeAll(fh, bytes);
+        p.done += bytes.length;
+        o.onProgress?.(p.done, p.total ?? 0);
+      }
+    } finally {
+      await fh.close().catch(() => {});
+    }
+    if (p.total === null) p.total = p.done; // no length given: the end of the body is the end of the file
+  } catch (err) {
+    if (stall.signal.aborted && !overall.aborted) throw new Error(`no data for ${Math.round(o.stallMs / 1000)} s`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  try {
+    for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // a full disk is not a network hiccup: stop, keep the partial file for a resume once there is room
+    if (code === "ENOSPC" || code === "EDQUOT") throw new DownloadError(`the disk is full (${(err as Error).message}); free some space and download again to resume`);
+    throw new DownloadError(`cannot write the file: ${(err as Error).message}`);
+  }
+}
+
+/** The whole file's size from Content-Range (206) or Content-Length (200), or null if not given. */
+function totalOf(res: Response, offset: number): number | null {
+  const range = /\/(\d+)\s*$/.exec(res.headers.get("content-range") ?? "");
+  if (range) return Number(range[1]);
+  const len = res.headers.get("content-length");
+  return len !== null && /^\d+$/.test(len) ? offset + Number(len) : null;
+}
+
+async function checkRoom(file: string, need: number): Promise<void> {
+  const fs = await statfs(path.dirname(file)).catch(() => null);
+  if (fs && fs.bavail * fs.bsize < need) {
+    throw new DownloadError(`the disk is full: the model needs ${need} bytes and ${fs.bavail * fs.bsize} are free; free some space and download again`);
+  }
+}
+
+async function sizeOf(file: string): Promise<number> {
+  return (await stat(file).catch(() => null))?.size ?? 0;
+}
+
+export async function removeQuietly(file: string): Promise<void> {
+  await unlink(file).catch(() => {});
+}
