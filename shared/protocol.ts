@@ -35,6 +35,8 @@ export const PROTOCOL_LIMITS = {
   maxDraft: 16,
   /** most positions one /route stream may cover (`RouteRequest.max`) */
   maxRoute: 512,
+  /** largest reply body a client reads (a /route stream is bounded by its lines), bytes */
+  maxReplyBytes: 1 << 20,
 } as const;
 
 export interface ModelIdentity {

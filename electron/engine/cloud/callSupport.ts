@@ -89,11 +89,48 @@ export async function cloudRequest(
   token: string | undefined,
   signal: AbortSignal,
   stats: { bytesUp: number; bytesDown: number },
+  maxBytes = MAX_REPLY_BYTES,
 ): Promise<RawReply> {
   const res = await cloudFetch(url, method, body, token, signal, stats);
-  const text = await res.text();
-  stats.bytesDown += Buffer.byteLength(text);
+  const text = await readBounded(res, maxBytes, stats);
   return { status: res.status, ok: res.ok, text };
+}
+
+/**
+ * Largest reply a call reads, bytes: a Tandem reply is under a kilobyte and an engine's with top-k
+ * log-probabilities a few; a server that sends more is broken or hostile (a client that read
+ * everything took 2 GB in 5 s on loopback), and the call fails like any malformed reply.
+ */
+export const MAX_REPLY_BYTES = 4 << 20;
+
+/**
+ * A response body as text, refusing more than `maxBytes` (the declared length is checked first, the
+ * bytes as they arrive second: a server may lie about or omit its length). Over the bound the body is
+ * cancelled, which closes the connection, and the call fails with CloudCallError("malformed").
+ */
+export async function readBounded(res: Response, maxBytes: number, stats: { bytesDown: number }): Promise<string> {
+  const tooLarge = (n: string) => new CloudCallError("malformed", `the cloud's reply is larger than ${maxBytes} bytes (${n}): refused`);
+  const declared = Number(res.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    throw tooLarge(`${declared} declared`);
+  }
+  if (!res.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    stats.bytesDown += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(`${size} bytes read`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
 }
 
 /**

@@ -37,7 +37,7 @@ import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
-import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions, type RawReply } from "./callSupport.js";
+import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, readBounded, type HealthOptions, type RawReply } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -270,7 +270,7 @@ export class TandemCloudClient implements CloudPeer {
     this.confirmed = this.confirmed.slice(0, base);
     const res = await cloudFetch(`${this.base}/v1/sessions/${this.sessionId}/route`, "POST", body, this.opts.token, signal, this.stats);
     // an error (before the first line) is an ordinary JSON reply
-    if (!res.ok) this.reply({ status: res.status, ok: false, text: await res.text() });
+    if (!res.ok) this.reply({ status: res.status, ok: false, text: await readBounded(res, PROTOCOL_LIMITS.maxReplyBytes, this.stats) });
     const vocab = this.device!.vocabSize;
     // the tokens the server holds once the LLM has predicted a position: the history and the stream's tokens before it
     const held = (k: number) => [...history, ...stream.entries.slice(0, k).map((e) => e.tokenId)];
@@ -507,7 +507,7 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats));
+    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats, PROTOCOL_LIMITS.maxReplyBytes));
   }
 
   /** A reply's JSON object; a refusal is a ServerError with the server's error body, when it sent one. */
@@ -550,14 +550,23 @@ const NOT_A_DEADLINE = new AbortController().signal;
 
 /** Longest route line accepted: a position is ~40 bytes; anything far longer is not a route stream. */
 const MAX_LINE = 4096;
+/**
+ * Most bytes one route stream may carry: its positions (at most maxRoute) and last line, with room to
+ * spare. Blank lines or a server that never ends would otherwise be read without bound.
+ */
+const MAX_ROUTE_BYTES = (PROTOCOL_LIMITS.maxRoute + 2) * 256;
 
 /** The JSON values of an NDJSON response body, as they arrive. */
 async function* ndjsonLines(res: Response, stats: { bytesDown: number }): AsyncGenerator<unknown> {
   if (!res.body) throw new CloudCallError("malformed", "the route stream has no body");
   const decoder = new TextDecoder();
   let buffered = "";
+  let total = 0;
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     stats.bytesDown += chunk.byteLength;
+    total += chunk.byteLength;
+    // leaving the loop by this throw cancels the body, which closes the connection
+    if (total > MAX_ROUTE_BYTES) throw new CloudCallError("malformed", `the route stream carried more than ${MAX_ROUTE_BYTES} bytes: refused`);
     buffered += decoder.decode(chunk, { stream: true });
     let nl: number;
     while ((nl = buffered.indexOf("\n")) >= 0) {
