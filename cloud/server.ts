@@ -26,6 +26,7 @@ import { CloudError } from "./errors.js";
 import { readBody, sendJson } from "./http.js";
 import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from "./rateLimit.js";
 import { MIB } from "./memory.js";
+import { ConnectionGuard, type ConnectionLimits } from "./connections.js";
 import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
 import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
 import { SlmReplica } from "./replica.js";
@@ -54,8 +55,15 @@ export interface CloudServerOptions {
   maxQueuedPerSession?: number;
   /** requests waiting for the model across all sessions (default max(32, 4 × maxSessions)); more get 503 */
   maxQueued?: number;
-  /** open connections (default 1024); more are closed at once by Node */
+  /**
+   * open connections (default 1024). At the cap the oldest connection that has not yet made an
+   * authenticated request and has none in progress is closed for the newcomer (cloud/connections.ts).
+   */
   maxConnections?: number;
+  /** open connections from one remote address (default 256), same rule at the cap */
+  maxConnectionsPerAddress?: number;
+  /** how long a request's headers may take to arrive, ms (default 5000): unfinished sockets go then */
+  headersTimeoutMs?: number;
   /**
    * Which llama.cpp backend to load `modelPath` with: "auto" picks CUDA, Vulkan or Metal when one works
    * and falls back to the CPU; false is CPU only. Default: the process's shared runtime
@@ -142,6 +150,9 @@ export interface CloudServer {
 
 export const DEFAULT_PORT = 8788;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
+/** headers are a few hundred bytes: a client that takes seconds for them is stalled or hostile */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 5000;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startCloudServer(opts: CloudServerOptions): Promise<CloudServer> {
@@ -196,13 +207,28 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       log,
       runtime,
       startedAt,
+      {
+        maxConnections: positiveLimit(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, "maxConnections"),
+        maxPerAddress: positiveLimit(opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "maxConnectionsPerAddress"),
+      },
     );
-    const server = http.createServer((req, res) => void api.handle(req, res));
+    const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    const server = http.createServer(
+      {
+        // Node checks the header and request timeouts on this interval (default 30 s, which let
+        // unfinished sockets live a minute): check often enough for a short header timeout to bite
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+        // since Node 18 the header timer runs from a request's first byte (or the connection's start),
+        // not across keep-alive idle time, so it can be far shorter than keepAliveTimeout
+        headersTimeout,
+        requestTimeout: Math.max(headersTimeout, 30_000),
+      },
+      (req, res) => void api.handle(req, res),
+    );
     // clients hold connections open between tokens; Node's 5 s default would make them reconnect often
     server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000; // must exceed keepAliveTimeout
     // each connection costs a socket and, while a body is read, up to maxBodyBytes: bound them
-    server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    server.on("connection", (socket: Socket) => api.connections.admit(socket));
     server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       // malformed HTTP never reaches the handler. Answer like Node's own handler would (431 for
       // oversized headers, 408 for a request that took too long, 400 otherwise), but only when no
@@ -305,6 +331,7 @@ class Api {
   readonly statuses: Record<string, number> = {};
   /** sockets with a request of ours in progress (see the clientError handler) */
   readonly busySockets = new WeakSet<Socket>();
+  readonly connections: ConnectionGuard;
 
   constructor(
     private readonly sessions: SessionManager,
@@ -315,7 +342,10 @@ class Api {
     private readonly log: (message: string) => void,
     private readonly runtime: RuntimeInfo,
     private readonly startedAt: number,
-  ) {}
+    limits: ConnectionLimits,
+  ) {
+    this.connections = new ConnectionGuard(limits, (socket) => this.busySockets.has(socket));
+  }
 
   stats(): CloudServerStats {
     return {
@@ -475,6 +505,8 @@ class Api {
     const waitMs = this.limiter?.take(client) ?? 0;
     if (waitMs > 0) throw new RateLimited(waitMs);
     if (!authorized) throw new CloudError("unauthorized", "Missing or wrong access token (Authorization: Bearer <token>)");
+    if (!this.verify) refuseBrowsers(req);
+    this.connections.trust(req.socket);
     return client;
   }
 
@@ -520,6 +552,29 @@ class MethodNotAllowed extends CloudError {
   ) {
     super("bad_request", `Method ${method ?? "?"} not allowed here; use ${allow}`, { status: 405 });
   }
+}
+
+/**
+ * An open (--no-auth, loopback) server is reachable by every web page the user opens: a page's
+ * no-cors fetch can POST to 127.0.0.1 with a text/plain body, and a DNS-rebound name can make it
+ * same-origin. So it refuses what only a browser sends: an Origin header, a Host that is not a
+ * loopback name, a POST whose body is not declared JSON. The device's client sends none of these.
+ */
+function refuseBrowsers(req: IncomingMessage): void {
+  if (req.headers.origin !== undefined) {
+    throw new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", { status: 403 });
+  }
+  const host = (req.headers.host ?? "").replace(/:\d+$/, "");
+  if (!isLoopbackHost(host)) throw new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
+  const type = req.headers["content-type"] ?? "";
+  if (req.method === "POST" && !/^application\/json\s*(;|$)/i.test(type)) {
+    throw new CloudError("bad_request", "Request bodies must be sent as Content-Type: application/json", { status: 415 });
+  }
+}
+
+function positiveLimit(v: number, name: string): number {
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
 }
 
 function allowMethods(req: IncomingMessage, allow: string): void {
