@@ -26,10 +26,11 @@ import { CloudError } from "./errors.js";
 import { readBody, sendJson } from "./http.js";
 import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from "./rateLimit.js";
 import { MIB } from "./memory.js";
-import { ConnectionGuard, type ConnectionLimits } from "./connections.js";
+import { ConnectionGuard, type ConnectionLimits, type ConnectionStats } from "./connections.js";
 import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
 import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
 import { SlmReplica } from "./replica.js";
+import { checkRouterUpload } from "./routerUpload.js";
 
 export interface CloudServerOptions {
   /** a GGUF path or an `hf:` URI / URL (downloaded if missing); ignored when `model` is given */
@@ -98,6 +99,8 @@ export interface CloudServerStats extends SessionStats {
   /** error responses by HTTP status */
   statuses: Record<string, number>;
   uptimeMs: number;
+  /** open sockets, and those closed or refused at the connection caps (cloud/connections.ts) */
+  connections: ConnectionStats;
 }
 
 /** Where the model runs. */
@@ -153,6 +156,8 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
 /** headers are a few hundred bytes: a client that takes seconds for them is stalled or hostile */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 5000;
+/** how long a socket answered with a protocol error (400, 408, 431) may take to read it before it is destroyed */
+const CLOSE_GRACE_MS = 1000;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startCloudServer(opts: CloudServerOptions): Promise<CloudServer> {
@@ -237,6 +242,9 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
         const status =
           err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
         socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        // a client that never reads (a flood of unfinished requests) would hold the half-closed socket
+        // open: give a real one a moment to read the answer, then free it
+        setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
       } else socket.destroy();
     });
 
@@ -354,6 +362,7 @@ class Api {
       errors: { ...this.errors },
       statuses: { ...this.statuses },
       uptimeMs: Date.now() - this.startedAt,
+      connections: this.connections.stats(),
     };
   }
 
@@ -392,7 +401,7 @@ class Api {
       };
       // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
       // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
-      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : true;
+      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : !browserRefusal(req);
       if (authorized) health.detail = this.detail();
       return sendJson(res, 200, health);
     }
@@ -444,7 +453,9 @@ class Api {
       case "router": {
         const replica = this.requireReplica();
         this.sessions.touch(id); // the session must exist: routers are uploaded for one
-        const response: RouterUploadResponse = { digest: replica.upload(client, body, parseJson(body)) };
+        const json = parseJson(body);
+        checkRouterUpload(json, replica);
+        const response: RouterUploadResponse = { digest: replica.upload(client, body, json) };
         return sendJson(res, 200, response);
       }
       case "route":
@@ -505,7 +516,8 @@ class Api {
     const waitMs = this.limiter?.take(client) ?? 0;
     if (waitMs > 0) throw new RateLimited(waitMs);
     if (!authorized) throw new CloudError("unauthorized", "Missing or wrong access token (Authorization: Bearer <token>)");
-    if (!this.verify) refuseBrowsers(req);
+    const refusal = this.verify ? undefined : browserRefusal(req);
+    if (refusal) throw refusal;
     this.connections.trust(req.socket);
     return client;
   }
@@ -560,16 +572,17 @@ class MethodNotAllowed extends CloudError {
  * same-origin. So it refuses what only a browser sends: an Origin header, a Host that is not a
  * loopback name, a POST whose body is not declared JSON. The device's client sends none of these.
  */
-function refuseBrowsers(req: IncomingMessage): void {
+function browserRefusal(req: IncomingMessage): CloudError | undefined {
   if (req.headers.origin !== undefined) {
-    throw new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", { status: 403 });
+    return new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", { status: 403 });
   }
   const host = (req.headers.host ?? "").replace(/:\d+$/, "");
-  if (!isLoopbackHost(host)) throw new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
+  if (!isLoopbackHost(host)) return new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
   const type = req.headers["content-type"] ?? "";
   if (req.method === "POST" && !/^application\/json\s*(;|$)/i.test(type)) {
-    throw new CloudError("bad_request", "Request bodies must be sent as Content-Type: application/json", { status: 415 });
+    return new CloudError("bad_request", "Request bodies must be sent as Content-Type: application/json", { status: 415 });
   }
+  return undefined;
 }
 
 function positiveLimit(v: number, name: string): number {
