@@ -156,6 +156,8 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
 /** headers are a few hundred bytes: a client that takes seconds for them is stalled or hostile */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 5000;
+/** pending connections the kernel queues for the server to accept (see listen) */
+const LISTEN_BACKLOG = 4096;
 /** how long a socket answered with a protocol error (400, 408, 431) may take to read it before it is destroyed */
 const CLOSE_GRACE_MS = 1000;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -612,7 +614,10 @@ function listen(server: http.Server, host: string, port: number): Promise<Addres
       );
     };
     server.once("error", onError);
-    server.listen(port, host, () => {
+    // a deep accept queue: with Node's 511, a flood of connections fills it and the kernel drops a real
+    // client's SYN, which it then resends only after 1 s, 3 s, ... (measured: 1.9-4.2 s to get in
+    // behind 1,100 unfinished sockets); the kernel caps it at net.core.somaxconn
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.removeListener("error", onError);
       resolve(server.address() as AddressInfo); // a TCP server's address is always an AddressInfo
     });

@@ -87,9 +87,13 @@ describe("the cloud server under hostile clients", () => {
       });
       return { r, ms: performance.now() - t0 };
     };
-    const quiet = await opened();
-    expect(quiet.r.status).toBe(200);
-    await fetch(`${server.url}/v1/sessions/${((await quiet.r.json()) as { sessionId: string }).sessionId}`, { method: "DELETE", headers: { authorization: `Bearer ${TOKEN}` } });
+    let quiet = await opened();
+    for (let i = 0; i < 2; i++) {
+      // twice: the first session of a server also creates its sequence
+      expect(quiet.r.status).toBe(200);
+      await fetch(`${server.url}/v1/sessions/${((await quiet.r.json()) as { sessionId: string }).sessionId}`, { method: "DELETE", headers: { authorization: `Bearer ${TOKEN}` } });
+      if (i === 0) quiet = await opened();
+    }
     const sockets: net.Socket[] = [];
     let closedByServer = 0; // as the (non-reading) clients see it
     await Promise.all(
@@ -112,9 +116,10 @@ describe("the cloud server under hostile clients", () => {
       const next = await post(server, `/v1/sessions/${sessionId}/next`, { base: 0, tokens: [1, 2, 3] });
       expect(next.status).toBe(200);
       console.log(`${HALF_OPEN} half-open sockets: an authenticated session opened in ${ms.toFixed(0)} ms (${quiet.ms.toFixed(0)} ms without them)`);
-      // its connection waits in the accept queue behind the flood's (about 2 ms each on this loaded
-      // machine), not for the header timeout: before the fix it was refused for up to 66 s
-      expect(ms).toBeLessThan(4000);
+      // its connection waits in the accept queue behind the flood's (Node accepts one in about a
+      // millisecond, slower on this shared machine), not for the header timeout: before the fix it
+      // was refused until that reaped them, up to 66 s
+      expect(ms).toBeLessThan(5000);
       // the header timeout (5 s, checked every second) reaps the rest: the server holds none of them
       const t1 = performance.now();
       const held = () => server.stats().connections.open;
