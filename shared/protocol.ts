@@ -47,6 +47,24 @@ export const PROTOCOL_LIMITS = {
 // (electron/engine/cloud/*). Schemas that depend on the vocabulary (token IDs must lie in it) are
 // functions of its size. Unknown fields are stripped, so a newer peer may add optional fields.
 
+/**
+ * A schema factory that builds each schema once per argument list: zod compiles a schema on its first
+ * parse (about 4 ms for a /next reply), which per request would cost more than the request.
+ */
+function memo<A extends unknown[], R>(make: (...args: A) => R): (...args: A) => R {
+  const made = new Map<string, R>();
+  return (...args: A) => {
+    const key = args.map(String).join("|");
+    let schema = made.get(key);
+    if (schema === undefined) {
+      if (made.size >= 64) made.clear(); // a few vocabularies and draft lengths in practice
+      schema = make(...args);
+      made.set(key, schema);
+    }
+    return schema;
+  };
+}
+
 /** Pieces of messages, and how they say what is wrong (short, never echoing a value at length). */
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER) => {
   const error = (iss: { input?: unknown }) => `must be an integer in [${min}, ${max}], got ${describeValue(iss.input)}`;
@@ -64,7 +82,7 @@ export function isTokenId(t: unknown, vocabSize: number): t is number {
  * Token IDs of the vocabulary, at most `max`. One check over the array that stops at the first bad
  * element: an issue per element would be half a million objects for a 1 MB body of bad tokens.
  */
-export function tokenIdsSchema(vocabSize: number, max: number = PROTOCOL_LIMITS.maxDeltaTokens) {
+function tokenIdsSchemaOf(vocabSize: number, max: number = PROTOCOL_LIMITS.maxDeltaTokens) {
   return z.custom<number[]>().superRefine((v, ctx) => {
     if (!Array.isArray(v)) return void ctx.addIssue({ code: "custom", message: "must be an array of token IDs", input: v });
     if (v.length > max) return void ctx.addIssue({ code: "custom", message: `carries ${v.length} tokens; at most ${max} per message`, input: v });
@@ -73,6 +91,7 @@ export function tokenIdsSchema(vocabSize: number, max: number = PROTOCOL_LIMITS.
     }
   });
 }
+export const tokenIdsSchema = memo(tokenIdsSchemaOf);
 
 export const ModelIdentitySchema = object({
   /** human-readable model name (general.name or the file name) */
@@ -185,7 +204,7 @@ export type RouterUploadResponse = z.infer<typeof RouterUploadResponseSchema>;
 
 const PREFIX = z.string({ error: "must be 16 lowercase hex digits" }).regex(/^[0-9a-f]{16}$/, { error: "must be 16 lowercase hex digits" });
 
-export function appendRequestSchema(vocabSize: number) {
+function appendRequestSchemaOf(vocabSize: number) {
   return object({
     /** number of leading server tokens the delta continues from */
     base: integer(0),
@@ -200,9 +219,10 @@ export function appendRequestSchema(vocabSize: number) {
     prefix: PREFIX.optional(),
   });
 }
+export const appendRequestSchema = memo(appendRequestSchemaOf);
 export type AppendRequest = z.infer<ReturnType<typeof appendRequestSchema>>;
 
-export function nextRequestSchema(vocabSize: number) {
+function nextRequestSchemaOf(vocabSize: number) {
   return appendRequestSchema(vocabSize)
     .extend({
       /** how many top alternatives to return with log-probabilities (0..maxTopK) */
@@ -224,6 +244,7 @@ export function nextRequestSchema(vocabSize: number) {
     })
     .refine((r) => r.logprob !== false || !r.topK, { error: "needs logprob (the alternatives are log-probabilities)", path: ["topK"] });
 }
+export const nextRequestSchema = memo(nextRequestSchemaOf);
 export type NextRequest = z.infer<ReturnType<typeof nextRequestSchema>>;
 
 /**
@@ -241,7 +262,7 @@ export type NextRequest = z.infer<ReturnType<typeof nextRequestSchema>>;
  * device sends one when its own tokens leave the replica's: the server's copy is then truncated by
  * that request's `base` as usual).
  */
-export function routeRequestSchema(vocabSize: number) {
+function routeRequestSchemaOf(vocabSize: number) {
   return appendRequestSchema(vocabSize).extend({
     /** τ: the replica routes positions whose router confidence is below it */
     tau: z.number({ error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }).min(0, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }).max(1, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }),
@@ -252,6 +273,7 @@ export function routeRequestSchema(vocabSize: number) {
     max: integer(1, PROTOCOL_LIMITS.maxRoute),
   });
 }
+export const routeRequestSchema = memo(routeRequestSchemaOf);
 export type RouteRequest = z.infer<ReturnType<typeof routeRequestSchema>>;
 
 /** Fingerprint of the first `length` tokens (FNV-1a in two 32-bit lanes, 16 hex digits). */
@@ -279,16 +301,17 @@ export type AppendResponse = z.infer<typeof AppendResponseSchema>;
 /** A log-probability: finite and ≤ 0 (a tiny positive rounding error allowed). */
 export const LogprobSchema = z.number({ error: "must be a finite log-probability ≤ 0" }).max(1e-6, { error: "must be a finite log-probability ≤ 0" });
 
-export function tokenLogprobSchema(vocabSize: number) {
+function tokenLogprobSchemaOf(vocabSize: number) {
   return object({ tokenId: z.number().refine((t) => isTokenId(t, vocabSize), { error: "is outside the vocabulary" }), logprob: LogprobSchema });
 }
+export const tokenLogprobSchema = memo(tokenLogprobSchemaOf);
 export type TokenLogprob = z.infer<ReturnType<typeof tokenLogprobSchema>>;
 
 /**
  * A /next reply for a device of `vocabSize`. `draftAsked`: the most continuation tokens it may carry
  * (what the request asked for).
  */
-export function nextResponseSchema(vocabSize: number, draftAsked: number = PROTOCOL_LIMITS.maxDraft) {
+function nextResponseSchemaOf(vocabSize: number, draftAsked: number = PROTOCOL_LIMITS.maxDraft) {
   return AppendResponseSchema.extend({
     /** the LLM's greedy next token after the session's tokens */
     tokenId: z.number({ error: "must be a token ID" }).refine((t) => isTokenId(t, vocabSize), { error: "is outside the vocabulary" }),
@@ -306,6 +329,7 @@ export function nextResponseSchema(vocabSize: number, draftAsked: number = PROTO
     draftMs: z.number().min(0).optional().catch(undefined),
   });
 }
+export const nextResponseSchema = memo(nextResponseSchemaOf);
 export type NextResponse = z.infer<ReturnType<typeof nextResponseSchema>>;
 
 export const TruncateRequestSchema = object({ length: integer(0) });
@@ -350,13 +374,14 @@ export type RouteEnd = (typeof ROUTE_ENDS)[number];
  * `length` the tokens the session's LLM has read (the history, and the stream's tokens before its last
  * routed position). An error after the stream began is a last line `{ error }` instead.
  */
-export function routeLineSchema(vocabSize: number) {
+function routeLineSchemaOf(vocabSize: number) {
   return z.union([
     z.object({ tokenId: z.number().refine((t) => isTokenId(t, vocabSize), { error: "is outside the vocabulary" }), routed: z.boolean() }),
     z.object({ end: z.enum(ROUTE_ENDS), length: integer(0) }),
     ErrorBodySchema,
   ]);
 }
+export const routeLineSchema = memo(routeLineSchemaOf);
 export type RouteLine = z.infer<ReturnType<typeof routeLineSchema>>;
 
 /**
