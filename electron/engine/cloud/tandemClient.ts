@@ -406,7 +406,6 @@ export class TandemCloudClient implements CloudPeer {
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
     const r = await this.call(`/v1/sessions/${this.sessionId}/next`, body, signal, nextResponseSchema(this.device!.vocabSize, draft), "next-token reply");
-    if (r.logprob === undefined && this.opts.logprob !== false) throw new CloudCallError("malformed", "the cloud returned no log-probability");
     const continuation = r.draft ?? [];
     // with a continuation the server also evaluated the predicted token and all but its last token
     const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();
