@@ -26,9 +26,11 @@ import { CloudError } from "./errors.js";
 import { readBody, sendJson } from "./http.js";
 import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from "./rateLimit.js";
 import { MIB } from "./memory.js";
+import { ConnectionGuard, type ConnectionLimits, type ConnectionStats } from "./connections.js";
 import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
 import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
 import { SlmReplica } from "./replica.js";
+import { checkRouterUpload } from "./routerUpload.js";
 
 export interface CloudServerOptions {
   /** a GGUF path or an `hf:` URI / URL (downloaded if missing); ignored when `model` is given */
@@ -54,8 +56,15 @@ export interface CloudServerOptions {
   maxQueuedPerSession?: number;
   /** requests waiting for the model across all sessions (default max(32, 4 × maxSessions)); more get 503 */
   maxQueued?: number;
-  /** open connections (default 1024); more are closed at once by Node */
+  /**
+   * open connections (default 1024). At the cap the oldest connection that has not yet made an
+   * authenticated request and has none in progress is closed for the newcomer (cloud/connections.ts).
+   */
   maxConnections?: number;
+  /** open connections from one remote address (default 256), same rule at the cap */
+  maxConnectionsPerAddress?: number;
+  /** how long a request's headers may take to arrive, ms (default 5000): unfinished sockets go then */
+  headersTimeoutMs?: number;
   /**
    * Which llama.cpp backend to load `modelPath` with: "auto" picks CUDA, Vulkan or Metal when one works
    * and falls back to the CPU; false is CPU only. Default: the process's shared runtime
@@ -90,6 +99,8 @@ export interface CloudServerStats extends SessionStats {
   /** error responses by HTTP status */
   statuses: Record<string, number>;
   uptimeMs: number;
+  /** open sockets, and those closed or refused at the connection caps (cloud/connections.ts) */
+  connections: ConnectionStats;
 }
 
 /** Where the model runs. */
@@ -142,6 +153,13 @@ export interface CloudServer {
 
 export const DEFAULT_PORT = 8788;
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
+/** headers are a few hundred bytes: a client that takes seconds for them is stalled or hostile */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 5000;
+/** pending connections the kernel queues for the server to accept (see listen) */
+const LISTEN_BACKLOG = 4096;
+/** how long a socket answered with a protocol error (400, 408, 431) may take to read it before it is destroyed */
+const CLOSE_GRACE_MS = 1000;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startCloudServer(opts: CloudServerOptions): Promise<CloudServer> {
@@ -196,13 +214,28 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       log,
       runtime,
       startedAt,
+      {
+        maxConnections: positiveLimit(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, "maxConnections"),
+        maxPerAddress: positiveLimit(opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "maxConnectionsPerAddress"),
+      },
     );
-    const server = http.createServer((req, res) => void api.handle(req, res));
+    const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    const server = http.createServer(
+      {
+        // Node checks the header and request timeouts on this interval (default 30 s, which let
+        // unfinished sockets live a minute): check often enough for a short header timeout to bite
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+        // since Node 18 the header timer runs from a request's first byte (or the connection's start),
+        // not across keep-alive idle time, so it can be far shorter than keepAliveTimeout
+        headersTimeout,
+        requestTimeout: Math.max(headersTimeout, 30_000),
+      },
+      (req, res) => void api.handle(req, res),
+    );
     // clients hold connections open between tokens; Node's 5 s default would make them reconnect often
     server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000; // must exceed keepAliveTimeout
     // each connection costs a socket and, while a body is read, up to maxBodyBytes: bound them
-    server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    server.on("connection", (socket: Socket) => api.connections.admit(socket));
     server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       // malformed HTTP never reaches the handler. Answer like Node's own handler would (431 for
       // oversized headers, 408 for a request that took too long, 400 otherwise), but only when no
@@ -211,6 +244,9 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
         const status =
           err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
         socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        // a client that never reads (a flood of unfinished requests) would hold the half-closed socket
+        // open: give a real one a moment to read the answer, then free it
+        setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
       } else socket.destroy();
     });
 
@@ -305,6 +341,7 @@ class Api {
   readonly statuses: Record<string, number> = {};
   /** sockets with a request of ours in progress (see the clientError handler) */
   readonly busySockets = new WeakSet<Socket>();
+  readonly connections: ConnectionGuard;
 
   constructor(
     private readonly sessions: SessionManager,
@@ -315,7 +352,10 @@ class Api {
     private readonly log: (message: string) => void,
     private readonly runtime: RuntimeInfo,
     private readonly startedAt: number,
-  ) {}
+    limits: ConnectionLimits,
+  ) {
+    this.connections = new ConnectionGuard(limits, (socket) => this.busySockets.has(socket));
+  }
 
   stats(): CloudServerStats {
     return {
@@ -324,6 +364,7 @@ class Api {
       errors: { ...this.errors },
       statuses: { ...this.statuses },
       uptimeMs: Date.now() - this.startedAt,
+      connections: this.connections.stats(),
     };
   }
 
@@ -362,7 +403,7 @@ class Api {
       };
       // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
       // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
-      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : true;
+      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : !browserRefusal(req);
       if (authorized) health.detail = this.detail();
       return sendJson(res, 200, health);
     }
@@ -414,7 +455,9 @@ class Api {
       case "router": {
         const replica = this.requireReplica();
         this.sessions.touch(id); // the session must exist: routers are uploaded for one
-        const response: RouterUploadResponse = { digest: replica.upload(client, body, parseJson(body)) };
+        const json = parseJson(body);
+        checkRouterUpload(json, replica);
+        const response: RouterUploadResponse = { digest: replica.upload(client, body, json) };
         return sendJson(res, 200, response);
       }
       case "route":
@@ -475,6 +518,9 @@ class Api {
     const waitMs = this.limiter?.take(client) ?? 0;
     if (waitMs > 0) throw new RateLimited(waitMs);
     if (!authorized) throw new CloudError("unauthorized", "Missing or wrong access token (Authorization: Bearer <token>)");
+    const refusal = this.verify ? undefined : browserRefusal(req);
+    if (refusal) throw refusal;
+    this.connections.trust(req.socket);
     return client;
   }
 
@@ -522,6 +568,30 @@ class MethodNotAllowed extends CloudError {
   }
 }
 
+/**
+ * An open (--no-auth, loopback) server is reachable by every web page the user opens: a page's
+ * no-cors fetch can POST to 127.0.0.1 with a text/plain body, and a DNS-rebound name can make it
+ * same-origin. So it refuses what only a browser sends: an Origin header, a Host that is not a
+ * loopback name, a POST whose body is not declared JSON. The device's client sends none of these.
+ */
+function browserRefusal(req: IncomingMessage): CloudError | undefined {
+  if (req.headers.origin !== undefined) {
+    return new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", { status: 403 });
+  }
+  const host = (req.headers.host ?? "").replace(/:\d+$/, "");
+  if (!isLoopbackHost(host)) return new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
+  const type = req.headers["content-type"] ?? "";
+  if (req.method === "POST" && !/^application\/json\s*(;|$)/i.test(type)) {
+    return new CloudError("bad_request", "Request bodies must be sent as Content-Type: application/json", { status: 415 });
+  }
+  return undefined;
+}
+
+function positiveLimit(v: number, name: string): number {
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
 function allowMethods(req: IncomingMessage, allow: string): void {
   if (req.method !== allow) throw new MethodNotAllowed(req.method, allow);
 }
@@ -544,7 +614,10 @@ function listen(server: http.Server, host: string, port: number): Promise<Addres
       );
     };
     server.once("error", onError);
-    server.listen(port, host, () => {
+    // a deep accept queue: with Node's 511, a flood of connections fills it and the kernel drops a real
+    // client's SYN, which it then resends only after 1 s, 3 s, ... (measured: 1.9-4.2 s to get in
+    // behind 1,100 unfinished sockets); the kernel caps it at net.core.somaxconn
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.removeListener("error", onError);
       resolve(server.address() as AddressInfo); // a TCP server's address is always an AddressInfo
     });

@@ -9,6 +9,7 @@
  * arrives as token *deltas* tagged with the id of the request that started it, never the whole chat.
  * A request's abort path is `stop({requestId})` (the Stop button), which ends the answer within a token.
  */
+import { z } from "zod";
 import type { AnswerSummary, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
 
@@ -104,10 +105,19 @@ export interface DownloadState {
   error: string | null;
 }
 
-export type CloudKind = "tandem" | "none";
+/**
+ * The servers a device can use as its cloud: Tandem's own token server (shared/protocol.ts), or an
+ * existing serving engine through an adapter (electron/engine/cloud/adapters).
+ */
+export const CLOUD_KINDS = ["tandem", "llama.cpp", "vllm", "sglang"] as const;
+export type CloudKind = (typeof CLOUD_KINDS)[number];
+
+/** What the app's settings choose: one of the cloud kinds the app connects to (Tandem's so far), or none. */
+export const CLOUD_SETTING_KINDS = ["tandem", "none"] as const satisfies readonly (CloudKind | "none")[];
+export type CloudSettingKind = (typeof CLOUD_SETTING_KINDS)[number];
 
 export interface CloudSettings {
-  kind: CloudKind;
+  kind: CloudSettingKind;
   url: string;
   /** bearer token; never sent back to the UI in full (see CloudStatus.hasToken) */
   token: string;
@@ -116,7 +126,7 @@ export interface CloudSettings {
 export type CloudConnection = "unknown" | "connecting" | "online" | "offline" | "disabled";
 
 export interface CloudStatus {
-  kind: CloudKind;
+  kind: CloudSettingKind;
   url: string;
   hasToken: boolean;
   state: CloudConnection;
@@ -130,7 +140,7 @@ export type Theme = "system" | "light" | "dark";
 /** What settings.json keeps (electron/engine/settings.ts); the cloud token is kept apart. */
 export interface AppSettings {
   tau?: number;
-  cloudKind?: CloudKind;
+  cloudKind?: CloudSettingKind;
   cloudUrl?: string;
   theme?: Theme;
   /** the SLM (a GGUF path or hf: URI) */
@@ -145,7 +155,7 @@ export interface AppSettings {
 export interface SettingsView {
   tau: number;
   theme: Theme;
-  cloud: { kind: CloudKind; url: string; hasToken: boolean };
+  cloud: { kind: CloudSettingKind; url: string; hasToken: boolean };
   /** where the token is kept: a 0600 file (browser mode) or encrypted by the OS keychain (the app) */
   tokenStorage: "file" | "keychain";
   slm: string | null;
@@ -334,9 +344,84 @@ export function parseWireRequest(raw: string): WireRequest | null {
 /** Largest message the WebSocket bridge accepts from a page (a long pasted prompt fits comfortably). */
 export const MAX_WIRE_MESSAGE_BYTES = 1 << 20;
 
-/** Calls one operation of a table by name (the IPC and WebSocket hosts; the argument was validated as an object). */
+// ---------------------------------------------------------------------------------------------------
+// Arguments, validated per operation before the service runs (callOp: the IPC and WebSocket hosts)
+
+const id = z.string().min(1).max(200);
+const text = z.string().max(MAX_WIRE_MESSAGE_BYTES);
+const none = z.object({});
+
+/**
+ * Each operation's argument schema, beside the table: what a page may send. Strings are bounded, numbers
+ * ranged, enumerations closed; unknown fields are dropped. The check below keeps each schema's type and
+ * the operation's argument type the same.
+ */
+export const BRIDGE_ARGS = {
+  snapshot: none,
+  send: z.object({ requestId: id, conversationId: id, text }),
+  stop: z.object({ requestId: id }),
+  regenerate: z.object({ requestId: id, conversationId: id }),
+  editAndResend: z.object({ requestId: id, conversationId: id, messageId: id, text }),
+  setTau: z.object({ tau: z.number().min(0).max(1) }),
+  listConversations: none,
+  getConversation: z.object({ id }),
+  createConversation: z.object({ title: z.string().max(10_000).optional() }),
+  renameConversation: z.object({ id, title: z.string().max(10_000) }),
+  deleteConversation: z.object({ id }),
+  exportConversation: z.object({ id, format: z.enum(["markdown", "json"]) }),
+  modelStatus: none,
+  openLocalModel: z.object({ path: z.string().min(1).max(4096) }),
+  catalogue: none,
+  downloadModel: z.object({ id }),
+  cancelDownload: none,
+  cloudStatus: none,
+  setCloudSettings: z.object({ kind: z.enum(CLOUD_SETTING_KINDS), url: z.string().max(4096), token: z.string().max(4096) }),
+  stats: none,
+  chooseLocalModel: none,
+  getSettings: none,
+  updateSettings: z.object({
+    tau: z.number().min(0).max(1).optional(),
+    theme: z.enum(["system", "light", "dark"]).optional(),
+    contextSize: z.number().int().positive().nullable().optional(),
+    systemPrompt: z.string().max(100_000).optional(),
+  }),
+  setSystemPrompt: z.object({ conversationId: id, systemPrompt: z.string().max(100_000).nullable() }),
+} as const;
+
+// compile-time: every operation has a schema, and each schema's type is its operation's argument type
+type SameType<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type ArgMismatch = { [K in BridgeOp]: SameType<z.infer<(typeof BRIDGE_ARGS)[K]>, OpArg<K>> extends true ? never : K }[BridgeOp];
+export const BRIDGE_ARGS_MATCH: ArgMismatch extends never ? true : ArgMismatch = true;
+
+/** A call refused for its argument, before anything ran. */
+export class BridgeArgumentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BridgeArgumentError";
+  }
+}
+
+/** The argument of a call to `op`, checked against its schema; throws BridgeArgumentError naming the first problem. */
+export function parseBridgeArg<K extends BridgeOp>(op: K, arg: unknown): OpArg<K> {
+  const r = (BRIDGE_ARGS[op] as z.ZodType).safeParse(arg);
+  if (r.success) return r.data as OpArg<K>;
+  const issue = r.error.issues[0]!;
+  const where = issue.path.length ? issue.path.join(".") : "the argument";
+  throw new BridgeArgumentError(`Invalid ${op} call: ${where}: ${issue.message}`);
+}
+
+/**
+ * Calls one operation of a table by name: the IPC and WebSocket hosts' one way in. The argument is
+ * validated against the operation's schema first, so the service never sees a malformed one.
+ */
 export function callOp(api: BridgeApi, op: BridgeOp, arg: unknown): Promise<unknown> {
-  // the table is indexed by a run-time name: TypeScript cannot correlate op and arg here, parseWireRequest did
+  let checked: unknown;
+  try {
+    checked = parseBridgeArg(op, arg);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  // the table is indexed by a run-time name: TypeScript cannot correlate op and arg here, the schema did
   const fn = api[op] as (a: unknown) => Promise<unknown>;
-  return fn(arg);
+  return fn(checked);
 }

@@ -1,12 +1,12 @@
 /** Cloud settings (kind, URL, token) and opening a local GGUF as the device model. */
 import { useState } from "react";
-import type { CloudKind } from "../../shared/bridge";
+import type { CloudSettingKind } from "../../shared/bridge";
 import { useApp, useSlice } from "../context";
 
 export function Settings() {
   const { stores } = useApp();
   const cloud = useSlice((s) => s.session, (s) => s.cloud);
-  const [kind, setKind] = useState<CloudKind>(cloud?.kind ?? "tandem");
+  const [kind, setKind] = useState<CloudSettingKind>(cloud?.kind ?? "tandem");
   const [url, setUrl] = useState(cloud?.url ?? "");
   const [token, setToken] = useState("");
   const [gguf, setGguf] = useState("");
@@ -29,7 +29,7 @@ export function Settings() {
       <summary>Settings</summary>
       <label>
         Cloud
-        <select data-testid="settings-kind" value={kind} onChange={(e) => setKind(e.target.value as CloudKind)}>
+        <select data-testid="settings-kind" value={kind} onChange={(e) => setKind(e.target.value as CloudSettingKind)}>
           <option value="tandem">Tandem token server</option>
           <option value="none">None (local only)</option>
         </select>

@@ -4,8 +4,9 @@
  * client stops calling for a while (doubling up to a cap), so the decoder uses the SLM's own tokens at
  * once instead of waiting on a dead server; one success resets it.
  */
+import type { z } from "zod";
 import { CloudCallError, type CloudState } from "./peer.js";
-import type { TokenLogprob } from "../../../shared/protocol.js";
+import { describeIssue, LogprobSchema, tokenIdsSchema, tokenLogprobSchema, isTokenId, type TokenLogprob } from "../../../shared/protocol.js";
 
 export interface HealthOptions {
   /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
@@ -89,11 +90,48 @@ export async function cloudRequest(
   token: string | undefined,
   signal: AbortSignal,
   stats: { bytesUp: number; bytesDown: number },
+  maxBytes = MAX_REPLY_BYTES,
 ): Promise<RawReply> {
   const res = await cloudFetch(url, method, body, token, signal, stats);
-  const text = await res.text();
-  stats.bytesDown += Buffer.byteLength(text);
+  const text = await readBounded(res, maxBytes, stats);
   return { status: res.status, ok: res.ok, text };
+}
+
+/**
+ * Largest reply a call reads, bytes: a Tandem reply is under a kilobyte and an engine's with top-k
+ * log-probabilities a few; a server that sends more is broken or hostile (a client that read
+ * everything took 2 GB in 5 s on loopback), and the call fails like any malformed reply.
+ */
+export const MAX_REPLY_BYTES = 4 << 20;
+
+/**
+ * A response body as text, refusing more than `maxBytes` (the declared length is checked first, the
+ * bytes as they arrive second: a server may lie about or omit its length). Over the bound the body is
+ * cancelled, which closes the connection, and the call fails with CloudCallError("malformed").
+ */
+export async function readBounded(res: Response, maxBytes: number, stats: { bytesDown: number }): Promise<string> {
+  const tooLarge = (n: string) => new CloudCallError("malformed", `the cloud's reply is larger than ${maxBytes} bytes (${n}): refused`);
+  const declared = Number(res.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel().catch(() => {});
+    throw tooLarge(`${declared} declared`);
+  }
+  if (!res.body) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    stats.bytesDown += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(`${size} bytes read`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
 }
 
 /**
@@ -161,23 +199,27 @@ export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: u
 /** `wantLogprob` false: the request asked for the token only (NextRequest.logprob), so it may be absent */
 export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob: boolean): CheckedToken;
 export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob = true): CheckedToken {
-  const okToken = (t: unknown): t is number => Number.isInteger(t) && (t as number) >= 0 && (t as number) < vocabSize;
-  const okLogprob = (l: unknown): l is number => typeof l === "number" && Number.isFinite(l) && l <= 1e-6;
-  if (!okToken(r.tokenId)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
+  if (!isTokenId(r.tokenId, vocabSize)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
   const logprob = r.logprob === undefined && !wantLogprob ? undefined : r.logprob;
-  if (logprob !== undefined && !okLogprob(logprob)) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
-  const top = r.top as { tokenId: unknown; logprob: unknown }[];
-  if (!Array.isArray(top) || !top.every((c) => okToken(c?.tokenId) && okLogprob(c?.logprob))) {
-    throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
-  }
-  return { tokenId: r.tokenId, logprob, top: top.map((c) => ({ tokenId: c.tokenId as number, logprob: c.logprob as number })) };
+  if (logprob !== undefined && !LogprobSchema.safeParse(logprob).success) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
+  const top = tokenLogprobSchema(vocabSize).array().safeParse(r.top);
+  if (!top.success) throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
+  return { tokenId: r.tokenId, logprob: logprob as number | undefined, top: top.data };
+}
+
+/**
+ * A reply as the message `schema` describes (shared/protocol.ts), or CloudCallError("malformed") naming
+ * the first problem: a misbehaving server fails the call, and the decoder falls back.
+ */
+export function parseReply<S extends z.ZodType>(schema: S, json: unknown, what: string): z.infer<S> {
+  const r = schema.safeParse(json);
+  if (!r.success) throw new CloudCallError("malformed", `the cloud sent a malformed ${what}: ${describeIssue(r.error, "reply")}`);
+  return r.data;
 }
 
 /** Checks a continuation (NextResponse.draft): at most `asked` in-vocabulary token IDs. */
 export function checkDraftReply(draft: unknown, asked: number, vocabSize: number): number[] {
   if (draft === undefined) return [];
-  if (!Array.isArray(draft) || draft.length > asked || !draft.every((t) => Number.isInteger(t) && t >= 0 && t < vocabSize)) {
-    throw new CloudCallError("malformed", "the cloud returned an invalid continuation");
-  }
+  if (!tokenIdsSchema(vocabSize, asked).safeParse(draft).success) throw new CloudCallError("malformed", "the cloud returned an invalid continuation");
   return draft as number[];
 }

@@ -20,8 +20,13 @@ import {
   PROTOCOL_LIMITS,
   PROTOCOL_VERSION,
   prefixHash,
+  AppendResponseSchema,
+  CreateSessionResponseSchema,
+  ErrorBodySchema,
+  nextResponseSchema,
+  routeLineSchema,
+  RouterUploadResponseSchema,
   type AppendRequest,
-  type AppendResponse,
   type CreateSessionRequest,
   type CreateSessionResponse,
   type ErrorBody,
@@ -31,14 +36,14 @@ import {
   type ReplicaInfo,
   type ReplicaRouter,
   type RouteRequest,
-  type RouterUploadResponse,
 } from "../../../shared/protocol.js";
+import type { z } from "zod";
 import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
-import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions, type RawReply } from "./callSupport.js";
+import { CloudHealth, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, parseReply, readBounded, type HealthOptions, type RawReply } from "./callSupport.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -272,28 +277,24 @@ export class TandemCloudClient implements CloudPeer {
     this.confirmed = this.confirmed.slice(0, base);
     const res = await cloudFetch(`${this.base}/v1/sessions/${this.sessionId}/route`, "POST", body, this.opts.token, signal, this.stats);
     // an error (before the first line) is an ordinary JSON reply
-    if (!res.ok) this.reply({ status: res.status, ok: false, text: await res.text() });
-    const vocab = this.device!.vocabSize;
+    if (!res.ok) this.reply({ status: res.status, ok: false, text: await readBounded(res, PROTOCOL_LIMITS.maxReplyBytes, this.stats) });
+    const lineSchema = routeLineSchema(this.device!.vocabSize);
     // the tokens the server holds once the LLM has predicted a position: the history and the stream's tokens before it
     const held = (k: number) => [...history, ...stream.entries.slice(0, k).map((e) => e.tokenId)];
     for await (const line of ndjsonLines(res, this.stats)) {
-      const l = line as Partial<Record<string, unknown>>;
-      if (typeof l.tokenId === "number" && typeof l.routed === "boolean") {
-        if (!Number.isInteger(l.tokenId) || l.tokenId < 0 || l.tokenId >= vocab) throw new CloudCallError("malformed", `the cloud sent token ${l.tokenId}, outside the vocabulary`);
+      const l = parseReply(lineSchema, line, "route line");
+      if ("tokenId" in l) {
         if (stream.entries.length === 0 && !l.routed) throw new CloudCallError("malformed", "a route stream must begin with the LLM's token");
         if (stream.entries.length >= body.max) throw new CloudCallError("malformed", `the cloud sent more than the ${body.max} positions asked for`);
         if (l.routed && epoch === this.epoch) this.confirmed = held(stream.entries.length);
         stream.push({ tokenId: l.tokenId, routed: l.routed });
-      } else if (typeof l.end === "string" && typeof l.length === "number") {
+      } else if ("end" in l) {
         let lastRouted = 0;
         stream.entries.forEach((e, i) => e.routed && (lastRouted = i));
         this.expectLength(l.length, history.length + lastRouted);
         if (stream.entries.length === 0) throw new CloudCallError("malformed", "the route stream ended before its first position");
         return;
-      } else if (l.error && typeof l.error === "object") {
-        const e = l.error as ErrorBody["error"];
-        throw new CloudCallError("http", `cloud error during the route stream: ${String(e.code)}: ${String(e.message)}`);
-      } else throw new CloudCallError("malformed", "the cloud sent a malformed route line");
+      } else throw new CloudCallError("http", `cloud error during the route stream: ${l.error.code}: ${l.error.message}`);
     }
     throw new CloudCallError("malformed", "the route stream ended without its last line");
   }
@@ -318,8 +319,7 @@ export class TandemCloudClient implements CloudPeer {
     const r = router.replica as { kind: "mlp"; network(): unknown };
     const uploads = this.uploaded;
     const done = (async () => {
-      const res = await this.call<RouterUploadResponse>(`/v1/sessions/${this.sessionId}/router`, r.network(), signal);
-      if (typeof res.digest !== "string" || !/^[0-9a-f]{64}$/.test(res.digest)) throw new CloudCallError("malformed", "malformed router upload reply");
+      const res = await this.call(`/v1/sessions/${this.sessionId}/router`, r.network(), signal, RouterUploadResponseSchema, "router upload reply");
       return res.digest;
     })();
     uploads.set(router, done);
@@ -356,7 +356,7 @@ export class TandemCloudClient implements CloudPeer {
     try {
       while (base < target.length) {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-        const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(target, base, chunk), signal);
+        const r = await this.call(`/v1/sessions/${this.sessionId}/append`, delta(target, base, chunk), signal, AppendResponseSchema, "append reply");
         this.expectLength(r.length, base + chunk.length);
         base = r.length;
         if (epoch === this.epoch) this.confirmed = target.slice(0, base);
@@ -407,9 +407,8 @@ export class TandemCloudClient implements CloudPeer {
     const epoch = ++this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
-    const r = await this.call<NextResponse>(`/v1/sessions/${this.sessionId}/next`, body, signal);
-    checkTokenReply(r, this.device!.vocabSize, this.opts.logprob !== false);
-    const continuation = checkDraftReply(r.draft, draft, this.device!.vocabSize);
+    const r = await this.call(`/v1/sessions/${this.sessionId}/next`, body, signal, nextResponseSchema(this.device!.vocabSize, draft), "next-token reply");
+    const continuation = r.draft ?? [];
     // with a continuation the server also evaluated the predicted token and all but its last token
     const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();
     this.expectLength(r.length, held.length);
@@ -429,7 +428,7 @@ export class TandemCloudClient implements CloudPeer {
     if (optimistic) base = this.optimisticBase(history, base);
     while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-      const r = await this.call<AppendResponse>(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal);
+      const r = await this.call(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal, AppendResponseSchema, "append reply");
       this.expectLength(r.length, base + chunk.length);
       this.confirmed = history.slice(0, r.length);
       base = r.length;
@@ -471,15 +470,12 @@ export class TandemCloudClient implements CloudPeer {
     const req: CreateSessionRequest = { protocol: PROTOCOL_VERSION, client: this.device! };
     let res: CreateSessionResponse;
     try {
-      res = await this.call<CreateSessionResponse>("/v1/sessions", req, signal);
+      res = await this.call("/v1/sessions", req, signal, CreateSessionResponseSchema, "session reply");
     } catch (err) {
       if (err instanceof ServerError && err.body?.code === "vocab_mismatch") {
         throw new CloudCallError("vocab_mismatch", err.body.message, err.status);
       }
       throw err;
-    }
-    if (typeof res?.sessionId !== "string" || !res.model || typeof res.model.vocabHash !== "string") {
-      throw new CloudCallError("malformed", "malformed session reply");
     }
     if (this.closed) {
       // closed while the session was being opened: give it back at once
@@ -493,8 +489,7 @@ export class TandemCloudClient implements CloudPeer {
     this.uploaded = new WeakMap();
     // a replica is used only if it runs the very weights of the device's SLM (ModelIdentity.weights)
     const r = res.replica;
-    this.replica =
-      r && typeof r.model?.weights === "string" && r.model.weights === this.device!.weights && r.model.vocabHash === this.device!.vocabHash && Array.isArray(r.routers) ? r : undefined;
+    this.replica = r && r.model.weights !== undefined && r.model.weights === this.device!.weights && r.model.vocabHash === this.device!.vocabHash ? r : undefined;
     this.stats.sessions++;
   }
 
@@ -504,12 +499,13 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
-  private async call<T>(path: string, body: unknown, signal: AbortSignal): Promise<T> {
-    return this.request("POST", path, body, signal) as Promise<T>;
+  /** A POST whose reply is the message `schema` describes (shared/protocol.ts). */
+  private async call<S extends z.ZodType>(path: string, body: unknown, signal: AbortSignal, schema: S, what: string): Promise<z.infer<S>> {
+    return parseReply(schema, await this.request("POST", path, body, signal), what);
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats));
+    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats, PROTOCOL_LIMITS.maxReplyBytes));
   }
 
   /** A reply's JSON object; a refusal is a ServerError with the server's error body, when it sent one. */
@@ -523,8 +519,8 @@ export class TandemCloudClient implements CloudPeer {
       throw new CloudCallError("malformed", `the cloud sent malformed JSON (HTTP ${res.status})`);
     }
     if (!res.ok) {
-      const e = (json as Partial<ErrorBody> | undefined)?.error;
-      throw new ServerError(res.status, e && typeof e.code === "string" ? e : undefined);
+      const e = ErrorBodySchema.safeParse(json);
+      throw new ServerError(res.status, e.success ? e.data.error : undefined);
     }
     if (json === null || typeof json !== "object") throw new CloudCallError("malformed", "the cloud sent a non-object reply");
     return json;
@@ -552,14 +548,23 @@ const NOT_A_DEADLINE = new AbortController().signal;
 
 /** Longest route line accepted: a position is ~40 bytes; anything far longer is not a route stream. */
 const MAX_LINE = 4096;
+/**
+ * Most bytes one route stream may carry: its positions (at most maxRoute) and last line, with room to
+ * spare. Blank lines or a server that never ends would otherwise be read without bound.
+ */
+const MAX_ROUTE_BYTES = (PROTOCOL_LIMITS.maxRoute + 2) * 256;
 
 /** The JSON values of an NDJSON response body, as they arrive. */
 async function* ndjsonLines(res: Response, stats: { bytesDown: number }): AsyncGenerator<unknown> {
   if (!res.body) throw new CloudCallError("malformed", "the route stream has no body");
   const decoder = new TextDecoder();
   let buffered = "";
+  let total = 0;
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     stats.bytesDown += chunk.byteLength;
+    total += chunk.byteLength;
+    // leaving the loop by this throw cancels the body, which closes the connection
+    if (total > MAX_ROUTE_BYTES) throw new CloudCallError("malformed", `the route stream carried more than ${MAX_ROUTE_BYTES} bytes: refused`);
     buffered += decoder.decode(chunk, { stream: true });
     let nl: number;
     while ((nl = buffered.indexOf("\n")) >= 0) {

@@ -6,8 +6,9 @@ import { LlamaCppServerPeer } from "./llamaCppServer.js";
 import { SglangPeer } from "./sglang.js";
 import { VllmPeer } from "./vllm.js";
 
-export type CloudKind = "tandem" | "llama.cpp" | "vllm" | "sglang";
-export const CLOUD_KINDS: readonly CloudKind[] = ["tandem", "llama.cpp", "vllm", "sglang"];
+import { CLOUD_KINDS, type CloudKind } from "../../../../shared/bridge.js";
+
+export { CLOUD_KINDS, type CloudKind };
 
 export type CreateCloudPeerOptions =
   | ({ kind: "tandem" } & TandemClientOptions)
