@@ -9,7 +9,7 @@
  * arrives as token *deltas* tagged with the id of the request that started it, never the whole chat.
  * A request's abort path is `stop({requestId})` (the Stop button), which ends the answer within a token.
  */
-import type { AnswerSummary, TokenEvent } from "./events.js";
+import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -183,6 +183,9 @@ export interface BridgeOps {
   cloudStatus: [Record<string, never>, CloudStatus];
   setCloudSettings: [CloudSettings, CloudStatus];
   stats: [Record<string, never>, LiveStats];
+  /** The SLM's top candidates at one token of a stored answer, re-evaluated on demand (the inspector's
+   *  pinned token; refused while an answer is being generated). */
+  candidates: [{ conversationId: string; messageId: string; index: number }, { candidates: Candidate[] }];
 }
 
 export type BridgeOp = keyof BridgeOps;
@@ -214,6 +217,7 @@ export const BRIDGE_OPS = [
   "cloudStatus",
   "setCloudSettings",
   "stats",
+  "candidates",
 ] as const satisfies readonly BridgeOp[];
 
 // A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing

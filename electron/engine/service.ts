@@ -35,6 +35,7 @@ import { resolveModelSource, VocabularyMismatchError } from "../../shared/node/m
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
 import { ConversationStore, metaOf } from "./conversationStore.js";
+import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "../../shared/node/localModel.js";
@@ -452,6 +453,13 @@ export class TandemService implements BridgeApi {
     return this.models;
   }
 
+  /** The inspector's candidates for one token, on demand (candidatesAt.ts). */
+  async candidates({ conversationId, messageId, index }: OpArg<"candidates">): Promise<OpResult<"candidates">> {
+    if (this.active || this.adopting) throw new Error("Candidates are computed once the answer has ended");
+    if (!this.slm) throw new Error("The local model is not loaded yet");
+    return { candidates: await candidatesAt(this.slm, this.store.get(String(conversationId)), String(messageId), Number(index)) };
+  }
+
   async cancelDownload(_arg: OpArg<"cancelDownload"> = {}): Promise<ModelStatus> {
     await this.downloads.cancel();
     return this.models;
@@ -677,5 +685,6 @@ export function bindService(s: TandemService): BridgeApi {
     cloudStatus: () => s.cloudStatus(),
     setCloudSettings: (a) => s.setCloudSettings(a),
     stats: () => s.stats(),
+    candidates: (a) => s.candidates(a),
   };
 }
