@@ -88,6 +88,8 @@ export interface CatalogueItem {
   uri: string;
   /** the default choice on first run */
   recommended: boolean;
+  /** licence of the weights (the model card's words); shown, and accepted when restrictive, before downloading */
+  license?: string;
 }
 
 /** The one download that may be running (or the last one's outcome). */

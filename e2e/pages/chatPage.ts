@@ -53,9 +53,10 @@ export class ChatPage {
     return status;
   }
 
-  /** Finished answers show Markdown; switch the last one to its tokens. */
+  /** Answers show rendered Markdown (its tokens inside); switch the last one to its token source. */
   async showTokens(): Promise<void> {
-    if ((await this.tokens().count()) === 0) await this.lastAnswer().getByTestId("toggle-view").click();
+    if ((await this.lastAnswer().getByTestId("tokens").count()) === 0) await this.lastAnswer().getByTestId("toggle-view").click();
+    await this.lastAnswer().getByTestId("tokens").waitFor();
     await this.tokens().first().waitFor();
   }
 

@@ -658,7 +658,7 @@ const defaultSlmId = defaultSlm.id;
 /** The catalogue's SLMs, smallest first; the catalogue's default SLM is the recommended one. */
 export function defaultCatalogue(): CatalogueItem[] {
   return modelsForRole("slm")
-    .map((m) => ({ id: m.id, name: m.name, sizeBytes: m.sizeBytes, uri: m.uri, recommended: m.id === defaultSlmId }))
+    .map((m) => ({ id: m.id, name: m.name, sizeBytes: m.sizeBytes, uri: m.uri, recommended: m.id === defaultSlmId, license: m.license }))
     .sort((a, b) => a.sizeBytes - b.sizeBytes);
 }
 
