@@ -96,7 +96,7 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
       const details = page.getByTestId("token-details");
       await chat.waitFor(async () => (await details.getAttribute("data-index")) === String(cloudIndex), "the clicked token in the inspector");
       expect(await details.getAttribute("data-origin")).toBe("cloud");
-      expect(await page.getByTestId("insp-router").textContent()).toMatch(/Scored by the confidence .* router: the small model's own probability/);
+      expect(await page.getByTestId("insp-router").textContent()).toMatch(/^Scored by the .+ router: .+\. Below τ, the cloud writes the token\.$/);
       await page.getByTestId("insp-candidates").waitFor(); // computed on demand for the pinned token
       expect(await page.getByTestId("insp-candidates").locator("tr").count()).toBeGreaterThan(1);
       await shot(page, `${view.name}-inspector`);
@@ -132,9 +132,9 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
       await page.getByTestId("menu").locator("summary").click();
       await page.getByTestId("origins-toggle").uncheck();
       const bg = () => rendered.locator('[data-origin="cloud"]').first().evaluate((e) => getComputedStyle(e).backgroundColor);
-      expect(await bg()).toBe("rgba(0, 0, 0, 0)");
+      await chat.waitFor(async () => (await bg()) === "rgba(0, 0, 0, 0)", "cloud tokens to lose their colour"); // after a short transition
       await page.getByTestId("origins-toggle").check();
-      expect(await bg()).not.toBe("rgba(0, 0, 0, 0)");
+      await chat.waitFor(async () => (await bg()).startsWith("rgb("), "cloud tokens to be coloured again");
       await page.getByTestId("menu").locator("summary").click();
 
       // the top bar stays one row
@@ -162,7 +162,7 @@ describe.skipIf(!!skip)("first run, offline", () => {
     if (web) await kill(web.child, "SIGTERM");
   });
 
-  it("a download that cannot reach the internet shows its error within seconds, with Retry", async () => {
+  it("a download that cannot reach the internet shows an error within seconds", async () => {
     const page = await browser.newPage({ viewport: { width: 800, height: 600 } });
     const chat = new ChatPage(page);
     await chat.open(web.url);
@@ -177,13 +177,16 @@ describe.skipIf(!!skip)("first run, offline", () => {
     const started = Date.now();
     await card.getByTestId("download").click();
     if (await page.getByTestId("licence-agree").count()) await page.getByTestId("licence-agree").click();
-    await card.getByTestId("download-error").waitFor({ timeout: 15_000 });
+    // the engine's error when the download fails fast (no route, DNS refused), or the card's own
+    // warning when the connection just hangs (no data for 8 s)
+    const error = card.locator('[data-testid="download-error"], [data-testid="download-stalled"]');
+    await error.first().waitFor({ timeout: 15_000 }).finally(() => shot(page, "narrow-light-download-offline"));
     const seconds = (Date.now() - started) / 1000;
     expect(seconds).toBeLessThan(15);
-    expect(await card.getByTestId("download").textContent()).toBe("Retry");
+    expect(await error.first().textContent()).toMatch(/offline|unreachable|Download failed|Cannot download/);
+    if ((await error.first().getAttribute("data-testid")) === "download-error") expect(await card.getByTestId("download").textContent()).toBe("Retry");
     const after = await card.boundingBox();
     expect(after!.width).toBe(before!.width);
-    await shot(page, "narrow-light-download-offline");
-    console.log(`offline download error after ${seconds.toFixed(1)} s: ${await card.getByTestId("download-error").textContent()}`);
+    console.log(`offline download: shown after ${seconds.toFixed(1)} s: ${await error.first().textContent()}`);
   });
 });

@@ -67,6 +67,26 @@ export class ChatPage {
     return counts;
   }
 
+  /** [token index, origin] of every element standing for a token in the answer's rendered view. */
+  async renderedOrigins(answer = this.lastAnswer()): Promise<[number, string][]> {
+    return answer
+      .getByTestId("markdown")
+      .locator("[data-origin]")
+      .evaluateAll((els) => els.map((e): [number, string] => [Number(e.getAttribute("data-index")), e.getAttribute("data-origin") ?? "?"]));
+  }
+
+  /** The number of tokens the answer's statistics report. */
+  async statTokens(answer = this.lastAnswer()): Promise<number> {
+    const m = ((await answer.getByTestId("answer-stats").textContent()) ?? "").match(/(\d+) tokens/);
+    return m ? Number(m[1]) : NaN;
+  }
+
+  /** The index of the token the inspector shows, or null. */
+  async inspectedIndex(): Promise<number | null> {
+    const d = this.page.getByTestId("token-details");
+    return (await d.count()) ? Number(await d.getAttribute("data-index")) : null;
+  }
+
   cloudState(): Promise<string | null> {
     return this.page.getByTestId("cloud-indicator").getAttribute("data-state");
   }

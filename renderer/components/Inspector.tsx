@@ -110,8 +110,8 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
             <div className="meter-tau" style={{ left: `${(t.tau * 100).toFixed(1)}%` }} />
           </div>
         </dd>
-        <dd className="muted small" data-testid="insp-router">
-          Scored by the <strong>{router || "router"}</strong> router: {routerMeaning(router)}. Below τ, the cloud writes the token.
+        <dd className="muted small" data-testid="insp-router" title={router}>
+          Scored by the <strong>{router.split(" (")[0] || "active"}</strong> router: {routerMeaning(router)}. Below τ, the cloud writes the token.
         </dd>
         {t.cloud && (
           <>

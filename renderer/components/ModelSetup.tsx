@@ -53,6 +53,20 @@ export function ModelSetup() {
   );
 }
 
+const STALL_SECONDS = 8;
+
+/** True while a running download has received nothing for STALL_SECONDS (offline: the engine may wait much longer). */
+function useStalled(running: boolean, bytes: number): boolean {
+  const [stalled, setStalled] = useState(false);
+  useEffect(() => {
+    setStalled(false);
+    if (!running) return;
+    const t = setTimeout(() => setStalled(true), STALL_SECONDS * 1000);
+    return () => clearTimeout(t);
+  }, [running, bytes]);
+  return stalled;
+}
+
 function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine: DownloadState | null; busy: boolean; act: (f: () => Promise<void>) => void }) {
   const { controller } = useApp();
   const [accepting, setAccepting] = useState(false);
@@ -65,6 +79,7 @@ function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine
     else act(() => controller.downloadModel(m.id));
   };
   const label = failed ? "Retry" : mine?.status === "cancelled" ? "Resume" : "Download";
+  const stalled = useStalled(running, mine?.downloadedBytes ?? 0);
   return (
     <li data-testid={`catalogue-${m.id}`} className="catalogue-card">
       <div className="catalogue-name">
@@ -110,6 +125,11 @@ function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine
         <div style={{ width: `${(frac * 100).toFixed(1)}%` }} />
         <span>{running ? (mine.totalBytes ? `${(frac * 100).toFixed(0)}% · ${mb(mine.downloadedBytes)} of ${mb(mine.totalBytes)}` : "connecting…") : mine?.status === "cancelled" ? "cancelled — the partial file is kept" : ""}</span>
       </div>
+      {running && stalled && (
+        <p className="error download-error" data-testid="download-stalled" role="alert">
+          No data from the download server for {STALL_SECONDS} s: this computer may be offline, or the server unreachable. Cancel, then Resume once connected.
+        </p>
+      )}
       {failed && (
         <p className="error download-error" data-testid="download-error" role="alert">
           Download failed: {mine.error ?? "unknown error"}

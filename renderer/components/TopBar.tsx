@@ -69,7 +69,7 @@ export function TopBar() {
           </span>
         </div>
         <div id="tau-help" className="tau-help" data-testid="tau-help">
-          τ = 0 all local, 1 all cloud: a token goes to the cloud when the router's score for it is below τ.
+          Tokens the router scores below τ are written by the cloud · 0 all local, 1 all cloud
         </div>
       </div>
       <Legend />
