@@ -12,6 +12,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { ensureFixtures } from "../models/fixtures.js";
+import { LocalModel } from "../shared/node/localModel.js";
+import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";
 import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
 import { ChatPage } from "./pages/chatPage.js";
 
@@ -48,7 +50,7 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
 
   beforeAll(async () => {
     [browser, cloud] = await Promise.all([launchChromium(), startCloud(fixtures.storiesLlm!)]);
-    web = await startWeb({ dataDir, slm: fixtures.storiesSlm!, cloud, tau: 0.5, paceMs: 8, maxTokens: 90 });
+    web = await startWeb({ dataDir, slm: fixtures.storiesSlm!, cloud, tau: 0.5, paceMs: 30, maxTokens: 90 });
   });
 
   afterAll(async () => {
@@ -189,4 +191,61 @@ describe.skipIf(!!skip)("first run, offline", () => {
     expect(after!.width).toBe(before!.width);
     console.log(`offline download: shown after ${seconds.toFixed(1)} s: ${await error.first().textContent()}`);
   });
+});
+
+/**
+ * Markdown with a table, code and math, token by token: a scripted cloud (hostileCloud.ts) answers
+ * every token at τ = 1 with the token IDs that spell it in the device model's vocabulary, so the text
+ * goes the way every answer goes (decoder, detokeniser, stream, store, renderer).
+ */
+const MARKDOWN = ["# Result", "| name | value |\n|---|---|\n| alpha | 1 |", "```js\nconst x = 1;\n```", "Math: $x^2 + 1$ and **bold** text."].join("\n\n");
+
+describe.skipIf(!!skip)("a Markdown answer: every token in its place in tables, code and math", () => {
+  let browser: Browser;
+  let cloud: HostileCloud;
+  let web: WebProc;
+
+  beforeAll(async () => {
+    const slm = await LocalModel.load(fixtures.storiesSlm!, { contextSize: 512 });
+    const script = slm.model.tokenize(MARKDOWN, false);
+    expect(slm.detokenize(script)).toBe(MARKDOWN);
+    cloud = await startHostileCloud({ device: slm.identity, script, eos: slm.model.tokens.eos!, token: "scripted-cloud-token-0123456789" });
+    await slm.dispose();
+    [browser, web] = await Promise.all([launchChromium(), startWeb({ dataDir: tempDir("tandem-e2e-md-"), slm: fixtures.storiesSlm!, cloud, tau: 1, paceMs: 5, maxTokens: script.length + 20 })]);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (web) await kill(web.child, "SIGTERM");
+    await cloud?.close();
+  });
+
+  for (const view of [VIEWS[0], VIEWS[3]]) {
+    it(`${view.name}: table cells, code and math hold their tokens' elements`, async () => {
+      const page = await browser.newPage({ viewport: { width: view.width, height: view.height }, colorScheme: view.scheme });
+      const logged: string[] = [];
+      page.on("console", (m) => (m.type() === "error" || m.type() === "warning") && logged.push(`${m.type()}: ${m.text()}`));
+      const chat = new ChatPage(page);
+      await chat.open(web.url);
+      await chat.waitFor(async () => (await chat.cloudState()) === "online", "the scripted cloud to be online");
+      await chat.newChat();
+      await chat.send("Show me");
+      expect(await chat.waitForAnswerEnd()).toBe("complete");
+      const md = chat.lastAnswer().getByTestId("markdown");
+      const n = await chat.statTokens();
+      const seen = await chat.renderedOrigins();
+      expect(new Set(seen.map(([i]) => i)).size).toBe(n);
+      expect(await md.locator("td [data-origin]").count()).toBeGreaterThan(0);
+      expect(await md.locator("pre code [data-origin]").count()).toBeGreaterThan(0);
+      expect(await md.locator(".katex-html [data-origin]").count()).toBeGreaterThan(0);
+      expect(await md.locator("h1").textContent()).toBe("Result");
+      expect(await md.locator("td").first().textContent()).toBe("alpha");
+      expect((await md.locator("pre code").textContent())!.trim()).toBe("const x = 1;");
+      expect(await md.locator("pre code").evaluate((e) => getComputedStyle(e).fontFamily)).toMatch(/mono|Menlo|Consolas/i);
+      await md.getByTestId("copy-code").waitFor();
+      await page.screenshot({ path: path.join(artifactsDir, `${view.name}-markdown.png`) });
+      expect(logged).toEqual([]);
+      await page.close();
+    });
+  }
 });
