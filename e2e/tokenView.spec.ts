@@ -243,8 +243,8 @@ describe.skipIf(!!skip)("a Markdown answer: every token in its place in tables, 
       expect((await md.locator("pre code").textContent())!.trim()).toBe("const x = 1;");
       expect(await md.locator("pre code").evaluate((e) => getComputedStyle(e).fontFamily)).toMatch(/mono|Menlo|Consolas/i);
       await md.getByTestId("copy-code").waitFor();
+      expect([...new Set(logged)].slice(0, 5)).toEqual([]); // before the screenshot: Playwright's own style for it is refused by the CSP
       await page.screenshot({ path: path.join(artifactsDir, `${view.name}-markdown.png`) });
-      expect(logged).toEqual([]);
       await page.close();
     });
   }
