@@ -39,7 +39,8 @@ export function AnswerBody({ message, live }: { message: StoredMessage; live: bo
   const onKeyDown = (e: KeyboardEvent) => {
     if (!count) return;
     const s = stores.ui.getState();
-    const current = tokenOf(e.target) ?? (s.pinned?.messageId === message.id ? s.pinned.index : null);
+    // the pinned token first: a hidden marker cannot hold the focus, so the focused element may lag
+    const current = s.pinned?.messageId === message.id ? s.pinned.index : tokenOf(e.target);
     if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
       e.preventDefault();
       const step = e.key === "ArrowRight" ? 1 : -1;
