@@ -69,7 +69,7 @@ export function AnswerBody({ message, live }: { message: StoredMessage; live: bo
   return (
     <div
       ref={body}
-      className="answer-text"
+      className={`answer-text${live ? " live" : ""}`}
       data-testid="answer-text"
       tabIndex={0}
       role="group"
