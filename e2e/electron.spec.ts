@@ -58,4 +58,16 @@ describe.skipIf(!!skip)("the Electron app", () => {
     expect(await chat.waitForAnswerEnd()).toMatch(/complete|stopped/);
     expect(await chat.tokens().count()).toBeGreaterThan(0);
   });
+
+  it("the rendered answer keeps every token's origin; a click shows the inspector; → moves the pinned token", async () => {
+    const n = await chat.statTokens();
+    const seen = await chat.renderedOrigins();
+    expect(new Set(seen.map(([i]) => i)).size).toBe(n);
+    const first = chat.lastAnswer().getByTestId("markdown").locator('[data-index="0"][data-testid="token"]');
+    await first.click();
+    await chat.page.getByTestId("token-details").waitFor();
+    expect(await chat.page.getByTestId("inspector").isVisible()).toBe(true);
+    await chat.page.keyboard.press("ArrowRight");
+    await chat.waitFor(async () => (await chat.inspectedIndex()) === 1, "→ to pin the next token");
+  });
 });

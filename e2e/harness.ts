@@ -101,8 +101,10 @@ export async function startWeb(opts: {
   paceMs?: number;
   tau?: number;
   maxTokens?: number;
+  /** start with no local model (the first-run catalogue) */
+  firstRun?: boolean;
 }): Promise<WebProc> {
-  const args = ["--port", "0", "--data", opts.dataDir, "--slm", opts.slm, "--pace-ms", String(opts.paceMs ?? 30), "--max-tokens", String(opts.maxTokens ?? 160)];
+  const args = ["--port", "0", "--data", opts.dataDir, "--slm", opts.slm, ...(opts.firstRun ? ["--first-run"] : []), "--pace-ms", String(opts.paceMs ?? 30), "--max-tokens", String(opts.maxTokens ?? 160)];
   if (opts.tau !== undefined) args.push("--tau", String(opts.tau));
   if (opts.cloud) args.push("--cloud", opts.cloud.url, "--token", opts.cloud.token);
   else args.push("--no-cloud");

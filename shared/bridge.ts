@@ -10,7 +10,7 @@
  * A request's abort path is `stop({requestId})` (the Stop button), which ends the answer within a token.
  */
 import { z } from "zod";
-import type { AnswerSummary, TokenEvent } from "./events.js";
+import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
 
 // ---------------------------------------------------------------------------------------------------
@@ -94,6 +94,8 @@ export interface CatalogueItem {
   uri: string;
   /** the default choice on first run */
   recommended: boolean;
+  /** licence of the weights (the model card's words); shown, and accepted when restrictive, before downloading */
+  license?: string;
 }
 
 /** The one download that may be running (or the last one's outcome). */
@@ -245,6 +247,9 @@ export interface BridgeOps {
   updateSettings: [SettingsPatch, SettingsView];
   /** A conversation's own system prompt; null goes back to the app's default. */
   setSystemPrompt: [{ conversationId: string; systemPrompt: string | null }, Conversation];
+  /** The SLM's top candidates at one token of a stored answer, re-evaluated on demand (the inspector's
+   *  pinned token; refused while an answer is being generated). */
+  candidates: [{ conversationId: string; messageId: string; index: number }, { candidates: Candidate[] }];
 }
 
 export type BridgeOp = keyof BridgeOps;
@@ -280,6 +285,7 @@ export const BRIDGE_OPS = [
   "getSettings",
   "updateSettings",
   "setSystemPrompt",
+  "candidates",
 ] as const satisfies readonly BridgeOp[];
 
 // A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing
@@ -386,6 +392,7 @@ export const BRIDGE_ARGS = {
     systemPrompt: z.string().max(100_000).optional(),
   }),
   setSystemPrompt: z.object({ conversationId: id, systemPrompt: z.string().max(100_000).nullable() }),
+  candidates: z.object({ conversationId: id, messageId: id, index: z.number().int().min(0).max(1_000_000) }),
 } as const;
 
 // compile-time: every operation has a schema, and each schema's type is its operation's argument type

@@ -53,9 +53,10 @@ export class ChatPage {
     return status;
   }
 
-  /** Finished answers show Markdown; switch the last one to its tokens. */
+  /** Answers show rendered Markdown (its tokens inside); switch the last one to its token source. */
   async showTokens(): Promise<void> {
-    if ((await this.tokens().count()) === 0) await this.lastAnswer().getByTestId("toggle-view").click();
+    if ((await this.lastAnswer().getByTestId("tokens").count()) === 0) await this.lastAnswer().getByTestId("toggle-view").click();
+    await this.lastAnswer().getByTestId("tokens").waitFor();
     await this.tokens().first().waitFor();
   }
 
@@ -64,6 +65,26 @@ export class ChatPage {
     const counts: Record<string, number> = { local: 0, cloud: 0, fallback: 0 };
     for (const o of origins) counts[o] = (counts[o] ?? 0) + 1;
     return counts;
+  }
+
+  /** [token index, origin] of every element standing for a token in the answer's rendered view. */
+  async renderedOrigins(answer = this.lastAnswer()): Promise<[number, string][]> {
+    return answer
+      .getByTestId("markdown")
+      .locator("[data-origin]")
+      .evaluateAll((els) => els.map((e): [number, string] => [Number(e.getAttribute("data-index")), e.getAttribute("data-origin") ?? "?"]));
+  }
+
+  /** The number of tokens the answer's statistics report. */
+  async statTokens(answer = this.lastAnswer()): Promise<number> {
+    const m = ((await answer.getByTestId("answer-stats").textContent()) ?? "").match(/(\d+) tokens/);
+    return m ? Number(m[1]) : NaN;
+  }
+
+  /** The index of the token the inspector shows, or null. */
+  async inspectedIndex(): Promise<number | null> {
+    const d = this.page.getByTestId("token-details");
+    return (await d.count()) ? Number(await d.getAttribute("data-index")) : null;
   }
 
   cloudState(): Promise<string | null> {

@@ -37,6 +37,7 @@ import { resolveModelSource, VocabularyMismatchError } from "../../shared/node/m
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
 import { ConversationStore, metaOf } from "./conversationStore.js";
+import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { LocalModel } from "../../shared/node/localModel.js";
@@ -553,6 +554,13 @@ export class TandemService implements BridgeApi {
     return this.models;
   }
 
+  /** The inspector's candidates for one token, on demand (candidatesAt.ts). */
+  async candidates({ conversationId, messageId, index }: OpArg<"candidates">): Promise<OpResult<"candidates">> {
+    if (this.active || this.adopting) throw new Error("Candidates are computed once the answer has ended");
+    if (!this.slm) throw new Error("The local model is not loaded yet");
+    return { candidates: await candidatesAt(this.slm, this.store.get(String(conversationId)), String(messageId), Number(index)) };
+  }
+
   async cancelDownload(_arg: OpArg<"cancelDownload"> = {}): Promise<ModelStatus> {
     await this.downloads.cancel();
     return this.models;
@@ -831,7 +839,7 @@ const defaultSlmId = defaultSlm.id;
 /** The catalogue's SLMs, smallest first; the catalogue's default SLM is the recommended one. */
 export function defaultCatalogue(): CatalogueItem[] {
   return modelsForRole("slm")
-    .map((m) => ({ id: m.id, name: m.name, sizeBytes: m.sizeBytes, uri: m.uri, recommended: m.id === defaultSlmId }))
+    .map((m) => ({ id: m.id, name: m.name, sizeBytes: m.sizeBytes, uri: m.uri, recommended: m.id === defaultSlmId, license: m.license }))
     .sort((a, b) => a.sizeBytes - b.sizeBytes);
 }
 
@@ -862,6 +870,7 @@ export function bindService(s: TandemService): BridgeApi {
     getSettings: () => s.getSettings(),
     updateSettings: (a) => s.updateSettings(a),
     setSystemPrompt: (a) => s.setSystemPrompt(a),
+    candidates: (a) => s.candidates(a),
   };
 }
 

@@ -1,4 +1,4 @@
-/** Layout and the global keys: Esc stops the answer, Cmd/Ctrl+N starts a new chat. */
+/** Layout and the global keys: Esc stops the answer (or closes the inspector), Cmd/Ctrl+N starts a new chat. */
 import { useEffect } from "react";
 import { useApp, useSlice } from "../context";
 import { selectActiveConversation } from "../state/chatReducer";
@@ -10,7 +10,8 @@ import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
 
 export function App() {
-  const { controller } = useApp();
+  const { controller, stores } = useApp();
+  const showOrigins = useSlice((s) => s.ui, (s) => s.showOrigins);
   const conv = useSlice((s) => s.chat, selectActiveConversation);
   const notices = useSlice((s) => s.session, (s) => s.notices);
   const connected = useSlice((s) => s.session, (s) => s.connected);
@@ -18,7 +19,10 @@ export function App() {
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape") void controller.stop();
+      if (e.key === "Escape") {
+        if (stores.chat.getState().streaming) void controller.stop();
+        else stores.ui.setState({ pinned: null, hovered: null });
+      }
       else if ((e.metaKey || e.ctrlKey) && !e.shiftKey && e.key.toLowerCase() === "n") {
         e.preventDefault();
         void controller.newChat();
@@ -26,18 +30,27 @@ export function App() {
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [controller]);
+  }, [controller, stores]);
 
   return (
-    <div className="app">
+    <div className={`app${showOrigins ? "" : " origins-hidden"}`}>
       <Sidebar />
       <main className="main">
         <TopBar />
         {!connected && <div className="banner warn" data-testid="disconnected">Connecting to the Tandem engine…</div>}
         {notices.length > 0 && (
-          <div className="banner" data-testid="notices">
+          <div className="banner" data-testid="notices" role="status">
             {notices.slice(-3).map((n, i) => (
-              <div key={i}>{n}</div>
+              <div key={`${notices.length}-${i}`} className="notice">
+                {n}
+                <button
+                  className="icon-button"
+                  aria-label="dismiss"
+                  onClick={() => stores.session.setState((s) => ({ notices: s.notices.filter((x) => x !== n) }))}
+                >
+                  ×
+                </button>
+              </div>
             ))}
           </div>
         )}

@@ -5,8 +5,14 @@
  * Links keep only absolute http(s) and mailto URLs (javascript:, data:, file: and relative ones become
  * plain text) and open outside the app; images are never loaded (see `components`).
  */
+import { useMemo, useRef, useState, type ReactNode } from "react";
 import ReactMarkdown, { type Components } from "react-markdown";
 import rehypeHighlight from "rehype-highlight";
+import rehypeKatex from "rehype-katex";
+import remarkGfm from "remark-gfm";
+import remarkMath from "remark-math";
+import { rehypeTokens, type TokenPluginOptions } from "../markdown/rehypeTokens";
+import { layoutTokens, type TokenLike } from "../markdown/tokenSpans";
 
 /** The link targets an answer may carry; anything else (javascript:, data:, file:, relative) is dropped. */
 export function safeHref(url: string): string | null {
@@ -31,18 +37,54 @@ const components: Components = {
     ),
   // an image URL in an answer can carry what the model read to someone else's server (prompt-injection
   // exfiltration); the CSP blocks remote images too, this keeps the element from existing at all
+  pre: ({ children }) => <CodeBlock>{children}</CodeBlock>,
   img: ({ alt }) => <span className="dropped-image">[image{alt ? `: ${alt}` : ""}]</span>,
 };
 
-export function Markdown({ text }: { text: string }) {
+/** A fenced code block with a Copy button (the text is read from the DOM: tokens split it into spans). */
+function CodeBlock({ children }: { children?: ReactNode }) {
+  const pre = useRef<HTMLPreElement>(null);
+  const [copied, setCopied] = useState(false);
+  const copy = () => {
+    const text = pre.current?.textContent ?? "";
+    navigator.clipboard?.writeText(text).then(
+      () => {
+        setCopied(true);
+        setTimeout(() => setCopied(false), 1200);
+      },
+      () => setCopied(false),
+    );
+  };
+  return (
+    <div className="code-block">
+      <button type="button" className="copy-code" data-testid="copy-code" onClick={copy} aria-label="copy code">
+        {copied ? "Copied" : "Copy"}
+      </button>
+      <pre ref={pre}>{children}</pre>
+    </div>
+  );
+}
+
+const REMARK = [remarkGfm, remarkMath];
+const HIGHLIGHT: [typeof rehypeHighlight, { detect: boolean; ignoreMissing: boolean }] = [rehypeHighlight, { detect: true, ignoreMissing: true }];
+// KaTeX before highlighting: display math arrives as `pre > code.language-math`, which the highlighter
+// would otherwise take for code (rehype-katex shows bad TeX as its source, never throws)
+const KATEX: [typeof rehypeKatex, { strict: boolean }] = [rehypeKatex, { strict: false }];
+
+/**
+ * An answer as Markdown. With `tokens`, the source is their texts joined and every token keeps an
+ * element with its origin in the rendered tree (rehypeTokens.ts), while streaming and after.
+ */
+export function Markdown({ text, tokens }: { text: string; tokens?: readonly TokenLike[] }) {
+  const layout = useMemo(() => (tokens ? layoutTokens(tokens) : null), [tokens]);
+  const rehype = useMemo(
+    () => (layout ? [KATEX, HIGHLIGHT, [rehypeTokens, layout] as [typeof rehypeTokens, TokenPluginOptions]] : [KATEX, HIGHLIGHT]),
+    [layout],
+  );
   return (
     <div className="markdown" data-testid="markdown">
-      <ReactMarkdown
-        components={components}
-        urlTransform={(url) => safeHref(url)}
-        rehypePlugins={[[rehypeHighlight, { detect: true, ignoreMissing: true }]]}
-      >
-        {text}
+      <ReactMarkdown components={components} urlTransform={(url) => safeHref(url)} remarkPlugins={REMARK} rehypePlugins={rehype}>
+        {layout ? layout.source : text}
       </ReactMarkdown>
     </div>
   );

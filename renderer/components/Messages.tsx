@@ -1,21 +1,25 @@
-/** The conversation: user messages (editable) and answers (tokens or Markdown, stats, confidence chart). */
+/** The conversation: user messages (editable) and answers (rendered with their tokens' origins, or their raw token source; stats, chart). */
 import { memo, useEffect, useRef, useState } from "react";
 import type { Conversation, StoredMessage } from "../../shared/bridge";
 import { useApp, useSlice } from "../context";
 import { answerFigures, formatBytes, formatPercent } from "../state/answerStats";
+import { AnswerBody } from "./AnswerBody";
 import { ConfidenceChart } from "./ConfidenceChart";
-import { Markdown } from "./Markdown";
 import { TokenView } from "./TokenView";
 
 export function MessageList({ conversation }: { conversation: Conversation }) {
   const end = useRef<HTMLDivElement>(null);
   const last = conversation.messages[conversation.messages.length - 1];
   const lastLen = last?.tokens?.length ?? 0;
+  const count = useRef(conversation.messages.length);
   useEffect(() => {
-    // scroll only the chat pane (scrollIntoView would scroll the whole window, τ slider included),
-    // and only when the reader is already near the bottom: reading back up is not interrupted
+    // scroll only the chat pane (scrollIntoView would scroll the whole window, τ slider included):
+    // always to a message just sent; while tokens stream, only when the reader is near the bottom
+    // already, so reading back up is not interrupted
     const pane = end.current?.closest(".chat");
-    if (pane && pane.scrollHeight - pane.scrollTop - pane.clientHeight < 200 + 400) pane.scrollTop = pane.scrollHeight;
+    const sent = conversation.messages.length > count.current;
+    count.current = conversation.messages.length;
+    if (pane && (sent || pane.scrollHeight - pane.scrollTop - pane.clientHeight < 200 + 400)) pane.scrollTop = pane.scrollHeight;
   }, [conversation.messages.length, lastLen]);
   const lastAssistant = [...conversation.messages].reverse().find((m) => m.role === "assistant")?.id;
   return (
@@ -70,11 +74,11 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
   const tokenView = useSlice((s) => s.ui, (s) => s.tokenView[message.id] ?? false);
   const liveTps = useSlice((s) => s.session, (s) => (live ? s.stats?.active?.tokensPerSecond ?? null : null));
   const f = answerFigures(message);
-  const showTokens = live || tokenView || !message.status;
+  const showSource = tokenView && !live;
   return (
     <div className="msg assistant" data-testid="answer" data-status={live ? "streaming" : message.status ?? "streaming"} data-message-id={message.id}>
       <div className="answer-body">
-        {showTokens ? <TokenView message={message} live={live} /> : <Markdown text={message.content} />}
+        {showSource ? <TokenView message={message} live={live} /> : <AnswerBody message={message} live={live} />}
         {message.status === "error" && <div className="error">The answer failed: {message.error}</div>}
         {message.status === "stopped" && <div className="muted small">stopped</div>}
       </div>
@@ -99,9 +103,10 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
             <button
               className="link"
               data-testid="toggle-view"
+              title={tokenView ? "Show the answer rendered" : "Show the Markdown source the tokens spell, token by token"}
               onClick={() => stores.ui.setState((s) => ({ tokenView: { ...s.tokenView, [message.id]: !tokenView } }))}
             >
-              {tokenView ? "Markdown" : "Tokens"}
+              {tokenView ? "Rendered" : "Source"}
             </button>
             {isLast && (
               <button className="link" data-testid="regenerate" onClick={() => void controller.regenerate()}>

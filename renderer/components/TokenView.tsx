@@ -1,4 +1,8 @@
-/** An answer as tokens coloured by origin. Hover shows a token in the inspector; a click pins it. */
+/**
+ * An answer's source: the Markdown its tokens spell, token by token, coloured by origin. Hover shows a
+ * token in the inspector; a click pins it. A token with no text shows as ∅ (CSS only: the text stays
+ * exactly what the model wrote).
+ */
 import type { StoredMessage } from "../../shared/bridge";
 import { useApp, useSlice } from "../context";
 import { selectInspected } from "../state/stores";
@@ -16,7 +20,7 @@ export function TokenView({ message, live }: { message: StoredMessage; live: boo
       {message.tokens?.map((t) => (
         <span
           key={t.index}
-          className={`tok origin-${t.origin}${t.index === inspected ? " inspected" : ""}`}
+          className={`tok origin-${t.origin}${t.index === inspected ? " inspected" : ""}${t.text ? "" : " tok-empty"}`}
           data-testid="token"
           data-origin={t.origin}
           data-index={t.index}

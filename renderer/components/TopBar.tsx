@@ -1,58 +1,124 @@
-/** Always in view: τ slider with the cloud share it produces, the cloud indicator, the models, the legend. */
+/**
+ * Always in view, on one row: τ with what it means and the cloud share it would give, the legend, the
+ * cloud indicator, and a menu for what does not fit (display settings, the full legend, why the cloud
+ * is offline).
+ */
 import { useApp, useSlice } from "../context";
-import { selectActiveConversation } from "../state/chatReducer";
 import { formatPercent, routedShareAt } from "../state/answerStats";
+import type { ChatState } from "../state/chatReducer";
+import { THEMES, type Theme } from "../state/stores";
 import { Legend } from "./Legend";
-import type { Conversation, StoredMessage } from "../../shared/bridge";
+import type { CloudStatus, ModelStatus } from "../../shared/bridge";
+import type { TokenEvent } from "../../shared/events";
 
-function lastAnswer(c: Conversation | null): StoredMessage | null {
-  if (!c) return null;
-  for (let i = c.messages.length - 1; i >= 0; i--) if (c.messages[i].role === "assistant" && c.messages[i].tokens?.length) return c.messages[i];
-  return null;
+/** Router scores of the most recent answers the renderer holds (any conversation): what a τ is estimated on. */
+const RECENT = 2000;
+function recentScores(s: ChatState): TokenEvent[] {
+  const convs = Object.values(s.loaded).sort((a, b) => b.updatedAt - a.updatedAt);
+  const out: TokenEvent[] = [];
+  for (const c of convs)
+    for (let i = c.messages.length - 1; i >= 0 && out.length < RECENT; i--) {
+      const t = c.messages[i].tokens;
+      if (c.messages[i].role === "assistant" && t?.length && c.messages[i].status) out.push(...t.slice(0, RECENT - out.length));
+    }
+  return out;
+}
+
+/** One wording of the cloud's state, used by the indicator and the sidebar alike. */
+export function cloudLabel(cloud: CloudStatus | null): string {
+  switch (cloud?.state) {
+    case "online":
+      return "cloud online";
+    case "offline":
+      return "cloud offline — answering locally";
+    case "disabled":
+      return "no cloud — local only";
+    default:
+      return "connecting…";
+  }
 }
 
 export function TopBar() {
   const { controller } = useApp();
   const tau = useSlice((s) => s.session, (s) => s.tau);
-  const answer = useSlice((s) => s.chat, (s) => lastAnswer(selectActiveConversation(s)));
-  const tokens = answer?.tokens ?? [];
-  const actual = tokens.length ? tokens.filter((t) => t.origin === "cloud").length / tokens.length : null;
-  const estimate = tokens.length ? routedShareAt(tokens, tau) : null;
+  const share = useSlice((s) => s.chat, (s) => {
+    const scores = recentScores(s);
+    return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
+  });
   return (
     <header className="topbar">
       <div className="tau" data-testid="tau">
-        <label htmlFor="tau-slider">
-          τ <span className="tau-value" data-testid="tau-value">{tau.toFixed(2)}</span>
-        </label>
-        <input
-          id="tau-slider"
-          data-testid="tau-slider"
-          type="range"
-          min={0}
-          max={1}
-          step={0.01}
-          value={tau}
-          onChange={(e) => void controller.setTau(Number(e.target.value))}
-          aria-label="τ: the router sends a token to the cloud when its confidence is below τ"
-        />
-        <span className="tau-share" data-testid="tau-share" title="cloud share of the last answer; in brackets, what this τ would route on it">
-          {actual === null ? "no answer yet" : `${formatPercent(actual)} cloud`}
-          {estimate !== null && <span className="muted"> (≈{formatPercent(estimate)} at this τ)</span>}
-        </span>
+        <div className="tau-row">
+          <label htmlFor="tau-slider">
+            τ <span className="tau-value" data-testid="tau-value">{tau.toFixed(2)}</span>
+          </label>
+          <input
+            id="tau-slider"
+            data-testid="tau-slider"
+            type="range"
+            min={0}
+            max={1}
+            step={0.01}
+            value={tau}
+            onChange={(e) => void controller.setTau(Number(e.target.value))}
+            aria-label="τ: the router sends a token to the cloud when its score is below τ"
+            aria-describedby="tau-help"
+          />
+          <span className="tau-share" data-testid="tau-share" title="share of the tokens of your recent answers whose router score is below this τ">
+            {share === null ? "cloud share: after a first answer" : `≈${formatPercent(share)} cloud at this τ`}
+          </span>
+        </div>
+        <div id="tau-help" className="tau-help" data-testid="tau-help">
+          Tokens the router scores below τ are written by the cloud · 0 all local, 1 all cloud
+        </div>
       </div>
       <Legend />
       <div className="status">
         <CloudIndicator />
       </div>
+      <MoreMenu />
     </header>
+  );
+}
+
+function MoreMenu() {
+  const { stores } = useApp();
+  const showOrigins = useSlice((s) => s.ui, (s) => s.showOrigins);
+  const theme = useSlice((s) => s.ui, (s) => s.theme);
+  const cloud = useSlice((s) => s.session, (s) => s.cloud);
+  return (
+    <details className="menu" data-testid="menu">
+      <summary aria-label="display settings and more" title="display settings and more">
+        ⋯
+      </summary>
+      <div className="menu-panel">
+        <label className="menu-row">
+          <input type="checkbox" data-testid="origins-toggle" checked={showOrigins} onChange={(e) => stores.ui.setState({ showOrigins: e.target.checked })} />
+          Colour tokens by origin
+        </label>
+        <label className="menu-row">
+          Theme
+          <select data-testid="theme-select" value={theme} onChange={(e) => stores.ui.setState({ theme: e.target.value as Theme })}>
+            {THEMES.map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </label>
+        <Legend long />
+        {cloud?.state === "offline" && cloud.detail && <p className="menu-note bad-text">{cloud.detail}</p>}
+      </div>
+    </details>
   );
 }
 
 /** The models and the router, one line per stage, at the foot of the sidebar. */
 export function ModelStatusPanel() {
   const models = useSlice((s) => s.session, (s) => s.models);
+  const cloud = useSlice((s) => s.session, (s) => s.cloud);
   if (!models) return null;
-  const line = (label: string, st: typeof models.slm) => {
+  const line = (label: string, st: ModelStatus["slm"]) => {
     const text = st.error ? st.error : st.loaded ? st.name : st.progress != null ? `downloading ${formatPercent(st.progress)}` : st.source ? "loading…" : "—";
     return (
       <div className={`model-line ${st.error ? "bad" : ""}`} title={st.source ?? ""}>
@@ -60,10 +126,14 @@ export function ModelStatusPanel() {
       </div>
     );
   };
+  // the cloud line says what the indicator says: a model only while the cloud is online
+  const cloudText = cloud?.state === "online" ? (cloud.model ?? models.llm.name ?? "online") : cloudLabel(cloud);
   return (
     <div className="models" data-testid="model-status">
       {line("device", models.slm)}
-      {(models.llm.source || models.llm.error) && line("cloud", models.llm)}
+      <div className={`model-line ${cloud?.state === "offline" ? "bad" : ""}`} title={cloud?.url ?? ""} data-testid="model-status-cloud">
+        <span className="model-label">cloud</span> <span className="model-name">{cloudText}</span>
+      </div>
       <div className="model-line" title={models.router}>
         <span className="model-label">router</span> <span className="model-name">{models.router}</span>
       </div>
@@ -74,15 +144,13 @@ export function ModelStatusPanel() {
 export function CloudIndicator() {
   const cloud = useSlice((s) => s.session, (s) => s.cloud);
   const state = cloud?.state ?? "unknown";
-  const label =
-    state === "online" ? "cloud online" : state === "offline" ? "cloud offline — answering locally" : state === "disabled" ? "no cloud — local only" : "connecting…";
   // why the cloud is offline (a refused token, an invalid URL, another vocabulary) is shown, not only
-  // hovered: it is what the user has to fix
+  // hovered: it is what the user has to fix (one line here; in full in the menu)
   const why = state === "offline" && cloud?.detail ? cloud.detail : null;
   return (
     <>
       <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={[cloud?.model, cloud?.detail].filter(Boolean).join(" — ") || cloud?.url || ""}>
-        <span className="dot" /> {label}
+        <span className="dot" /> {cloudLabel(cloud)}
       </span>
       {why && (
         <span className="cloud-detail" data-testid="cloud-detail" title={why}>

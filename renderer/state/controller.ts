@@ -2,6 +2,7 @@
  * Wires the bridge to the stores and holds the user's actions. No React: tested with a fake bridge.
  */
 import type { Bridge, BridgeEvent, CatalogueItem, CloudSettings, ExportFormat } from "../../shared/bridge";
+import type { Candidate } from "../../shared/events";
 import type { Stores } from "./stores";
 
 export interface Controller {
@@ -9,7 +10,8 @@ export interface Controller {
   sync(): Promise<void>;
   select(id: string): Promise<void>;
   newChat(): Promise<void>;
-  send(text: string): Promise<void>;
+  /** true once the answer has started (the composer keeps the text otherwise) */
+  send(text: string): Promise<boolean>;
   stop(): Promise<void>;
   regenerate(): Promise<void>;
   editAndResend(messageId: string, text: string): Promise<void>;
@@ -26,8 +28,13 @@ export interface Controller {
   downloadModel(id: string): Promise<void>;
   cancelDownload(): Promise<void>;
   exportConversation(id: string, format: ExportFormat): Promise<{ filename: string; mime: string; content: string }>;
+  /** the SLM's top candidates at one token, computed on demand (the pinned token) */
+  candidates(ref: { messageId: string; index: number }): Promise<Candidate[]>;
   dispose(): void;
 }
+
+/** notices about the local model not being ready, dropped once it is */
+const STALE_ONCE_LOADED = /local model is not loaded|model is (still )?loading/i;
 
 let counter = 0;
 const newRequestId = () => `r${Date.now().toString(36)}-${(counter++).toString(36)}`;
@@ -42,7 +49,8 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
         stores.session.setState({ tau: e.tau });
         break;
       case "models":
-        stores.session.setState({ models: e.models });
+        // a notice that the model is missing or loading is stale once it is loaded
+        stores.session.setState((s) => ({ models: e.models, notices: e.models.slm.loaded ? s.notices.filter((n) => !STALE_ONCE_LOADED.test(n)) : s.notices }));
         break;
       case "cloud":
         stores.session.setState({ cloud: e.cloud });
@@ -97,14 +105,14 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       dispatch({ type: "select", id: c.id });
     },
     async send(text) {
-      if (!text.trim() || chat().streaming) return;
+      if (!text.trim() || chat().streaming) return false;
       let id = chat().activeId;
       if (!id) {
         await ctl.newChat();
         id = chat().activeId;
-        if (!id) return;
+        if (!id) return false;
       }
-      await guard(bridge.send({ requestId: newRequestId(), conversationId: id, text }));
+      return (await guard(bridge.send({ requestId: newRequestId(), conversationId: id, text }))) !== undefined;
     },
     async stop() {
       const s = chat().streaming;
@@ -158,6 +166,11 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
     },
     async exportConversation(id, format) {
       return bridge.exportConversation({ id, format });
+    },
+    async candidates({ messageId, index }) {
+      const conversationId = chat().activeId;
+      if (!conversationId) return [];
+      return (await bridge.candidates({ conversationId, messageId, index })).candidates;
     },
     dispose() {
       unsubscribe();

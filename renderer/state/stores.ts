@@ -3,7 +3,7 @@
  * read by components through selectors. Three stores, each changing for its own reasons:
  *   chat    — conversations and the streaming answer (a pure reducer, chatReducer.ts)
  *   session — τ, model and cloud status, live statistics, notices, the bridge connection
- *   ui      — what the user is looking at: the inspected token, Markdown/token view per answer
+ *   ui      — what the user is looking at: the inspected token, source view per answer, display settings
  */
 import { createStore, type StoreApi } from "zustand/vanilla";
 import type { CloudStatus, LiveStats, ModelStatus } from "../../shared/bridge";
@@ -46,14 +46,37 @@ export interface UiState {
   hovered: TokenRef | null;
   /** the token clicked: stays in the inspector until another click */
   pinned: TokenRef | null;
-  /** per finished answer: show tokens instead of Markdown */
+  /** per finished answer: show its raw token source instead of the rendered Markdown */
   tokenView: Record<string, boolean>;
   /** the user message being edited */
   editing: string | null;
+  /** app-wide: colour every token by its origin (local / cloud / fallback) */
+  showOrigins: boolean;
+  theme: Theme;
 }
 
-export function createUiStore(): StoreApi<UiState> {
-  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null }));
+export type Theme = "system" | "light" | "dark";
+export const THEMES: readonly Theme[] = ["system", "light", "dark"];
+
+/** The display settings kept across sessions (localStorage in the renderer). */
+export type DisplaySettings = Pick<UiState, "showOrigins" | "theme">;
+export const defaultDisplay: DisplaySettings = { showOrigins: true, theme: "system" };
+
+/** Display settings read back from storage: anything malformed falls back to the default. */
+export function parseDisplaySettings(raw: string | null): DisplaySettings {
+  try {
+    const v = JSON.parse(raw ?? "{}") as Partial<Record<keyof DisplaySettings, unknown>>;
+    return {
+      showOrigins: typeof v.showOrigins === "boolean" ? v.showOrigins : defaultDisplay.showOrigins,
+      theme: THEMES.includes(v.theme as Theme) ? (v.theme as Theme) : defaultDisplay.theme,
+    };
+  } catch {
+    return { ...defaultDisplay };
+  }
+}
+
+export function createUiStore(display: DisplaySettings = defaultDisplay): StoreApi<UiState> {
+  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null, ...display }));
 }
 
 /** The inspected token: the hovered one wins over the pinned one while the pointer is on a token. */
@@ -65,6 +88,6 @@ export interface Stores {
   ui: StoreApi<UiState>;
 }
 
-export function createStores(): Stores {
-  return { chat: createChatStore(), session: createSessionStore(), ui: createUiStore() };
+export function createStores(display?: DisplaySettings): Stores {
+  return { chat: createChatStore(), session: createSessionStore(), ui: createUiStore(display) };
 }
