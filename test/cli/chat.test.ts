@@ -32,8 +32,7 @@ describe("terminal chat", () => {
     if (!hasStories) noteMissingShared("the demo (stories260K pair)");
   });
 
-  it("demo --json: one JSON object per token, then the summary; both origins at τ = 0.5", async () => {
-    if (!hasStories) return;
+  it.skipIf(!hasStories)("demo --json: one JSON object per token, then the summary; both origins at τ = 0.5", async () => {
     const { code, stdout, stderr } = await chat(["--demo", "--json", "--tau", "0.5", "--max-tokens", "40", "Once upon"]);
     expect(code, stderr).toBe(0);
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -51,8 +50,7 @@ describe("terminal chat", () => {
     for (const k of ["index", "tokenId", "text", "origin", "confidence", "tau", "cloudLatencyMs"]) expect(lines[0]).toHaveProperty(k);
   });
 
-  it("coloured output with a summary line", async () => {
-    if (!hasStories) return;
+  it.skipIf(!hasStories)("coloured output with a summary line", async () => {
     const { code, stdout, stderr } = await chat(["--demo", "--tau", "0.5", "--max-tokens", "30"]);
     expect(code, stderr).toBe(0);
     expect(stdout).toContain("\x1b[1;35m"); // cloud colour
@@ -60,8 +58,7 @@ describe("terminal chat", () => {
     expect(stderr).toMatch(/30 tokens · \d+ cloud/);
   });
 
-  it("a vocabulary mismatch is a clear error before any token", async () => {
-    if (!hasStories) return;
+  it.skipIf(!hasStories)("a vocabulary mismatch is a clear error before any token", async () => {
     const { code, stdout, stderr } = await chat(["--slm", f.randGpt2, "--llm", f.storiesLlm!, "--json", "hello"]);
     expect(code).toBe(1);
     expect(stdout).toBe("");

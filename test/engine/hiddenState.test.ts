@@ -16,8 +16,7 @@ describe("SLM hidden state", () => {
   });
   afterAll(async () => slm?.dispose());
 
-  it("is the post-norm last-layer state: W_out · h gives the greedy token and its probability", async () => {
-    if (!slm) return;
+  it.skipIf(!hasStories)("is the post-norm last-layer state: W_out · h gives the greedy token and its probability", async () => {
     const gguf = readGguf(stories260K);
     const out = gguf.tensor("output.weight")!;
     expect(out.type).toBe(GgmlType.F32);
@@ -26,12 +25,12 @@ describe("SLM hidden state", () => {
     const W = new Float32Array(raw.buffer, raw.byteOffset, nEmbd * nVocab);
 
     const needs = { top1Prob: true, topK: 0, hidden: true };
-    let step = await slm.begin(slm.tokenizeText("Once upon a time"), needs);
+    let step = await slm!.begin(slm!.tokenizeText("Once upon a time"), needs);
     const seen = new Set<string>();
     for (let i = 0; i < 12; i++) {
       const h = step.hidden!;
       expect(h).toBeInstanceOf(Float64Array);
-      expect(h.length).toBe(slm.hiddenSize);
+      expect(h.length).toBe(slm!.hiddenSize);
       seen.add(Array.from(h.slice(0, 4)).join(","));
       const logits = new Float64Array(nVocab);
       for (let r = 0; r < nVocab; r++) {
@@ -46,13 +45,12 @@ describe("SLM hidden state", () => {
       for (const l of logits) z += Math.exp(l - max);
       expect(arg).toBe(step.tokenId);
       expect(1 / z).toBeCloseTo(step.top1Prob, 3);
-      step = await slm.advance(step.tokenId, needs);
+      step = await slm!.advance(step.tokenId, needs);
     }
     expect(seen.size).toBeGreaterThan(10); // a new state at every position
   });
 
-  it("is absent unless the context was created for it", async () => {
-    if (!slm) return;
+  it.skipIf(!hasStories)("is absent unless the context was created for it", async () => {
     const plain = await LocalModel.load(stories260K, { contextSize: 128 });
     try {
       const step = await plain.begin(plain.tokenizeText("Once"), { top1Prob: true, topK: 0, hidden: true });

@@ -20,15 +20,15 @@ async function collect(dec: CollaborativeDecoder, prompt: number[], opts: Genera
   return { events, summary: await answer.summary };
 }
 
-function routingSuite(label: string, files: () => Promise<PairFiles | null>, maxTokens: number) {
-  describe(label, () => {
+function routingSuite(label: string, files: () => Promise<PairFiles | null>, maxTokens: number, available = true) {
+  describe.skipIf(!available)(available ? label : `${label} (skipped: ../shared/models/stories260K.gguf not found)`, () => {
     let pair: RunningPair | undefined;
     let p: PairFiles | null = null;
     let dec: CollaborativeDecoder;
 
     beforeAll(async () => {
       p = await files();
-      if (!p) return;
+      if (!p) throw new Error(`${label}: the fixture pair could not be made`);
       pair = await startPair(p);
       dec = new CollaborativeDecoder(pair.slm, new ConfidenceRouter(), await pair.client());
     });
@@ -37,10 +37,9 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
     const prompt = (text: string) => pair!.slm.tokenizeText(text);
 
     it("τ = 0 gives the SLM's own greedy decoding, token for token, with no cloud call", async () => {
-      if (!p) return;
       for (const text of PROMPTS) {
         const { events, summary } = await collect(dec, prompt(text), { tau: 0, maxTokens });
-        const reference = await standaloneGreedy(p.slm, prompt(text), maxTokens);
+        const reference = await standaloneGreedy(p!.slm, prompt(text), maxTokens);
         expect(events.map((e) => e.tokenId)).toEqual(reference);
         expect(events.every((e) => e.origin === "local")).toBe(true);
         expect(summary.cloudCalls).toBe(0);
@@ -48,17 +47,15 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
     });
 
     it("τ = 1 gives the LLM's own greedy decoding, token for token, every token from the cloud", async () => {
-      if (!p) return;
       for (const text of PROMPTS) {
         const { events } = await collect(dec, prompt(text), { tau: 1, maxTokens });
-        const reference = await standaloneGreedy(p.llm, prompt(text), maxTokens);
+        const reference = await standaloneGreedy(p!.llm, prompt(text), maxTokens);
         expect(events.map((e) => e.tokenId)).toEqual(reference);
         expect(events.every((e) => e.origin === "cloud")).toBe(true);
       }
     });
 
     it("mixed τ: each token is the greedy choice of the model its origin names, given the same prefix", async () => {
-      if (!p) return;
       let cloud = 0;
       let local = 0;
       for (const text of PROMPTS) {
@@ -69,8 +66,8 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
         const tau = sorted[Math.floor(sorted.length / 2)];
         const { events } = await collect(dec, pr, { tau, maxTokens });
         const seq = [...pr, ...events.map((e) => e.tokenId)];
-        const slmPreds = await teacherForcedGreedy(p.slm, seq, pr.length);
-        const llmPreds = await teacherForcedGreedy(p.llm, seq, pr.length);
+        const slmPreds = await teacherForcedGreedy(p!.slm, seq, pr.length);
+        const llmPreds = await teacherForcedGreedy(p!.llm, seq, pr.length);
         events.forEach((e, i) => {
           const expected = e.origin === "cloud" ? llmPreds[i] : slmPreds[i];
           expect(e.tokenId, `token ${i} (${e.origin})`).toBe(expected);
@@ -84,7 +81,6 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
     });
 
     it("the cloud share never decreases as τ grows (sweep over prompts)", async () => {
-      if (!p) return;
       const taus = [0, 0.25, 0.5, 0.75, 0.9, 1];
       const shares: number[] = [];
       for (const tau of taus) {
@@ -103,7 +99,6 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
     });
 
     it("τ can change between tokens of one answer", async () => {
-      if (!p) return;
       let n = 0;
       const { events } = await collect(dec, prompt(PROMPTS[0]), { tau: () => (n++ < 5 ? 0 : 1), maxTokens: 12 });
       expect(events.slice(0, 5).every((e) => e.origin === "local" && e.tau === 0)).toBe(true);
@@ -113,5 +108,5 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
 }
 
 if (!hasStories) noteMissingShared("routing on the stories260K pair");
-routingSuite("routed decoding on the stories260K-derived pair", async () => (hasStories ? storiesPair() : null), 40);
+routingSuite("routed decoding on the stories260K-derived pair", storiesPair, 40, hasStories);
 routingSuite("routed decoding on random-weight models with the Qwen2 vocabulary", randomQwenPair, 16);

@@ -162,11 +162,11 @@ describe('GGUF round trip', () => {
     it.skipIf(!storiesAvailable)(
         `rewrites stories260K byte for byte${storiesAvailable ? '' : ` (skipped: ${storiesSourcePath()} not found)`}`,
         async () => {
-            if (!fx.storiesLlm) return;
-            const f = readGguf(fx.storiesLlm);
+            expect(fx.storiesLlm, 'the stories260K fixture').toBeTruthy();
+            const f = readGguf(fx.storiesLlm!);
             const out = path.join(tmp, 'stories.gguf');
             await writeGguf(out, { version: f.version as 3, kvs: f.kvs, tensors: f.tensors.map((t) => copiedTensor(f, t)) });
-            expect(sha256(out)).toBe(sha256(fx.storiesLlm));
+            expect(sha256(out)).toBe(sha256(fx.storiesLlm!));
         },
     );
 
