@@ -8,7 +8,7 @@
  * the time to first token is the SLM's prompt evaluation plus one step.
  */
 import type { ChatMessage } from "../shared/chat.js";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { ConfidenceRouter } from "../shared/router.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { planPrompt } from "../electron/engine/conversationPrompt.js";

@@ -9,8 +9,9 @@
  */
 import { parseArgs } from "node:util";
 import { defaultSlm } from "../models/catalogue.js";
-import { getTandemLlama } from "../shared/node/llama.js";
-import { checkGgufFile, resolveModelSource } from "../shared/node/modelFile.js";
+import { getTandemLlama } from "../inference/llama.js";
+import { resolveModelSource } from "../inference/modelFile.js";
+import { checkGgufFile } from "../inference/modelPreflight.js";
 import { parseCloudUrl } from "../electron/engine/cloud/callSupport.js";
 import { CLOUD_KINDS, type CloudKind } from "../electron/engine/cloud/adapters/index.js";
 import { runCloudCheck, type CheckLine } from "../electron/engine/cloud/adapters/vocabCheck.js";

@@ -29,7 +29,7 @@ export async function startChildServer(args: readonly string[], opts: { token?: 
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "cloud", "main.ts"), ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
-    // threads: the server picks them by model size (one for tiny models, shared/node/llama.ts)
+    // threads: the server picks them by model size (one for tiny models, inference/llama.ts)
     env: { ...process.env, ...opts.env, ...(opts.token ? { TANDEM_CLOUD_TOKEN: opts.token } : {}) },
   });
   let out = "";

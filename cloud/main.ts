@@ -23,7 +23,7 @@
  * - Exit codes: 0 after SIGINT/SIGTERM, 1 when the server cannot start (message on stderr), 2 for a
  *   command-line mistake.
  */
-import { resolveModelSource } from "../shared/node/modelFile.js";
+import { resolveModelSource } from "../inference/modelFile.js";
 import { isLoopbackHost } from "./auth.js";
 import { formatBytes } from "./memory.js";
 import { parseCloudArgs, UsageError, USAGE, type ParsedCloudArgs } from "./options.js";

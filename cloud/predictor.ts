@@ -193,7 +193,7 @@ export class Predictor {
       const results = await s.sequence.controlledEvaluate([
         ...ids.slice(0, -1),
         // temperature 0: greedy, and the probabilities are the full softmax, not renormalised over a
-        // truncated candidate set (FACTS.md)
+        // truncated candidate set (docs/FACTS.md)
         // the log-probability (`confidence`) sorts the whole vocabulary: only when asked (NextRequest.logprob)
         [last, { generateNext: { token: true, confidence: logprob, probabilities: logprob && topK > 0, options: { temperature: 0 } } }],
       ]);

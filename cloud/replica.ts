@@ -10,7 +10,7 @@
  *
  * Each followed conversation needs the SLM's KV cache for its history; the replica keeps a few
  * contexts (slots), one sequence each (the hidden state is read from a context's last decode, see
- * shared/node/hiddenState.ts), reused by the conversation that last held one (its prefix is cached)
+ * inference/hiddenState.ts), reused by the conversation that last held one (its prefix is cached)
  * or else the least recently used. With every slot busy a /route answers its first position only.
  * The SLM is small next to the LLM (Qwen2.5-0.5B beside 32B: 1.5%), and so are its slots' caches.
  */
@@ -19,8 +19,8 @@ import type { Llama, LlamaModel } from "node-llama-cpp";
 import type { ModelIdentity, ReplicaInfo, ReplicaRouter } from "../shared/protocol.js";
 import { ConfidenceRouter, type Router } from "../shared/router.js";
 import { decideStep } from "../shared/routing.js";
-import { LocalModel, type SlmStep } from "../shared/node/localModel.js";
-import { loadModelFile, modelIdentity, weightsFingerprint } from "../shared/node/modelFile.js";
+import { LocalModel, type SlmStep } from "../inference/localModel.js";
+import { loadModelFile, modelIdentity, weightsFingerprint } from "../inference/modelFile.js";
 import { LearnedRouter } from "../router/learnedRouter.js";
 import { decodeRouterFile, RouterFileError } from "../router/file.js";
 import { CloudError } from "./errors.js";

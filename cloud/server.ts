@@ -19,8 +19,8 @@ import {
   type RouteRequest,
   type RouterUploadResponse,
 } from "../shared/protocol.js";
-import { getTandemLlama } from "../shared/node/llama.js";
-import { loadModelFile, modelIdentity, resolveModelSource, VocabularyMismatchError } from "../shared/node/modelFile.js";
+import { getTandemLlama } from "../inference/llama.js";
+import { loadModelFile, modelIdentity, resolveModelSource, VocabularyMismatchError } from "../inference/modelFile.js";
 import { bearerVerifier, checkTokenStrength, isLoopbackHost, parseBearer, tokenTag, type BearerVerifier } from "./auth.js";
 import { CloudError } from "./errors.js";
 import { readBody, sendJson } from "./http.js";
@@ -68,7 +68,7 @@ export interface CloudServerOptions {
   /**
    * Which llama.cpp backend to load `modelPath` with: "auto" picks CUDA, Vulkan or Metal when one works
    * and falls back to the CPU; false is CPU only. Default: the process's shared runtime
-   * (shared/node/llama.ts: Metal on Apple Silicon, CPU elsewhere). Ignored when `model` is given.
+   * (inference/llama.ts: Metal on Apple Silicon, CPU elsewhere). Ignored when `model` is given.
    */
   gpu?: "auto" | "cuda" | "vulkan" | "metal" | false;
   /** tokens per session (default: the model's training context, at most 4096) */
@@ -323,7 +323,7 @@ function authConfig(opts: CloudServerOptions, host: string): BearerVerifier | un
 async function runtimeFor(gpu: CloudServerOptions["gpu"]): Promise<Llama> {
   if (gpu === undefined) return getTandemLlama();
   try {
-    return await getLlama({ gpu, build: "never", logLevel: "error" as never, progressLogs: false }); // the enum hides its string values (as in shared/node/llama.ts)
+    return await getLlama({ gpu, build: "never", logLevel: "error" as never, progressLogs: false }); // the enum hides its string values (as in inference/llama.ts)
   } catch (err) {
     const reason = (err as Error).message || (err as Error).name;
     throw new Error(

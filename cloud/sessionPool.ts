@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { prefixHash, type AppendResponse } from "../shared/protocol.js";
-import { threadsFor } from "../shared/node/llama.js";
+import { threadsFor } from "../inference/llama.js";
 import { CloudError, overloaded } from "./errors.js";
 import { orderedOutputsStrategy } from "./batching.js";
 import { kvLayout } from "./memory.js";

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { ensureFixtures } from "../models/fixtures.js";
 import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
 import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";

@@ -12,7 +12,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { ensureFixtures } from "../models/fixtures.js";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";
 import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
 import { ChatPage } from "./pages/chatPage.js";

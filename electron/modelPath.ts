@@ -3,7 +3,7 @@
  * packaged app's working directory is `/` when it is opened from the Finder (it would name a file the
  * user never meant). `hf:` URIs and URLs pass through to the engine, which knows them.
  */
-import { expandHome } from "../shared/node/appFolders.js";
+import { expandHome } from "./engine/appFolders.js";
 import path from "node:path";
 
 export function normaliseModelPath(input: string, home?: string): string {

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Rng } from "../router/prng.js";
+import { Rng } from "../shared/prng.js";
 import { defaultSharedDir } from "../router/text.js";
 
 export interface TaskItem {

@@ -1,9 +1,9 @@
 /**
  * What each router feature costs per SLM step, measured on the loaded SLM (the issue asks for the
- * cost of each feature; on Qwen's 152k vocabulary the top-k path is the expensive one — FACTS.md).
+ * cost of each feature; on Qwen's 152k vocabulary the top-k path is the expensive one — docs/FACTS.md).
  * Steps are greedy continuations from `prompt`, the same work the engine does per token.
  */
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 import type { FeatureNeeds } from "../shared/router.js";
 
 export interface FeatureCost {

@@ -14,13 +14,13 @@
  *
  * Only positions whose preceding `novelN` tokens never occur in the router's training text count.
  */
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 import { routesToCloud, type FeatureNeeds, type Router } from "../shared/router.js";
 import { decide } from "../shared/routing.js";
 import { tauForShare } from "../router/collect.js";
 import { OracleBudget, oracleAgreement } from "../router/labels.js";
 import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/pair.js";
-import { Rng } from "../router/prng.js";
+import { Rng } from "../shared/prng.js";
 import type { NgramIndex } from "../router/text.js";
 import { gapClosed, interpolate, mean } from "./metrics.js";
 

@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { ConfidenceRouter } from "../shared/router.js";
 import { defaultLabelsFile, defaultPair } from "../router/args.js";
 import { readLabelFile, writeLabelFile } from "../router/labelFile.js";

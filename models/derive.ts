@@ -10,7 +10,7 @@
  * The rewrite keeps every other tensor's bytes and every metadata value's on-disk type (notably
  * `<arch>.block_count`, which llama.cpp reads with a fixed integer type).
  */
-import { copiedTensor, GgufError, GgufType, type GgufTensorSpec, readGguf, setKv, writeGguf } from './gguf.js';
+import { copiedTensor, GgufError, GgufType, type GgufTensorSpec, readGguf, setKv, writeGguf } from '../inference/gguf.js';
 
 const BLOCK_TENSOR = /^blk\.(\d+)\.(.+)$/;
 

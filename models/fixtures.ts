@@ -39,7 +39,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropBlocks } from './derive.js';
-import { readGguf } from './gguf.js';
+import { readGguf } from '../inference/gguf.js';
 import { makeRandomModel, type RandomModelOptions } from './random-model.js';
 import { extractVocabs, vocabFileName } from './vocab.js';
 

@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { readGguf } from './gguf.js';
+import { readGguf } from '../inference/gguf.js';
 
 const execFileP = promisify(execFile);
 

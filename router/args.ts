@@ -2,7 +2,7 @@
 import * as path from "node:path";
 import { ensureFixtures } from "../models/fixtures.js";
 import { bindingOf, routerFileName } from "./file.js";
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 
 export async function defaultPair(slm?: string, llm?: string): Promise<{ slm: string; llm: string }> {
   if (slm && llm) return { slm, llm };

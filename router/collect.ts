@@ -8,7 +8,7 @@
  *     decoder visits is labelled against the LLM's greedy token there. This covers the states the
  *     router meets when free-running, which teacher forcing never shows it.
  */
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 import type { Router } from "../shared/router.js";
 import { decide } from "../shared/routing.js";
 import { featureDim, featureNeeds, featureVector, type FeatureSpec } from "./features.js";
@@ -57,7 +57,7 @@ export async function collectTeacherForced(
     const from = item.prompt.length;
     // LLM probabilities settle rule 4. With the LLM's own greedy continuation as reference they are
     // needed only at numerical near-ties (batch vs. one-at-a-time evaluation: ~1 position in 15k), but
-    // we can't know where in advance; on large vocabularies they cost ~70 ms a position (FACTS.md).
+    // we can't know where in advance; on large vocabularies they cost ~70 ms a position (docs/FACTS.md).
     const positions = await teacherForce(slm, llm, seq, from, needs, true);
     for (let j = 0; j < positions.length; j++) {
       const p = positions[j]!;

@@ -3,7 +3,7 @@
  * top-1 probability — the confidence router's score — without touching the logits.
  *
  * Why: through node-llama-cpp 3.21 the top-1 probability costs a sort of the whole vocabulary per token
- * (+12–15 ms on Qwen's 152k vocabulary, ~40% of a CPU step), while the hidden state is free (FACTS.md).
+ * (+12–15 ms on Qwen's 152k vocabulary, ~40% of a CPU step), while the hidden state is free (docs/FACTS.md).
  * The probability is a function of the hidden state (softmax(W·h) at the greedy token), so a network on
  * h can learn it; it then scores in ~0.1–0.4 ms.
  *
@@ -16,7 +16,7 @@
  * How good it is, is measured, not assumed: `fidelity` compares its routing decisions with the
  * confidence router's on held-out sequences, and the router is used only when they agree enough.
  */
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
 import type { FeatureSpec } from "./features.js";
 import { routerSizes } from "./mlp.js";

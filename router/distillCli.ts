@@ -12,7 +12,7 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { defaultPair } from "./args.js";
 import { collectConfidenceSamples, distillRouter, MIN_OVERLAP_AT_10 } from "./distill.js";
 import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "./file.js";

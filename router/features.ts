@@ -6,7 +6,7 @@
  *   margin   top-1 minus top-2 probability          } need the top-k candidates, which node-llama-cpp
  *   entropy  entropy estimate over the top-k + rest } 3.21 only gives through the full probability map
  *                                                    (free on a 512-token vocabulary, ~+70 ms/step on
- *                                                    Qwen's 152k: FACTS.md) — hence configurable.
+ *                                                    Qwen's 152k: docs/FACTS.md) — hence configurable.
  *
  * The vector layout is fixed by the spec and stored in the router file, so a router always reads its
  * features the way it was trained.

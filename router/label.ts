@@ -12,7 +12,7 @@
  * against the answer key — CITER's rule).
  */
 import { parseArgs } from "node:util";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { defaultLabelsFile, defaultPair } from "./args.js";
 import { parseFeatureSpec } from "./features.js";
 import { writeLabelFile } from "./labelFile.js";

@@ -9,7 +9,7 @@
  * No ML dependency: the networks are small (h = 64 for stories260K: ~17k weights; h = 896 for Qwen2.5-
  * 0.5B: ~3.2M) and one forward pass per token is a few microseconds to a millisecond.
  */
-import { Rng } from "./prng.js";
+import { Rng } from "../shared/prng.js";
 
 export interface MlpParams {
   /** layer widths including input and the single output, e.g. [67, 128, 64, 1] */

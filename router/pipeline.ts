@@ -3,7 +3,7 @@
  * `npm run router:train` and the evaluation (which trains a router itself when none matches).
  */
 import * as path from "node:path";
-import type { LocalModel } from "../shared/node/localModel.js";
+import type { LocalModel } from "../inference/localModel.js";
 import { collectRouted, collectTeacherForced, newLabelSet, tauForShare, type LabelItem } from "./collect.js";
 import { DEFAULT_FEATURES, featureSpecName, type FeatureSpec } from "./features.js";
 import { bindingOf, encodeRouterFile, routerFileName, writeRouterFile } from "./file.js";

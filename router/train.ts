@@ -6,7 +6,7 @@
  * data and seed give the same weights.
  */
 import { bce, columnStats, initMlp, MlpTrainer, routerSizes, type MlpParams } from "./mlp.js";
-import { Rng } from "./prng.js";
+import { Rng } from "../shared/prng.js";
 
 export interface TrainData {
   /** row-major features, n × d */

@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
-import { LocalModel } from "../shared/node/localModel.js";
+import { LocalModel } from "../inference/localModel.js";
 import { defaultLabelsFile, defaultPair } from "./args.js";
 import { featureSpecName } from "./features.js";
 import { mergeLabelSets, readLabelFile } from "./labelFile.js";

@@ -7,7 +7,7 @@
  */
 import { routesToCloud, type Router, type RouterFeatures } from "./router.js";
 
-/** What routers read of an SLM step (shared/node/localModel.ts's SlmStep has these fields). */
+/** What routers read of an SLM step (inference/localModel.ts's SlmStep has these fields). */
 export interface StepView {
   /** probability of the greedy token; NaN when not computed */
   top1Prob: number;

@@ -15,9 +15,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
-import { preflightModelFile } from "../shared/node/modelPreflight.js";
-import { isRemoteModelUri } from "../shared/node/modelFile.js";
-import { defaultModelsDir } from "../shared/node/appFolders.js";
+import { preflightModelFile } from "../inference/modelPreflight.js";
+import { isRemoteModelUri } from "../inference/modelFile.js";
+import { defaultModelsDir } from "../electron/engine/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
 

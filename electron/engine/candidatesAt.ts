@@ -6,7 +6,7 @@
  */
 import type { Conversation } from "../../shared/bridge.js";
 import type { Candidate } from "../../shared/events.js";
-import type { LocalModel } from "../../shared/node/localModel.js";
+import type { LocalModel } from "../../inference/localModel.js";
 
 /** how many candidates the inspector shows */
 export const INSPECTOR_TOP_K = 8;

@@ -4,7 +4,7 @@
  * decoder. The cut lands on whole turns, so the prompt tokens are those of a shorter conversation.
  */
 import type { ChatMessage } from "../../shared/chat.js";
-import type { LocalModel } from "../../shared/node/localModel.js";
+import type { LocalModel } from "../../inference/localModel.js";
 import { answerReserve, planContext, type ContextPlan } from "./contextWindow.js";
 
 export interface PlannedPrompt {

@@ -18,7 +18,7 @@
  */
 import type { AnswerSummary, TokenEvent } from "../../shared/events.js";
 import type { Router } from "../../shared/router.js";
-import type { LocalModel, SlmStep } from "../../shared/node/localModel.js";
+import type { LocalModel, SlmStep } from "../../inference/localModel.js";
 import type { CloudPeer } from "./cloud/peer.js";
 import { AnswerState, wasRouted, type AnswerOptions } from "./decoding/answer.js";
 import { CallSource, NoCloud } from "./decoding/callSource.js";

@@ -10,7 +10,7 @@
 import { mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
 import type { DownloadState } from "../../shared/bridge.js";
-import { preflightModelFile } from "../../shared/node/modelPreflight.js";
+import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { DownloadError, httpDownload } from "./httpDownload.js";
 
 export interface DownloadRequest {

@@ -14,7 +14,7 @@ import * as path from "node:path";
 import { clampConfidence, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
 import { ConfidenceSamples, distillRouter, DISTILL_NEEDS, type Distilled } from "../../router/distill.js";
 import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "../../router/file.js";
-import type { LocalModel } from "../../shared/node/localModel.js";
+import type { LocalModel } from "../../inference/localModel.js";
 
 export interface SelfDistillOptions {
   /** where the router file is written (the app's data folder; loadRouterFor looks there too) */

@@ -33,14 +33,14 @@ import type {
 import type { ChatMessage } from "../../shared/chat.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
-import { resolveModelSource, VocabularyMismatchError } from "../../shared/node/modelFile.js";
+import { resolveModelSource, VocabularyMismatchError } from "../../inference/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
 import { ConversationStore, metaOf } from "./conversationStore.js";
 import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { MAX_CONTEXT_SIZE, MAX_SYSTEM_PROMPT_CHARS, MIN_CONTEXT_SIZE, SettingsStore, type SecretStore } from "./settings.js";
@@ -49,7 +49,7 @@ import { writeFileAtomic } from "./atomicFile.js";
 import { lockDataFolder, type DataFolderLock } from "./dataLock.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
-import { preflightModelFile } from "../../shared/node/modelPreflight.js";
+import { preflightModelFile } from "../../inference/modelPreflight.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -101,7 +101,7 @@ export interface ServiceOptions {
 /**
  * Inspector extras that touch every logit, by default only where that is cheap. node-llama-cpp 3.21
  * gives the SLM's top-k only as the full probability map, ~70–90 ms a token on Qwen's 152k vocabulary
- * (FACTS.md, bench a) — more than the step itself, undoing the distilled router's saving; and the
+ * (docs/FACTS.md, bench a) — more than the step itself, undoing the distilled router's saving; and the
  * cloud token's log-probability costs the server a full sort per call. Free on small vocabularies.
  */
 export const CHEAP_VOCAB_MAX = 32_768;

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { modelIdentity } from "../../shared/node/modelFile.js";
+import { modelIdentity } from "../../inference/modelFile.js";
 import type { ModelIdentity } from "../../shared/protocol.js";
 import { CloudCallError, type CloudPeer } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe, type CloudKind } from "../../electron/engine/cloud/adapters/index.js";

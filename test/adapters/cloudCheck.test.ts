@@ -14,7 +14,7 @@ import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { getTandemLlama } from "../../shared/node/llama.js";
+import { getTandemLlama } from "../../inference/llama.js";
 import { runCloudCheck, type CheckLine, type CloudCheckReport } from "../../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary, paddedHash, unpaddedLength, type DeviceVocabulary } from "../../electron/engine/cloud/adapters/vocabulary.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";

@@ -10,8 +10,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { modelIdentity } from "../../shared/node/modelFile.js";
+import { getTandemLlama } from "../../inference/llama.js";
+import { modelIdentity } from "../../inference/modelFile.js";
 
 export type EngineKind = "llama.cpp" | "vllm" | "sglang";
 export type EngineFault = "none" | "garbage" | "missing" | "outOfVocab" | "status500" | "slow" | "disagree";

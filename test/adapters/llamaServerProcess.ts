@@ -44,7 +44,7 @@ export async function startLlamaServer(model: string, opts: LlamaServerOptions =
     "-m", model,
     "--host", "127.0.0.1",
     "--port", "0", // the server binds a free port and logs it
-    // tiny models must run on one thread on these 2-core machines (FACTS.md)
+    // tiny models must run on one thread on these 2-core machines (docs/FACTS.md)
     "-t", "1", "-tb", "1",
     "-c", String(opts.contextSize ?? 2048),
     "-np", String(opts.parallel ?? 1),

@@ -1,5 +1,5 @@
 /** Vocabulary variants for the check tests: a padded copy of a model, a tokenizer that disagrees. */
-import { readGguf, setKv, copiedTensor, writeGguf, type GgufArray, type GgufValue } from "../../models/gguf.js";
+import { readGguf, setKv, copiedTensor, writeGguf, type GgufArray, type GgufValue } from "../../inference/gguf.js";
 import type { FakeTokenizer } from "./engines.js";
 
 /**

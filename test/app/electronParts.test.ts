@@ -16,10 +16,10 @@ import type { FromEngine, ToEngine } from "../../electron/engineProtocol.js";
 import { appMenuTemplate } from "../../electron/menu.js";
 import { normaliseModelPath } from "../../electron/modelPath.js";
 import { BRIDGE_OPS, type BridgeApi, type BridgeEvent } from "../../shared/bridge.js";
-import { defaultModelsDir, expandHome } from "../../shared/node/appFolders.js";
+import { defaultModelsDir, expandHome } from "../../electron/engine/appFolders.js";
 import { SelfDistiller } from "../../electron/engine/selfDistill.js";
 import { sigmoid } from "../../router/mlp.js";
-import { Rng } from "../../router/prng.js";
+import { Rng } from "../../shared/prng.js";
 
 /** An engine child in memory: `respond` decides what it does with each message. */
 class FakeChild extends EventEmitter implements EngineChildLike {

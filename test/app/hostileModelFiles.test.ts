@@ -10,10 +10,10 @@ import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { GGUF_LIMITS, GgufError, GgufType, parseGguf, readGguf, writeGguf, type GgufKv, type GgufValue } from "../../models/gguf.js";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { hashVocabulary, loadModelFile, ModelFileError, vocabularyTokens } from "../../shared/node/modelFile.js";
-import { preflightModelFile } from "../../shared/node/modelPreflight.js";
+import { GGUF_LIMITS, GgufError, GgufType, parseGguf, readGguf, writeGguf, type GgufKv, type GgufValue } from "../../inference/gguf.js";
+import { getTandemLlama } from "../../inference/llama.js";
+import { hashVocabulary, loadModelFile, vocabularyTokens } from "../../inference/modelFile.js";
+import { ModelFileError, preflightModelFile } from "../../inference/modelPreflight.js";
 import { hostileModels, writeSplitModel } from "./hostileModels.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-hostile-gguf-"));

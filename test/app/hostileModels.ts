@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, ftruncateSync, statSync, t
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { alignUp, copiedTensor, GgmlType, GgufType, readGguf, setKv, tensorByteSize, writeGguf, type GgufKv, type GgufTensorSpec } from "../../models/gguf.js";
+import { alignUp, copiedTensor, GgmlType, GgufType, readGguf, setKv, tensorByteSize, writeGguf, type GgufKv, type GgufTensorSpec } from "../../inference/gguf.js";
 
 export interface HostileModel {
   what: string;

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { terminalJson, terminalSafe } from "../../cli/terminalText.js";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { copiedTensor, GgufType, readGguf, setKv, writeGguf, type GgufArray } from "../../models/gguf.js";
+import { copiedTensor, GgufType, readGguf, setKv, writeGguf, type GgufArray } from "../../inference/gguf.js";
 import { hasStories, repoRoot } from "../helpers/shared.js";
 
 const run = promisify(execFile);

@@ -11,8 +11,8 @@ import { kvLayout, MAX_SEQUENCES, MIB, sessionsWithinBudget } from "../../cloud/
 import { startCloudServer, type CloudHealthResponse, type CloudServer } from "../../cloud/server.js";
 import { SessionManager } from "../../cloud/sessions.js";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { loadModelFile, modelIdentity } from "../../shared/node/modelFile.js";
+import { getTandemLlama } from "../../inference/llama.js";
+import { loadModelFile, modelIdentity } from "../../inference/modelFile.js";
 import { PROTOCOL_VERSION, type ModelIdentity } from "../../shared/protocol.js";
 import { hasStories, noteMissingShared } from "../helpers/shared.js";
 

@@ -15,7 +15,7 @@ import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { PROTOCOL_VERSION, type ModelIdentity } from "../../shared/protocol.js";
 import { encodeRouterFile } from "../../router/file.js";
 import { initMlp } from "../../router/mlp.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";
 

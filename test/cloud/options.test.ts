@@ -10,8 +10,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startChildServer } from "../../cloud/child.js";
 import { parseCloudArgs, UsageError } from "../../cloud/options.js";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { loadModelFile, modelIdentity } from "../../shared/node/modelFile.js";
+import { getTandemLlama } from "../../inference/llama.js";
+import { loadModelFile, modelIdentity } from "../../inference/modelFile.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "tandem-cloud-options-"));

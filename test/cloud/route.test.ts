@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { PROTOCOL_LIMITS, PROTOCOL_VERSION, type RouteLine } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { bindingOf, encodeRouterFile } from "../../router/file.js";
 import { LearnedRouter } from "../../router/learnedRouter.js";

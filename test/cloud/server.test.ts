@@ -8,8 +8,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import { getTandemLlama } from "../../shared/node/llama.js";
-import { loadModelFile, modelIdentity } from "../../shared/node/modelFile.js";
+import { getTandemLlama } from "../../inference/llama.js";
+import { loadModelFile, modelIdentity } from "../../inference/modelFile.js";
 import { PROTOCOL_LIMITS, PROTOCOL_VERSION, type ModelIdentity } from "../../shared/protocol.js";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import type { BridgeEvent, Conversation } from "../../shared/bridge.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { TandemService } from "../../electron/engine/service.js";
 import { storiesPair } from "../helpers/pair.js";
 import { noteMissingShared } from "../helpers/shared.js";

@@ -2,9 +2,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { ModelFileError, VocabularyMismatchError } from "../../shared/node/modelFile.js";
+import { VocabularyMismatchError } from "../../inference/modelFile.js";
+import { ModelFileError } from "../../inference/modelPreflight.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 
 const TOKEN = "bad-input-test-token-0123";
 

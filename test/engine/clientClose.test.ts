@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { randomQwenPair, startPair, type RunningPair } from "../helpers/pair.js";
-import { startFaultProxy, type FaultProxy } from "../helpers/faultProxy.js";
+import { startFaultProxy, type FaultProxy } from "../../bench/faultProxy.js";
 
 describe("closing the cloud client", () => {
   let pair: RunningPair;

@@ -4,8 +4,8 @@
  * W_out · h reproduces the model's next-token choice and probability.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GgmlType, readGguf, readTensorData } from "../../models/gguf.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { GgmlType, readGguf, readTensorData } from "../../inference/gguf.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { hasStories, noteMissingShared, stories260K } from "../helpers/shared.js";
 
 describe("SLM hidden state", () => {

@@ -21,8 +21,8 @@ import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder, type GenerateOptions } from "../../electron/engine/decoder.js";
 import { referenceDecode } from "../../electron/engine/decoding/reference.js";
 import { ContinuationPolicy } from "../../electron/engine/cloudPolicy.js";
-import { LocalModel } from "../../shared/node/localModel.js";
-import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../helpers/faultProxy.js";
+import { LocalModel } from "../../inference/localModel.js";
+import { startFaultProxy, type Fault, type FaultProxy, type ProxiedRequest } from "../../bench/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";
 

@@ -15,11 +15,11 @@ import { ConfidenceRouter, type Router } from "../../shared/router.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
 import { referenceDecode } from "../../electron/engine/decoding/reference.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { LearnedRouter } from "../../router/learnedRouter.js";
 import { bindingOf } from "../../router/file.js";
 import { initMlp } from "../../router/mlp.js";
-import { startFaultProxy, type Fault, type FaultProxy } from "../helpers/faultProxy.js";
+import { startFaultProxy, type Fault, type FaultProxy } from "../../bench/faultProxy.js";
 import { randomQwenPair, storiesPair, type PairFiles } from "../helpers/pair.js";
 import { hasStories } from "../helpers/shared.js";
 

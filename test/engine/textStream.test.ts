@@ -1,7 +1,7 @@
 /** Streaming text: multi-byte characters split across tokens arrive intact; stop strings are cut. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TokenTextStream, longestStopPrefixSuffix } from "../../electron/engine/textStream.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { ensureFixtures } from "../../models/fixtures.js";
 import { hasStories, noteMissingShared, stories260K } from "../helpers/shared.js";
 

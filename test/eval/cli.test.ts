@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { collectTeacherForced, newLabelSet } from "../../router/collect.js";
 import { parseFeatureSpec } from "../../router/features.js";
 import { trainFromLabels } from "../../router/pipeline.js";

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import { ensureFixtures } from "../../models/fixtures.js";
 import { TandemCloudClient, type TandemClientOptions } from "../../electron/engine/cloud/tandemClient.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 
 export interface PairFiles {
   name: string;

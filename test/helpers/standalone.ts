@@ -3,7 +3,7 @@
  * and teacher-forced greedy predictions, each on a fresh context of its own.
  */
 import type { LlamaModel, Token } from "node-llama-cpp";
-import { getTandemLlama } from "../../shared/node/llama.js";
+import { getTandemLlama } from "../../inference/llama.js";
 
 async function withModel<T>(file: string, fn: (model: LlamaModel) => Promise<T>): Promise<T> {
   const llama = await getTandemLlama();
@@ -31,7 +31,7 @@ export async function standaloneGreedy(file: string, prompt: readonly number[], 
 
 /**
  * For each i in [from, tokens.length], the model's greedy token after tokens[0..i) — one batch,
- * teacher-forced (FACTS.md: per-position argmax in one batch matches one-at-a-time evaluation).
+ * teacher-forced (docs/FACTS.md: per-position argmax in one batch matches one-at-a-time evaluation).
  */
 export async function teacherForcedGreedy(file: string, tokens: readonly number[], from: number): Promise<number[]> {
   return withModel(file, async (model) => {

@@ -16,7 +16,7 @@ import {
     STORIES_DROPPED_BLOCK,
     storiesSourcePath,
 } from '../../models/fixtures.js';
-import { GgufType, readGguf, readTensorData } from '../../models/gguf.js';
+import { GgufType, readGguf, readTensorData } from '../../inference/gguf.js';
 import { getCpuLlama, smokeTestModel } from '../../models/smoke.js';
 
 const storiesAvailable = fs.existsSync(storiesSourcePath());

@@ -24,7 +24,7 @@ import {
     tensorByteSize,
     tensorChunks,
     writeGguf,
-} from '../../models/gguf.js';
+} from '../../inference/gguf.js';
 
 const storiesAvailable = fs.existsSync(storiesSourcePath());
 let fx: Fixtures;

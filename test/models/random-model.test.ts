@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureFixtures, type Fixtures } from '../../models/fixtures.js';
-import { GgmlType, readGguf } from '../../models/gguf.js';
+import { GgmlType, readGguf } from '../../inference/gguf.js';
 import { makeRandomModel, type RandomModelOptions, randomModelParameters } from '../../models/random-model.js';
 import { smokeTestModel } from '../../models/smoke.js';
 

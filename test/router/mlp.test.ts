@@ -1,7 +1,7 @@
 /** Training the router network on small synthetic problems (no models needed). */
 import { describe, expect, it } from "vitest";
 import { initMlp, mlpLogit, MlpTrainer, sigmoid } from "../../router/mlp.js";
-import { Rng } from "../../router/prng.js";
+import { Rng } from "../../shared/prng.js";
 import { auc, splitByGroup, trainRouter, type TrainData } from "../../router/train.js";
 
 /** n points in d dims; label from `f`; each point its own group. */

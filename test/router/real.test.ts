@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
-import { LocalModel } from "../../shared/node/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { collectRouted, collectTeacherForced, newLabelSet } from "../../router/collect.js";
 import { parseFeatureSpec } from "../../router/features.js";
 import { LearnedRouter, loadRouterFor } from "../../router/learnedRouter.js";

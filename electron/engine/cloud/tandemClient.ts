@@ -40,7 +40,7 @@ import {
 import type { z } from "zod";
 import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
-import { VocabularyMismatchError } from "../../../shared/node/modelFile.js";
+import { VocabularyMismatchError } from "../../../inference/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
 import { CloudHealth, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, parseReply, readBounded, type HealthOptions, type RawReply } from "./callSupport.js";

@@ -7,7 +7,7 @@ import type { AnswerSummary, StopReason, TokenEvent } from "../../../shared/even
 import { countOrigins } from "../../../shared/events.js";
 import { routesToCloud, validateTau, type FeatureNeeds, type Router } from "../../../shared/router.js";
 import { decideStep } from "../../../shared/routing.js";
-import type { LocalModel, SlmStep } from "../../../shared/node/localModel.js";
+import type { LocalModel, SlmStep } from "../../../inference/localModel.js";
 import type { CloudPeer } from "../cloud/peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
 import { TokenTextStream } from "../textStream.js";

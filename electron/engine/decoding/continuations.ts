@@ -5,7 +5,7 @@
  * trip instead of one each. When to ask for one is learnt per cloud (`ContinuationPolicy`).
  */
 import type { TokenEvent } from "../../../shared/events.js";
-import type { SlmStep } from "../../../shared/node/localModel.js";
+import type { SlmStep } from "../../../inference/localModel.js";
 import { wasRouted, type AnswerState } from "./answer.js";
 import { routedEvent } from "./routed.js";
 

@@ -16,7 +16,7 @@
 import type { StopReason, TokenEvent } from "../../../shared/events.js";
 import type { Router } from "../../../shared/router.js";
 import { decideStep } from "../../../shared/routing.js";
-import type { LocalModel } from "../../../shared/node/localModel.js";
+import type { LocalModel } from "../../../inference/localModel.js";
 import type { CloudPeer } from "../cloud/peer.js";
 import { TokenTextStream } from "../textStream.js";
 import { callCloud } from "./callSource.js";

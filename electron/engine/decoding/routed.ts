@@ -4,7 +4,7 @@
  */
 import type { Candidate, CloudVerdict, TokenEvent } from "../../../shared/events.js";
 import type { RoutingDecision } from "../../../shared/routing.js";
-import type { LocalModel, SlmStep } from "../../../shared/node/localModel.js";
+import type { LocalModel, SlmStep } from "../../../inference/localModel.js";
 
 /** What a routed position got: the cloud's token, the SLM's own marked fallback, or nothing (aborted). */
 export type RoutedResult =

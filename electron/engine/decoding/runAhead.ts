@@ -9,7 +9,7 @@
  * overrules, they are rolled back. The time the SLM would have spent waiting is spent on them instead.
  */
 import type { TokenEvent } from "../../../shared/events.js";
-import type { SlmStep } from "../../../shared/node/localModel.js";
+import type { SlmStep } from "../../../inference/localModel.js";
 import { wasRouted, type AnswerState } from "./answer.js";
 import { askAhead } from "./pipelinedCalls.js";
 import { routedEvent, type Pending, type TokenSource } from "./routed.js";

@@ -7,18 +7,18 @@
  * tokenizer does not use become entries named `[PAD{i}]`. Qwen2.5 0.5B–3B have 151,936 rows and
  * 7B–72B 152,064 rows over one tokenizer of 151,665 tokens (151,643 regular + 22 special), so their
  * GGUF vocabularies are identical up to entry 151,664 and differ only in how many `[PAD{i}]` entries
- * follow. Tandem's identity hash (shared/node/modelFile.ts) therefore covers only the entries before
+ * follow. Tandem's identity hash (inference/modelFile.ts) therefore covers only the entries before
  * the padding; `unpaddedLength` and `paddedHash` let the engine checks reason about the same thing.
  */
 import type { LlamaModel, Token } from "node-llama-cpp";
 import type { ModelIdentity } from "../../../../shared/protocol.js";
-import { hashVocabulary, modelIdentity, unpaddedLength, vocabularyTokens } from "../../../../shared/node/modelFile.js";
+import { hashVocabulary, modelIdentity, unpaddedLength, vocabularyTokens } from "../../../../inference/modelFile.js";
 
-export { isPaddingEntry, unpaddedLength } from "../../../../shared/node/modelFile.js";
+export { isPaddingEntry, unpaddedLength } from "../../../../inference/modelFile.js";
 import { PROBE_TEXT, type VocabularyProbe } from "./base.js";
 
 /**
- * The identity hash Tandem exchanges (over the entries before the padding, shared/node/modelFile.ts)
+ * The identity hash Tandem exchanges (over the entries before the padding, inference/modelFile.ts)
  * for a model with this tokenizer and `size` embedding rows; undefined when `size` would cut real
  * tokens. Equal to another model's hash ⇔ the two differ at most in padding.
  */

@@ -8,19 +8,10 @@ import fs from "node:fs";
 import { open, stat } from "node:fs/promises";
 import path from "node:path";
 import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
-import type { ModelIdentity } from "../protocol.js";
+import type { ModelIdentity } from "../shared/protocol.js";
 import { threadsFor } from "./llama.js";
-import { preflightModelFile } from "./modelPreflight.js";
+import { ModelFileError, preflightModelFile } from "./modelPreflight.js";
 
-export class ModelFileError extends Error {
-  constructor(
-    message: string,
-    readonly file: string,
-  ) {
-    super(message);
-    this.name = "ModelFileError";
-  }
-}
 
 export function isRemoteModelUri(src: string): boolean {
   return /^(hf:|huggingface:|https?:\/\/)/.test(src);
@@ -52,34 +43,6 @@ export async function resolveModelSource(src: string, opts: ResolveOptions = {})
   }
 }
 
-/** Checks that `file` exists and starts like a GGUF file; cheap, runs before llama.cpp loads it. */
-export async function checkGgufFile(file: string): Promise<{ size: number }> {
-  let st;
-  try {
-    st = await stat(file);
-  } catch {
-    throw new ModelFileError(`Model file not found: ${file}`, file);
-  }
-  if (!st.isFile()) throw new ModelFileError(`Not a file: ${file}`, file);
-  const fh = await open(file, "r");
-  try {
-    const head = Buffer.alloc(8);
-    const { bytesRead } = await fh.read(head, 0, 8, 0);
-    if (bytesRead < 8 || head.toString("latin1", 0, 4) !== "GGUF") {
-      throw new ModelFileError(
-        `${path.basename(file)} is not a GGUF model file (it does not start with the GGUF magic bytes)`,
-        file,
-      );
-    }
-    const version = head.readUInt32LE(4);
-    if (version < 2 || version > 3) {
-      throw new ModelFileError(`${path.basename(file)}: unsupported GGUF version ${version}`, file);
-    }
-  } finally {
-    await fh.close();
-  }
-  return { size: st.size };
-}
 
 /** Loads a GGUF model with clear errors; also returns the context thread count suited to its size. */
 export async function loadModelFile(

@@ -8,14 +8,53 @@
  * model larger than memory is worse — it maps the file and pages it in for minutes (a header claiming
  * an 800 GB model, on a 24 GB machine, ran 300 s without an error or an answer). node-llama-cpp's own
  * GGUF reader is no help against a hostile header: one claiming 2^62 tensors or 2^40 metadata entries
- * kept it busy for minutes. The repository's reader (models/gguf.ts) bounds every count and length by
+ * kept it busy for minutes. The repository's reader (inference/gguf.ts) bounds every count and length by
  * the bytes left in the file, so it fails at once, and it sizes the weights from the tensor table
  * without reading them (~0.1 s for a Qwen2.5 header with its 152k-token vocabulary).
  */
+import { open, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { GgufError, readGguf, type GgufFile } from "../../models/gguf.js";
-import { checkGgufFile, ModelFileError } from "./modelFile.js";
+import { GgufError, readGguf, type GgufFile } from "./gguf.js";
+
+export class ModelFileError extends Error {
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(message);
+    this.name = "ModelFileError";
+  }
+}
+
+/** Checks that `file` exists and starts like a GGUF file; cheap, runs before llama.cpp loads it. */
+export async function checkGgufFile(file: string): Promise<{ size: number }> {
+  let st;
+  try {
+    st = await stat(file);
+  } catch {
+    throw new ModelFileError(`Model file not found: ${file}`, file);
+  }
+  if (!st.isFile()) throw new ModelFileError(`Not a file: ${file}`, file);
+  const fh = await open(file, "r");
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(head, 0, 8, 0);
+    if (bytesRead < 8 || head.toString("latin1", 0, 4) !== "GGUF") {
+      throw new ModelFileError(
+        `${path.basename(file)} is not a GGUF model file (it does not start with the GGUF magic bytes)`,
+        file,
+      );
+    }
+    const version = head.readUInt32LE(4);
+    if (version < 2 || version > 3) {
+      throw new ModelFileError(`${path.basename(file)}: unsupported GGUF version ${version}`, file);
+    }
+  } finally {
+    await fh.close();
+  }
+  return { size: st.size };
+}
 
 /** A model's weights may take at most this share of the computer's memory (the rest: OS, app, KV cache). */
 export const MAX_MEMORY_SHARE = 0.9;

@@ -26,7 +26,7 @@ export function getTandemLlama(): Promise<Llama> {
 }
 
 /**
- * Threads for a context. Tiny models must run on one thread on these 2-core machines (FACTS.md: 2-4
+ * Threads for a context. Tiny models must run on one thread on these 2-core machines (docs/FACTS.md: 2-4
  * threads made a 300K-parameter model 200x slower); larger ones use node-llama-cpp's default.
  * TANDEM_THREADS overrides.
  */

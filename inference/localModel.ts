@@ -15,10 +15,10 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { ChatMessage } from "../chat.js";
-import type { Candidate } from "../events.js";
-import type { ModelIdentity } from "../protocol.js";
-import type { FeatureNeeds } from "../router.js";
+import type { ChatMessage } from "../shared/chat.js";
+import type { Candidate } from "../shared/events.js";
+import type { ModelIdentity } from "../shared/protocol.js";
+import type { FeatureNeeds } from "../shared/router.js";
 import { getTandemLlama } from "./llama.js";
 import { loadModelFile, modelIdentity, resolveModelSource, weightsFingerprint, type ResolveOptions } from "./modelFile.js";
 import { hiddenStateContextOptions, readLastHiddenState } from "./hiddenState.js";

@@ -3,7 +3,7 @@
  *
  * A context created with the internal option `_embeddings: true` keeps llama.cpp's output embeddings,
  * and `context._ctx.getEmbedding(n, size)` returns the post-final-norm last-layer hidden state of the
- * last output row of the most recent decode (FACTS.md). It is not in the typings and may disappear in
+ * last output row of the most recent decode (docs/FACTS.md). It is not in the typings and may disappear in
  * a node-llama-cpp upgrade: test/engine/hiddenState.test.ts fails loudly if it does, and checks the
  * vector really is the state the output layer reads (W_out · h reproduces the model's logits).
  */
