@@ -11,6 +11,7 @@ import type { ModelIdentity } from "../../shared/protocol.js";
 import { CloudCallError, type CloudPeer } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe, type CloudKind } from "../../electron/engine/cloud/adapters/index.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
+import { contextOverflow, EngineHttpError } from "../../electron/engine/cloud/adapters/base.js";
 import { hasStories, noteMissingShared } from "../helpers/shared.js";
 import { standaloneGreedy } from "../helpers/standalone.js";
 import { RealBackend, startFakeEngine, type EngineDefaults, type EngineKind, type FakeEngine } from "./engines.js";
@@ -309,6 +310,26 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
   it("unreachable engine → CloudCallError(unreachable)", async () => {
     const peer = createCloudPeer({ kind: "vllm", url: "http://127.0.0.1:1", assumeSameVocabulary: true });
     await expect(peer.connect(device)).rejects.toMatchObject({ reason: "unreachable" });
+  });
+});
+
+describe("context overflow in each engine's words", () => {
+  // the messages as the engines' source words them (docs/deploy-gpu.md, versions checked)
+  const cases: Array<[string, number, string, number | undefined]> = [
+    ["llama.cpp", 400, JSON.stringify({ error: { code: 400, message: "request (40 tokens) exceeds the available context size (32 tokens), try increasing it", type: "exceed_context_size_error", n_prompt_tokens: 40, n_ctx: 32 } }), 32],
+    ["vLLM", 400, JSON.stringify({ error: { message: "You passed 40 input tokens and requested 1 output tokens. However, the model's context length is only 32 tokens, resulting in a maximum input length of 31 tokens. Please reduce the length of the input prompt.", type: "BadRequestError", param: "input_tokens", code: 400 } }), 32],
+    ["vLLM, older", 400, JSON.stringify({ object: "error", message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4999 in the messages, 1 in the completion).", type: "BadRequestError", code: 400 }), 4096],
+    ["vLLM V1 engine", 400, JSON.stringify({ error: { message: "The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that `max_model_len` is no smaller than the number of text tokens." } }), 4096],
+    ["SGLang", 400, JSON.stringify({ error: { message: "The input (40 tokens) is longer than the model's context length (32 tokens)." } }), 32],
+    ["SGLang, prompt plus completion", 400, JSON.stringify({ error: { message: "Requested token count exceeds the model's maximum context length of 32 tokens. You requested a total of 41 tokens: 40 tokens from the input messages and 1 tokens for the completion." } }), 32],
+  ];
+  it.each(cases)("%s: recognised, with the context length it states", (_, status, body, n) => {
+    expect(contextOverflow(new EngineHttpError(status, body))).toEqual(n === undefined ? {} : { contextLength: n });
+  });
+  it("other refusals are not overflows", () => {
+    expect(contextOverflow(new EngineHttpError(400, JSON.stringify({ error: { message: "Requested sample logprobs of 50, which is greater than max allowed: 20" } })))).toBeNull();
+    expect(contextOverflow(new EngineHttpError(500, "context length exceeded"))).toBeNull();
+    expect(contextOverflow(new EngineHttpError(401, JSON.stringify({ error: "Unauthorized" })))).toBeNull();
   });
 });
 

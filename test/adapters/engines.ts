@@ -1,7 +1,12 @@
 /**
- * Loopback servers that implement exactly the documented request and response shapes of llama.cpp's
- * server, vLLM and SGLang (see the adapters' headers), backed by a real node-llama-cpp model: the
- * token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
+ * Loopback servers that implement the request and response shapes of llama.cpp's server, vLLM and
+ * SGLang (see the adapters' headers), backed by a real node-llama-cpp model, and the engines' behaviour
+ * where the token depends on it (read in the engines' source, docs/deploy-gpu.md "Versions checked"):
+ * sampling defaults (a generation config's penalties) applied to every field a request leaves unset,
+ * log-probabilities reported before any penalty, vLLM's block-granular prefix cache, `token_ids` only
+ * with `return_token_ids`, its 20-logprob cap and `prompt_tokens_details` only when enabled, each
+ * engine's context-length refusal, an API key checked on every endpoint, SGLang's `/model_info`.
+ * With neutral sampling the token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
  * sequence, longest common prefix reused) stands in for the engines' prefix caches, so the evaluated
  * counts they report are real too. /tokenize and /detokenize answer in each engine's shape (llama.cpp
  * server; vLLM's tokenizer API; SGLang's native API) with the backend's tokenizer, or with a
@@ -283,54 +288,18 @@ const UNAUTHORIZED: Record<EngineKind, unknown> = {
   sglang: { error: "Unauthorized" },
 };
 
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(typeof body === "string" ? body : JSON.stringify(body));
+}
+
 export async function startFakeEngine(kind: EngineKind, backend: RealBackend, opts: FakeEngineOptions = {}): Promise<FakeEngine> {
   const tok = opts.tokenizer ?? modelTokenizer(backend.model);
   const defaults = opts.defaults ?? {};
   const ctx = opts.contextLength ?? 1024;
   const blocks = new BlockCache(opts.blockSize ?? 16);
   const engine: FakeEngine = { url: "", fault: "none", requests: [], seen: [], close: async () => {} };
-  const send = (res: http.ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { "content-type": "application/json" });
-    res.end(typeof body === "string" ? body : JSON.stringify(body));
-  };
-
-  const generate = async (body: Record<string, unknown>, res: http.ServerResponse) => {
-    engine.requests.push(body);
-    let clientGone = false;
-    res.on("close", () => {
-      if (!res.writableEnded) clientGone = true;
-    });
-    const f = engine.fault;
-    if (f === "status500") return send(res, 500, { error: { message: "injected" } });
-    if (f === "garbage") return send(res, 200, '{"choices": [');
-    if (f === "slow") {
-      await new Promise((r) => setTimeout(r, SLOW_REPLY_MS));
-      // the client gave up: predicting now would move the shared sequence under a later request
-      if (clientGone) return;
-    }
-    const r = readRequest(kind, body);
-    if (kind === "vllm" && r.k > VLLM_MAX_LOGPROBS) {
-      return send(res, 400, { error: { message: `Requested sample logprobs of ${r.k}, which is greater than max allowed: ${VLLM_MAX_LOGPROBS}`, type: "BadRequestError", param: "logprobs", code: 400 } });
-    }
-    const refused = contextRejection(kind, r, ctx);
-    if (refused) return send(res, 400, refused);
-    // llama.cpp stops at the end of its context; n_predict -1 means "until then"
-    const n = kind === "llama.cpp" ? Math.min(r.n < 0 ? ctx : r.n, ctx - r.ids.length) : r.n;
-    const cachedBlocks = blocks.cached(r.ids);
-    const steps: Array<{ p: Prediction; token: number }> = [];
-    if (f === "outOfVocab") steps.push({ p: await backend.predict(r.ids, r.k), token: backend.vocabSize + 7 });
-    while (steps.length < Math.max(1, n) && f !== "outOfVocab") {
-      const generated = steps.map((s) => s.token);
-      const p = await backend.predict([...r.ids, ...generated], r.k);
-      steps.push({ p, token: choose(kind, p, r, generated, defaults) });
-    }
-    if (kind === "vllm") blocks.add([...r.ids, ...steps.slice(0, -1).map((s) => s.token)]);
-    const first = steps[0]!;
-    const cached = kind === "vllm" ? cachedBlocks : first.p.cached;
-    const other = first.token === 0 ? 1 : 0;
-    if (f === "missing") return send(res, 200, {});
-    return send(res, 200, format(kind, steps, { promptTokens: r.ids.length, cached, idsFirst: f === "disagree" ? other : first.token, tokenIds: r.tokenIds, details: opts.promptTokensDetails === true }));
-  };
+  const send = sendJson;
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -343,33 +312,9 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
         if (!authorized) return send(res, 401, UNAUTHORIZED[kind]);
         const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>) : {};
         const genRoute = { "llama.cpp": "POST /completion", vllm: "POST /v1/completions", sglang: "POST /generate" }[kind];
-        if (route === genRoute) return await generate(body, res);
-        if (kind === "llama.cpp" && route === "GET /v1/models") {
-          const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
-          return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx: ctx, n_ctx_train: 1024 } }] });
-        }
-        if (kind === "llama.cpp" && route === "GET /props") {
-          const d = { repeat_penalty: defaults.repetitionPenalty ?? 1, presence_penalty: defaults.presencePenalty ?? 0, frequency_penalty: defaults.frequencyPenalty ?? 0, repeat_last_n: 64, temperature: 0.8 };
-          return send(res, 200, { default_generation_settings: { params: d, n_ctx: ctx }, total_slots: 1 });
-        }
-        if (kind === "vllm" && route === "GET /v1/models") return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: ctx }] });
-        const info = opts.modelInfo ?? "both";
-        const infoRoutes = info === "both" ? ["GET /model_info", "GET /get_model_info"] : info === "new" ? ["GET /model_info"] : ["GET /get_model_info"];
-        if (kind === "sglang" && infoRoutes.includes(route)) {
-          const preferred = Object.keys(defaults).length ? JSON.stringify({ repetition_penalty: defaults.repetitionPenalty, presence_penalty: defaults.presencePenalty, frequency_penalty: defaults.frequencyPenalty }) : null;
-          return send(res, 200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true, preferred_sampling_params: preferred });
-        }
-        if (route === "POST /tokenize" && opts.tokenize !== false) {
-          // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
-          const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
-          const tokens = tok.tokenize(text, kind === "llama.cpp" ? body.parse_special !== false : true);
-          if (kind === "llama.cpp") return send(res, 200, { tokens });
-          return send(res, 200, { tokens, count: tokens.length, max_model_len: ctx });
-        }
-        if (route === "POST /detokenize" && opts.tokenize !== false) {
-          const text = tok.detokenize(body.tokens as number[]);
-          return send(res, 200, kind === "llama.cpp" ? { content: text } : kind === "vllm" ? { prompt: text } : { text });
-        }
+        if (route === genRoute) return await generate(kind, engine, { opts, backend, tok, ctx, defaults }, blocks, body, res);
+        const reply = describeReply(kind, route, body, { opts, backend, tok, ctx, defaults });
+        if (reply) return send(res, reply[0], reply[1]);
         send(res, 404, { error: { message: `not found: ${route}` } });
       } catch (err) {
         send(res, 500, { error: { message: String(err) } });
@@ -384,6 +329,87 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
       server.close(() => r());
     });
   return engine;
+}
+
+/** A generation request: the engine's reply, its faults, its context and logprob limits. */
+async function generate(kind: EngineKind, engine: FakeEngine, e: EngineSetup, blocks: BlockCache, body: Record<string, unknown>, res: http.ServerResponse): Promise<void> {
+  const { opts, backend, ctx, defaults } = e;
+  engine.requests.push(body);
+  let clientGone = false;
+  res.on("close", () => {
+    if (!res.writableEnded) clientGone = true;
+  });
+  const f = engine.fault;
+  if (f === "status500") return sendJson(res, 500, { error: { message: "injected" } });
+  if (f === "garbage") return sendJson(res, 200, '{"choices": [');
+  if (f === "slow") {
+    await new Promise((r) => setTimeout(r, SLOW_REPLY_MS));
+    // the client gave up: predicting now would move the shared sequence under a later request
+    if (clientGone) return;
+  }
+  const r = readRequest(kind, body);
+  if (kind === "vllm" && r.k > VLLM_MAX_LOGPROBS) {
+    return sendJson(res, 400, { error: { message: `Requested sample logprobs of ${r.k}, which is greater than max allowed: ${VLLM_MAX_LOGPROBS}`, type: "BadRequestError", param: "logprobs", code: 400 } });
+  }
+  const refused = contextRejection(kind, r, ctx);
+  if (refused) return sendJson(res, 400, refused);
+  // llama.cpp stops at the end of its context; n_predict -1 means "until then"
+  const n = kind === "llama.cpp" ? Math.min(r.n < 0 ? ctx : r.n, ctx - r.ids.length) : r.n;
+  const cachedBlocks = blocks.cached(r.ids);
+  const steps: Array<{ p: Prediction; token: number }> = [];
+  if (f === "outOfVocab") steps.push({ p: await backend.predict(r.ids, r.k), token: backend.vocabSize + 7 });
+  while (steps.length < Math.max(1, n) && f !== "outOfVocab") {
+    const generated = steps.map((s) => s.token);
+    const p = await backend.predict([...r.ids, ...generated], r.k);
+    steps.push({ p, token: choose(kind, p, r, generated, defaults) });
+  }
+  if (kind === "vllm") blocks.add([...r.ids, ...steps.slice(0, -1).map((s) => s.token)]);
+  const first = steps[0]!;
+  const cached = kind === "vllm" ? cachedBlocks : first.p.cached;
+  const other = first.token === 0 ? 1 : 0;
+  if (f === "missing") return sendJson(res, 200, {});
+  return sendJson(res, 200, format(kind, steps, { promptTokens: r.ids.length, cached, idsFirst: f === "disagree" ? other : first.token, tokenIds: r.tokenIds, details: opts.promptTokensDetails === true }));
+}
+
+interface EngineSetup {
+  opts: FakeEngineOptions;
+  backend: RealBackend;
+  tok: FakeTokenizer;
+  ctx: number;
+  defaults: EngineDefaults;
+}
+
+/** The engine's answer to a request that is not a generation (model info, tokenizer), or null if it has no such route. */
+function describeReply(kind: EngineKind, route: string, body: Record<string, unknown>, e: EngineSetup): [number, unknown] | null {
+  const { opts, backend, tok, ctx, defaults } = e;
+  const send = (status: number, b: unknown): [number, unknown] => [status, b];
+  if (kind === "llama.cpp" && route === "GET /v1/models") {
+    const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
+    return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx: ctx, n_ctx_train: 1024 } }] });
+  }
+  if (kind === "llama.cpp" && route === "GET /props") {
+    const d = { repeat_penalty: defaults.repetitionPenalty ?? 1, presence_penalty: defaults.presencePenalty ?? 0, frequency_penalty: defaults.frequencyPenalty ?? 0, repeat_last_n: 64, temperature: 0.8 };
+    return send(200, { default_generation_settings: { params: d, n_ctx: ctx }, total_slots: 1 });
+  }
+  if (kind === "vllm" && route === "GET /v1/models") return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: ctx }] });
+  const info = opts.modelInfo ?? "both";
+  const infoRoutes = info === "both" ? ["GET /model_info", "GET /get_model_info"] : info === "new" ? ["GET /model_info"] : ["GET /get_model_info"];
+  if (kind === "sglang" && infoRoutes.includes(route)) {
+    const preferred = Object.keys(defaults).length ? JSON.stringify({ repetition_penalty: defaults.repetitionPenalty, presence_penalty: defaults.presencePenalty, frequency_penalty: defaults.frequencyPenalty }) : null;
+    return send(200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true, preferred_sampling_params: preferred });
+  }
+  if (route === "POST /tokenize" && opts.tokenize !== false) {
+    // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
+    const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
+    const tokens = tok.tokenize(text, kind === "llama.cpp" ? body.parse_special !== false : true);
+    if (kind === "llama.cpp") return send(200, { tokens });
+    return send(200, { tokens, count: tokens.length, max_model_len: ctx });
+  }
+  if (route === "POST /detokenize" && opts.tokenize !== false) {
+    const text = tok.detokenize(body.tokens as number[]);
+    return send(200, kind === "llama.cpp" ? { content: text } : kind === "vllm" ? { prompt: text } : { text });
+  }
+  return null;
 }
 
 interface FormatInfo {
