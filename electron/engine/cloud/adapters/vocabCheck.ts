@@ -360,9 +360,12 @@ async function bareContinuation(o: CloudCheckOptions, http: Http, prompt: number
     return intArray(field(await http.call("POST", "/completion", { prompt, n_predict: n, temperature: 0, return_tokens: true }), "tokens", "/completion reply"), "tokens");
   }
   if (o.kind === "vllm") {
-    const r = await http.call("POST", "/v1/completions", { model, prompt, max_tokens: n, temperature: 0, return_token_ids: true });
+    const r = await http.call("POST", "/v1/completions", { model, prompt, max_tokens: n, temperature: 0, return_token_ids: true, logprobs: 1, return_tokens_as_token_ids: true });
     const choice = isObject(r) && Array.isArray(r.choices) ? r.choices[0] : undefined;
-    return intArray(field(choice, "token_ids", "/v1/completions choice"), "token_ids");
+    if (isObject(choice) && Array.isArray(choice.token_ids)) return intArray(choice.token_ids, "token_ids");
+    // a vLLM too old for return_token_ids: the tokens of the log-probabilities ("token_id:N")
+    const lp = isObject(choice) && isObject(choice.logprobs) && Array.isArray(choice.logprobs.tokens) ? choice.logprobs.tokens : undefined;
+    return intArray(lp?.map((t) => (typeof t === "string" ? Number(/^token_id:(\d+)$/.exec(t)?.[1]) : NaN)), "/v1/completions logprobs.tokens");
   }
   const r = await http.call("POST", "/generate", { input_ids: prompt, sampling_params: { max_new_tokens: n, temperature: 0 } });
   return intArray(field(r, "output_ids", "/generate reply"), "output_ids");
