@@ -383,7 +383,7 @@ async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: st
   const dev = o.device;
   const prompt = [...(dev.bos !== undefined ? [dev.bos] : []), ...dev.tokenize(DEFAULTS_PROMPT, false)];
   const reported = await reportedDefaults(o, http);
-  const peer = createCloudPeer({ kind: o.kind, url: o.url, token: o.token, model, deadlineMs: timeoutMs, backoffMs: 0, assumeSameVocabulary: true });
+  const peer = createCloudPeer({ kind: o.kind, url: o.url, token: o.token, model, probe: dev.probe, deadlineMs: timeoutMs, backoffMs: 0, assumeSameVocabulary: true });
   let explicit: number[];
   let bare: number[];
   try {
