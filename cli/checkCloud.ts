@@ -3,8 +3,10 @@
  *                         [--slm <path|hf:uri>] [--timeout-ms N] [--json]`
  *
  * Checks that a cloud serves a model with the device model's vocabulary, in the ways its engine
- * allows (electron/engine/cloud/adapters/vocabCheck.ts), then makes one next-token call. Prints PASS /
- * FAIL / WARN / SKIP per check and a result line. Exit code: 0 PASS, 1 FAIL or UNVERIFIED (nothing
+ * allows (electron/engine/cloud/adapters/vocabCheck.ts), then makes one next-token call and, for an
+ * engine, probes whether its sampling defaults (a model's generation config, a GGUF's
+ * general.sampling.*, SGLang's preferred parameters) would change the greedy token (WARN: Tandem's
+ * adapter overrides them). Prints PASS / FAIL / WARN / SKIP per check and a result line. Exit code: 0 PASS, 1 FAIL or UNVERIFIED (nothing
  * could compare the vocabularies), 2 usage or device-model error.
  */
 import { parseArgs } from "node:util";

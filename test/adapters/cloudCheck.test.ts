@@ -110,7 +110,27 @@ describe.skipIf(!hasStories)("cloud:check", () => {
         expect(c["next token"]).toMatchObject({ status: "PASS" });
         expect(c["next token"]!.detail).toContain(`token ${expectedNext} `);
         if (kind === "llama.cpp") expect(c["vocabulary size"]).toMatchObject({ status: "PASS", detail: "512 entries on both sides" });
+        // this engine's defaults are neutral: its continuation with them is the greedy one
+        expect(c["sampling defaults"]).toMatchObject({ status: "PASS" });
         expect(r.result).toBe("PASS");
+      });
+
+      it("an engine whose defaults carry a penalty (a model's generation config) → sampling defaults WARN, result still PASS", async () => {
+        const e = await startFakeEngine(kind, backend, { defaults: { repetitionPenalty: 1.5, presencePenalty: 0.5, frequencyPenalty: 0.5 } });
+        try {
+          const r = await runCloudCheck({ kind, url: e.url, device: slm });
+          const c = byName(r);
+          expect(c["sampling defaults"], JSON.stringify(c["sampling defaults"])).toMatchObject({ status: "WARN" });
+          expect(c["sampling defaults"]!.detail).toMatch(/with only the temperature set, token \d+ of the probe's continuation is \d+ instead of the greedy \d+/);
+          if (kind === "llama.cpp") expect(c["sampling defaults"]!.detail).toMatch(/the engine reports repeat_penalty 1\.5/);
+          if (kind === "sglang") expect(c["sampling defaults"]!.detail).toMatch(/--preferred-sampling-params/);
+          if (kind === "vllm") expect(c["sampling defaults"]!.detail).toMatch(/--generation-config vllm/);
+          // the adapter itself is unaffected: the next token is still the greedy one
+          expect(c["next token"]!.detail).toContain(`token ${expectedNext} `);
+          expect(r.result).toBe("PASS");
+        } finally {
+          await e.close();
+        }
       });
 
       it("two token IDs swapped in the engine's vocabulary → the text probes FAIL, naming where", async () => {

@@ -1,7 +1,12 @@
 /**
- * Loopback servers that implement exactly the documented request and response shapes of llama.cpp's
- * server, vLLM and SGLang (see the adapters' headers), backed by a real node-llama-cpp model: the
- * token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
+ * Loopback servers that implement the request and response shapes of llama.cpp's server, vLLM and
+ * SGLang (see the adapters' headers), backed by a real node-llama-cpp model, and the engines' behaviour
+ * where the token depends on it (read in the engines' source, docs/deploy-gpu.md "Versions checked"):
+ * sampling defaults (a generation config's penalties) applied to every field a request leaves unset,
+ * log-probabilities reported before any penalty, vLLM's block-granular prefix cache, `token_ids` only
+ * with `return_token_ids`, its 20-logprob cap and `prompt_tokens_details` only when enabled, each
+ * engine's context-length refusal, an API key checked on every endpoint, SGLang's `/model_info`.
+ * With neutral sampling the token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
  * sequence, longest common prefix reused) stands in for the engines' prefix caches, so the evaluated
  * counts they report are real too. /tokenize and /detokenize answer in each engine's shape (llama.cpp
  * server; vLLM's tokenizer API; SGLang's native API) with the backend's tokenizer, or with a
@@ -22,6 +27,8 @@ export interface Prediction {
   top: Array<{ id: number; logprob: number }>;
   promptTokens: number;
   cached: number;
+  /** every token's log-probability, before any penalty (what the engines report by default) */
+  logprobs: Map<number, number>;
 }
 
 /** A real model with one KV-cached sequence; predictions are serialised. */
@@ -68,6 +75,7 @@ export class RealBackend {
       top: sorted.slice(0, k).map(([id, q]) => ({ id, logprob: Math.log(q) })),
       promptTokens: ids.length,
       cached: keep,
+      logprobs: new Map(sorted.map(([id, q]) => [id, Math.log(q)])),
     };
   }
 
@@ -82,12 +90,16 @@ export interface FakeEngine {
   fault: EngineFault;
   /** request bodies received on the generation endpoint */
   requests: Array<Record<string, unknown>>;
+  /** every request received: method and path, and whether it carried the API key */
+  seen: Array<{ route: string; authorized: boolean }>;
   close(): Promise<void>;
 }
 
 const MODEL_NAME = "stories-llm";
 /** how long a "slow" fault waits before answering: longer than the tests' call deadline */
 export const SLOW_REPLY_MS = 1600;
+/** vLLM's default --max-logprobs */
+export const VLLM_MAX_LOGPROBS = 20;
 
 /** What a fake engine's /tokenize and /detokenize answer with. */
 export interface FakeTokenizer {
@@ -109,6 +121,17 @@ export function modelTokenizer(model: LlamaModel): FakeTokenizer {
   };
 }
 
+/**
+ * The sampling values an engine uses for every field a request leaves unset: vLLM's from the model's
+ * generation_config.json (`--generation-config auto`, its default), llama.cpp's from the GGUF's
+ * `general.sampling.*` keys, SGLang's from `--preferred-sampling-params`.
+ */
+export interface EngineDefaults {
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+}
+
 export interface FakeEngineOptions {
   /** llama.cpp: report n_vocab in /v1/models (default true); a number reports that size instead */
   reportVocab?: boolean | number;
@@ -116,67 +139,182 @@ export interface FakeEngineOptions {
   tokenize?: boolean;
   /** the tokenizer behind /tokenize and /detokenize (default: the backend model's) */
   tokenizer?: FakeTokenizer;
+  /** sampling defaults applied where a request leaves a field unset (default: neutral) */
+  defaults?: EngineDefaults;
+  /** context length in tokens (default 1024, the backend's) */
+  contextLength?: number;
+  /** require `Authorization: Bearer <apiKey>` on every endpoint */
+  apiKey?: string;
+  /** vLLM: --enable-prompt-tokens-details (default false, as in vLLM): usage.prompt_tokens_details */
+  promptTokensDetails?: boolean;
+  /** vLLM: KV block size of the prefix cache (default 16, vLLM's) */
+  blockSize?: number;
+  /** SGLang: "both" (default: /model_info and its deprecated alias /get_model_info), "new" or "legacy" only */
+  modelInfo?: "both" | "new" | "legacy";
+}
+
+/** One generation request, read in the engine's own field names. */
+interface GenRequest {
+  ids: number[];
+  /** top log-probabilities asked for */
+  k: number;
+  /** tokens to generate */
+  n: number;
+  temperature?: number;
+  repetition?: number;
+  presence?: number;
+  frequency?: number;
+  /** llama.cpp: the penalty window (repeat_last_n, default 64) */
+  lastN?: number;
+  /** vLLM: return_token_ids */
+  tokenIds: boolean;
+}
+
+const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
+
+function readRequest(kind: EngineKind, body: Record<string, unknown>): GenRequest {
+  if (kind === "sglang") {
+    const sp = (body.sampling_params ?? {}) as Record<string, unknown>;
+    return {
+      ids: body.input_ids as number[],
+      k: Number(body.top_logprobs_num) || 1,
+      n: num(sp.max_new_tokens) ?? 128,
+      temperature: num(sp.temperature),
+      repetition: num(sp.repetition_penalty),
+      presence: num(sp.presence_penalty),
+      frequency: num(sp.frequency_penalty),
+      tokenIds: true,
+    };
+  }
+  const llama = kind === "llama.cpp";
+  return {
+    ids: body.prompt as number[],
+    k: Number(llama ? body.n_probs : body.logprobs) || 1,
+    n: num(llama ? body.n_predict : body.max_tokens) ?? (llama ? -1 : 16),
+    temperature: num(body.temperature),
+    repetition: num(llama ? body.repeat_penalty : body.repetition_penalty),
+    presence: num(body.presence_penalty),
+    frequency: num(body.frequency_penalty),
+    lastN: llama ? (num(body.repeat_last_n) ?? 64) : undefined,
+    tokenIds: body.return_token_ids === true,
+  };
+}
+
+/** The engine's default temperature where neither the request nor the defaults set one. */
+const DEFAULT_TEMPERATURE: Record<EngineKind, number> = { "llama.cpp": 0.8, vllm: 1, sglang: 1 };
+
+/**
+ * Logits as a model has them: the backend gives log-probabilities (logits up to a constant), and a real
+ * model's likely tokens have positive logits, which is where a repetition penalty divides.
+ */
+const LOGIT_SHIFT = 10;
+
+/**
+ * The token the engine picks: the penalised greedy token (or a sample when the temperature is not 0).
+ * The repetition penalty is the engines' formula on the logit (divided by the penalty when positive,
+ * multiplied when negative); presence and frequency subtract. What each engine penalises: vLLM the
+ * prompt and the output, llama.cpp the last `repeat_last_n` tokens of both, SGLang the output only.
+ */
+function choose(kind: EngineKind, p: Prediction, r: GenRequest, generated: readonly number[], d: EngineDefaults): number {
+  const rep = r.repetition ?? d.repetitionPenalty ?? 1;
+  const presence = r.presence ?? d.presencePenalty ?? 0;
+  const frequency = r.frequency ?? d.frequencyPenalty ?? 0;
+  const all = [...r.ids, ...generated];
+  const window = kind === "vllm" ? all : kind === "sglang" ? [...generated] : r.lastN === 0 ? [] : all.slice(-(r.lastN! < 0 ? all.length : r.lastN!));
+  const counted = kind === "llama.cpp" ? window : generated;
+  const repeated = new Set(window);
+  const counts = new Map<number, number>();
+  for (const t of counted) counts.set(t, (counts.get(t) ?? 0) + 1);
+  const score = (id: number, lp: number) => {
+    const c = counts.get(id) ?? 0;
+    const logit = lp + LOGIT_SHIFT;
+    return (repeated.has(id) ? (logit < 0 ? logit * rep : logit / rep) : logit) - frequency * c - (c > 0 ? presence : 0);
+  };
+  const scored = [...p.logprobs].map(([id, lp]) => [id, score(id, lp)] as const);
+  const temperature = r.temperature ?? DEFAULT_TEMPERATURE[kind];
+  if (temperature <= 0) return scored.reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+  const w = scored.map(([id, s]) => [id, Math.exp(s / temperature)] as const);
+  let x = Math.random() * w.reduce((a, [, v]) => a + v, 0);
+  for (const [id, v] of w) if ((x -= v) <= 0) return id;
+  return w[w.length - 1]![0];
+}
+
+/** vLLM's prefix cache: whole KV blocks only, and at least one prompt token is always computed. */
+class BlockCache {
+  private readonly blocks = new Set<string>();
+  constructor(private readonly size: number) {}
+
+  cached(ids: readonly number[]): number {
+    let n = 0;
+    while (n + this.size <= ids.length - 1 && this.blocks.has(ids.slice(0, n + this.size).join(","))) n += this.size;
+    return n;
+  }
+
+  /** the tokens whose KV the request computed: the prompt and every generated token but the last */
+  add(computed: readonly number[]): void {
+    for (let n = this.size; n <= computed.length; n += this.size) this.blocks.add(computed.slice(0, n).join(","));
+  }
+}
+
+/** The engine's 400 for a request beyond its context, or null when it fits. */
+function contextRejection(kind: EngineKind, r: GenRequest, ctx: number): unknown {
+  const n = r.ids.length;
+  if (kind === "llama.cpp") {
+    if (n < ctx) return null;
+    const message = `request (${n} tokens) exceeds the available context size (${ctx} tokens), try increasing it`;
+    return { error: { code: 400, message, type: "exceed_context_size_error", n_prompt_tokens: n, n_ctx: ctx } };
+  }
+  if (kind === "vllm") {
+    if (n + r.n <= ctx) return null;
+    const message =
+      `You passed ${n} input tokens and requested ${r.n} output tokens. However, the model's context length is only ${ctx} tokens, ` +
+      `resulting in a maximum input length of ${ctx - r.n} tokens. Please reduce the length of the input prompt.`;
+    return { error: { message, type: "BadRequestError", param: "input_tokens", code: 400 } };
+  }
+  if (n >= ctx) return { error: { message: `The input (${n} tokens) is longer than the model's context length (${ctx} tokens).` } };
+  if (n + r.n <= ctx) return null;
+  return {
+    error: {
+      message:
+        `Requested token count exceeds the model's maximum context length of ${ctx} tokens. You requested a total of ${n + r.n} tokens: ` +
+        `${n} tokens from the input messages and ${r.n} tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.`,
+    },
+  };
+}
+
+const UNAUTHORIZED: Record<EngineKind, unknown> = {
+  "llama.cpp": { error: { code: 401, message: "Invalid API Key", type: "authentication_error" } },
+  vllm: { error: "Unauthorized" },
+  sglang: { error: "Unauthorized" },
+};
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(typeof body === "string" ? body : JSON.stringify(body));
 }
 
 export async function startFakeEngine(kind: EngineKind, backend: RealBackend, opts: FakeEngineOptions = {}): Promise<FakeEngine> {
   const tok = opts.tokenizer ?? modelTokenizer(backend.model);
-  const engine: FakeEngine = { url: "", fault: "none", requests: [], close: async () => {} };
-  const send = (res: http.ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { "content-type": "application/json" });
-    res.end(typeof body === "string" ? body : JSON.stringify(body));
-  };
+  const defaults = opts.defaults ?? {};
+  const ctx = opts.contextLength ?? 1024;
+  const blocks = new BlockCache(opts.blockSize ?? 16);
+  const engine: FakeEngine = { url: "", fault: "none", requests: [], seen: [], close: async () => {} };
+  const send = sendJson;
+
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       try {
-        const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>) : {};
         const route = `${req.method} ${req.url}`;
+        const authorized = !opts.apiKey || req.headers.authorization === `Bearer ${opts.apiKey}`;
+        engine.seen.push({ route, authorized });
+        if (!authorized) return send(res, 401, UNAUTHORIZED[kind]);
+        const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>) : {};
         const genRoute = { "llama.cpp": "POST /completion", vllm: "POST /v1/completions", sglang: "POST /generate" }[kind];
-        if (route === genRoute) {
-          engine.requests.push(body);
-          let clientGone = false;
-          res.on("close", () => {
-            if (!res.writableEnded) clientGone = true;
-          });
-          const f = engine.fault;
-          if (f === "status500") return send(res, 500, { error: { message: "injected" } });
-          if (f === "garbage") return send(res, 200, '{"choices": [');
-          if (f === "slow") {
-            await new Promise((r) => setTimeout(r, SLOW_REPLY_MS));
-            // the client gave up: predicting now would move the shared sequence under a later request
-            if (clientGone) return;
-          }
-          const ids = (kind === "sglang" ? body.input_ids : body.prompt) as number[];
-          const k = Number(kind === "llama.cpp" ? body.n_probs : kind === "vllm" ? body.logprobs : body.top_logprobs_num) || 1;
-          const p = await backend.predict(ids, k);
-          if (f === "outOfVocab") p.token = backend.vocabSize + 7;
-          const other = p.token === 0 ? 1 : 0;
-          // n tokens asked for: the greedy continuation after the first, as the engines generate it
-          const n = Number(kind === "llama.cpp" ? body.n_predict : kind === "vllm" ? body.max_tokens : (body.sampling_params as { max_new_tokens?: number })?.max_new_tokens) || 1;
-          const more: Prediction[] = [];
-          for (let i = 1; i < n && f !== "outOfVocab"; i++) {
-            more.push(await backend.predict([...ids, p.token, ...more.map((m) => m.token)], k));
-          }
-          return send(res, 200, f === "missing" ? {} : format(kind, p, f === "disagree" ? other : p.token, more));
-        }
-        if (kind === "llama.cpp" && route === "GET /v1/models") {
-          const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
-          return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx_train: 1024 } }] });
-        }
-        if (kind === "vllm" && route === "GET /v1/models") return send(res, 200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: 1024 }] });
-        if (kind === "sglang" && route === "GET /get_model_info") return send(res, 200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true });
-        if (route === "POST /tokenize" && opts.tokenize !== false) {
-          // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
-          const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
-          const tokens = tok.tokenize(text, kind === "llama.cpp" ? body.parse_special !== false : true);
-          if (kind === "llama.cpp") return send(res, 200, { tokens });
-          return send(res, 200, { tokens, count: tokens.length, max_model_len: 1024 });
-        }
-        if (route === "POST /detokenize" && opts.tokenize !== false) {
-          const text = tok.detokenize(body.tokens as number[]);
-          return send(res, 200, kind === "llama.cpp" ? { content: text } : kind === "vllm" ? { prompt: text } : { text });
-        }
+        if (route === genRoute) return await generate(kind, engine, { opts, backend, tok, ctx, defaults }, blocks, body, res);
+        const reply = describeReply(kind, route, body, { opts, backend, tok, ctx, defaults });
+        if (reply) return send(res, reply[0], reply[1]);
         send(res, 404, { error: { message: `not found: ${route}` } });
       } catch (err) {
         send(res, 500, { error: { message: String(err) } });
@@ -193,20 +331,114 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
   return engine;
 }
 
-function format(kind: EngineKind, p: Prediction, idsField: number, more: Prediction[] = []): unknown {
-  const evaluated = p.promptTokens - p.cached;
-  const all = [p, ...more];
-  const n = all.length;
+/** A generation request: the engine's reply, its faults, its context and logprob limits. */
+async function generate(kind: EngineKind, engine: FakeEngine, e: EngineSetup, blocks: BlockCache, body: Record<string, unknown>, res: http.ServerResponse): Promise<void> {
+  const { opts, backend, ctx, defaults } = e;
+  engine.requests.push(body);
+  let clientGone = false;
+  res.on("close", () => {
+    if (!res.writableEnded) clientGone = true;
+  });
+  const f = engine.fault;
+  if (f === "status500") return sendJson(res, 500, { error: { message: "injected" } });
+  if (f === "garbage") return sendJson(res, 200, '{"choices": [');
+  if (f === "slow") {
+    await new Promise((r) => setTimeout(r, SLOW_REPLY_MS));
+    // the client gave up: predicting now would move the shared sequence under a later request
+    if (clientGone) return;
+  }
+  const r = readRequest(kind, body);
+  if (kind === "vllm" && r.k > VLLM_MAX_LOGPROBS) {
+    return sendJson(res, 400, { error: { message: `Requested sample logprobs of ${r.k}, which is greater than max allowed: ${VLLM_MAX_LOGPROBS}`, type: "BadRequestError", param: "logprobs", code: 400 } });
+  }
+  const refused = contextRejection(kind, r, ctx);
+  if (refused) return sendJson(res, 400, refused);
+  // llama.cpp stops at the end of its context; n_predict -1 means "until then"
+  const n = kind === "llama.cpp" ? Math.min(r.n < 0 ? ctx : r.n, ctx - r.ids.length) : r.n;
+  const cachedBlocks = blocks.cached(r.ids);
+  const steps: Array<{ p: Prediction; token: number }> = [];
+  if (f === "outOfVocab") steps.push({ p: await backend.predict(r.ids, r.k), token: backend.vocabSize + 7 });
+  while (steps.length < Math.max(1, n) && f !== "outOfVocab") {
+    const generated = steps.map((s) => s.token);
+    const p = await backend.predict([...r.ids, ...generated], r.k);
+    steps.push({ p, token: choose(kind, p, r, generated, defaults) });
+  }
+  if (kind === "vllm") blocks.add([...r.ids, ...steps.slice(0, -1).map((s) => s.token)]);
+  const first = steps[0]!;
+  const cached = kind === "vllm" ? cachedBlocks : first.p.cached;
+  const other = first.token === 0 ? 1 : 0;
+  if (f === "missing") return sendJson(res, 200, {});
+  return sendJson(res, 200, format(kind, steps, { promptTokens: r.ids.length, cached, idsFirst: f === "disagree" ? other : first.token, tokenIds: r.tokenIds, details: opts.promptTokensDetails === true }));
+}
+
+interface EngineSetup {
+  opts: FakeEngineOptions;
+  backend: RealBackend;
+  tok: FakeTokenizer;
+  ctx: number;
+  defaults: EngineDefaults;
+}
+
+/** The engine's answer to a request that is not a generation (model info, tokenizer), or null if it has no such route. */
+function describeReply(kind: EngineKind, route: string, body: Record<string, unknown>, e: EngineSetup): [number, unknown] | null {
+  const { opts, backend, tok, ctx, defaults } = e;
+  const send = (status: number, b: unknown): [number, unknown] => [status, b];
+  if (kind === "llama.cpp" && route === "GET /v1/models") {
+    const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
+    return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx: ctx, n_ctx_train: 1024 } }] });
+  }
+  if (kind === "llama.cpp" && route === "GET /props") {
+    const d = { repeat_penalty: defaults.repetitionPenalty ?? 1, presence_penalty: defaults.presencePenalty ?? 0, frequency_penalty: defaults.frequencyPenalty ?? 0, repeat_last_n: 64, temperature: 0.8 };
+    return send(200, { default_generation_settings: { params: d, n_ctx: ctx }, total_slots: 1 });
+  }
+  if (kind === "vllm" && route === "GET /v1/models") return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: ctx }] });
+  const info = opts.modelInfo ?? "both";
+  const infoRoutes = info === "both" ? ["GET /model_info", "GET /get_model_info"] : info === "new" ? ["GET /model_info"] : ["GET /get_model_info"];
+  if (kind === "sglang" && infoRoutes.includes(route)) {
+    const preferred = Object.keys(defaults).length ? JSON.stringify({ repetition_penalty: defaults.repetitionPenalty, presence_penalty: defaults.presencePenalty, frequency_penalty: defaults.frequencyPenalty }) : null;
+    return send(200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true, preferred_sampling_params: preferred });
+  }
+  if (route === "POST /tokenize" && opts.tokenize !== false) {
+    // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
+    const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
+    const tokens = tok.tokenize(text, kind === "llama.cpp" ? body.parse_special !== false : true);
+    if (kind === "llama.cpp") return send(200, { tokens });
+    return send(200, { tokens, count: tokens.length, max_model_len: ctx });
+  }
+  if (route === "POST /detokenize" && opts.tokenize !== false) {
+    const text = tok.detokenize(body.tokens as number[]);
+    return send(200, kind === "llama.cpp" ? { content: text } : kind === "vllm" ? { prompt: text } : { text });
+  }
+  return null;
+}
+
+interface FormatInfo {
+  promptTokens: number;
+  cached: number;
+  /** the first token as the reply's token-ID field states it ("disagree" fault: another) */
+  idsFirst: number;
+  /** vLLM: token_ids asked for (return_token_ids) */
+  tokenIds: boolean;
+  /** vLLM: prompt_tokens_details reported (--enable-prompt-tokens-details) */
+  details: boolean;
+}
+
+function format(kind: EngineKind, steps: Array<{ p: Prediction; token: number }>, o: FormatInfo): unknown {
+  const evaluated = o.promptTokens - o.cached;
+  const n = steps.length;
+  const tokens = [o.idsFirst, ...steps.slice(1).map((s) => s.token)];
+  // the chosen token's own log-probability (before any penalty), and the top k before any penalty
+  const lp = (s: { p: Prediction; token: number }) => s.p.logprobs.get(s.token) ?? -Infinity;
   switch (kind) {
     case "llama.cpp":
       return {
         content: "",
-        tokens: [idsField, ...more.map((m) => m.token)],
-        completion_probabilities: all.map((q) => ({ id: q.token, token: "", logprob: q.logprob, top_logprobs: q.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) })),
-        tokens_cached: p.cached,
-        tokens_evaluated: p.promptTokens,
+        tokens,
+        completion_probabilities: steps.map((s) => ({ id: s.token, token: "", logprob: lp(s), top_logprobs: s.p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) })),
+        tokens_cached: o.cached,
+        tokens_evaluated: o.promptTokens,
         stop_type: "limit",
-        timings: { prompt_n: evaluated, predicted_n: n },
+        timings: { prompt_n: evaluated, cache_n: o.cached, predicted_n: n },
       };
     case "vllm":
       return {
@@ -217,28 +449,34 @@ function format(kind: EngineKind, p: Prediction, idsField: number, more: Predict
           {
             index: 0,
             text: "",
-            token_ids: [idsField, ...more.map((m) => m.token)],
+            ...(o.tokenIds ? { token_ids: tokens } : {}),
             logprobs: {
-              tokens: all.map((q) => `token_id:${q.token}`),
-              token_logprobs: all.map((q) => q.logprob),
-              top_logprobs: all.map((q) => Object.fromEntries(q.top.map((c) => [`token_id:${c.id}`, c.logprob]))),
-              text_offset: all.map(() => 0),
+              tokens: steps.map((s) => `token_id:${s.token}`),
+              token_logprobs: steps.map(lp),
+              // the top k, and the sampled token when it is not among them
+              top_logprobs: steps.map((s) => Object.fromEntries([...s.p.top.map((c) => [`token_id:${c.id}`, c.logprob]), [`token_id:${s.token}`, lp(s)]])),
+              text_offset: steps.map(() => 0),
             },
             finish_reason: "length",
           },
         ],
-        usage: { prompt_tokens: p.promptTokens, completion_tokens: n, total_tokens: p.promptTokens + n, prompt_tokens_details: { cached_tokens: p.cached } },
+        usage: {
+          prompt_tokens: o.promptTokens,
+          completion_tokens: n,
+          total_tokens: o.promptTokens + n,
+          prompt_tokens_details: o.details ? { cached_tokens: o.cached } : null,
+        },
       };
     case "sglang":
       return {
         text: "",
-        output_ids: [idsField, ...more.map((m) => m.token)],
+        output_ids: tokens,
         meta_info: {
-          prompt_tokens: p.promptTokens,
-          cached_tokens: p.cached,
+          prompt_tokens: o.promptTokens,
+          cached_tokens: o.cached,
           completion_tokens: n,
-          output_token_logprobs: all.map((q) => [q.logprob, q.token, null]),
-          output_top_logprobs: all.map((q) => q.top.map((c) => [c.logprob, c.id, null])),
+          output_token_logprobs: steps.map((s) => [lp(s), s.token, null]),
+          output_top_logprobs: steps.map((s) => s.p.top.map((c) => [c.logprob, c.id, null])),
           finish_reason: { type: "length", length: n },
         },
       };

@@ -21,13 +21,14 @@ import { LocalModel } from "../../inference/localModel.js";
 import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe } from "../../electron/engine/cloud/adapters/index.js";
 import { LlamaCppServerPeer } from "../../electron/engine/cloud/adapters/llamaCppServer.js";
+import { contextOverflow, EngineHttpError } from "../../electron/engine/cloud/adapters/base.js";
 import { runCloudCheck, type CloudCheckReport } from "../../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary, type DeviceVocabulary } from "../../electron/engine/cloud/adapters/vocabulary.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 import { standaloneGreedy } from "../helpers/standalone.js";
 import { RealBackend } from "./engines.js";
 import { hasLlamaServer, llamaServerBin, llamaServerRequired, noteMissingLlamaServer, startLlamaServer, type LlamaServer } from "./llamaServerProcess.js";
-import { writePaddedVocabulary } from "./vocabFixtures.js";
+import { writePaddedVocabulary, writeSamplingDefaults } from "./vocabFixtures.js";
 
 noteMissingShared("llama-server tests");
 noteMissingLlamaServer("llama-server tests");
@@ -39,7 +40,7 @@ describe.runIf(llamaServerRequired)("llama-server required (TANDEM_REQUIRE_LLAMA
 });
 
 /** cloud:check's report when the endpoint matches the device in every way it can check */
-const EVERY_CHECK_PASSES = { "vocabulary size": "PASS", "text probes": "PASS", "special tokens": "PASS", "token IDs": "PASS", "next token": "PASS" };
+const EVERY_CHECK_PASSES = { "vocabulary size": "PASS", "text probes": "PASS", "special tokens": "PASS", "token IDs": "PASS", "next token": "PASS", "sampling defaults": "PASS" };
 
 const PROMPTS = ["Once upon a time", "The little dog", "Tom and Sue went to the park. They"];
 
@@ -196,6 +197,65 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
     }
   });
 
+  it("a GGUF whose general.sampling.penalty_repeat is 1.5: the server takes it as its default, and the adapter still gets the LLM's greedy tokens", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "tandem-llama-penalty-"));
+    const file = path.join(dir, "stories-llm-penalty.gguf");
+    await writeSamplingDefaults(files.storiesLlm!, file, { penaltyRepeat: 1.5 });
+    const penalised = await startLlamaServer(file);
+    try {
+      const props = (await (await fetch(`${penalised.url}/props`)).json()) as { default_generation_settings: { params: { repeat_penalty: number } } };
+      expect(props.default_generation_settings.params.repeat_penalty).toBeCloseTo(1.5, 5);
+      const prompt = tokenize("Tom and Sue went to the park. They");
+      const want = await standaloneGreedy(files.storiesLlm!, prompt, 12);
+      expect(want).toHaveLength(12);
+      // a client that sets only the temperature gets the penalised continuation: the test has teeth
+      const res = await fetch(`${penalised.url}/completion`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt, n_predict: 12, temperature: 0, return_tokens: true }),
+      });
+      expect(((await res.json()) as { tokens: number[] }).tokens).not.toEqual(want);
+      // the adapter: token by token, and as one continuation
+      const p = new LlamaCppServerPeer({ url: penalised.url, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000 });
+      await p.connect(device);
+      const history = [...prompt];
+      for (let i = 0; i < want.length; i++) history.push((await p.next(history)).tokenId);
+      expect(history.slice(prompt.length)).toEqual(want);
+      const c = await p.next(prompt, undefined, { draft: want.length - 1 });
+      expect([c.tokenId, ...(c.draft ?? [])]).toEqual(want);
+      // cloud:check says so
+      const check = await runCloudCheck({ kind: "llama.cpp", url: penalised.url, device: deviceVocabulary(reference.model) });
+      expect(check.checks.find((x) => x.name === "sampling defaults")).toMatchObject({ status: "WARN", detail: expect.stringMatching(/repeat_penalty 1\.5/) });
+    } finally {
+      await penalised.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a conversation longer than the slot's context: a context overflow (413, no back-off), then served again", async () => {
+    const small = await startLlamaServer(files.storiesLlm!, { contextSize: 256 });
+    try {
+      // the slot's context as the server reports it (llama.cpp may round the -c it was given)
+      const models = (await (await fetch(`${small.url}/v1/models`)).json()) as { data: Array<{ meta: { n_ctx: number } }> };
+      const nCtx = models.data[0]!.meta.n_ctx;
+      const sentence = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. ";
+      const long = tokenize(sentence.repeat(Math.ceil((nCtx + 8) / 20)));
+      expect(long.length).toBeGreaterThan(nCtx);
+      // the engine's own answer: 400 exceed_context_size_error, which the adapters read as an overflow
+      const res = await fetch(`${small.url}/completion`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: long, n_predict: 1 }) });
+      expect(res.status).toBe(400);
+      expect(contextOverflow(new EngineHttpError(res.status, await res.text()))).toEqual({ contextLength: nCtx });
+      const p = new LlamaCppServerPeer({ url: small.url, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000, backoffMs: 60_000 });
+      await p.connect(device);
+      await expect(p.next(long)).rejects.toMatchObject({ reason: "http", status: 413, message: expect.stringMatching(/context_overflow/) });
+      expect(p.state).not.toBe("offline");
+      const prompt = tokenize("Once upon a time");
+      expect((await p.next(prompt)).tokenId).toBe((await reference.predict(prompt, 1)).token);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("an API key: refused without it (HTTP 401, no back-off for a client error), served with it", async () => {
     const apiKey = "tandem-test-key-0123456789";
     const keyed = await startLlamaServer(files.storiesLlm!, { apiKey });
@@ -237,7 +297,7 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       expect(statuses(r), JSON.stringify(r.checks, null, 1)).toEqual(EVERY_CHECK_PASSES);
       expect(r.result).toBe("PASS");
       // the second call of the next-token check evaluated one token: the prefix cache is in use
-      expect(r.checks.at(-1)!.detail).toMatch(/the second call evaluated 1 of \d+ tokens/);
+      expect(r.checks.find((c) => c.name === "next token")!.detail).toMatch(/the second call evaluated 1 of \d+ tokens/);
     });
 
     it("the same SLM padded with [PAD] entries: size WARN, every probe PASSes", async () => {
@@ -259,7 +319,7 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
         const file = path.join(tmp, "rand-qwen2-a-padded.gguf");
         await writePaddedVocabulary(files.randA, file, 152_064);
         const r2 = await runCloudCheck({ kind: "llama.cpp", url: qwen.url, device: await vocabOf(file) });
-        expect(statuses(r2)).toEqual({ "vocabulary size": "WARN", "text probes": "PASS", "special tokens": "PASS", "token IDs": "PASS", "next token": "PASS" });
+        expect(statuses(r2)).toEqual({ ...EVERY_CHECK_PASSES, "vocabulary size": "WARN" });
         expect(r2.checks[0]!.detail).toMatch(/device 152064 entries, server 151936/);
         expect(r2.result).toBe("PASS");
       } finally {

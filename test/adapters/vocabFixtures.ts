@@ -1,5 +1,8 @@
-/** Vocabulary variants for the check tests: a padded copy of a model, a tokenizer that disagrees. */
-import { readGguf, setKv, copiedTensor, writeGguf, type GgufArray, type GgufValue } from "../../inference/gguf.js";
+/**
+ * Model variants for the engine tests: a padded copy of a model, a tokenizer that disagrees, a model
+ * file carrying sampling defaults.
+ */
+import { GgufType, readGguf, setKv, copiedTensor, writeGguf, type GgufArray, type GgufValue } from "../../inference/gguf.js";
 import type { FakeTokenizer } from "./engines.js";
 
 /**
@@ -36,4 +39,17 @@ export function swappedTokenizer(base: FakeTokenizer, a: number, b: number): Fak
     tokenize: (text, special) => base.tokenize(text, special).map(swap),
     detokenize: (ids) => base.detokenize(ids.map(swap)),
   };
+}
+
+/**
+ * A copy of `src` (weights and all) that carries sampling defaults as a GGUF can: `general.sampling.*`
+ * keys, which llama.cpp loads as the server's defaults for every field a request leaves unset
+ * (common/common.cpp; only where the command line set nothing). Floats are float32, counts int32, as
+ * llama.cpp reads them.
+ */
+export async function writeSamplingDefaults(src: string, dest: string, defaults: { penaltyRepeat: number; penaltyLastN?: number }): Promise<void> {
+  const file = readGguf(src);
+  let kvs = setKv(file.kvs, "general.sampling.penalty_repeat", defaults.penaltyRepeat, GgufType.FLOAT32);
+  if (defaults.penaltyLastN !== undefined) kvs = setKv(kvs, "general.sampling.penalty_last_n", defaults.penaltyLastN, GgufType.INT32);
+  await writeGguf(dest, { kvs, tensors: file.tensors.map((t) => copiedTensor(file, t)) });
 }

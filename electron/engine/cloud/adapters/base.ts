@@ -84,6 +84,46 @@ export class EngineHttpError extends Error {
   }
 }
 
+/**
+ * The status Tandem's own token server gives a context overflow (cloud/errors.ts: context_overflow →
+ * 413). The adapters report an engine's overflow with it, as TandemCloudClient does, so the decoder
+ * and the back-off see one kind of overflow whichever cloud answered: a 4xx, no back-off.
+ */
+export const CONTEXT_OVERFLOW_STATUS = 413;
+
+/**
+ * How each engine words a request beyond its context (all answer HTTP 400):
+ * - llama.cpp server: `{"error": {"type": "exceed_context_size_error", "n_ctx": N, ...}}`, "request (M
+ *   tokens) exceeds the available context size (N tokens)"
+ * - vLLM: "... the model's context length is only N tokens ..." (renderers/params.py), older "This
+ *   model's maximum context length is N tokens", the V1 engine "... longer than the maximum model
+ *   length of N"
+ * - SGLang: "The input (M tokens) is longer than the model's context length (N tokens)", "Requested
+ *   token count exceeds the model's maximum context length of N tokens"
+ */
+const OVERFLOW_TEXT = /exceed_context_size_error|context (?:length|size)|maximum model length/i;
+const CONTEXT_NUMBER = /(?:context (?:length|size)|maximum model length)\D{0,24}?(\d+)/i;
+
+/** The context length an engine's overflow reply states, if it is one; null if it is not an overflow. */
+export function contextOverflow(err: EngineHttpError): { contextLength?: number } | null {
+  if ((err.status !== 400 && err.status !== 413) || !OVERFLOW_TEXT.test(err.bodyText)) return null;
+  let n: unknown;
+  try {
+    const j = JSON.parse(err.bodyText) as { error?: { n_ctx?: unknown } };
+    n = j?.error?.n_ctx;
+  } catch {
+    // not JSON: the message decides
+  }
+  if (typeof n !== "number") n = Number(CONTEXT_NUMBER.exec(err.bodyText)?.[1]);
+  return Number.isInteger(n) && (n as number) > 0 ? { contextLength: n as number } : {};
+}
+
+export function overflowError(kind: string, tokens: number, contextLength: number | undefined, engineSaid?: string): CloudCallError {
+  const ctx = contextLength !== undefined ? ` (${contextLength} tokens)` : "";
+  const said = engineSaid ? `; the engine answered ${engineSaid.slice(0, 200)}` : "";
+  return new CloudCallError("http", `cloud error: HTTP ${CONTEXT_OVERFLOW_STATUS} context_overflow: the conversation (${tokens} tokens) does not fit the ${kind} engine's context${ctx}${said}`, CONTEXT_OVERFLOW_STATUS);
+}
+
 export abstract class EngineAdapter implements CloudPeer {
   abstract readonly kind: string;
   readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
@@ -92,6 +132,8 @@ export abstract class EngineAdapter implements CloudPeer {
   protected readonly deadlineMs: number;
   protected readonly topK: number;
   protected device: ModelIdentity | undefined;
+  /** the engine's context in tokens (prompt and generated), when it reports it or an overflow said it */
+  protected contextLength: number | undefined;
   /** what the connect check established; shown to the user */
   vocabularyCheck = "not connected";
   private readonly health: CloudHealth;
@@ -135,9 +177,9 @@ export abstract class EngineAdapter implements CloudPeer {
     const t0 = performance.now();
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
-    const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
+    const asked = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
     try {
-      const r = await this.step(history, deadline, draft);
+      const { r, draft } = await this.stepWithinContext(history, deadline, asked);
       const v = this.validate(r);
       const continuation = checkDraftReply(draft > 0 ? (r.draft ?? []) : undefined, draft, this.device.vocabSize);
       this.health.online();
@@ -152,6 +194,29 @@ export abstract class EngineAdapter implements CloudPeer {
     } catch (err) {
       this.stats.failures++;
       throw this.fail(err, deadline, signal);
+    }
+  }
+
+  /**
+   * One step that fits the engine's context: a continuation is cut to the room left (vLLM and SGLang
+   * refuse a request whose prompt plus tokens to generate exceed it), a history that leaves no room is
+   * an overflow without a request, and an overflow the engine reports teaches the context length, so a
+   * request refused only for its continuation is sent once more without it.
+   */
+  private async stepWithinContext(history: readonly number[], signal: AbortSignal, asked: number): Promise<{ r: EngineStep; draft: number }> {
+    for (let attempt = 0; ; attempt++) {
+      const room = this.contextLength === undefined ? Infinity : this.contextLength - history.length;
+      if (room < 1) throw overflowError(this.kind, history.length, this.contextLength);
+      const draft = Math.min(asked, room - 1);
+      try {
+        return { r: await this.step(history, signal, draft), draft };
+      } catch (err) {
+        const o = err instanceof EngineHttpError ? contextOverflow(err) : null;
+        if (!o) throw err;
+        if (o.contextLength !== undefined) this.contextLength = o.contextLength;
+        const retry = attempt === 0 && draft > 0 && this.contextLength !== undefined && this.contextLength - history.length > 0;
+        if (!retry) throw overflowError(this.kind, history.length, this.contextLength, (err as EngineHttpError).message);
+      }
     }
   }
 

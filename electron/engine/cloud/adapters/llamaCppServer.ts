@@ -2,7 +2,7 @@
  * llama.cpp's own server (`llama-server`) as Tandem's cloud.
  *
  *   POST /completion {prompt: [token IDs], n_predict: 1 (+ draft), cache_prompt: true, id_slot?, n_probs: k,
- *                     temperature: 0, return_tokens: true}
+ *                     return_tokens: true, ...GREEDY_LLAMA_CPP}
  *     → {tokens: [id], completion_probabilities: [{id, token, logprob, top_logprobs: [{id, token, logprob}]}],
  *        tokens_cached, tokens_evaluated, timings: {prompt_n, ...}}
  *
@@ -11,6 +11,16 @@
  * `slot` (`id_slot`) when the server runs several slots, or calls of two conversations evict each
  * other's cache. Older servers answering with `probs` instead of `completion_probabilities` are refused
  * as malformed.
+ *
+ * Sampling: the server fills every field a request leaves out from its own defaults, and those come
+ * from the GGUF's `general.sampling.*` keys when the file has them (common/common.cpp), e.g.
+ * `general.sampling.penalty_repeat`. So every request sets every sampler explicitly
+ * (GREEDY_LLAMA_CPP): the chain is the temperature sampler alone at 0 (the greedy token) and every
+ * penalty is neutral besides. The reported probabilities are taken before the chain
+ * (`post_sampling_probs: false`).
+ *
+ * Context: `n_ctx` of a slot from `/v1/models` (`meta.n_ctx`); a longer prompt is answered 400
+ * `exceed_context_size_error`, reported as a context overflow (base.ts).
  *
  * Vocabulary check at connect: `GET /v1/models` → `data[0].meta.n_vocab` is compared with the device's
  * vocabulary size (a difference only in `[PAD]` entries is allowed when the probe says where the
@@ -24,6 +34,31 @@
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
 import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+
+/**
+ * Every sampling field of llama.cpp's /completion set to greedy and neutral (tools/server/server-schema.cpp
+ * of the checked source): only the temperature sampler, at 0, picks the highest logit.
+ */
+export const GREEDY_LLAMA_CPP = {
+  samplers: ["temperature"],
+  temperature: 0,
+  dynatemp_range: 0,
+  top_k: 0,
+  top_p: 1,
+  min_p: 0,
+  typical_p: 1,
+  top_n_sigma: -1,
+  xtc_probability: 0,
+  repeat_penalty: 1,
+  repeat_last_n: 0,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  dry_multiplier: 0,
+  mirostat: 0,
+  logit_bias: [],
+  ignore_eos: false,
+  post_sampling_probs: false,
+} as const;
 
 export interface LlamaCppServerOptions extends AdapterOptions {
   /** the server slot this conversation uses (`id_slot`); default: the server picks */
@@ -44,6 +79,8 @@ export class LlamaCppServerPeer extends EngineAdapter {
     const m = isObject(models) && Array.isArray(models.data) && isObject(models.data[0]) ? models.data[0] : undefined;
     if (m && typeof m.id === "string") name = m.id;
     const nVocab = m && isObject(m.meta) ? m.meta.n_vocab : undefined;
+    const nCtx = m && isObject(m.meta) ? m.meta.n_ctx : undefined;
+    if (typeof nCtx === "number" && Number.isInteger(nCtx) && nCtx > 0) this.contextLength = nCtx;
     if (typeof nVocab === "number" && nVocab !== device.vocabSize) {
       // Sizes that differ only in [PAD] entries (a Qwen2.5 0.5B device and a 32B server) are the same
       // vocabulary; below the device's real tokens they are not. Without knowing where the device's
@@ -75,8 +112,8 @@ export class LlamaCppServerPeer extends EngineAdapter {
       n_predict: 1 + draft,
       cache_prompt: true,
       n_probs: Math.max(1, this.topK),
-      temperature: 0,
       return_tokens: true,
+      ...GREEDY_LLAMA_CPP,
     };
     if (this.o.slot !== undefined) body.id_slot = this.o.slot;
     const r = await this.postJson("/completion", body, signal);

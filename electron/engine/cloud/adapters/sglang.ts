@@ -1,7 +1,7 @@
 /**
  * SGLang's native server as Tandem's cloud.
  *
- *   POST /generate {input_ids: [token IDs], sampling_params: {max_new_tokens: 1, temperature: 0},
+ *   POST /generate {input_ids: [token IDs], sampling_params: {max_new_tokens: 1, ...GREEDY_SGLANG},
  *                   return_logprob: true, top_logprobs_num: k, logprob_start_len: -1}
  *     → {text, output_ids?: [id], meta_info: {prompt_tokens, cached_tokens,
  *        output_token_logprobs: [[logprob, id, text|null]], output_top_logprobs: [[[logprob, id, text|null], ...]],
@@ -11,8 +11,17 @@
  * longest cached prefix (`prompt_tokens - cached_tokens`). `logprob_start_len: -1` asks for no prompt
  * log-probabilities (they would cost a pass over the whole prompt's logits).
  *
- * Vocabulary check at connect: `GET /get_model_info` gives `model_path` and `tokenizer_path` (names
- * only). With a probe (`opts.probe`), `POST /tokenize {prompt, add_special_tokens: false}` (listed
+ * Sampling: the server merges `--preferred-sampling-params` under each request's `sampling_params`
+ * (TokenizerManager: `{**preferred, **request}`) and newer versions fill unset fields from the model's
+ * generation config, so every request sets every field (GREEDY_SGLANG). Its penalties count the
+ * output tokens only: they change a continuation, not a single token.
+ *
+ * Context: a request beyond the context length is answered 400 ("The input (M tokens) is longer than
+ * the model's context length (N tokens)"), reported as a context overflow (base.ts); the length is
+ * learned from that message.
+ *
+ * Vocabulary check at connect: `GET /model_info` (`/get_model_info` on servers that have only the
+ * older name) gives `model_path` and `tokenizer_path` (names only). With a probe (`opts.probe`), `POST /tokenize {prompt, add_special_tokens: false}` (listed
  * among SGLang's native APIs in recent versions, https://docs.sglang.io/basic_usage/native_api.html)
  * must return the device's token IDs for the probe text: that counts as verification. Older servers
  * answer 404 there; SGLang reports no vocabulary size or hash, so then the user must confirm
@@ -25,6 +34,19 @@ import { EngineAdapter, EngineHttpError, isObject, sameTokens, type AdapterOptio
 
 export type SglangOptions = AdapterOptions;
 
+/** SGLang's SamplingParams fields that can change the greedy token, set to greedy and neutral. */
+export const GREEDY_SGLANG = {
+  temperature: 0,
+  top_p: 1,
+  top_k: -1,
+  min_p: 0,
+  repetition_penalty: 1,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  min_new_tokens: 0,
+  ignore_eos: false,
+} as const;
+
 export class SglangPeer extends EngineAdapter {
   readonly kind = "sglang";
 
@@ -33,8 +55,8 @@ export class SglangPeer extends EngineAdapter {
   }
 
   protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
-    const info = await this.getJson("/get_model_info", signal);
-    if (!isObject(info) || typeof info.model_path !== "string") throw new CloudCallError("malformed", "SGLang /get_model_info reply has no model_path");
+    const info = await this.modelInfo(signal);
+    if (!isObject(info) || typeof info.model_path !== "string") throw new CloudCallError("malformed", "SGLang /model_info reply has no model_path");
     const tok = typeof info.tokenizer_path === "string" ? info.tokenizer_path : info.model_path;
     const verified: string[] = [];
     let cannot = `SGLang reports only the tokenizer path (${tok}) and no probe was given`;
@@ -54,12 +76,22 @@ export class SglangPeer extends EngineAdapter {
     return { name: info.model_path, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
+  /** `/model_info`, or on a server that does not know it (404) its older name `/get_model_info`. */
+  private async modelInfo(signal: AbortSignal): Promise<unknown> {
+    try {
+      return await this.getJson("/model_info", signal);
+    } catch (err) {
+      if (!(err instanceof EngineHttpError && err.status === 404)) throw err;
+      return this.getJson("/get_model_info", signal);
+    }
+  }
+
   protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
     const r = await this.postJson(
       "/generate",
       {
         input_ids: history,
-        sampling_params: { max_new_tokens: 1 + draft, temperature: 0 },
+        sampling_params: { max_new_tokens: 1 + draft, ...GREEDY_SGLANG },
         return_logprob: true,
         top_logprobs_num: Math.max(1, this.topK),
         logprob_start_len: -1,

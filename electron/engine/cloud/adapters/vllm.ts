@@ -1,8 +1,8 @@
 /**
  * vLLM's OpenAI-compatible server as Tandem's cloud.
  *
- *   POST /v1/completions {model, prompt: [token IDs], max_tokens: 1, temperature: 0, logprobs: k,
- *                         return_tokens_as_token_ids: true}
+ *   POST /v1/completions {model, prompt: [token IDs], max_tokens: 1, logprobs: k, return_token_ids: true,
+ *                         return_tokens_as_token_ids: true, ...GREEDY_VLLM}
  *     → {choices: [{text, token_ids?, logprobs: {tokens: ["token_id:ID"], token_logprobs: [lp],
  *        top_logprobs: [{"token_id:ID": lp, ...}]}, finish_reason}],
  *        usage: {prompt_tokens, prompt_tokens_details?: {cached_tokens}}}
@@ -10,7 +10,18 @@
  * Automatic prefix caching (on by default in vLLM V1) reuses full KV blocks of the common prefix, so a
  * call evaluates the delta plus at most one partial block. `usage.prompt_tokens_details.cached_tokens`
  * (reported when the server runs with --enable-prompt-tokens-details) gives the evaluated count.
- * `logprobs` is capped at 20 by the server by default (--max-logprobs).
+ * `logprobs` is capped at 20 by the server by default (--max-logprobs). `choices[0].token_ids` comes
+ * only with `return_token_ids`; the adapter asks for it and checks it against the log-probabilities'
+ * tokens (a server too old to know the field leaves it out, and then only the logprobs are read).
+ *
+ * Sampling: vLLM fills every sampling field a request leaves unset from the model's
+ * generation_config.json (`--generation-config auto`, its default; ModelConfig.get_diff_sampling_param:
+ * repetition_penalty, temperature, top_k, top_p, min_p), e.g. Qwen2.5-Instruct's repetition_penalty
+ * 1.05, and reports log-probabilities taken before the penalty. So every request sets every field
+ * (GREEDY_VLLM); `--generation-config vllm` on the server is the belt to these braces.
+ *
+ * Context: `max_model_len` from `/v1/models`; prompt plus max_tokens beyond it is answered 400 ("... the
+ * model's context length is only N tokens ..."), reported as a context overflow (base.ts).
  *
  * Vocabulary check at connect: `GET /v1/models` gives the served model's name (and `max_model_len`),
  * not its vocabulary. With a probe (`opts.probe`), `POST /tokenize {model, prompt, add_special_tokens:
@@ -21,6 +32,23 @@
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
 import { EngineAdapter, EngineHttpError, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+
+/**
+ * vLLM's CompletionRequest sampling fields that a generation config can fill, set to greedy and
+ * neutral (entrypoints/openai/completion/protocol.py: `_DEFAULT_SAMPLING_PARAMS`); top_k -1 means "all"
+ * in every version (0 only in newer ones).
+ */
+export const GREEDY_VLLM = {
+  temperature: 0,
+  top_p: 1,
+  top_k: -1,
+  min_p: 0,
+  repetition_penalty: 1,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  min_tokens: 0,
+  ignore_eos: false,
+} as const;
 
 export interface VllmOptions extends AdapterOptions {
   /** served model name; default: the first of GET /v1/models */
@@ -51,6 +79,8 @@ export class VllmPeer extends EngineAdapter {
     if (served.length === 0) throw new CloudCallError("malformed", "vLLM /v1/models lists no model");
     if (this.model === undefined) this.model = served[0];
     else if (!served.includes(this.model)) throw new CloudCallError("http", `vLLM does not serve ${this.model} (it serves ${served.join(", ")})`, 404);
+    const maxLen = list.find((m) => m.id === this.model)?.max_model_len;
+    if (typeof maxLen === "number" && Number.isInteger(maxLen) && maxLen > 0) this.contextLength = maxLen;
     const verified: string[] = [];
     let cannot = "vLLM reports neither the vocabulary size nor a hash, and no probe was given";
     if (this.o.probe) {
@@ -76,9 +106,10 @@ export class VllmPeer extends EngineAdapter {
         model: this.model,
         prompt: history,
         max_tokens: 1 + draft,
-        temperature: 0,
         logprobs: Math.max(1, this.topK),
         return_tokens_as_token_ids: true,
+        return_token_ids: true,
+        ...GREEDY_VLLM,
       },
       signal,
     );
@@ -89,7 +120,8 @@ export class VllmPeer extends EngineAdapter {
     }
     const tokenId = parseTokenId(lp.tokens[0]);
     if (tokenId === undefined) throw new CloudCallError("malformed", `vLLM reply token ${JSON.stringify(lp.tokens[0])} is not "token_id:N" (is return_tokens_as_token_ids supported?)`);
-    if (Array.isArray(choice!.token_ids) && choice!.token_ids.length > 0 && choice!.token_ids[0] !== tokenId) {
+    const ids = choice!.token_ids;
+    if (Array.isArray(ids) && (ids.length !== (lp.tokens as unknown[]).length || ids.some((t, i) => t !== parseTokenId((lp.tokens as unknown[])[i])))) {
       throw new CloudCallError("malformed", "vLLM reply: token_ids and logprobs disagree");
     }
     const topMap = lp.top_logprobs[0];

@@ -10,6 +10,12 @@
  * - vLLM and SGLang: the same probes through their `/tokenize` and `/detokenize` endpoints (vLLM's
  *   tokenizer API; SGLang's native API), when the server has them; neither reports a vocabulary size.
  *
+ * Then the engine's sampling defaults (`sampling defaults`): what it reports of them (llama.cpp's
+ * `/props`, SGLang's `preferred_sampling_params`) and a probe that asks for a continuation twice, once
+ * setting only the temperature and once as the adapter asks (every field set): when they differ, a
+ * default (a model's generation config, a GGUF's `general.sampling.*`, preferred parameters) changes
+ * the greedy token for clients that leave it unset. Tandem's adapter sets every field, so this WARNs.
+ *
  * Probes can show a difference but cannot prove identity (only comparing every token would, and only
  * Tandem's server exposes a hash): a PASS means every probe agreed. Every check prints PASS, FAIL, WARN
  * or SKIP with what it compared; the result is FAIL if any check failed, UNVERIFIED if no check could
@@ -57,6 +63,10 @@ export interface CloudCheckOptions {
 
 /** The prompt of the next-token check. */
 export const CHECK_PROMPT = "Once upon a time";
+/** The prompt of the sampling-defaults probe: its greedy continuation repeats earlier tokens, where a penalty bites. */
+export const DEFAULTS_PROMPT = "Tom and Sue went to the park. They played and played. Tom and Sue";
+/** Tokens of the sampling-defaults probe's continuation. */
+export const DEFAULTS_TOKENS = 16;
 
 class HttpStatusError extends Error {
   constructor(
@@ -326,6 +336,82 @@ async function nextTokenCheck(o: CloudCheckOptions, timeoutMs: number): Promise<
   }
 }
 
+/** What the engine says of its own sampling defaults, where it says anything: the non-neutral ones. */
+async function reportedDefaults(o: CloudCheckOptions, http: Http): Promise<string[]> {
+  if (o.kind === "llama.cpp") {
+    const props = await http.call("GET", "/props").catch(() => undefined);
+    const dgs = isObject(props) && isObject(props.default_generation_settings) ? props.default_generation_settings : undefined;
+    const p = dgs && isObject(dgs.params) ? dgs.params : {};
+    const neutral: Record<string, number> = { repeat_penalty: 1, presence_penalty: 0, frequency_penalty: 0, dry_multiplier: 0 };
+    return Object.entries(neutral).filter(([k, v]) => typeof p[k] === "number" && p[k] !== v).map(([k]) => `${k} ${p[k] as number}`);
+  }
+  if (o.kind === "sglang") {
+    const info = await http.call("GET", "/model_info").catch(() => http.call("GET", "/get_model_info").catch(() => undefined));
+    const pref = isObject(info) ? info.preferred_sampling_params : undefined;
+    return typeof pref === "string" && pref.trim() !== "" && pref !== "null" ? [`--preferred-sampling-params ${pref.slice(0, 120)}`] : [];
+  }
+  return [];
+}
+
+/** A continuation asked for with only the temperature set, as a client that trusts the defaults asks. */
+async function bareContinuation(o: CloudCheckOptions, http: Http, prompt: number[], model: string | undefined): Promise<number[]> {
+  const n = DEFAULTS_TOKENS;
+  if (o.kind === "llama.cpp") {
+    return intArray(field(await http.call("POST", "/completion", { prompt, n_predict: n, temperature: 0, return_tokens: true }), "tokens", "/completion reply"), "tokens");
+  }
+  if (o.kind === "vllm") {
+    const r = await http.call("POST", "/v1/completions", { model, prompt, max_tokens: n, temperature: 0, return_token_ids: true, logprobs: 1, return_tokens_as_token_ids: true });
+    const choice = isObject(r) && Array.isArray(r.choices) ? r.choices[0] : undefined;
+    if (isObject(choice) && Array.isArray(choice.token_ids)) return intArray(choice.token_ids, "token_ids");
+    // a vLLM too old for return_token_ids: the tokens of the log-probabilities ("token_id:N")
+    const lp = isObject(choice) && isObject(choice.logprobs) && Array.isArray(choice.logprobs.tokens) ? choice.logprobs.tokens : undefined;
+    return intArray(lp?.map((t) => (typeof t === "string" ? Number(/^token_id:(\d+)$/.exec(t)?.[1]) : NaN)), "/v1/completions logprobs.tokens");
+  }
+  const r = await http.call("POST", "/generate", { input_ids: prompt, sampling_params: { max_new_tokens: n, temperature: 0 } });
+  return intArray(field(r, "output_ids", "/generate reply"), "output_ids");
+}
+
+const HOW_TO_NEUTRAL: Partial<Record<CloudKind, string>> = {
+  vllm: "start vLLM with --generation-config vllm",
+  "llama.cpp": "start llama-server with --repeat-penalty 1 --presence-penalty 0 --frequency-penalty 0 --dry-multiplier 0",
+  sglang: "start SGLang without --preferred-sampling-params",
+};
+
+/** Whether the engine's defaults would change the greedy token of a client that leaves them unset. */
+async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: string | undefined, timeoutMs: number): Promise<CheckLine> {
+  const name = "sampling defaults";
+  const dev = o.device;
+  const prompt = [...(dev.bos !== undefined ? [dev.bos] : []), ...dev.tokenize(DEFAULTS_PROMPT, false)];
+  const reported = await reportedDefaults(o, http);
+  const peer = createCloudPeer({ kind: o.kind, url: o.url, token: o.token, model, probe: dev.probe, deadlineMs: timeoutMs, backoffMs: 0, assumeSameVocabulary: true });
+  let explicit: number[];
+  let bare: number[];
+  try {
+    await peer.connect(dev.identity);
+    const s = await peer.next(prompt, undefined, { draft: DEFAULTS_TOKENS - 1 });
+    explicit = [s.tokenId, ...(s.draft ?? [])];
+    bare = await bareContinuation(o, http, prompt, model);
+  } catch (err) {
+    return { name, status: reported.length ? "WARN" : "SKIP", detail: `${reported.length ? `the engine reports ${reported.join(", ")}; ` : ""}the probe failed: ${(err as Error).message.slice(0, 160)}` };
+  } finally {
+    await peer.close();
+  }
+  const i = firstDifference(explicit, bare);
+  const changed = i < Math.min(explicit.length, bare.length);
+  if (!changed && reported.length === 0) {
+    return { name, status: "PASS", detail: `${explicit.length} greedy tokens after ${short(DEFAULTS_PROMPT, 24)} are the same with the engine's defaults as with every field set` };
+  }
+  const what = [
+    ...(reported.length ? [`the engine reports ${reported.join(", ")}`] : []),
+    ...(changed ? [`with only the temperature set, token ${i} of the probe's continuation is ${bare[i]} instead of the greedy ${explicit[i]}`] : []),
+  ].join("; ");
+  return {
+    name,
+    status: "WARN",
+    detail: `${what}. Tandem's adapter sets every sampling field, so its tokens are the greedy ones; other clients of this engine get penalised tokens (to make the defaults neutral: ${HOW_TO_NEUTRAL[o.kind]})`,
+  };
+}
+
 export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckReport> {
   const base = parseCloudUrl(o.url);
   const timeoutMs = o.timeoutMs ?? 15_000;
@@ -344,6 +430,7 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
     }
   };
 
+  let servedModel = o.model;
   switch (o.kind) {
     case "tandem":
       await guarded("vocabulary hash", async () => {
@@ -372,6 +459,7 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
         add({ name: "served model", status: "PASS", detail: model });
       });
       if (model !== undefined) await guarded("text probes", () => tokenizerChecks(dev, vllmTokenizer(http, model!), add));
+      servedModel = model;
       break;
     }
     case "sglang":
@@ -382,7 +470,9 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
       throw new Error(`Unknown cloud kind ${JSON.stringify(k)}`);
     }
   }
-  add(await nextTokenCheck(o, timeoutMs));
+  const next = await nextTokenCheck(o, timeoutMs);
+  add(next);
+  if (o.kind !== "tandem" && next.status === "PASS") add(await samplingDefaultsCheck(o, http, servedModel, timeoutMs));
 
   const failed = checks.some((c) => c.status === "FAIL");
   const verified = checks.some((c) => c.comparesVocabulary && (c.status === "PASS" || c.status === "WARN"));
