@@ -34,6 +34,7 @@ import { runRepl } from "./interactive.js";
 import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { planPrompt, truncationNotice } from "../electron/engine/conversationPrompt.js";
 import type { ContextUsage } from "../shared/chat.js";
+import { errorMessage, UsageError } from "../shared/errors.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
                       [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
@@ -45,7 +46,6 @@ const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>
 const COLORS: Record<Origin, string> = { local: "\x1b[32m", cloud: "\x1b[1;35m", fallback: "\x1b[33m" };
 const RESET = "\x1b[0m";
 
-class UsageError extends Error {}
 
 interface Cli {
   demo: boolean;
@@ -78,7 +78,7 @@ function parseCli(argv: string[]): Cli {
     return cliFrom(argv);
   } catch (err) {
     // node's own messages for an unknown option or a missing value are clear; they are usage errors
-    if ((err as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) throw new UsageError((err as Error).message);
+    if ((err as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) throw new UsageError(errorMessage(err));
     throw err;
   }
 }
@@ -205,7 +205,7 @@ async function main(): Promise<number> {
         if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) throw err;
         const refused = authFailure(err, cli.cloud, !!cli.token);
         if (refused) throw new CloudSettingsError(refused);
-        log(`cloud: offline (${(err as Error).message}); answering locally`);
+        log(`cloud: offline (${errorMessage(err)}); answering locally`);
       }
       cloud = client;
     }
@@ -281,7 +281,7 @@ main().then(
     // what a user can cause (files, settings, the cloud) is a message; anything else is a bug, whose
     // stack trace helps only a developer: it is printed on request
     const known = err instanceof ContextPolicyError || err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
-    const message = terminalSafe((err as Error)?.message ?? String(err));
+    const message = terminalSafe(errorMessage(err));
     if (known) console.error(`error: ${message}`);
     else if (process.env.TANDEM_DEBUG) console.error(`error: ${terminalSafe((err as Error)?.stack ?? message)}`);
     else console.error(`error: ${message} (TANDEM_DEBUG=1 shows where it happened)`);

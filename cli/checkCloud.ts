@@ -18,6 +18,7 @@ import { parseCloudUrl } from "../electron/engine/cloud/callSupport.js";
 import { CLOUD_KINDS, type CloudKind } from "../electron/engine/cloud/adapters/index.js";
 import { runCloudCheck, type CheckLine } from "../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary } from "../electron/engine/cloud/adapters/vocabulary.js";
+import { errorMessage } from "../shared/errors.js";
 
 const USAGE = `usage: npm run cloud:check -- --kind <${CLOUD_KINDS.join("|")}> --url <url> [--token T] [--model NAME]
                             [--slm <path|hf:uri>] [--timeout-ms N] [--json]
@@ -52,7 +53,7 @@ async function main(): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    console.error(`${errorMessage(err)}\n\n${USAGE}`);
     return 2;
   }
   if (values.help) {
@@ -71,7 +72,7 @@ async function main(): Promise<number> {
   try {
     parseCloudUrl(values.url); // before a possibly long model download
   } catch (err) {
-    console.error(`cloud:check: ${(err as Error).message}`);
+    console.error(`cloud:check: ${errorMessage(err)}`);
     return 2;
   }
   let timeoutMs: number | undefined;
@@ -100,7 +101,7 @@ async function main(): Promise<number> {
     vocab = deviceVocabulary(model);
     dispose = () => model.dispose();
   } catch (err) {
-    console.error(`cloud:check: cannot read the device model ${slmSource}: ${(err as Error).message}`);
+    console.error(`cloud:check: cannot read the device model ${slmSource}: ${errorMessage(err)}`);
     return 2;
   }
 
@@ -123,7 +124,7 @@ async function main(): Promise<number> {
       },
     });
   } catch (err) {
-    console.error(`cloud:check: ${(err as Error).message}`);
+    console.error(`cloud:check: ${errorMessage(err)}`);
     await dispose();
     return 2;
   }

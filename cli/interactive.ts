@@ -13,6 +13,7 @@ import type { CollaborativeDecoder } from "../electron/engine/decoder.js";
 import { planPrompt, truncationNotice } from "../electron/engine/conversationPrompt.js";
 import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { terminalJson, terminalSafe } from "./terminalText.js";
+import { errorMessage } from "../shared/errors.js";
 
 export interface ReplOptions {
   decoder: CollaborativeDecoder;
@@ -116,7 +117,7 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
     else process.stderr.write("\n" + opts.format(summary, usage) + "\n");
     return true;
   } catch (err) {
-    process.stderr.write(`error: ${terminalSafe((err as Error)?.message ?? String(err))}\n`);
+    process.stderr.write(`error: ${terminalSafe(errorMessage(err))}\n`);
     return false;
   } finally {
     state.abort = null;

@@ -5,6 +5,7 @@
  * has no code of its own for it.
  */
 import type { ErrorBody, ErrorCode } from "../shared/protocol.js";
+import { TandemError } from "../shared/errors.js";
 
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   unauthorized: 401,
@@ -35,18 +36,18 @@ export interface CloudErrorDetail {
   status?: number;
 }
 
-export class CloudError extends Error {
+export class CloudError extends TandemError {
   readonly length?: number;
   readonly prefixMismatch?: true;
   readonly retryAfterMs?: number;
   private readonly statusOverride?: number;
 
   constructor(
-    readonly code: ErrorCode,
+    override readonly code: ErrorCode,
     message: string,
     detail: CloudErrorDetail = {},
   ) {
-    super(message);
+    super(code, message);
     this.name = "CloudError";
     this.length = detail.length;
     this.prefixMismatch = detail.prefixMismatch;

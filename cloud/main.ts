@@ -26,7 +26,8 @@
 import { resolveModelSource } from "../inference/modelFile.js";
 import { isLoopbackHost } from "./auth.js";
 import { formatBytes } from "./memory.js";
-import { parseCloudArgs, UsageError, USAGE, type ParsedCloudArgs } from "./options.js";
+import { parseCloudArgs, USAGE, type ParsedCloudArgs } from "./options.js";
+import { UsageError, errorMessage } from "../shared/errors.js";
 import { startCloudServer, type CloudServer } from "./server.js";
 
 async function main(): Promise<number> {
@@ -53,7 +54,7 @@ async function main(): Promise<number> {
     const replicaModelPath = args.server.replicaModelPath ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() }) : undefined;
     server = await startCloudServer({ ...args.server, modelPath, replicaModelPath });
   } catch (err) {
-    console.error(`tandem cloud: ${(err as Error).message}`);
+    console.error(`tandem cloud: ${errorMessage(err)}`);
     return 1;
   }
 
@@ -98,7 +99,7 @@ async function main(): Promise<number> {
       server.close().then(
         () => resolve(0),
         (err: unknown) => {
-          console.error(`tandem cloud: shutdown failed: ${(err as Error).message}`);
+          console.error(`tandem cloud: shutdown failed: ${errorMessage(err)}`);
           resolve(1);
         },
       );

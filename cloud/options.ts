@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { checkTokenStrength, isLoopbackHost } from "./auth.js";
 import { MAX_SEQUENCES } from "./memory.js";
 import { DEFAULT_PORT, type CloudServerOptions } from "./server.js";
+import { UsageError, errorMessage } from "../shared/errors.js";
 
 export const USAGE = `Usage: npm run cloud -- --model <path|hf:user/repo:quant> [options]
 
@@ -36,7 +37,6 @@ Options:
   --help, -h              this text`;
 
 /** A mistake on the command line: exit code 2 with the usage text. */
-export class UsageError extends Error {}
 
 export type GpuChoice = NonNullable<CloudServerOptions["gpu"]>;
 
@@ -81,7 +81,7 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       allowPositionals: false,
     }));
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(errorMessage(err));
   }
   const empty: ParsedCloudArgs = { help: true, server: {}, model: "", tokenSource: "none", warnings: [] };
   if (values.help) return empty;
@@ -113,7 +113,7 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     try {
       checkTokenStrength(token); // before a possibly long download
     } catch (err) {
-      throw new UsageError(`${(err as Error).message}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`);
+      throw new UsageError(`${errorMessage(err)}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`);
     }
   }
 
@@ -148,7 +148,7 @@ function readTokenFile(file: string, warnings: string[]): string {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new UsageError(`Cannot read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`Cannot read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
   }
   const token = text.split(/\r?\n/, 1)[0].trim();
   if (!token) throw new UsageError(`The token file ${file} is empty`);

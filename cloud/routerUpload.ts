@@ -10,6 +10,7 @@ import { LearnedRouter } from "../router/learnedRouter.js";
 import { decodeRouterFile, RouterFileError } from "../router/file.js";
 import { CloudError } from "./errors.js";
 import { parseRouterUpload } from "./validate.js";
+import { errorMessage } from "../shared/errors.js";
 
 export function checkRouterUpload(json: unknown, slm: { identity: ModelIdentity; hiddenSize: number }): void {
   const upload = parseRouterUpload(json);
@@ -18,13 +19,13 @@ export function checkRouterUpload(json: unknown, slm: { identity: ModelIdentity;
     router = LearnedRouter.fromFile(decodeRouterFile(upload, "the uploaded router"), "uploaded router", slm);
   } catch (err) {
     if (err instanceof RouterFileError) throw new CloudError("bad_request", err.message);
-    throw new CloudError("bad_request", `The uploaded router cannot be built: ${(err as Error).message}`);
+    throw new CloudError("bad_request", `The uploaded router cannot be built: ${errorMessage(err)}`);
   }
   // every feature a replica step can give, at its largest: what a stream will ask of the router
   const k = Math.max(2, upload.features.topK);
   try {
     router.score({ top1Prob: 0.5, topProbs: Array.from({ length: k }, (_, i) => 0.5 / (i + 1)), hidden: new Float32Array(slm.hiddenSize), position: 0 });
   } catch (err) {
-    throw new CloudError("bad_request", `The uploaded router cannot score a step: ${(err as Error).message}`);
+    throw new CloudError("bad_request", `The uploaded router cannot score a step: ${errorMessage(err)}`);
   }
 }

@@ -31,6 +31,7 @@ import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, t
 import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
 import { SlmReplica } from "./replica.js";
 import { checkRouterUpload } from "./routerUpload.js";
+import { errorMessage } from "../shared/errors.js";
 
 export interface CloudServerOptions {
   /** a GGUF path or an `hf:` URI / URL (downloaded if missing); ignored when `model` is given */
@@ -325,7 +326,7 @@ async function runtimeFor(gpu: CloudServerOptions["gpu"]): Promise<Llama> {
   try {
     return await getLlama({ gpu, build: "never", logLevel: "error" as never, progressLogs: false }); // the enum hides its string values (as in inference/llama.ts)
   } catch (err) {
-    const reason = (err as Error).message || (err as Error).name;
+    const reason = errorMessage(err) || (err as Error).name;
     throw new Error(
       gpu === false
         ? `Cannot start llama.cpp on the CPU: ${reason}`

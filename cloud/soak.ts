@@ -20,6 +20,7 @@ import { PROTOCOL_VERSION, type ModelIdentity } from "../shared/protocol.js";
 import { startChildServer, type ChildServer } from "./child.js";
 import type { CloudHealthResponse, HealthDetail } from "./server.js";
 import { mulberry32 as rng } from "../shared/prng.js";
+import { errorMessage } from "../shared/errors.js";
 
 export interface SoakOptions {
   /** concurrent sessions (default 64) */
@@ -179,7 +180,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
             sessions: d.sessions.length,
           });
         } catch (err) {
-          fail(`health sample failed: ${(err as Error).message}`);
+          fail(`health sample failed: ${errorMessage(err)}`);
         }
         if (child?.exited() != null) fail(`the server exited (${child.exited()})`);
         await sleep(every);
@@ -204,7 +205,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         try {
           r = await call(method, path, body);
         } catch (err) {
-          fail(`session ${n} ${kind}: no answer: ${(err as Error).message}`);
+          fail(`session ${n} ${kind}: no answer: ${errorMessage(err)}`);
           return undefined;
         }
         requests++;

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ensureFixtures } from "../models/fixtures.js";
 import { mib, runSoak } from "./soak.js";
+import { errorMessage } from "../shared/errors.js";
 
 const USAGE = `Usage: npm run soak -- [--minutes 5] [--sessions 64] [--model <gguf>] [--context-size 512] [--seed 1]
                      [--max-growth-mb 24] [--url <server> --token-file <file>]`;
@@ -38,7 +39,7 @@ async function main(): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
+    console.error(`${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
   if (values.help) {
@@ -68,7 +69,7 @@ async function main(): Promise<number> {
       model = f.storiesLlm;
     }
   } catch (err) {
-    console.error(`soak: ${(err as Error).message}\n${USAGE}`);
+    console.error(`soak: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
 
@@ -87,8 +88,8 @@ async function main(): Promise<number> {
       log: (line) => console.log(line),
     });
   } catch (err) {
-    console.error(`soak: ${(err as Error).message}`);
-    console.log(JSON.stringify({ soak: { ok: false, error: (err as Error).message } }));
+    console.error(`soak: ${errorMessage(err)}`);
+    console.log(JSON.stringify({ soak: { ok: false, error: errorMessage(err) } }));
     return 1;
   }
   const m = report.memory;

@@ -22,6 +22,7 @@ import {
   type TruncateRequest,
 } from "../shared/protocol.js";
 import { CloudError } from "./errors.js";
+import { errorMessage } from "../shared/errors.js";
 
 /** Deepest nesting a request may have: the protocol's bodies nest two levels ({"client": {...}}). */
 export const MAX_JSON_DEPTH = 8;
@@ -37,7 +38,7 @@ export function parseJson(body: Buffer): unknown {
   try {
     return JSON.parse(body.toString("utf8"));
   } catch (err) {
-    throw bad(`The request body is not valid JSON: ${(err as Error).message}`);
+    throw bad(`The request body is not valid JSON: ${errorMessage(err)}`);
   }
 }
 

@@ -17,6 +17,7 @@ import { chooseModelOverrides } from "./modelDialog.js";
 import { appMenuTemplate } from "./menu.js";
 import { EngineProcess, type EngineChildLike } from "./engineProcess.js";
 import { startShell, type ShellPlatform } from "./shell.js";
+import { errorMessage } from "../shared/errors.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const rendererIndex = path.join(here, "..", "renderer", "index.html");
@@ -74,7 +75,7 @@ startShell(platform, {
       return r.canceled ? null : (r.filePaths[0] ?? null);
     }),
 }).catch((err) => {
-  dialog.showErrorBox("Tandem could not start", (err as Error)?.message ?? String(err));
+  dialog.showErrorBox("Tandem could not start", errorMessage(err));
   app.exit(1);
 });
 void app.whenReady().then(() =>

@@ -20,12 +20,13 @@
  * tensor data to a file handle one chunk at a time, so writing a 1-2 GB model keeps memory low.
  */
 import * as fs from 'node:fs';
+import { TandemError, errorMessage } from "../shared/errors.js";
 
 /** Any problem with a file that is not a well-formed GGUF: bad magic, truncation, unknown types. */
-export class GgufError extends Error {
+export class GgufError extends TandemError {
     override readonly name = 'GgufError';
     constructor(message: string, readonly path?: string) {
-        super(path ? `${message} (${path})` : message);
+        super('gguf', path ? `${message} (${path})` : message);
     }
 }
 
@@ -538,7 +539,7 @@ export function readGguf(path: string, opts: ReadGgufOptions = {}): GgufFile {
     try {
         fd = fs.openSync(path, 'r');
     } catch (e) {
-        throw new GgufError(`cannot open: ${(e as Error).message}`, path);
+        throw new GgufError(`cannot open: ${errorMessage(e)}`, path);
     }
     try {
         const size = fs.fstatSync(fd).size;

@@ -8,10 +8,11 @@
  * vector really is the state the output layer reads (W_out · h reproduces the model's logits).
  */
 import type { LlamaContext, LlamaContextOptions } from "node-llama-cpp";
+import { TandemError } from "../shared/errors.js";
 
-export class HiddenStateUnavailableError extends Error {
+export class HiddenStateUnavailableError extends TandemError {
   constructor(detail: string) {
-    super(`The SLM's hidden state is unavailable in this node-llama-cpp build: ${detail}`);
+    super("hidden_state_unavailable", `The SLM's hidden state is unavailable in this node-llama-cpp build: ${detail}`);
     this.name = "HiddenStateUnavailableError";
   }
 }

@@ -11,6 +11,7 @@ import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
 import type { ModelIdentity } from "../shared/protocol.js";
 import { threadsFor } from "./llama.js";
 import { ModelFileError, preflightModelFile } from "./modelPreflight.js";
+import { TandemError, errorMessage } from "../shared/errors.js";
 
 
 export function isRemoteModelUri(src: string): boolean {
@@ -39,7 +40,7 @@ export async function resolveModelSource(src: string, opts: ResolveOptions = {})
       deleteTempFileOnCancel: false, // keep partial downloads so they can resume
     });
   } catch (err) {
-    throw new ModelFileError(`Cannot get model ${src}: ${(err as Error).message}`, src);
+    throw new ModelFileError(`Cannot get model ${src}: ${errorMessage(err)}`, src);
   }
 }
 
@@ -56,7 +57,7 @@ export async function loadModelFile(
     model = await llama.loadModel({ modelPath: file });
   } catch (err) {
     throw new ModelFileError(
-      `Cannot load ${path.basename(file)}: ${(err as Error).message} (is the file complete and a model llama.cpp supports?)`,
+      `Cannot load ${path.basename(file)}: ${errorMessage(err)} (is the file complete and a model llama.cpp supports?)`,
       file,
     );
   }
@@ -118,12 +119,13 @@ export function modelIdentity(model: LlamaModel): ModelIdentity {
   return { name: modelDisplayName(model), vocabHash: hashVocabulary(tokens.slice(0, unpaddedLength(tokens))), vocabSize: tokens.length };
 }
 
-export class VocabularyMismatchError extends Error {
+export class VocabularyMismatchError extends TandemError {
   constructor(
     readonly device: ModelIdentity,
     readonly cloud: ModelIdentity,
   ) {
     super(
+      "vocab_mismatch",
       `Vocabulary mismatch: the device model ${device.name} (${device.vocabSize} tokens, vocab ${device.vocabHash.slice(0, 12)}) ` +
         `and the cloud model ${cloud.name} (${cloud.vocabSize} tokens, vocab ${cloud.vocabHash.slice(0, 12)}) ` +
         `do not share a vocabulary; token-level routing needs the same tokenizer on both sides`,

@@ -16,13 +16,14 @@ import { open, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { GgufError, readGguf, type GgufFile } from "./gguf.js";
+import { TandemError } from "../shared/errors.js";
 
-export class ModelFileError extends Error {
+export class ModelFileError extends TandemError {
   constructor(
     message: string,
     readonly file: string,
   ) {
-    super(message);
+    super("model_file", message);
     this.name = "ModelFileError";
   }
 }

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readGguf } from '../inference/gguf.js';
+import { errorMessage } from '../shared/errors.js';
 
 const execFileP = promisify(execFile);
 
@@ -74,7 +75,7 @@ export async function extractVocabs(names: readonly VocabName[], dir: string): P
         try {
             await execFileP('git', ['init', '-q', '--bare', repo]);
         } catch (e) {
-            throw new Error(`cannot run git (needed to read llama.cpp's vocabularies from ${bundle}): ${(e as Error).message}`);
+            throw new Error(`cannot run git (needed to read llama.cpp's vocabularies from ${bundle}): ${errorMessage(e)}`);
         }
         // The bundle has a single head (HEAD); fetch it to a named ref.
         await git('fetch', '-q', bundle, 'HEAD:refs/heads/bundle');

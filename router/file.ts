@@ -12,6 +12,7 @@ import type { ModelIdentity } from "../shared/protocol.js";
 import type { FeatureSpec } from "./features.js";
 import type { MlpParams } from "./mlp.js";
 import type { TrainReport } from "./train.js";
+import { TandemError, errorMessage } from "../shared/errors.js";
 
 export const ROUTER_FORMAT = "tandem-router";
 export const ROUTER_FORMAT_VERSION = 1;
@@ -82,9 +83,9 @@ export function describeFidelity(f: Fidelity): string {
   return `Spearman ${f.spearman.toFixed(3)}, mean |Δp| ${f.meanAbsError.toFixed(3)}, routed-set overlap with the confidence router ${ov} (${f.positions} held-out positions)`;
 }
 
-export class RouterFileError extends Error {
+export class RouterFileError extends TandemError {
   constructor(message: string) {
-    super(message);
+    super("router_file", message);
     this.name = "RouterFileError";
   }
 }
@@ -189,7 +190,7 @@ export function readRouterFileJson(file: string): unknown {
   try {
     return JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
-    throw new RouterFileError(`Cannot read router file ${file}: ${(e as Error).message}`);
+    throw new RouterFileError(`Cannot read router file ${file}: ${errorMessage(e)}`);
   }
 }
 

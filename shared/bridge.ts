@@ -12,6 +12,7 @@
 import { z } from "zod";
 import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
+import { TandemError } from "./errors.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -401,9 +402,9 @@ type ArgMismatch = { [K in BridgeOp]: SameType<z.infer<(typeof BRIDGE_ARGS)[K]>,
 export const BRIDGE_ARGS_MATCH: ArgMismatch extends never ? true : ArgMismatch = true;
 
 /** A call refused for its argument, before anything ran. */
-export class BridgeArgumentError extends Error {
+export class BridgeArgumentError extends TandemError {
   constructor(message: string) {
-    super(message);
+    super("bad_argument", message);
     this.name = "BridgeArgumentError";
   }
 }

@@ -20,6 +20,7 @@ import { isRemoteModelUri } from "../inference/modelFile.js";
 import { defaultModelsDir } from "../electron/engine/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
+import { errorMessage } from "../shared/errors.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
       cloudDefault = { kind: "tandem", url: cloudServer.url, token };
       console.log(`cloud: in-process token server at ${cloudServer.url} (${cloudServer.identity.name})`);
     } catch (err) {
-      llmStage = { ...llmStage, error: (err as Error).message };
+      llmStage = { ...llmStage, error: errorMessage(err) };
     }
   }
 
@@ -127,6 +128,6 @@ async function main(): Promise<void> {
 process.on("unhandledRejection", (reason) => console.error("unhandled rejection:", reason));
 
 main().catch((err) => {
-  console.error(`error: ${(err as Error)?.message ?? err}`);
+  console.error(`error: ${errorMessage(err) ?? err}`);
   process.exit(1);
 });

@@ -4,10 +4,13 @@
  * Settings) and the terminal chat (--cloud, --token), so both say the same thing.
  */
 import { CloudCallError } from "./cloud/peer.js";
+import { TandemError } from "../../shared/errors.js";
 
 /** Settings that cannot work, whatever the network does: shown to the user as they are. */
-export class CloudSettingsError extends Error {
-  override readonly name = "CloudSettingsError";
+export class CloudSettingsError extends TandemError {
+  constructor(message: string) {
+    super("cloud_settings", message);
+  }
 }
 
 /** A Tandem token server accepts no shorter token (cloud/auth.ts), so a shorter one can only fail. */

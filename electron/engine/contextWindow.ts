@@ -18,6 +18,7 @@
  * template) and how a text is cut to its last n tokens.
  */
 import type { ChatMessage, ContextUsage } from "../../shared/chat.js";
+import { TandemError } from "../../shared/errors.js";
 
 /** After a slide the prompt takes at most this share of the budget: the next slides are turns away. */
 export const SLIDE_KEEP = 0.5;
@@ -51,7 +52,11 @@ export interface ContextPlan {
   usage: ContextUsage;
 }
 
-export class ContextPolicyError extends Error {}
+export class ContextPolicyError extends TandemError {
+  constructor(message: string) {
+    super("context", message);
+  }
+}
 
 /** Tokens to keep free for the answer: its max-tokens, at most a quarter of the window. */
 export function answerReserve(window: number, maxTokens: number): number {

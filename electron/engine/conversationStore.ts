@@ -30,6 +30,7 @@ import type { Conversation, ConversationMeta } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { TEMP_MARK, writeFileAtomic, type WriteHooks } from "./atomicFile.js";
 import { conversationSchema, CONVERSATION_ID, describeIssue, journalLineSchema } from "./conversationSchema.js";
+import { errorMessage } from "../../shared/errors.js";
 
 export const STORE_VERSION = 1;
 export const JOURNAL_EXT = ".journal";
@@ -89,7 +90,7 @@ export class ConversationStore {
       try {
         await this.loadOne(name, file, journal);
       } catch (err) {
-        this.notices.push(`The conversation file ${name} could not be loaded (${(err as Error).message}); it was left as it is.`);
+        this.notices.push(`The conversation file ${name} could not be loaded (${errorMessage(err)}); it was left as it is.`);
       }
     }
     // journals without a conversation: left by a delete that died between the two unlinks
@@ -105,7 +106,7 @@ export class ConversationStore {
       const aside = await this.setAside(file);
       if (journal) await this.setAside(journal);
       this.notices.push(
-        `The conversation file ${name} could not be read (${(err as Error).message}); it was moved aside to ${aside} ` +
+        `The conversation file ${name} could not be read (${errorMessage(err)}); it was moved aside to ${aside} ` +
           `and the other conversations were loaded.`,
       );
       return;
@@ -139,7 +140,7 @@ export class ConversationStore {
       text = await readFile(file, "utf8");
     } catch (err) {
       const aside = await this.setAside(file);
-      this.notices.push(`The journal of conversation "${c.title}" could not be read (${(err as Error).message}); it was moved aside to ${aside}.`);
+      this.notices.push(`The journal of conversation "${c.title}" could not be read (${errorMessage(err)}); it was moved aside to ${aside}.`);
       return false;
     }
     const lines = text.split("\n");
@@ -333,7 +334,7 @@ export function parseConversationFile(text: string): Conversation {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${(err as Error).message}`);
+    throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${errorMessage(err)}`);
   }
   const o = parsed as Partial<FileShape> | null;
   if (typeof o !== "object" || o === null || o.version !== STORE_VERSION || typeof o.conversation !== "object") {

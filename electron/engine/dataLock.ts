@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { link, mkdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { TandemError } from "../../shared/errors.js";
 
 export const LOCK_NAME = "tandem.lock";
 
@@ -23,12 +24,13 @@ interface LockInfo {
   token: string;
 }
 
-export class DataFolderLockedError extends Error {
+export class DataFolderLockedError extends TandemError {
   constructor(
     readonly dir: string,
     readonly holder: LockInfo,
   ) {
     super(
+      "data_folder_locked",
       `The data folder ${dir} is in use by another Tandem instance (process ${holder.pid}, started ` +
         `${new Date(holder.startedAt).toISOString()}${holder.host && holder.host !== os.hostname() ? ` on ${holder.host}` : ""}). ` +
         `Close that instance first, or use another data folder (if it is not running, delete ${path.join(dir, LOCK_NAME)}).`,

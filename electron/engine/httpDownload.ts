@@ -10,6 +10,7 @@
  */
 import { open, rename, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { TandemError, errorMessage } from "../../shared/errors.js";
 
 export interface HttpDownloadOptions {
   url: string;
@@ -27,8 +28,10 @@ export interface HttpDownloadOptions {
   onProgress?: (downloaded: number, total: number) => void;
 }
 
-export class DownloadError extends Error {
-  override name = "DownloadError";
+export class DownloadError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("download", message, options);
+  }
 }
 
 interface Progress {
@@ -54,7 +57,7 @@ export async function httpDownload(o: HttpDownloadOptions): Promise<string> {
       await attempt(o, part, p, overall);
     } catch (err) {
       if (err instanceof DownloadError) throw err;
-      lastError = (err as Error).message;
+      lastError = errorMessage(err);
     }
     futile = p.done > before ? 0 : futile + 1;
   }
@@ -119,8 +122,8 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // a full disk is not a network hiccup: stop, keep the partial file for a resume once there is room
-    if (code === "ENOSPC" || code === "EDQUOT") throw new DownloadError(`the disk is full (${(err as Error).message}); free some space and download again to resume`);
-    throw new DownloadError(`cannot write the file: ${(err as Error).message}`);
+    if (code === "ENOSPC" || code === "EDQUOT") throw new DownloadError(`the disk is full (${errorMessage(err)}); free some space and download again to resume`);
+    throw new DownloadError(`cannot write the file: ${errorMessage(err)}`);
   }
 }
 

@@ -12,6 +12,7 @@ import path from "node:path";
 import type { DownloadState } from "../../shared/bridge.js";
 import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { DownloadError, httpDownload } from "./httpDownload.js";
+import { errorMessage } from "../../shared/errors.js";
 
 export interface DownloadRequest {
   /** catalogue id, for the UI */
@@ -79,7 +80,7 @@ export class ModelDownloads {
       return dest;
     } catch (err) {
       const cancelled = abort.signal.aborted;
-      const message = cancelled ? "cancelled" : `Download failed: ${(err as Error).message}`;
+      const message = cancelled ? "cancelled" : `Download failed: ${errorMessage(err)}`;
       set(cancelled ? "cancelled" : "error", cancelled ? null : message);
       throw new Error(message);
     } finally {
@@ -131,6 +132,6 @@ async function verify(file: string): Promise<void> {
   } catch (err) {
     const aside = `${file}.corrupt-${Date.now()}`;
     await rename(file, aside).catch(() => {});
-    throw new DownloadError(`the downloaded file is not a usable model (${(err as Error).message}); it was moved aside to ${aside}`);
+    throw new DownloadError(`the downloaded file is not a usable model (${errorMessage(err)}); it was moved aside to ${aside}`);
   }
 }

@@ -15,6 +15,7 @@ import { clampConfidence, type FeatureNeeds, type Router, type RouterFeatures } 
 import { ConfidenceSamples, distillRouter, DISTILL_NEEDS, type Distilled } from "../../router/distill.js";
 import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "../../router/file.js";
 import type { LocalModel } from "../../inference/localModel.js";
+import { errorMessage } from "../../shared/errors.js";
 
 export interface SelfDistillOptions {
   /** where the router file is written (the app's data folder; loadRouterFor looks there too) */
@@ -118,7 +119,7 @@ export class SelfDistiller {
     } catch (err) {
       if (this.abort.signal.aborted) return null;
       this.done = true;
-      return { kind: "failed", error: (err as Error).message };
+      return { kind: "failed", error: errorMessage(err) };
     }
     const how = describeFidelity(d.fidelity);
     if (!d.usable) {
@@ -133,7 +134,7 @@ export class SelfDistiller {
     } catch (err) {
       // the router still works for this session; it is only not remembered
       this.done = true;
-      return { kind: "ready", router: d.router, file: "", description: `${how} (not saved: ${(err as Error).message})` };
+      return { kind: "ready", router: d.router, file: "", description: `${how} (not saved: ${errorMessage(err)})` };
     }
     this.done = true;
     return { kind: "ready", router: d.router, file, description: how };

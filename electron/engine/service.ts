@@ -50,6 +50,7 @@ import { lockDataFolder, type DataFolderLock } from "./dataLock.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../inference/modelPreflight.js";
+import { errorMessage } from "../../shared/errors.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -425,7 +426,7 @@ export class TandemService implements BridgeApi {
       // nothing started: the engine takes the next message, and the conversation is what the disk holds
       this.active = null;
       undo();
-      throw new Error(`Could not save the conversation, so the answer was not started (${(err as Error).message})`);
+      throw new Error(`Could not save the conversation, so the answer was not started (${errorMessage(err)})`);
     }
     const user = conv.messages.find((m) => m.id === userMessageId)!;
     this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
@@ -464,7 +465,7 @@ export class TandemService implements BridgeApi {
         try {
           await this.store.appendToken(conversationId, messageId, ev);
         } catch (err) {
-          if (!journalFailed) this.notice(`Could not save the answer as it streams (${(err as Error).message}); it will be saved when it ends.`);
+          if (!journalFailed) this.notice(`Could not save the answer as it streams (${errorMessage(err)}); it will be saved when it ends.`);
           journalFailed = true;
         }
         a.pending.push(ev);
@@ -482,14 +483,14 @@ export class TandemService implements BridgeApi {
     } catch (err) {
       flush();
       msg.status = "error";
-      msg.error = (err as Error)?.message ?? String(err);
+      msg.error = errorMessage(err);
     }
     conv.updatedAt = Date.now();
     this.active = null;
     try {
       await this.store.save(conversationId);
     } catch (err) {
-      this.notice(`Could not save the conversation: ${(err as Error).message}`);
+      this.notice(`Could not save the conversation: ${errorMessage(err)}`);
     }
     if (msg.status === "error") this.emit({ type: "answer-error", requestId, conversationId, messageId, error: msg.error! });
     else this.emit({ type: "answer-end", requestId, conversationId, message: msg });
@@ -604,7 +605,7 @@ export class TandemService implements BridgeApi {
       this.setSlmStage({ loaded: true, name: model.identity.name, progress: null, error: null });
     } catch (err) {
       // keep the previous model, if any, working: a bad file picked from disk must not break the chat
-      this.setSlmStage({ loaded: !!this.slm, error: (err as Error).message, progress: null, name: this.slm?.identity.name ?? null });
+      this.setSlmStage({ loaded: !!this.slm, error: errorMessage(err), progress: null, name: this.slm?.identity.name ?? null });
     }
   }
 
@@ -698,7 +699,7 @@ export class TandemService implements BridgeApi {
     this.saving = this.saving
       .then(() => this.settings.update(patch))
       .then(after)
-      .catch((err) => this.notice(`Could not save the settings: ${(err as Error).message}`));
+      .catch((err) => this.notice(`Could not save the settings: ${errorMessage(err)}`));
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -752,7 +753,7 @@ export class TandemService implements BridgeApi {
       // settings from the command line or the environment reach here unchecked
       checked = checkCloudSettings(s);
     } catch (err) {
-      return this.setCloudStatus("offline", (err as Error).message);
+      return this.setCloudStatus("offline", errorMessage(err));
     }
     if (!this.slm) return this.setCloudStatus("offline", "the local model is not loaded");
     let client: TandemCloudClient;
@@ -770,7 +771,7 @@ export class TandemService implements BridgeApi {
         },
       });
     } catch (err) {
-      return this.setCloudStatus("offline", (err as Error).message);
+      return this.setCloudStatus("offline", errorMessage(err));
     }
     this.cloud = client;
     this.setCloudStatus("connecting", null);
@@ -786,7 +787,7 @@ export class TandemService implements BridgeApi {
         this.cloud = null;
         await client.close();
       }
-      this.setCloudStatus("offline", refused ?? (err as Error).message);
+      this.setCloudStatus("offline", refused ?? errorMessage(err));
     }
   }
 }

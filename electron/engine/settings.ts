@@ -16,6 +16,7 @@ import path from "node:path";
 import { z } from "zod";
 import type { AppSettings } from "../../shared/bridge.js";
 import { writeFileAtomic } from "./atomicFile.js";
+import { errorMessage } from "../../shared/errors.js";
 
 export const SETTINGS_FILE = "settings.json";
 export const TOKEN_FILE = "cloud-token";
@@ -154,7 +155,7 @@ async function readSettings(file: string, notices: string[]): Promise<{ values: 
   try {
     raw = await readOrNull(file);
   } catch (err) {
-    notices.push(`Could not read the settings (${(err as Error).message}); using the defaults.`);
+    notices.push(`Could not read the settings (${errorMessage(err)}); using the defaults.`);
     return none;
   }
   if (raw === null) return none;
@@ -166,7 +167,7 @@ async function readSettings(file: string, notices: string[]): Promise<{ values: 
   } catch (err) {
     const aside = `${file}.corrupt-${Date.now()}`;
     await rename(file, aside).catch(() => {});
-    notices.push(`The settings file could not be read (${(err as Error).message}); it was set aside as ${path.basename(aside)} and the defaults are used.`);
+    notices.push(`The settings file could not be read (${errorMessage(err)}); it was set aside as ${path.basename(aside)} and the defaults are used.`);
     return none;
   }
   const values: Record<string, unknown> = {};

@@ -2,6 +2,7 @@
 import { useState } from "react";
 import type { CloudSettingKind } from "../../shared/bridge";
 import { useApp, useSlice } from "../context";
+import { errorMessage } from "../../shared/errors.js";
 
 export function Settings() {
   const { stores } = useApp();
@@ -19,7 +20,7 @@ export function Settings() {
     try {
       await f();
     } catch (e) {
-      note((e as Error).message);
+      note(errorMessage(e));
     } finally {
       setBusy(false);
     }

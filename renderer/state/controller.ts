@@ -4,6 +4,7 @@
 import type { Bridge, BridgeEvent, CatalogueItem, CloudSettings, ExportFormat } from "../../shared/bridge";
 import type { Candidate } from "../../shared/events";
 import type { Stores } from "./stores";
+import { errorMessage } from "../../shared/errors.js";
 
 export interface Controller {
   /** reads the snapshot (at start and after the host restarts) */
@@ -71,7 +72,7 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
     try {
       return await p;
     } catch (err) {
-      onError((err as Error).message);
+      onError(errorMessage(err));
       return undefined;
     }
   };

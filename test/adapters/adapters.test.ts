@@ -11,7 +11,8 @@ import type { ModelIdentity } from "../../shared/protocol.js";
 import { CloudCallError, type CloudPeer } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe, type CloudKind } from "../../electron/engine/cloud/adapters/index.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
-import { contextOverflow, EngineHttpError } from "../../electron/engine/cloud/adapters/base.js";
+import { contextOverflow } from "../../electron/engine/cloud/adapters/base.js";
+import { HttpError, errorMessage } from "../../shared/errors.js";
 import { hasStories, noteMissingShared } from "../helpers/shared.js";
 import { standaloneGreedy } from "../helpers/standalone.js";
 import { RealBackend, startFakeEngine, type EngineDefaults, type EngineKind, type FakeEngine } from "./engines.js";
@@ -150,7 +151,7 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
           const err = await peer.next(long).then(() => null, (e: unknown) => e);
           expect(err).toBeInstanceOf(CloudCallError);
           expect(err).toMatchObject({ reason: "http", status: 413 });
-          expect((err as Error).message).toMatch(/context_overflow/);
+          expect(errorMessage(err)).toMatch(/context_overflow/);
           // no back-off: a conversation that fits (after the context policy drops turns) is served at once
           expect(peer.state).not.toBe("offline");
           expect((await peer.next(prompt)).tokenId).toBe(reference[0]);
@@ -324,12 +325,12 @@ describe("context overflow in each engine's words", () => {
     ["SGLang, prompt plus completion", 400, JSON.stringify({ error: { message: "Requested token count exceeds the model's maximum context length of 32 tokens. You requested a total of 41 tokens: 40 tokens from the input messages and 1 tokens for the completion." } }), 32],
   ];
   it.each(cases)("%s: recognised, with the context length it states", (_, status, body, n) => {
-    expect(contextOverflow(new EngineHttpError(status, body))).toEqual(n === undefined ? {} : { contextLength: n });
+    expect(contextOverflow(new HttpError(status, body))).toEqual(n === undefined ? {} : { contextLength: n });
   });
   it("other refusals are not overflows", () => {
-    expect(contextOverflow(new EngineHttpError(400, JSON.stringify({ error: { message: "Requested sample logprobs of 50, which is greater than max allowed: 20" } })))).toBeNull();
-    expect(contextOverflow(new EngineHttpError(500, "context length exceeded"))).toBeNull();
-    expect(contextOverflow(new EngineHttpError(401, JSON.stringify({ error: "Unauthorized" })))).toBeNull();
+    expect(contextOverflow(new HttpError(400, JSON.stringify({ error: { message: "Requested sample logprobs of 50, which is greater than max allowed: 20" } })))).toBeNull();
+    expect(contextOverflow(new HttpError(500, "context length exceeded"))).toBeNull();
+    expect(contextOverflow(new HttpError(401, JSON.stringify({ error: "Unauthorized" })))).toBeNull();
   });
 });
 

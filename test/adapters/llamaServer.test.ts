@@ -21,7 +21,8 @@ import { LocalModel } from "../../inference/localModel.js";
 import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { createCloudPeer, vocabularyProbe } from "../../electron/engine/cloud/adapters/index.js";
 import { LlamaCppServerPeer } from "../../electron/engine/cloud/adapters/llamaCppServer.js";
-import { contextOverflow, EngineHttpError } from "../../electron/engine/cloud/adapters/base.js";
+import { contextOverflow } from "../../electron/engine/cloud/adapters/base.js";
+import { HttpError } from "../../shared/errors.js";
 import { runCloudCheck, type CloudCheckReport } from "../../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary, type DeviceVocabulary } from "../../electron/engine/cloud/adapters/vocabulary.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
@@ -244,7 +245,7 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       // the engine's own answer: 400 exceed_context_size_error, which the adapters read as an overflow
       const res = await fetch(`${small.url}/completion`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: long, n_predict: 1 }) });
       expect(res.status).toBe(400);
-      expect(contextOverflow(new EngineHttpError(res.status, await res.text()))).toEqual({ contextLength: nCtx });
+      expect(contextOverflow(new HttpError(res.status, await res.text()))).toEqual({ contextLength: nCtx });
       const p = new LlamaCppServerPeer({ url: small.url, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000, backoffMs: 60_000 });
       await p.connect(device);
       await expect(p.next(long)).rejects.toMatchObject({ reason: "http", status: 413, message: expect.stringMatching(/context_overflow/) });

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { repoRoot } from "../helpers/shared.js";
+import { errorMessage } from "../../shared/errors.js";
 
 /** Where the build script puts the binary (TANDEM_LLAMA_SERVER overrides, e.g. a system install). */
 export const llamaServerBin =
@@ -86,6 +87,6 @@ export async function startLlamaServer(model: string, opts: LlamaServerOptions =
     throw new Error("llama-server did not become healthy in time");
   } catch (err) {
     await close();
-    throw new Error(`${(err as Error).message}\n--- llama-server output ---\n${output.slice(-4000)}`);
+    throw new Error(`${errorMessage(err)}\n--- llama-server output ---\n${output.slice(-4000)}`);
   }
 }

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConversationStore, JOURNAL_EXT, parseConversationFile } from "../../electron/engine/conversationStore.js";
 import type { StoredMessage } from "../../shared/bridge.js";
+import { errorMessage } from "../../shared/errors.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-hostile-conv-"));
 const convDir = (dir: string) => path.join(dir, "conversations");
@@ -146,7 +147,7 @@ describe("hostile conversation files (issue 16, class 4)", () => {
         try {
           loaded = parseConversationFile(fileOf(c));
         } catch (err) {
-          expect((err as Error).message).toMatch(/not a valid conversation|not a Tandem conversation file/);
+          expect(errorMessage(err)).toMatch(/not a valid conversation|not a Tandem conversation file/);
           return;
         }
         expect(loaded.id).toMatch(/^[A-Za-z0-9-]{1,64}$/);

@@ -15,6 +15,7 @@ import { getTandemLlama } from "../../inference/llama.js";
 import { hashVocabulary, loadModelFile, vocabularyTokens } from "../../inference/modelFile.js";
 import { ModelFileError, preflightModelFile } from "../../inference/modelPreflight.js";
 import { hostileModels, writeSplitModel } from "./hostileModels.js";
+import { errorMessage } from "../../shared/errors.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-hostile-gguf-"));
 
@@ -24,7 +25,7 @@ describe("hostile model files (issue 16, class 3)", () => {
       const t0 = performance.now();
       const err = await preflightModelFile(m.file).then(() => null, (e: unknown) => e);
       expect(err, m.what).toBeInstanceOf(ModelFileError);
-      expect((err as Error).message, m.what).toMatch(m.error);
+      expect(errorMessage(err), m.what).toMatch(m.error);
       expect(performance.now() - t0, m.what).toBeLessThan(2000);
     }
   });

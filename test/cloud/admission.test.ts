@@ -15,6 +15,7 @@ import { getTandemLlama } from "../../inference/llama.js";
 import { loadModelFile, modelIdentity } from "../../inference/modelFile.js";
 import { PROTOCOL_VERSION, type ModelIdentity } from "../../shared/protocol.js";
 import { hasStories, noteMissingShared } from "../helpers/shared.js";
+import { errorMessage } from "../../shared/errors.js";
 
 const TOKEN = "admission-token-0123456789";
 /** stories260K: 5 layers × (key 8 + value 8) × 4 KV heads × 2 bytes (F16) */
@@ -186,7 +187,7 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
         })();
         expect(third).toBeInstanceOf(CloudError);
         expect(third).toMatchObject({ code: "rate_limited", status: 429, retryAfterMs: 1000 });
-        expect((third as Error).message).toMatch(/already has 2 requests waiting/);
+        expect(errorMessage(third)).toMatch(/already has 2 requests waiting/);
 
         const other = manager.append(b, 0, tokens(5)); // the server's third
         let overflow: unknown;

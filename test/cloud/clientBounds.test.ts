@@ -12,6 +12,7 @@ import { CloudCallError } from "../../electron/engine/cloud/peer.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { PROTOCOL_LIMITS, type ModelIdentity } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
+import { errorMessage } from "../../shared/errors.js";
 
 const HUGE = 100 << 20;
 const CHUNK = Buffer.alloc(64 << 10, 0x20); // spaces: valid JSON whitespace, never a complete value
@@ -112,7 +113,7 @@ describe("the cloud client bounds what it reads", () => {
     expect(read).toBeLessThanOrEqual(PROTOCOL_LIMITS.maxReplyBytes + CHUNK.length);
     // lying: fetch reads the 10 declared bytes, which are not JSON; the rest never reaches the client
     expect((error as CloudCallError).reason).toBe("malformed");
-    console.log(`/next reply ${m}: failed (${(error as Error).message}) after ${read} bytes read in ${ms.toFixed(0)} ms`);
+    console.log(`/next reply ${m}: failed (${errorMessage(error)}) after ${read} bytes read in ${ms.toFixed(0)} ms`);
     expect(ms).toBeLessThan(5000);
     expect(client.stats.failures).toBe(1);
     await client.close();

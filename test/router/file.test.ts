@@ -7,6 +7,7 @@ import { decodeSeen, encodeRouterFile, encodeSeen, routerFileName, RouterFileErr
 import { LearnedRouter, loadRouterFor } from "../../router/learnedRouter.js";
 import { initMlp, routerSizes } from "../../router/mlp.js";
 import { ConfidenceRouter } from "../../shared/router.js";
+import { errorMessage } from "../../shared/errors.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tandem-router-"));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -50,8 +51,8 @@ describe("router file", () => {
       err = e;
     }
     expect(err).toBeInstanceOf(RouterMismatchError);
-    expect((err as Error).message).toMatch(detail);
-    expect((err as Error).message).toMatch(/trained for the SLM "model-a" and cannot be used with/);
+    expect(errorMessage(err)).toMatch(detail);
+    expect(errorMessage(err)).toMatch(/trained for the SLM "model-a" and cannot be used with/);
   });
 
   it("rejects files that are not router files, or damaged ones", () => {

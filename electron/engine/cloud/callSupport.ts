@@ -7,6 +7,7 @@
 import type { z } from "zod";
 import { CloudCallError, type CloudState } from "./peer.js";
 import { describeIssue, LogprobSchema, tokenIdsSchema, tokenLogprobSchema, isTokenId, type TokenLogprob } from "../../../shared/protocol.js";
+import { errorMessage } from "../../../shared/errors.js";
 
 export interface HealthOptions {
   /** first back-off after a failure, ms (doubles up to maxBackoffMs) */
@@ -162,14 +163,14 @@ export async function cloudFetch(
 /** The most telling part of a fetch failure (ECONNREFUSED rather than "fetch failed"). */
 export function describeFetchError(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
+  return cause?.code ?? cause?.message ?? errorMessage(err);
 }
 
 /** Classifies a thrown value as a CloudCallError (timeouts, unreachable, already-classified errors). */
 export function classifyFailure(err: unknown, deadline: AbortSignal, deadlineMs: number): CloudCallError {
   if (err instanceof CloudCallError) return err;
   if (deadline.aborted) return new CloudCallError("timeout", `no answer from the cloud within ${deadlineMs} ms`);
-  return new CloudCallError("unreachable", `cloud call failed: ${(err as Error)?.message ?? String(err)}`);
+  return new CloudCallError("unreachable", `cloud call failed: ${errorMessage(err)}`);
 }
 
 /** The base URL of a cloud, checked: a clear error for anything but http(s). */

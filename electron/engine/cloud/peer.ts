@@ -8,6 +8,7 @@ import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
 import type { RouteStream } from "./routeStream.js";
 import type { CloudLearning } from "../cloudPolicy.js";
+import { TandemError } from "../../../shared/errors.js";
 
 export interface CloudStep {
   tokenId: number;
@@ -86,13 +87,13 @@ export type CloudFailure =
   | "aborted"
   | "vocab_mismatch";
 
-export class CloudCallError extends Error {
+export class CloudCallError extends TandemError {
   constructor(
     readonly reason: CloudFailure,
     message: string,
     readonly status?: number,
   ) {
-    super(message);
+    super(reason, message);
     this.name = "CloudCallError";
   }
 }

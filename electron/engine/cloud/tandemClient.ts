@@ -44,6 +44,7 @@ import { VocabularyMismatchError } from "../../../inference/modelFile.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
 import { CloudHealth, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, parseReply, readBounded, type HealthOptions, type RawReply } from "./callSupport.js";
+import { HttpError } from "../../../shared/errors.js";
 
 export interface TandemClientOptions extends HealthOptions {
   /** base URL of the token server, e.g. http://127.0.0.1:8788 */
@@ -79,12 +80,12 @@ export const DEFAULT_DEADLINE_MS = 1500;
 export const DEFAULT_SYNC_CHUNK = 4;
 
 /** Errors the server answers with a JSON body; anything else is a failure of the call itself. */
-class ServerError extends Error {
+class ServerError extends HttpError {
   constructor(
-    readonly status: number,
+    status: number,
     readonly body: ErrorBody["error"] | undefined,
   ) {
-    super(body ? `${body.code}: ${body.message}` : `HTTP ${status}`);
+    super(status, "", body ? `${body.code}: ${body.message}` : `HTTP ${status}`);
   }
 }
 

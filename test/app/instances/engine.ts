@@ -3,6 +3,7 @@
  * argv[2] (no model), prints "started" or "refused <message>", then holds the folder until stdin closes.
  */
 import { TandemService } from "../../../electron/engine/service.js";
+import { errorMessage } from "../../../shared/errors.js";
 
 const dataDir = process.argv[2]!;
 try {
@@ -12,6 +13,6 @@ try {
   process.stdin.resume();
   process.stdin.on("end", () => void service.close().then(() => process.exit(0)));
 } catch (err) {
-  console.log(`refused ${(err as Error).message}`);
+  console.log(`refused ${errorMessage(err)}`);
   process.exit(3);
 }

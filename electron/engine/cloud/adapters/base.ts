@@ -16,6 +16,7 @@ import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "../peer.js";
 import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
 import { CloudLearning } from "../../cloudPolicy.js";
+import { HttpError } from "../../../../shared/errors.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -74,15 +75,6 @@ export interface EngineStep {
   msPerGeneratedToken?: number;
 }
 
-/** An error status from the engine (the body is kept for the message). */
-export class EngineHttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly bodyText: string,
-  ) {
-    super(`HTTP ${status}${bodyText ? `: ${bodyText.slice(0, 200)}` : ""}`);
-  }
-}
 
 /**
  * The status Tandem's own token server gives a context overflow (cloud/errors.ts: context_overflow →
@@ -105,7 +97,7 @@ const OVERFLOW_TEXT = /exceed_context_size_error|context (?:length|size)|maximum
 const CONTEXT_NUMBER = /(?:context (?:length|size)|maximum model length)\D{0,24}?(\d+)/i;
 
 /** The context length an engine's overflow reply states, if it is one; null if it is not an overflow. */
-export function contextOverflow(err: EngineHttpError): { contextLength?: number } | null {
+export function contextOverflow(err: HttpError): { contextLength?: number } | null {
   if ((err.status !== 400 && err.status !== 413) || !OVERFLOW_TEXT.test(err.bodyText)) return null;
   let n: unknown;
   try {
@@ -211,11 +203,11 @@ export abstract class EngineAdapter implements CloudPeer {
       try {
         return { r: await this.step(history, signal, draft), draft };
       } catch (err) {
-        const o = err instanceof EngineHttpError ? contextOverflow(err) : null;
+        const o = err instanceof HttpError ? contextOverflow(err) : null;
         if (!o) throw err;
         if (o.contextLength !== undefined) this.contextLength = o.contextLength;
         const retry = attempt === 0 && draft > 0 && this.contextLength !== undefined && this.contextLength - history.length > 0;
-        if (!retry) throw overflowError(this.kind, history.length, this.contextLength, (err as EngineHttpError).message);
+        if (!retry) throw overflowError(this.kind, history.length, this.contextLength, (err as HttpError).message);
       }
     }
   }
@@ -260,7 +252,7 @@ export abstract class EngineAdapter implements CloudPeer {
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
     const res = await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats);
     const text = res.text;
-    if (!res.ok) throw new EngineHttpError(res.status, text);
+    if (!res.ok) throw new HttpError(res.status, text);
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -274,7 +266,7 @@ export abstract class EngineAdapter implements CloudPeer {
   /** Classifies a failure, updates the cloud's health, and returns the error to throw. */
   private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
-    const e = err instanceof EngineHttpError ? new CloudCallError("http", `cloud error: ${err.message}`, err.status) : classifyFailure(err, deadline, this.deadlineMs);
+    const e = err instanceof HttpError ? new CloudCallError("http", `cloud error: ${err.message}`, err.status) : classifyFailure(err, deadline, this.deadlineMs);
     this.health.failed(e);
     return e;
   }

@@ -30,7 +30,8 @@
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, EngineHttpError, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { HttpError } from "../../../../shared/errors.js";
 
 export type SglangOptions = AdapterOptions;
 
@@ -68,7 +69,7 @@ export class SglangPeer extends EngineAdapter {
         if (!sameTokens(tokens, this.opts.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
         verified.push(`probe text tokenised identically (${tokens.length} tokens)`);
       } catch (err) {
-        if (!(err instanceof EngineHttpError && err.status === 404)) throw err;
+        if (!(err instanceof HttpError && err.status === 404)) throw err;
         cannot = `this SGLang has no /tokenize endpoint and reports only the tokenizer path (${tok})`;
       }
     }
@@ -81,7 +82,7 @@ export class SglangPeer extends EngineAdapter {
     try {
       return await this.getJson("/model_info", signal);
     } catch (err) {
-      if (!(err instanceof EngineHttpError && err.status === 404)) throw err;
+      if (!(err instanceof HttpError && err.status === 404)) throw err;
       return this.getJson("/get_model_info", signal);
     }
   }

@@ -31,7 +31,8 @@
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, EngineHttpError, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { HttpError } from "../../../../shared/errors.js";
 
 /**
  * vLLM's CompletionRequest sampling fields that a generation config can fill, set to greedy and
@@ -91,7 +92,7 @@ export class VllmPeer extends EngineAdapter {
         if (!sameTokens(tokens, this.o.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
         verified.push(`probe text tokenised identically (${tokens.length} tokens)`);
       } catch (err) {
-        if (!(err instanceof EngineHttpError && err.status === 404)) throw err;
+        if (!(err instanceof HttpError && err.status === 404)) throw err;
         cannot = "the server has no /tokenize endpoint";
       }
     }

@@ -28,6 +28,7 @@ import { TandemCloudClient } from "../tandemClient.js";
 import { isObject } from "./base.js";
 import { createCloudPeer, type CloudKind } from "./index.js";
 import { PROBE_TEXTS, sampleTokenIds, type DeviceVocabulary } from "./vocabulary.js";
+import { HttpError, errorMessage } from "../../../../shared/errors.js";
 
 export type CheckStatus = "PASS" | "FAIL" | "WARN" | "SKIP";
 
@@ -68,14 +69,6 @@ export const DEFAULTS_PROMPT = "Tom and Sue went to the park. They played and pl
 /** Tokens of the sampling-defaults probe's continuation. */
 export const DEFAULTS_TOKENS = 16;
 
-class HttpStatusError extends Error {
-  constructor(
-    readonly status: number,
-    body: string,
-  ) {
-    super(`HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ""}`);
-  }
-}
 
 /** Minimal JSON-over-HTTP with a bearer token and a timeout; errors say what failed. */
 class Http {
@@ -97,7 +90,7 @@ class Http {
       throw new Error(`${method} ${path}: cannot connect (${describeFetchError(err)})`);
     }
     const text = await res.text();
-    if (!res.ok) throw new HttpStatusError(res.status, text);
+    if (!res.ok) throw new HttpError(res.status, text);
     try {
       return JSON.parse(text);
     } catch {
@@ -195,7 +188,7 @@ async function tokenizerChecks(dev: DeviceVocabulary, tok: EngineTokenizer, add:
       }
     }
   } catch (err) {
-    if (err instanceof HttpStatusError && (err.status === 404 || err.status === 405)) {
+    if (err instanceof HttpError && (err.status === 404 || err.status === 405)) {
       add({ name: "text probes", status: "SKIP", detail: `the server has no /tokenize endpoint (${err.message.slice(0, 60)}); the IDs cannot be compared` });
       add({ name: "special tokens", status: "SKIP", detail: "needs /tokenize" });
       add({ name: "token IDs", status: "SKIP", detail: "needs /detokenize" });
@@ -213,7 +206,7 @@ async function tokenizerChecks(dev: DeviceVocabulary, tok: EngineTokenizer, add:
     try {
       await fn();
     } catch (err) {
-      add({ name, status: "FAIL", detail: (err as Error).message });
+      add({ name, status: "FAIL", detail: errorMessage(err) });
     }
   };
   await step("special tokens", () => specialTokenCheck(dev, tok, add));
@@ -250,7 +243,7 @@ async function tokenIdCheck(dev: DeviceVocabulary, tok: EngineTokenizer, add: (c
     theirs = await tok.detokenize(sample);
   } catch (err) {
     // llama-server answers 500 for an ID beyond its vocabulary: the vocabularies differ in size
-    if (!(err instanceof HttpStatusError)) throw err;
+    if (!(err instanceof HttpError)) throw err;
     add({ name: "token IDs", status: "FAIL", detail: `the server rejects the device's IDs (up to ${sample.at(-1)}): ${err.message.slice(0, 160)}`, comparesVocabulary: true });
     return;
   }
@@ -330,7 +323,7 @@ async function nextTokenCheck(o: CloudCheckOptions, timeoutMs: number): Promise<
     };
   } catch (err) {
     const reason = err instanceof CloudCallError ? ` (${err.reason})` : "";
-    return { name: "next token", status: "FAIL", detail: `${(err as Error).message}${reason}` };
+    return { name: "next token", status: "FAIL", detail: `${errorMessage(err)}${reason}` };
   } finally {
     await peer.close();
   }
@@ -392,7 +385,7 @@ async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: st
     explicit = [s.tokenId, ...(s.draft ?? [])];
     bare = await bareContinuation(o, http, prompt, model);
   } catch (err) {
-    return { name, status: reported.length ? "WARN" : "SKIP", detail: `${reported.length ? `the engine reports ${reported.join(", ")}; ` : ""}the probe failed: ${(err as Error).message.slice(0, 160)}` };
+    return { name, status: reported.length ? "WARN" : "SKIP", detail: `${reported.length ? `the engine reports ${reported.join(", ")}; ` : ""}the probe failed: ${errorMessage(err).slice(0, 160)}` };
   } finally {
     await peer.close();
   }
@@ -426,7 +419,7 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
     try {
       await fn();
     } catch (err) {
-      add({ name, status: "FAIL", detail: (err as Error).message });
+      add({ name, status: "FAIL", detail: errorMessage(err) });
     }
   };
 
