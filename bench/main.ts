@@ -63,12 +63,6 @@ class FixedRouter implements Router {
   }
 }
 
-async function drain(it: AsyncIterable<unknown>): Promise<number> {
-  let n = 0;
-  for await (const _ of it) n++;
-  return n;
-}
-
 // ---------------------------------------------------------------- (a) routing overhead
 async function figureA(slmFile: string): Promise<void> {
   log(`\n(a) routing overhead on ${path.basename(slmFile)} — ${cfg.aTokens} tokens × ${cfg.aReps} reps, interleaved`);

@@ -331,6 +331,7 @@ async function runtimeFor(gpu: CloudServerOptions["gpu"]): Promise<Llama> {
       gpu === false
         ? `Cannot start llama.cpp on the CPU: ${reason}`
         : `Cannot start llama.cpp with --gpu ${gpu}: ${reason} (no prebuilt ${gpu === "auto" ? "" : `${gpu} `}build of llama.cpp loads on this machine: is the GPU driver installed? --gpu auto falls back to the CPU)`,
+      { cause: err },
     );
   }
 }

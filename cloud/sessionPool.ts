@@ -86,6 +86,8 @@ export class SessionPool {
   static async create(opts: SessionManagerOptions): Promise<SessionPool> {
     const { bytesPerToken } = kvLayout(opts.model);
     const limits = resolveLimits(opts, bytesPerToken);
+    // assigned once the context exists; the batching strategy, made first, reads it through a closure
+    // eslint-disable-next-line prefer-const
     let created: LlamaContext | undefined;
     const context = await opts.model.createContext({
       // per sequence: node-llama-cpp multiplies it by `sequences` itself (see sessions.ts)

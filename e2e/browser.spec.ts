@@ -303,7 +303,7 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
         await new Promise((r) => setTimeout(r, 500));
         let evalResult = "ran";
         try {
-          eval("1"); // eslint-disable-line no-eval
+          eval("1");
         } catch (e) {
           evalResult = (e as Error).name;
         }

@@ -5,7 +5,6 @@
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import { open, stat } from "node:fs/promises";
 import path from "node:path";
 import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
 import type { ModelIdentity } from "../shared/protocol.js";

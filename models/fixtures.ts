@@ -213,7 +213,7 @@ async function withFileLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
             break;
         } catch (e) {
             if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-            let stale = false;
+            let stale: boolean;
             try {
                 const pid = Number(fs.readFileSync(lock, 'utf8'));
                 const age = Date.now() - fs.statSync(lock).mtimeMs;
@@ -226,7 +226,7 @@ async function withFileLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
                 await fs.promises.rm(lock, { force: true });
                 continue;
             }
-            if (Date.now() > deadline) throw new Error(`timed out waiting for the fixtures lock ${lock}`);
+            if (Date.now() > deadline) throw new Error(`timed out waiting for the fixtures lock ${lock}`, { cause: e });
             await new Promise((r) => setTimeout(r, 200));
         }
     }

@@ -17,7 +17,7 @@
  * streams), so a 1.5B-parameter shape is written with a few MB of memory.
  */
 import * as fs from 'node:fs';
-import { GgmlType, GgufType, type GgufKv, type GgufTensorSpec, kv, readGguf, writeGguf } from '../inference/gguf.js';
+import { GgmlType, type GgufKv, type GgufTensorSpec, kv, readGguf, writeGguf } from '../inference/gguf.js';
 import { hashSeed, Prng } from './prng.js';
 import { encodeF16, encodeF32, quantizeQ8_0 } from './quant.js';
 

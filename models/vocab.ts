@@ -75,7 +75,7 @@ export async function extractVocabs(names: readonly VocabName[], dir: string): P
         try {
             await execFileP('git', ['init', '-q', '--bare', repo]);
         } catch (e) {
-            throw new Error(`cannot run git (needed to read llama.cpp's vocabularies from ${bundle}): ${errorMessage(e)}`);
+            throw new Error(`cannot run git (needed to read llama.cpp's vocabularies from ${bundle}): ${errorMessage(e)}`, { cause: e });
         }
         // The bundle has a single head (HEAD); fetch it to a named ref.
         await git('fetch', '-q', bundle, 'HEAD:refs/heads/bundle');

@@ -83,7 +83,7 @@ export function featureVector(f: RouterFeatures, s: FeatureSpec, hiddenSize: num
     if (!tp || tp.length < 2) throw new Error(`The router needs the SLM's top-${s.topK} probabilities`);
     const k = tp.slice(0, s.topK);
     v[o++] = k[0]! - k[1]!;
-    v[o++] = topKEntropy(k);
+    v[o] = topKEntropy(k);
   }
   return v;
 }

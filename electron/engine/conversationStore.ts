@@ -334,7 +334,7 @@ export function parseConversationFile(text: string): Conversation {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${errorMessage(err)}`);
+    throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${errorMessage(err)}`, { cause: err });
   }
   const o = parsed as Partial<FileShape> | null;
   if (typeof o !== "object" || o === null || o.version !== STORE_VERSION || typeof o.conversation !== "object") {

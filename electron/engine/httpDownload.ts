@@ -109,7 +109,7 @@ async function attempt(o: HttpDownloadOptions, part: string, p: Progress, overal
     }
     if (p.total === null) p.total = p.done; // no length given: the end of the body is the end of the file
   } catch (err) {
-    if (stall.signal.aborted && !overall.aborted) throw new Error(`no data for ${Math.round(o.stallMs / 1000)} s`);
+    if (stall.signal.aborted && !overall.aborted) throw new Error(`no data for ${Math.round(o.stallMs / 1000)} s`, { cause: err });
     throw err;
   } finally {
     clearTimeout(timer);

@@ -82,7 +82,7 @@ export class ModelDownloads {
       const cancelled = abort.signal.aborted;
       const message = cancelled ? "cancelled" : `Download failed: ${errorMessage(err)}`;
       set(cancelled ? "cancelled" : "error", cancelled ? null : message);
-      throw new Error(message);
+      throw new Error(message, { cause: err });
     } finally {
       this.current = null;
     }

@@ -36,7 +36,7 @@ import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.
 import { resolveModelSource, VocabularyMismatchError } from "../../inference/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
-import { ConversationStore, metaOf } from "./conversationStore.js";
+import { ConversationStore } from "./conversationStore.js";
 import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
@@ -45,7 +45,6 @@ import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
 import { MAX_CONTEXT_SIZE, MAX_SYSTEM_PROMPT_CHARS, MIN_CONTEXT_SIZE, SettingsStore, type SecretStore } from "./settings.js";
 import { planPrompt, truncationNotice, type PlannedPrompt } from "./conversationPrompt.js";
-import { writeFileAtomic } from "./atomicFile.js";
 import { lockDataFolder, type DataFolderLock } from "./dataLock.js";
 import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
@@ -426,7 +425,7 @@ export class TandemService implements BridgeApi {
       // nothing started: the engine takes the next message, and the conversation is what the disk holds
       this.active = null;
       undo();
-      throw new Error(`Could not save the conversation, so the answer was not started (${errorMessage(err)})`);
+      throw new Error(`Could not save the conversation, so the answer was not started (${errorMessage(err)})`, { cause: err });
     }
     const user = conv.messages.find((m) => m.id === userMessageId)!;
     this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });

@@ -17,7 +17,7 @@ export function createChatStore(): StoreApi<ChatStore> {
   return createStore<ChatStore>()((set, get) => ({
     ...initialChatState,
     dispatch: (action) => {
-      const { dispatch, ...state } = get();
+      const { dispatch: _dispatch, ...state } = get();
       set(chatReducer(state, action));
     },
   }));

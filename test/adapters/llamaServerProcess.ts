@@ -87,6 +87,6 @@ export async function startLlamaServer(model: string, opts: LlamaServerOptions =
     throw new Error("llama-server did not become healthy in time");
   } catch (err) {
     await close();
-    throw new Error(`${errorMessage(err)}\n--- llama-server output ---\n${output.slice(-4000)}`);
+    throw new Error(`${errorMessage(err)}\n--- llama-server output ---\n${output.slice(-4000)}`, { cause: err });
   }
 }

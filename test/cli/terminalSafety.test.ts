@@ -18,6 +18,7 @@ import { hasStories, repoRoot } from "../helpers/shared.js";
 const run = promisify(execFile);
 const HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\\u009b31m\r";
 // what may remain: text, newline, tab, and our own SGR colour codes
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const OUR_COLOURS = /\x1b\[(?:0|32|33|1;35)m/g;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;

@@ -147,7 +147,7 @@ describe.skipIf(!hasStories)("npm run cloud, the process", () => {
       const out = server.output();
       expect(out).toContain(`model:    ${identity.name}`);
       expect(out).toContain(`sha256 ${identity.vocabHash}`); // all 64 hex digits: the device side compares the whole hash
-      expect(out).toMatch(/backend:  (CPU|\w+, \d+ of \d+ layers on the GPU)/);
+      expect(out).toMatch(/backend: {2}(CPU|\w+, \d+ of \d+ layers on the GPU)/);
       // 4 MiB / (256 cells × 640 B) = 25.6: 25 sessions fit, taking 25 × 160 KiB = 3.9 MiB
       expect(out).toMatch(/sessions: 25 × 255 tokens; KV cache 3\.9 MiB \(640 B per token, budget 4\.0 MiB\)/);
       expect(out).toContain("token:    from --token-file");

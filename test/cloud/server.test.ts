@@ -348,7 +348,7 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     expect(shallow.status).toBe(400);
     expect(shallow.body.error.message).toBe("tokens[0] = an array of 1 is not a token ID in [0, 512)");
     // brackets inside strings are not nesting
-    const inString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, { raw: `{"base":0,"tokens":[],"note":"${"[".repeat(50)}\\\"${"{".repeat(50)}"}` });
+    const inString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, { raw: `{"base":0,"tokens":[],"note":"${"[".repeat(50)}\\"${"{".repeat(50)}"}` });
     expect(inString.status).toBe(200);
     const longString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, { raw: `{"base":"${"x".repeat(100_000)}","tokens":[]}` });
     expect(longString.body.error.message.length).toBeLessThan(200); // not echoed back

@@ -51,7 +51,7 @@ class FakeApp extends EventEmitter {
   requestSingleInstanceLock() {
     mkdirSync(paths.userData, { recursive: true });
     const file = path.join(paths.userData, ".fake-singleton-lock");
-    let granted = false;
+    let granted;
     try {
       closeSync(openSync(file, "wx"));
       writeFileSync(file, String(process.pid));
@@ -60,7 +60,10 @@ class FakeApp extends EventEmitter {
     } catch {
       const pid = Number(readFileSync(file, "utf8"));
       granted = !alive(pid);
-      if (granted) (writeFileSync(file, String(process.pid)), (lockFile = file));
+      if (granted) {
+        writeFileSync(file, String(process.pid));
+        lockFile = file;
+      }
     }
     report({ ev: "lock", granted });
     return granted;

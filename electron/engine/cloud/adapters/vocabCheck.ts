@@ -86,8 +86,8 @@ class Http {
     try {
       res = await fetch(this.base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
-      if ((err as Error)?.name === "TimeoutError") throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`);
-      throw new Error(`${method} ${path}: cannot connect (${describeFetchError(err)})`);
+      if ((err as Error)?.name === "TimeoutError") throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`, { cause: err });
+      throw new Error(`${method} ${path}: cannot connect (${describeFetchError(err)})`, { cause: err });
     }
     const text = await res.text();
     if (!res.ok) throw new HttpError(res.status, text);
