@@ -6,7 +6,17 @@ import tseslint from "typescript-eslint";
 
 export default tseslint.config(
   {
-    ignores: ["node_modules/", "dist/", "models/.fixtures/", "models/.scratch/", "e2e/artifacts/", "bench/results/", "eval/results/", "router/trained/", "**/*.d.ts"],
+    ignores: [
+      "node_modules/",
+      "dist/",
+      "models/.fixtures/",
+      "models/.scratch/",
+      "e2e/artifacts/",
+      "bench/results/",
+      "eval/results/",
+      "router/trained/",
+      "**/*.d.ts",
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

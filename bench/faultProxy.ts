@@ -56,7 +56,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     req.on("end", async () => {
       const matched = proxy.match.test(req.url ?? "");
       const kind = (req.url ?? "").replace(/^.*\//, "");
-      const seen: ProxiedRequest = { method: req.method ?? "", path: req.url ?? "", body: parseJson(Buffer.concat(chunks)), alongside: open.get(kind) ?? 0 };
+      const seen: ProxiedRequest = {
+        method: req.method ?? "",
+        path: req.url ?? "",
+        body: parseJson(Buffer.concat(chunks)),
+        alongside: open.get(kind) ?? 0,
+      };
       open.set(kind, seen.alongside + 1);
       res.on("close", () => open.set(kind, (open.get(kind) ?? 1) - 1));
       proxy.seen.push(seen);
@@ -78,7 +83,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         // which would fail one client's request and not the other's
         { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers, agent: false },
         (upRes) => {
-          if (/ndjson/.test(String(upRes.headers["content-type"]))) return relayStream(upRes, res, half, (line, i) => proxy.lineRule?.(seen, line, i) ?? { kind: "pass" });
+          if (/ndjson/.test(String(upRes.headers["content-type"])))
+            return relayStream(upRes, res, half, (line, i) => proxy.lineRule?.(seen, line, i) ?? { kind: "pass" });
           const body: Buffer[] = [];
           upRes.on("data", (c: Buffer) => body.push(c));
           upRes.on("end", async () => {
@@ -117,7 +123,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Passes a streamed reply on line by line, each `delay` ms after it arrived (in order), applying each
  * line's fault.
  */
-function relayStream(upRes: http.IncomingMessage, res: http.ServerResponse, delay: number, faultOf: (line: unknown, index: number) => Fault): void {
+function relayStream(
+  upRes: http.IncomingMessage,
+  res: http.ServerResponse,
+  delay: number,
+  faultOf: (line: unknown, index: number) => Fault,
+): void {
   const headers = { ...upRes.headers };
   delete headers["content-length"];
   res.writeHead(upRes.statusCode ?? 502, headers);

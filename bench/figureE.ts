@@ -27,7 +27,8 @@ interface Variant {
 }
 
 const WORDS = "the little girl saw a big red ball in the park and she was happy dog ran home sun tree bird sang".split(" ");
-const userLine = (i: number, n: number) => Array.from({ length: n }, (_, k) => WORDS[(i * 11 + k * 7 + (k >> 2)) % WORDS.length]).join(" ") + ". ";
+const userLine = (i: number, n: number) =>
+  Array.from({ length: n }, (_, k) => WORDS[(i * 11 + k * 7 + (k >> 2)) % WORDS.length]).join(" ") + ". ";
 
 async function turn(v: Variant, text: string, maxTokens: number): Promise<void> {
   const t0 = performance.now();
@@ -48,13 +49,27 @@ async function turn(v: Variant, text: string, maxTokens: number): Promise<void> 
   v.keepFrom = plan.keepFrom;
 }
 
-export async function figureE(slmFile: string, opts: { turns: number; window: number; words: number; maxTokens: number }, figures: Figure[], log: (...a: unknown[]) => void): Promise<Record<string, unknown>> {
+export async function figureE(
+  slmFile: string,
+  opts: { turns: number; window: number; words: number; maxTokens: number },
+  figures: Figure[],
+  log: (...a: unknown[]) => void,
+): Promise<Record<string, unknown>> {
   log(`\n(e) time to first token over ${opts.turns} turns, ${opts.window}-token window (stories260K SLM, one thread)`);
   const load = () => LocalModel.load(slmFile, { contextSize: opts.window });
   const variants: Variant[] = [
     { name: "policy (slide by half, cache kept)", slm: await load(), clear: false, turns: [], keepFrom: 0, ttftMs: [], evaluated: [] },
     { name: "whole prompt every turn", slm: await load(), clear: true, turns: [], keepFrom: 0, ttftMs: [], evaluated: [] },
-    { name: "slide by just enough, cache kept", slm: await load(), clear: false, slideKeep: 1, turns: [], keepFrom: 0, ttftMs: [], evaluated: [] },
+    {
+      name: "slide by just enough, cache kept",
+      slm: await load(),
+      clear: false,
+      slideKeep: 1,
+      turns: [],
+      keepFrom: 0,
+      ttftMs: [],
+      evaluated: [],
+    },
   ];
   try {
     let text = 0;
@@ -72,12 +87,27 @@ export async function figureE(slmFile: string, opts: { turns: number; window: nu
       maxTtftMs: +Math.max(...v.ttftMs).toFixed(1),
       promptTokensEvaluated: sum(v.evaluated),
     }));
-    for (const r of rows) log(`  ${r.variant.padEnd(36)} total ${r.totalTtftMs} ms · median ${r.medianTtftMs} ms · max ${r.maxTtftMs} ms · ${r.promptTokensEvaluated} prompt tokens evaluated`);
+    for (const r of rows)
+      log(
+        `  ${r.variant.padEnd(36)} total ${r.totalTtftMs} ms · median ${r.medianTtftMs} ms · max ${r.maxTtftMs} ms · ${r.promptTokensEvaluated} prompt tokens evaluated`,
+      );
     const [policy, whole, justEnough] = rows;
     const ratio = +(policy.totalTtftMs / whole.totalTtftMs).toFixed(3);
-    log(`  conversation: ${text} tokens of text, ${(text / opts.window).toFixed(1)}× the window; ratio (total time to first token) ${ratio}, medians ${(policy.medianTtftMs / whole.medianTtftMs).toFixed(2)}`);
-    figures.push({ name: `e: time to first token over ${opts.turns} turns (${(text / opts.window).toFixed(1)}× the window), context policy / whole prompt every turn`, ratio, target: "<= 0.5", met: ratio <= 0.5 });
-    figures.push({ name: "e': same, sliding by just enough every turn (cache kept) / whole prompt every turn", ratio: +(justEnough.totalTtftMs / whole.totalTtftMs).toFixed(3), target: "none (reported)", met: null });
+    log(
+      `  conversation: ${text} tokens of text, ${(text / opts.window).toFixed(1)}× the window; ratio (total time to first token) ${ratio}, medians ${(policy.medianTtftMs / whole.medianTtftMs).toFixed(2)}`,
+    );
+    figures.push({
+      name: `e: time to first token over ${opts.turns} turns (${(text / opts.window).toFixed(1)}× the window), context policy / whole prompt every turn`,
+      ratio,
+      target: "<= 0.5",
+      met: ratio <= 0.5,
+    });
+    figures.push({
+      name: "e': same, sliding by just enough every turn (cache kept) / whole prompt every turn",
+      ratio: +(justEnough.totalTtftMs / whole.totalTtftMs).toFixed(3),
+      target: "none (reported)",
+      met: null,
+    });
     return { window: opts.window, turns: opts.turns, textTokens: text, rows };
   } finally {
     for (const v of variants) await v.slm.dispose();

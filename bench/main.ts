@@ -32,7 +32,9 @@ const args = new Set(process.argv.slice(2));
 process.env.TANDEM_THREADS ??= "1";
 const QUICK = args.has("--quick");
 // `--only a,c` runs a subset of the figures (while working on one); the README's figures come from full runs
-const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice(7) ?? (process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined);
+const onlyArg =
+  process.argv.find((a) => a.startsWith("--only="))?.slice(7) ??
+  (process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined);
 const ONLY = onlyArg ? new Set(onlyArg.split(",")) : null;
 const runs = (fig: string) => ONLY === null || ONLY.has(fig);
 const JSON_OUT = args.has("--json");
@@ -47,7 +49,14 @@ const report: Record<string, unknown> = {
   when: new Date().toISOString(),
   mode: QUICK ? "quick" : "full",
   only: ONLY ? [...ONLY] : "all",
-  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, arch: os.arch(), platform: os.platform(), memGiB: +(os.totalmem() / 2 ** 30).toFixed(1), node: process.version },
+  machine: {
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    arch: os.arch(),
+    platform: os.platform(),
+    memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    node: process.version,
+  },
   config: cfg,
   loadAverageAtStart: os.loadavg(),
 };
@@ -157,7 +166,9 @@ async function figureA(slmFile: string): Promise<void> {
     promptMs: +medPrompt[k]!.toFixed(1),
   }));
   const w = Math.max(...rows.map((r) => r.variant.length));
-  log(`  ${"".padEnd(w)} generation: median per token (ratio), feature cost; median of the repetitions' means (ratio)   prompt (${prompt.length} tokens)`);
+  log(
+    `  ${"".padEnd(w)} generation: median per token (ratio), feature cost; median of the repetitions' means (ratio)   prompt (${prompt.length} tokens)`,
+  );
   for (const r of rows) {
     log(
       `  ${r.variant.padEnd(w)} ${r.msPerToken.toFixed(2).padStart(7)} ms ×${r.ratio.toFixed(3)}  ${r.extraMs >= 0 ? "+" : ""}${r.extraMs.toFixed(2)} ms vs token-only;  ` +
@@ -180,16 +191,40 @@ async function figureA(slmFile: string): Promise<void> {
       return (performance.now() - t0) / hiddens.length;
     }),
   );
-  log(`  the default router's own work, timed alone: ${(ownMs * 1000).toFixed(0)} µs a token = ${((100 * ownMs) / med.baseline!).toFixed(1)}% of the baseline's median token (${med.baseline!.toFixed(1)} ms)`);
-  report.a = { model: path.basename(slmFile), promptTokens: prompt.length, rows, samples: perToken, promptSamples: promptMs, defaultRouterOwnMs: +ownMs.toFixed(4) };
+  log(
+    `  the default router's own work, timed alone: ${(ownMs * 1000).toFixed(0)} µs a token = ${((100 * ownMs) / med.baseline!).toFixed(1)}% of the baseline's median token (${med.baseline!.toFixed(1)} ms)`,
+  );
+  report.a = {
+    model: path.basename(slmFile),
+    promptTokens: prompt.length,
+    rows,
+    samples: perToken,
+    promptSamples: promptMs,
+    defaultRouterOwnMs: +ownMs.toFixed(4),
+  };
   const ratio = ratioOf(DEFAULT);
-  figures.push({ name: `a: routing overhead, default router (distilled confidence, MLP ${distilledSizes(h).join("→")} on the hidden state; router:train's default network too) dry run vs node-llama-cpp greedy`, ratio: +ratio.toFixed(3), target: "<= 1.05", met: ratio <= 1.05 });
+  figures.push({
+    name: `a: routing overhead, default router (distilled confidence, MLP ${distilledSizes(h).join("→")} on the hidden state; router:train's default network too) dry run vs node-llama-cpp greedy`,
+    ratio: +ratio.toFixed(3),
+    target: "<= 1.05",
+    met: ratio <= 1.05,
+  });
   const exact = ratioOf(EXACT);
-  figures.push({ name: "a, first answers: exact confidence router (while the app learns its student) dry run vs node-llama-cpp greedy", ratio: +exact.toFixed(3), target: "<= 1.05", met: exact <= 1.05 });
+  figures.push({
+    name: "a, first answers: exact confidence router (while the app learns its student) dry run vs node-llama-cpp greedy",
+    ratio: +exact.toFixed(3),
+    target: "<= 1.05",
+    met: exact <= 1.05,
+  });
   const citer = ratioOf(CITER);
   // router:train's default network is the default router's (routerSizes): figure a covers a learned
   // router too; CITER's own shape is opt-in and reported
-  figures.push({ name: `a': learned router in CITER's shape (MLP ${citerSizes(h, h).join("→")}, router:train --sizes) dry run vs node-llama-cpp greedy`, ratio: +citer.toFixed(3), target: "none (reported)", met: null });
+  figures.push({
+    name: `a': learned router in CITER's shape (MLP ${citerSizes(h, h).join("→")}, router:train --sizes) dry run vs node-llama-cpp greedy`,
+    ratio: +citer.toFixed(3),
+    target: "none (reported)",
+    met: null,
+  });
   await ctx.dispose();
   await slm.dispose();
 }
@@ -204,12 +239,24 @@ async function distilledFidelity(slmFile: string): Promise<void> {
     const [count, tokens] = QUICK ? [80, 24] : [300, 40];
     const text = splitText(readText(defaultTrainingTextPath()), 0.8).train;
     const t0 = performance.now();
-    const samples = await collectConfidenceSamples(slm, samplePrompts(text, (s) => slm.tokenizeText(s), count, tokens, 1), { from: 8, generate: tokens });
+    const samples = await collectConfidenceSamples(
+      slm,
+      samplePrompts(text, (s) => slm.tokenizeText(s), count, tokens, 1),
+      { from: 8, generate: tokens },
+    );
     const collectS = (performance.now() - t0) / 1000;
     const d = await distillRouter(slm, samples, { seed: 1 });
     const trainS = (performance.now() - t0) / 1000 - collectS;
-    log(`  the default router's fidelity on ${path.basename(slmFile)} (${samples.size} positions, ${collectS.toFixed(0)} s to collect, ${trainS.toFixed(0)} s to train): ${describeFidelity(d.fidelity)}`);
-    report.aFidelity = { model: path.basename(slmFile), collectS: +collectS.toFixed(1), trainS: +trainS.toFixed(1), usable: d.usable, ...d.fidelity };
+    log(
+      `  the default router's fidelity on ${path.basename(slmFile)} (${samples.size} positions, ${collectS.toFixed(0)} s to collect, ${trainS.toFixed(0)} s to train): ${describeFidelity(d.fidelity)}`,
+    );
+    report.aFidelity = {
+      model: path.basename(slmFile),
+      collectS: +collectS.toFixed(1),
+      trainS: +trainS.toFixed(1),
+      usable: d.usable,
+      ...d.fidelity,
+    };
   } finally {
     await slm.dispose();
   }
@@ -219,9 +266,19 @@ async function distilledFidelity(slmFile: string): Promise<void> {
 async function figureB(llmFile: string, device: ModelIdentity): Promise<void> {
   const lengths = [100, 1000, 4000];
   const localRun = 14; // ~7% cloud share: a cloud call after every ~14 local tokens
-  log(`\n(b) cloud-call cost, delta protocol vs re-sending the prefix (fresh session per call); ${localRun} new tokens per call, ${cfg.bReps} reps`);
+  log(
+    `\n(b) cloud-call cost, delta protocol vs re-sending the prefix (fresh session per call); ${localRun} new tokens per call, ${cfg.bReps} reps`,
+  );
   const token = "bench-token-" + "x".repeat(16);
-  const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: 4, contextSize: 4352, rateLimit: false, log: () => {} });
+  const server = await startCloudServer({
+    modelPath: llmFile,
+    port: 0,
+    token,
+    maxSessions: 4,
+    contextSize: 4352,
+    rateLimit: false,
+    log: () => {},
+  });
   const rows: unknown[] = [];
   try {
     for (const L of lengths) {
@@ -258,11 +315,23 @@ async function figureB(llmFile: string, device: ModelIdentity): Promise<void> {
         evaluatedRatio: +(median(n.evaluated) / median(d.evaluated)).toFixed(1),
       };
       rows.push(row);
-      log(`  ${String(L).padStart(5)} tokens: delta ${row.delta.bytesUp} B up, ${row.delta.evaluated} evaluated, ${row.delta.ms} ms | resend ${row.resend.bytesUp} B up, ${row.resend.evaluated} evaluated, ${row.resend.ms} ms | ×${row.bytesRatio} bytes, ×${row.evaluatedRatio} server work`);
+      log(
+        `  ${String(L).padStart(5)} tokens: delta ${row.delta.bytesUp} B up, ${row.delta.evaluated} evaluated, ${row.delta.ms} ms | resend ${row.resend.bytesUp} B up, ${row.resend.evaluated} evaluated, ${row.resend.ms} ms | ×${row.bytesRatio} bytes, ×${row.evaluatedRatio} server work`,
+      );
       if (L === 1000) {
-        figures.push({ name: "b: bytes uploaded per cloud call at 1000 tokens, resend / delta", ratio: row.bytesRatio, target: ">= 20", met: row.bytesRatio >= 20 });
+        figures.push({
+          name: "b: bytes uploaded per cloud call at 1000 tokens, resend / delta",
+          ratio: row.bytesRatio,
+          target: ">= 20",
+          met: row.bytesRatio >= 20,
+        });
         const prop = row.delta.evaluated === localRun + 1 || row.delta.evaluated === localRun;
-        figures.push({ name: "b': server tokens evaluated per call at 1000 tokens, resend / delta", ratio: row.evaluatedRatio, target: `delta call evaluates only the delta (${localRun} tokens)`, met: prop });
+        figures.push({
+          name: "b': server tokens evaluated per call at 1000 tokens, resend / delta",
+          ratio: row.evaluatedRatio,
+          target: `delta call evaluates only the delta (${localRun} tokens)`,
+          met: prop,
+        });
       }
     }
   } finally {
@@ -285,7 +354,16 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
   const share = schedule === "router 25%" ? 4 : 14;
   const token = "bench-token-" + "y".repeat(16);
   // the server runs the device's SLM beside the LLM: the replica client follows its routed decoding
-  const server = await startCloudServer({ modelPath: llmFile, replicaModelPath: slmFile, port: 0, token, maxSessions: 2, contextSize: 1024, rateLimit: false, log: () => {} });
+  const server = await startCloudServer({
+    modelPath: llmFile,
+    replicaModelPath: slmFile,
+    port: 0,
+    token,
+    maxSessions: 2,
+    contextSize: 1024,
+    rateLimit: false,
+    log: () => {},
+  });
   const proxy = await startFaultProxy(server.url);
   const slm = await LocalModel.load(slmFile, { contextSize: 1024, hiddenState: schedule === "router network 7%" });
   const prompt = slm.tokenizeText("Once upon a time, in a small village,");
@@ -296,19 +374,31 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
   // calibrate on a local answer: τ between the least confident `1/share` of the positions and the rest
   const confidences: number[] = [];
   await slm.clear();
-  for await (const e of new CollaborativeDecoder(slm, router, null).generate(prompt, { tau: 0, maxTokens: cfg.cTokens })) confidences.push(e.confidence);
+  for await (const e of new CollaborativeDecoder(slm, router, null).generate(prompt, { tau: 0, maxTokens: cfg.cTokens }))
+    confidences.push(e.confidence);
   confidences.sort((a, b) => a - b);
   const k = Math.max(1, Math.round(confidences.length / share));
   const tau = (confidences[k - 1]! + confidences[Math.min(k, confidences.length - 1)]!) / 2;
   const modes: Mode[] = ["blocking", "per-call", "replica"];
-  log(`\n(${fig}) network hiding: blocking vs ${modes.slice(1).join(" vs ")} client, cloud positions: ${router.name} at τ ${tau.toPrecision(4)} (~${(100 / share).toFixed(0)}% of a local answer), ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`);
+  log(
+    `\n(${fig}) network hiding: blocking vs ${modes.slice(1).join(" vs ")} client, cloud positions: ${router.name} at τ ${tau.toPrecision(4)} (~${(100 / share).toFixed(0)}% of a local answer), ${cfg.cTokens} tokens × ${reps} reps; SLM ${path.basename(slmFile)}, LLM ${path.basename(llmFile)}`,
+  );
   type Row = { ms: number[]; lost: number[]; calls: number[]; cloudTokens: number[] };
   const rows: Record<string, Row> = {};
   const outputs: Record<string, string[]> = {};
   const runOnce = async (delay: number | null, mode: Mode) => {
     // blocking: no sync, no run-ahead, one token per call. per-call: background sync, run-ahead,
     // pipelined calls, continuations (the defaults), no replica. replica: follows the server's replica.
-    const cloud = delay === null ? null : new TandemCloudClient({ url: proxy.url, token, deadlineMs: 5000, backgroundSync: mode !== "blocking", replica: mode === "replica" });
+    const cloud =
+      delay === null
+        ? null
+        : new TandemCloudClient({
+            url: proxy.url,
+            token,
+            deadlineMs: 5000,
+            backgroundSync: mode !== "blocking",
+            replica: mode === "replica",
+          });
     if (cloud) await cloud.connect(slm.identity);
     proxy.fault = delay ? { kind: "delay", ms: delay } : { kind: "pass" };
     proxy.match = /\/(next|append|route|router)$/; // the round trip is paid by background appends and streams too
@@ -364,19 +454,39 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
       cloudTokens: median(v.cloudTokens),
       lostMsPerCloudToken: v.cloudTokens.length ? +(median(v.lost) / Math.max(1, median(v.cloudTokens))).toFixed(1) : 0,
     }));
-    for (const o of out) log(`  ${o.variant.padEnd(18)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms; ${o.cloudTokens} cloud tokens (${((100 * o.cloudTokens) / cfg.cTokens).toFixed(1)}%) in ${o.calls} requests; ${o.lostMsPerCloudToken} ms per cloud token`}`);
+    for (const o of out)
+      log(
+        `  ${o.variant.padEnd(18)} ${o.tokensPerSecond.toFixed(2).padStart(7)} tok/s${o.variant === "dry" ? " (no cloud: the router's picks fall back locally)" : `  lost to cloud calls ${o.lostMs} ms; ${o.cloudTokens} cloud tokens (${((100 * o.cloudTokens) / cfg.cTokens).toFixed(1)}%) in ${o.calls} requests; ${o.lostMsPerCloudToken} ms per cloud token`}`,
+      );
     // every run of one delay, whichever client, must have produced the same tokens and origins
     const identical = Object.values(outputs).every((xs) => xs.every((x) => x === xs[0]));
     log(`  same tokens and origins, every client, at every delay: ${identical ? "yes" : "NO"}`);
     const agreeShare = agreement.routed ? agreement.same / agreement.routed : 0;
-    log(`  the LLM's token was the SLM's own guess at ${(100 * agreeShare).toFixed(0)}% of the routed positions (${agreement.same} of ${agreement.routed})`);
+    log(
+      `  the LLM's token was the SLM's own guess at ${(100 * agreeShare).toFixed(0)}% of the routed positions (${agreement.same} of ${agreement.routed})`,
+    );
     const lost = (k: string) => out.find((o) => o.variant === k)!.lostMs;
     const best: Mode = "replica";
-    const ratiosOf = (m: Mode) => Object.fromEntries(cfg.cDelays.map((d) => [d, +(lost(`${m} ${d} ms`) / lost(`blocking ${d} ms`)).toFixed(3)]));
+    const ratiosOf = (m: Mode) =>
+      Object.fromEntries(cfg.cDelays.map((d) => [d, +(lost(`${m} ${d} ms`) / lost(`blocking ${d} ms`)).toFixed(3)]));
     const ratios = ratiosOf(best);
     const perCall = ratiosOf("per-call");
-    log(`  time lost, ${best} / blocking, at ${cfg.cDelays.join(" / ")} ms: ${cfg.cDelays.map((d) => ratios[d]).join(" / ")}${best === "replica" ? `; per-call hiding / blocking: ${cfg.cDelays.map((d) => perCall[d]).join(" / ")}` : ""}`);
-    report[fig] = { slm: path.basename(slmFile), llm: path.basename(llmFile), schedule, tau, modes, rows: out, lostRatioByDelay: ratios, perCallLostRatioByDelay: perCall, identicalOutput: identical, slmGuessRightAtRouted: +agreeShare.toFixed(3), samples: rows };
+    log(
+      `  time lost, ${best} / blocking, at ${cfg.cDelays.join(" / ")} ms: ${cfg.cDelays.map((d) => ratios[d]).join(" / ")}${best === "replica" ? `; per-call hiding / blocking: ${cfg.cDelays.map((d) => perCall[d]).join(" / ")}` : ""}`,
+    );
+    report[fig] = {
+      slm: path.basename(slmFile),
+      llm: path.basename(llmFile),
+      schedule,
+      tau,
+      modes,
+      rows: out,
+      lostRatioByDelay: ratios,
+      perCallLostRatioByDelay: perCall,
+      identicalOutput: identical,
+      slmGuessRightAtRouted: +agreeShare.toFixed(3),
+      samples: rows,
+    };
     const r50 = ratios[50] ?? null;
     const what = `${fig}: time lost to cloud calls at 50 ms RTT, ${best === "replica" ? "following the cloud's SLM replica" : "per-call hiding"} / blocking client (same output), cloud positions: ${schedule}, ${path.basename(slmFile)} + ${path.basename(llmFile)}`;
     const note = identical ? {} : { note: "outputs differed between the clients" };
@@ -386,7 +496,12 @@ async function figureC(fig: string, slmFile: string, llmFile: string, schedule: 
     } else {
       figures.push({ name: what, ratio: r50, target: "<= 0.5", met: r50 !== null && r50 <= 0.5 && identical, ...note });
     }
-    figures.push({ name: `${fig}, without a replica: per-call hiding (sync, run-ahead, continuations) / blocking at 50 ms RTT`, ratio: perCall[50] ?? null, target: "none (reported)", met: null });
+    figures.push({
+      name: `${fig}, without a replica: per-call hiding (sync, run-ahead, continuations) / blocking at 50 ms RTT`,
+      ratio: perCall[50] ?? null,
+      target: "none (reported)",
+      met: null,
+    });
   } finally {
     await slm.dispose();
     await proxy.close();
@@ -402,7 +517,15 @@ async function figureD(llmFile: string, device: ModelIdentity): Promise<void> {
   log(`\n(d) cloud server under concurrent sessions (${path.basename(llmFile)}, ${cfg.dCalls} calls per session, loopback)`);
   const token = "bench-token-" + "z".repeat(16);
   const rssBefore = process.memoryUsage().rss;
-  const server = await startCloudServer({ modelPath: llmFile, port: 0, token, maxSessions: maxS, contextSize: 256, rateLimit: false, log: () => {} });
+  const server = await startCloudServer({
+    modelPath: llmFile,
+    port: 0,
+    token,
+    maxSessions: maxS,
+    contextSize: 256,
+    rateLimit: false,
+    log: () => {},
+  });
   const rssServer = process.memoryUsage().rss;
   const rows: Array<Record<string, number | boolean>> = [];
   try {
@@ -442,18 +565,39 @@ async function figureD(llmFile: string, device: ModelIdentity): Promise<void> {
         rssGrowthPerSessionKiB: Math.round((rss1 - rss0) / n / 1024),
       };
       rows.push(row);
-      log(`  ${logprob ? "with log-probability" : "token only          "} ${String(n).padStart(3)} sessions: ${row.tokensPerSecond} cloud tok/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, RSS growth ${row.rssGrowthPerSessionKiB} KiB/session`);
+      log(
+        `  ${logprob ? "with log-probability" : "token only          "} ${String(n).padStart(3)} sessions: ${row.tokensPerSecond} cloud tok/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, RSS growth ${row.rssGrowthPerSessionKiB} KiB/session`,
+      );
     }
   } finally {
     await server.close();
   }
   const kvPerSession = Math.round((rssServer - rssBefore) / maxS / 1024);
-  if (rssServer > rssBefore) log(`  server start (model + KV for ${maxS} × 256-token sessions, preallocated): ${Math.round((rssServer - rssBefore) / 2 ** 20)} MiB RSS → ≤ ${kvPerSession} KiB per session slot (upper bound, includes the weights)`);
+  if (rssServer > rssBefore)
+    log(
+      `  server start (model + KV for ${maxS} × 256-token sessions, preallocated): ${Math.round((rssServer - rssBefore) / 2 ** 20)} MiB RSS → ≤ ${kvPerSession} KiB per session slot (upper bound, includes the weights)`,
+    );
   else log("  server start RSS: not measurable in this process (memory freed by earlier figures outweighed it)");
-  report.d = { model: path.basename(llmFile), rows, serverStartRssMiB: Math.round((rssServer - rssBefore) / 2 ** 20), perSlotUpperBoundKiB: kvPerSession };
-  const tps = (logprob: boolean, sessions: number) => rows.find((r) => r.logprob === logprob && r.sessions === sessions)!.tokensPerSecond as number;
-  figures.push({ name: "d: aggregate cloud tokens/s, 16 sessions / 1 session", ratio: +(tps(true, 16) / tps(true, 1)).toFixed(2), target: "none (reported)", met: null });
-  figures.push({ name: `d': aggregate cloud tokens/s at ${maxS} sessions, token only / with log-probability`, ratio: +(tps(false, maxS) / tps(true, maxS)).toFixed(2), target: "none (reported)", met: null });
+  report.d = {
+    model: path.basename(llmFile),
+    rows,
+    serverStartRssMiB: Math.round((rssServer - rssBefore) / 2 ** 20),
+    perSlotUpperBoundKiB: kvPerSession,
+  };
+  const tps = (logprob: boolean, sessions: number) =>
+    rows.find((r) => r.logprob === logprob && r.sessions === sessions)!.tokensPerSecond as number;
+  figures.push({
+    name: "d: aggregate cloud tokens/s, 16 sessions / 1 session",
+    ratio: +(tps(true, 16) / tps(true, 1)).toFixed(2),
+    target: "none (reported)",
+    met: null,
+  });
+  figures.push({
+    name: `d': aggregate cloud tokens/s at ${maxS} sessions, token only / with log-probability`,
+    ratio: +(tps(false, maxS) / tps(true, maxS)).toFixed(2),
+    target: "none (reported)",
+    met: null,
+  });
 }
 
 async function main(): Promise<void> {
@@ -478,7 +622,13 @@ async function main(): Promise<void> {
     if (fx.storiesSlm && fx.storiesLlm) await figureC("c", fx.storiesSlm, fx.storiesLlm, "router 7%");
     else {
       log(`\n(c) skipped: ${fx.sharedMissingReason ?? "the stories pair is missing"}`);
-      figures.push({ name: "c: time lost to cloud calls at 50 ms RTT, confidence router", ratio: null, target: "<= 0.5", met: false, note: "the stories pair is missing" });
+      figures.push({
+        name: "c: time lost to cloud calls at 50 ms RTT, confidence router",
+        ratio: null,
+        target: "<= 0.5",
+        met: false,
+        note: "the stories pair is missing",
+      });
     }
     // ...and at a higher cloud share, where the router's positions cluster and continuations answer several at once
     if (fx.storiesSlm && fx.storiesLlm) await figureC("c-25%", fx.storiesSlm, fx.storiesLlm, "router 25%");
@@ -496,7 +646,12 @@ async function main(): Promise<void> {
   }
   report.figures = figures;
   report.loadAverageAtEnd = os.loadavg();
-  log(`\nload average at start ${(report.loadAverageAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}, at end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} (other processes compete for the ${os.cpus().length} cores: timing figures are noisy when this exceeds the core count)`);
+  log(
+    `\nload average at start ${(report.loadAverageAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}, at end ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(" ")} (other processes compete for the ${os.cpus().length} cores: timing figures are noisy when this exceeds the core count)`,
+  );
   report.elapsedS = +((performance.now() - t0) / 1000).toFixed(1);
   const dir = path.join(here, "results");
   mkdirSync(dir, { recursive: true });
@@ -504,8 +659,12 @@ async function main(): Promise<void> {
   const file = ONLY ? "partial.json" : QUICK ? "quick.json" : "latest.json";
   writeFileSync(path.join(dir, file), JSON.stringify(report, null, 2) + "\n");
   log(`\nFigures (${report.elapsedS} s; report: bench/results/${file})`);
-  for (const f of figures) log(`  ${f.met === null ? "  -  " : f.met ? " met " : " NOT "} ${f.name}: ${f.ratio === null ? "n/a" : "×" + f.ratio} (target ${f.target})${f.note ? " — " + f.note : ""}`);
-  if (JSON_OUT) console.log(JSON.stringify({ bench: { figures: figures.map(({ name, ratio, target, met }) => ({ name, ratio, target, met })) } }));
+  for (const f of figures)
+    log(
+      `  ${f.met === null ? "  -  " : f.met ? " met " : " NOT "} ${f.name}: ${f.ratio === null ? "n/a" : "×" + f.ratio} (target ${f.target})${f.note ? " — " + f.note : ""}`,
+    );
+  if (JSON_OUT)
+    console.log(JSON.stringify({ bench: { figures: figures.map(({ name, ratio, target, met }) => ({ name, ratio, target, met })) } }));
 }
 
 main().then(

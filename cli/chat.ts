@@ -46,7 +46,6 @@ const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>
 const COLORS: Record<Origin, string> = { local: "\x1b[32m", cloud: "\x1b[1;35m", fallback: "\x1b[33m" };
 const RESET = "\x1b[0m";
 
-
 interface Cli {
   demo: boolean;
   slm: string;
@@ -124,7 +123,8 @@ function cliFrom(argv: string[]): Cli {
   // settings that cannot work fail here, before a model is loaded (a CloudSettingsError: exit code 1)
   const cloud = values.cloud === undefined ? undefined : checkCloudSettings({ url: values.cloud, token: token ?? "" }).url;
   const kind = (values["cloud-kind"] ?? "tandem") as CloudKind;
-  if (!CLOUD_KINDS.includes(kind)) throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
+  if (!CLOUD_KINDS.includes(kind))
+    throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
   if (kind !== "tandem" && !cloud) throw new UsageError(`--cloud-kind ${kind} needs --cloud <url> (the engine's address)`);
   const demo = values.demo!;
   const interactive = values.interactive!;
@@ -150,7 +150,8 @@ function cliFrom(argv: string[]): Cli {
     prompt,
     interactive,
     system: values.system ?? "",
-    context: values.context === undefined ? undefined : num("context", values.context, 0, (n) => Number.isInteger(n) && n >= 64 && n <= 1 << 20),
+    context:
+      values.context === undefined ? undefined : num("context", values.context, 0, (n) => Number.isInteger(n) && n >= 64 && n <= 1 << 20),
   };
 }
 
@@ -221,7 +222,17 @@ async function main(): Promise<number> {
     if (cli.interactive) {
       if (!cli.json) log(`context: ${slm.contextSize} tokens`);
       const code = await runRepl(
-        { decoder, system: cli.system, tau: cli.tau, maxTokens: cli.maxTokens, topK: cli.topK, json: cli.json, paint: (ev) => paint(ev, cli.color), format: formatSummary, jsonSummary },
+        {
+          decoder,
+          system: cli.system,
+          tau: cli.tau,
+          maxTokens: cli.maxTokens,
+          topK: cli.topK,
+          json: cli.json,
+          paint: (ev) => paint(ev, cli.color),
+          format: formatSummary,
+          jsonSummary,
+        },
         cli.prompt || undefined,
       );
       await cloud?.close();
@@ -230,7 +241,12 @@ async function main(): Promise<number> {
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
     // the app's context policy: a prompt longer than the window keeps its end (and says so)
-    const { tokens: prompt, plan } = planPrompt(slm, { system: cli.system || null, turns: [{ role: "user", content: cli.prompt }], keepFrom: 0, maxTokens: cli.maxTokens });
+    const { tokens: prompt, plan } = planPrompt(slm, {
+      system: cli.system || null,
+      turns: [{ role: "user", content: cli.prompt }],
+      keepFrom: 0,
+      maxTokens: cli.maxTokens,
+    });
     if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
     const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
@@ -280,7 +296,12 @@ main().then(
     }
     // what a user can cause (files, settings, the cloud) is a message; anything else is a bug, whose
     // stack trace helps only a developer: it is printed on request
-    const known = err instanceof ContextPolicyError || err instanceof ModelFileError || err instanceof VocabularyMismatchError || err instanceof CloudCallError || err instanceof CloudSettingsError;
+    const known =
+      err instanceof ContextPolicyError ||
+      err instanceof ModelFileError ||
+      err instanceof VocabularyMismatchError ||
+      err instanceof CloudCallError ||
+      err instanceof CloudSettingsError;
     const message = terminalSafe(errorMessage(err));
     if (known) console.error(`error: ${message}`);
     else if (process.env.TANDEM_DEBUG) console.error(`error: ${terminalSafe((err as Error)?.stack ?? message)}`);

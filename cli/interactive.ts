@@ -83,7 +83,8 @@ function command(state: ReplState, line: string, log: (m: string) => void): void
       return log("conversation cleared");
     case "/tau": {
       const n = Number(rest[0]);
-      if (rest.length !== 1 || !Number.isFinite(n) || n < 0 || n > 1) return log(`error: /tau takes a number from 0 to 1, got ${JSON.stringify(arg)}`);
+      if (rest.length !== 1 || !Number.isFinite(n) || n < 0 || n > 1)
+        return log(`error: /tau takes a number from 0 to 1, got ${JSON.stringify(arg)}`);
       state.tau = n;
       return log(`τ = ${n}`);
     }
@@ -108,7 +109,12 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
   if (usage.truncated) process.stderr.write(`notice: ${truncationNotice(usage.window)}\n`);
   state.abort = new AbortController();
   try {
-    const run = opts.decoder.generate(planned.tokens, { tau: () => state.tau, maxTokens: opts.maxTokens, signal: state.abort.signal, topK: opts.topK });
+    const run = opts.decoder.generate(planned.tokens, {
+      tau: () => state.tau,
+      maxTokens: opts.maxTokens,
+      signal: state.abort.signal,
+      topK: opts.topK,
+    });
     for await (const ev of run) process.stdout.write(opts.json ? terminalJson(ev) + "\n" : opts.paint(ev));
     const summary = await run.summary;
     state.turns = [...turns, { role: "assistant", content: summary.text }];

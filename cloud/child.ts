@@ -25,7 +25,10 @@ export interface ChildServer {
  * environment (TANDEM_CLOUD_TOKEN, not argv: argv is visible to every user in the process list).
  * Resolves once it prints its URL; rejects with its output if it exits or is silent for `timeoutMs`.
  */
-export async function startChildServer(args: readonly string[], opts: { token?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ChildServer> {
+export async function startChildServer(
+  args: readonly string[],
+  opts: { token?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<ChildServer> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "cloud", "main.ts"), ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],

@@ -51,7 +51,9 @@ async function main(): Promise<number> {
   try {
     console.error(`Loading ${args.model} …`);
     const modelPath = await resolveModelSource(args.model, { onProgress: downloadProgress() });
-    const replicaModelPath = args.server.replicaModelPath ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() }) : undefined;
+    const replicaModelPath = args.server.replicaModelPath
+      ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() })
+      : undefined;
     server = await startCloudServer({ ...args.server, modelPath, replicaModelPath });
   } catch (err) {
     console.error(`tandem cloud: ${errorMessage(err)}`);

@@ -113,7 +113,9 @@ export function sessionsWithinBudget(opts: {
   const fit = Math.min(MAX_SEQUENCES, Math.floor(opts.budgetBytes / perSession));
   const what = `a session of ${opts.cellsPerSession} tokens takes ${formatBytes(perSession)} of KV cache (${formatBytes(opts.bytesPerToken)} per token)`;
   if (fit < 1) {
-    throw new Error(`The KV memory budget of ${formatBytes(opts.budgetBytes)} holds no session: ${what}; raise --max-kv-mb or lower --context-size`);
+    throw new Error(
+      `The KV memory budget of ${formatBytes(opts.budgetBytes)} holds no session: ${what}; raise --max-kv-mb or lower --context-size`,
+    );
   }
   if (opts.maxSessions === undefined) return fit;
   if (opts.maxSessions * perSession > opts.budgetBytes) {

@@ -96,7 +96,9 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new UsageError("--no-auth contradicts --token / --token-file; choose one");
   }
   if (noAuth && !isLoopbackHost(host)) {
-    throw new UsageError(`--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not ${host}: anyone who can reach it could use the model`);
+    throw new UsageError(
+      `--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not ${host}: anyone who can reach it could use the model`,
+    );
   }
   const gpu = GPU_CHOICES[values.gpu];
   if (gpu === undefined) throw new UsageError(`--gpu must be one of ${Object.keys(GPU_CHOICES).join(", ")}, got "${values.gpu}"`);
@@ -113,7 +115,9 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     try {
       checkTokenStrength(token); // before a possibly long download
     } catch (err) {
-      throw new UsageError(`${errorMessage(err)}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`);
+      throw new UsageError(
+        `${errorMessage(err)}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`,
+      );
     }
   }
 

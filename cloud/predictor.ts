@@ -120,7 +120,15 @@ export class Predictor {
    * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
    * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
    */
-  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string, logprob = true): Promise<NextResponse> {
+  next(
+    id: string,
+    base: number,
+    tokens: readonly number[],
+    topK: number,
+    draft = 0,
+    prefix?: string,
+    logprob = true,
+  ): Promise<NextResponse> {
     return this.pool.enqueue(id, async (s) => {
       const { delta, keep } = this.predictionDelta(s, base, tokens, prefix);
       await this.pool.rollback(s, keep);
@@ -138,7 +146,12 @@ export class Predictor {
   }
 
   /** The tokens to evaluate for a prediction after `tokens[base..]`, and how many held tokens to keep. */
-  private predictionDelta(s: Session, base: number, tokens: readonly number[], prefix?: string): { delta: readonly number[]; keep: number } {
+  private predictionDelta(
+    s: Session,
+    base: number,
+    tokens: readonly number[],
+    prefix?: string,
+  ): { delta: readonly number[]; keep: number } {
     this.pool.checkDelta(s, base, tokens, prefix);
     if (tokens.length > 0) return { delta: tokens, keep: base };
     // the logits of the last held token are gone (only the most recent decode keeps any, and it
@@ -175,7 +188,12 @@ export class Predictor {
     return out;
   }
   private async evaluate(s: Session, tokens: readonly number[]): Promise<void>;
-  private async evaluate(s: Session, tokens: readonly number[], topK: number, logprob: boolean): Promise<Omit<NextResponse, keyof AppendResponse>>;
+  private async evaluate(
+    s: Session,
+    tokens: readonly number[],
+    topK: number,
+    logprob: boolean,
+  ): Promise<Omit<NextResponse, keyof AppendResponse>>;
   private async evaluate(
     s: Session,
     tokens: readonly number[],

@@ -135,7 +135,11 @@ export class SlmReplica {
     if (spec.kind === "confidence") return this.confidence;
     const key = `${owner}|${spec.digest}`;
     const r = this.routers.get(key);
-    if (!r) throw new CloudError("no_replica", `No router ${spec.digest.slice(0, 12)} was uploaded for this client (or it was dropped): upload it again`);
+    if (!r)
+      throw new CloudError(
+        "no_replica",
+        `No router ${spec.digest.slice(0, 12)} was uploaded for this client (or it was dropped): upload it again`,
+      );
     this.routers.delete(key); // most recently used goes last
     this.routers.set(key, r);
     return r;

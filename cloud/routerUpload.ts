@@ -24,7 +24,12 @@ export function checkRouterUpload(json: unknown, slm: { identity: ModelIdentity;
   // every feature a replica step can give, at its largest: what a stream will ask of the router
   const k = Math.max(2, upload.features.topK);
   try {
-    router.score({ top1Prob: 0.5, topProbs: Array.from({ length: k }, (_, i) => 0.5 / (i + 1)), hidden: new Float32Array(slm.hiddenSize), position: 0 });
+    router.score({
+      top1Prob: 0.5,
+      topProbs: Array.from({ length: k }, (_, i) => 0.5 / (i + 1)),
+      hidden: new Float32Array(slm.hiddenSize),
+      position: 0,
+    });
   } catch (err) {
     throw new CloudError("bad_request", `The uploaded router cannot score a step: ${errorMessage(err)}`);
   }

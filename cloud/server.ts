@@ -201,7 +201,10 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       maxSessionsPerOwner: opts.maxSessionsPerClient,
     });
     if (opts.replicaModelPath) {
-      replica = await SlmReplica.load(model.llama, await resolveModelSource(opts.replicaModelPath), { slots: opts.replicaSlots, contextSize: sessions.capacity });
+      replica = await SlmReplica.load(model.llama, await resolveModelSource(opts.replicaModelPath), {
+        slots: opts.replicaSlots,
+        contextSize: sessions.capacity,
+      });
       if (replica.identity.vocabHash !== identity.vocabHash) throw new VocabularyMismatchError(replica.identity, identity);
     }
     const runtime: RuntimeInfo = { gpu: model.llama.gpu, gpuLayers: model.gpuLayers, totalLayers: model.fileInsights.totalLayers };
@@ -243,7 +246,11 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
       // response of ours is under way on that socket: a status line in the middle of one would corrupt it.
       if (socket.writable && !api.busySockets.has(socket) && err.code !== "ECONNRESET") {
         const status =
-          err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+          err.code === "HPE_HEADER_OVERFLOW"
+            ? "431 Request Header Fields Too Large"
+            : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+              ? "408 Request Timeout"
+              : "400 Bad Request";
         socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         // a client that never reads (a flood of unfinished requests) would hold the half-closed socket
         // open: give a real one a moment to read the answer, then free it
@@ -405,7 +412,9 @@ class Api {
       };
       // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
       // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
-      const authorized = this.verify ? req.headers.authorization !== undefined && this.verify(req.headers.authorization) : !browserRefusal(req);
+      const authorized = this.verify
+        ? req.headers.authorization !== undefined && this.verify(req.headers.authorization)
+        : !browserRefusal(req);
       if (authorized) health.detail = this.detail();
       return sendJson(res, 200, health);
     }
@@ -486,7 +495,13 @@ class Api {
       if (!res.destroyed) res.write(JSON.stringify(line) + "\n");
     };
     try {
-      const done = await this.sessions.route(id, r, (session, history) => replica.follow(session, history, router, r.tau), emit, left.signal);
+      const done = await this.sessions.route(
+        id,
+        r,
+        (session, history) => replica.follow(session, history, router, r.tau),
+        emit,
+        left.signal,
+      );
       emit({ end: done.end, length: done.length });
       res.end();
     } catch (err) {
@@ -578,10 +593,13 @@ class MethodNotAllowed extends CloudError {
  */
 function browserRefusal(req: IncomingMessage): CloudError | undefined {
   if (req.headers.origin !== undefined) {
-    return new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", { status: 403 });
+    return new CloudError("unauthorized", "Requests from web pages (with an Origin header) are refused by a server without a token", {
+      status: 403,
+    });
   }
   const host = (req.headers.host ?? "").replace(/:\d+$/, "");
-  if (!isLoopbackHost(host)) return new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
+  if (!isLoopbackHost(host))
+    return new CloudError("unauthorized", "A server without a token answers only requests addressed to a loopback host", { status: 403 });
   const type = req.headers["content-type"] ?? "";
   if (req.method === "POST" && !/^application\/json\s*(;|$)/i.test(type)) {
     return new CloudError("bad_request", "Request bodies must be sent as Content-Type: application/json", { status: 415 });

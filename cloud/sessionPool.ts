@@ -111,7 +111,6 @@ export class SessionPool {
     return pool;
   }
 
-
   get size(): number {
     return this.sessions.size;
   }
@@ -143,7 +142,6 @@ export class SessionPool {
     this.counters.created++;
     return { sessionId: id };
   }
-
 
   /** Checks that the session exists (throws session_not_found otherwise) and marks it used. */
   touch(id: string): void {
@@ -191,7 +189,12 @@ export class SessionPool {
   }
 
   queue(): QueueStats {
-    return { pending: this.pendingTotal, maxPending: this.maxQueued, maxPendingPerSession: this.maxQueuedPerSession, peakPending: this.peakPending };
+    return {
+      pending: this.pendingTotal,
+      maxPending: this.maxQueued,
+      maxPendingPerSession: this.maxQueuedPerSession,
+      peakPending: this.peakPending,
+    };
   }
 
   /** Per-session usage, largest first, without IDs. */
@@ -200,7 +203,12 @@ export class SessionPool {
     return [...this.sessions.values()]
       .map((s) => {
         const tokens = s.sequence.nextTokenIndex;
-        return { tokens, kvBytes: tokens * this.kvBytesPerToken, pending: s.pending, idleMs: s.pending > 0 ? 0 : Math.max(0, now - s.lastUsed) };
+        return {
+          tokens,
+          kvBytes: tokens * this.kvBytesPerToken,
+          pending: s.pending,
+          idleMs: s.pending > 0 ? 0 : Math.max(0, now - s.lastUsed),
+        };
       })
       .sort((a, b) => b.tokens - a.tokens);
   }
@@ -227,7 +235,8 @@ export class SessionPool {
   private get(id: string): Session {
     this.ensureOpen();
     const s = this.sessions.get(id);
-    if (!s) throw new CloudError("session_not_found", `No session ${id} (it was deleted, evicted after being idle, or the server restarted)`);
+    if (!s)
+      throw new CloudError("session_not_found", `No session ${id} (it was deleted, evicted after being idle, or the server restarted)`);
     if (this.isIdle(s)) {
       // the sweep timer has not come round yet: evict now so expiry does not depend on its timing
       this.counters.evicted++;
@@ -274,7 +283,10 @@ export class SessionPool {
     }
     if (this.pendingTotal >= this.maxQueued) {
       this.counters.refusedServerQueue++;
-      throw overloaded(`The server is busy: ${this.pendingTotal} requests are waiting for the model (the most it queues); retry shortly`, 1000);
+      throw overloaded(
+        `The server is busy: ${this.pendingTotal} requests are waiting for the model (the most it queues); retry shortly`,
+        1000,
+      );
     }
     this.counters.requests++;
     s.pending++;
@@ -301,18 +313,19 @@ export class SessionPool {
     }
     if (prefix !== undefined && base > 0 && prefixHash(s.sequence.contextTokens, base) !== prefix) {
       this.counters.outOfSync++;
-      throw new CloudError("out_of_sync", `The session's first ${base} tokens are not the ones the client sent`, { length, prefixMismatch: true });
+      throw new CloudError("out_of_sync", `The session's first ${base} tokens are not the ones the client sent`, {
+        length,
+        prefixMismatch: true,
+      });
     }
     if (base + tokens.length > this.capacity) {
       this.counters.overflows++;
-      throw new CloudError(
-        "context_overflow",
-        `${base + tokens.length} tokens do not fit in a session of ${this.capacity} tokens`,
-      );
+      throw new CloudError("context_overflow", `${base + tokens.length} tokens do not fit in a session of ${this.capacity} tokens`);
     }
     for (const t of tokens) {
       // the server validates requests already; this guards the native code against any other caller
-      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) throw new CloudError("bad_request", `Token ID ${t} is outside [0, ${this.vocabSize})`);
+      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize)
+        throw new CloudError("bad_request", `Token ID ${t} is outside [0, ${this.vocabSize})`);
     }
   }
 
@@ -323,7 +336,6 @@ export class SessionPool {
     this.counters.rollbacks++;
     this.counters.tokensRolledBack += length - keep;
   }
-
 
   /**
    * A cleared sequence: a free one, a new one from the context, or one a closing session is about to

@@ -88,7 +88,15 @@ export class SessionManager {
   }
 
   /** Applies the delta and predicts the LLM's greedy next token; with `draft`, that many more (NextRequest.draft). */
-  next(id: string, base: number, tokens: readonly number[], topK: number, draft = 0, prefix?: string, logprob = true): Promise<NextResponse> {
+  next(
+    id: string,
+    base: number,
+    tokens: readonly number[],
+    topK: number,
+    draft = 0,
+    prefix?: string,
+    logprob = true,
+  ): Promise<NextResponse> {
     return this.predictor.next(id, base, tokens, topK, draft, prefix, logprob);
   }
 

@@ -115,7 +115,18 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     child = await startChildServer(
       // every session here shares one client key (one token, one address), unlike 64 real devices: a
       // per-client limit fit for one device would throttle the lot, so it is raised, not turned off
-      ["--model", opts.model, "--port", "0", "--max-sessions", String(sessions), "--context-size", String(opts.contextSize ?? 512), "--rate-limit", "100000"],
+      [
+        "--model",
+        opts.model,
+        "--port",
+        "0",
+        "--max-sessions",
+        String(sessions),
+        "--context-size",
+        String(opts.contextSize ?? 512),
+        "--rate-limit",
+        "100000",
+      ],
       { token },
     );
     url = child.url;
@@ -151,7 +162,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const identity: ModelIdentity = health.model;
     const capacity = health.contextSize;
     const vocab = identity.vocabSize;
-    if (health.maxSessions < sessions) throw new Error(`the server holds at most ${health.maxSessions} sessions, fewer than the ${sessions} asked for`);
+    if (health.maxSessions < sessions)
+      throw new Error(`the server holds at most ${health.maxSessions} sessions, fewer than the ${sessions} asked for`);
     const before = await detail();
     if (before.sessions.length > 0) log(`note: the server already holds ${before.sessions.length} sessions`);
 
@@ -186,13 +198,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         await sleep(every);
       }
     })();
-    const progress = setInterval(() => {
-      const s = samples[samples.length - 1];
-      log(
-        `  ${Math.round((Date.now() - started) / 1000)} s: ${requests} requests, ${failureCount} failures` +
-          (s ? `, server RSS ${mib(s.rssBytes)} MiB, ${s.tokensHeld} tokens held` : ""),
-      );
-    }, Math.max(5000, Math.min(30_000, opts.durationMs / 10)));
+    const progress = setInterval(
+      () => {
+        const s = samples[samples.length - 1];
+        log(
+          `  ${Math.round((Date.now() - started) / 1000)} s: ${requests} requests, ${failureCount} failures` +
+            (s ? `, server RSS ${mib(s.rssBytes)} MiB, ${s.tokensHeld} tokens held` : ""),
+        );
+      },
+      Math.max(5000, Math.min(30_000, opts.durationMs / 10)),
+    );
 
     // ---- one virtual device per session ----
     const device = async (n: number) => {
@@ -265,7 +280,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           const r = await request("append", "POST", `/v1/sessions/${id}/append`, { base: history.length, tokens: pending });
           if (!r) break;
           const L = history.length + pending.length;
-          if (r.length !== L || r.evaluated !== pending.length) fail(`session ${n} append: ${JSON.stringify(r)}, expected length ${L}, evaluated ${pending.length}`);
+          if (r.length !== L || r.evaluated !== pending.length)
+            fail(`session ${n} append: ${JSON.stringify(r)}, expected length ${L}, evaluated ${pending.length}`);
           history = history.concat(pending);
           forgetFrom(L - 1);
           pending = tokens(int(1, 8));
@@ -291,7 +307,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           counts.rePredictions++;
           if (r.tokenId !== first.tokenId) {
             if (Math.min(first.margin, margin(r)) < TIE) counts.tieFlips++;
-            else fail(`session ${n} re-predict at ${history.length}: token ${r.tokenId as number}, first ${first.tokenId} (margins ${first.margin}, ${margin(r)})`);
+            else
+              fail(
+                `session ${n} re-predict at ${history.length}: token ${r.tokenId as number}, first ${first.tokenId} (margins ${first.margin}, ${margin(r)})`,
+              );
           }
         } else if (roll < 0.99) {
           // truncate near the end (the user edited the last message)
@@ -329,7 +348,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       fail(`after deleting every session the server holds ${after.sessions.length} sessions and ${after.memory.tokensHeld} tokens`);
     }
     if (after.queue.pending !== 0) fail(`${after.queue.pending} requests still pending after the run`);
-    if ((after.stats.errors.internal ?? 0) > (before.stats.errors.internal ?? 0)) fail(`the server answered ${after.stats.errors.internal} internal errors`);
+    if ((after.stats.errors.internal ?? 0) > (before.stats.errors.internal ?? 0))
+      fail(`the server answered ${after.stats.errors.internal} internal errors`);
     if (child && /failed:|cannot answer/.test(child.output())) fail(`the server logged errors:\n${child.output().slice(-2000)}`);
 
     // ---- memory: first half against second half, after the warm-up ----
@@ -340,8 +360,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const maxGrowthBytes = opts.maxGrowthBytes ?? 24 * 1024 * 1024;
     const m1 = median(firstHalf.map((s) => s.rssBytes));
     const m2 = median(secondHalf.map((s) => s.rssBytes));
-    if (firstHalf.length < 2 || secondHalf.length < 2) fail(`too few memory samples to compare halves (${firstHalf.length} and ${secondHalf.length}); run longer`);
-    else if (m2 - m1 > maxGrowthBytes) fail(`server RSS grew ${mib(m2 - m1)} MiB from the first half to the second (bound ${mib(maxGrowthBytes)} MiB)`);
+    if (firstHalf.length < 2 || secondHalf.length < 2)
+      fail(`too few memory samples to compare halves (${firstHalf.length} and ${secondHalf.length}); run longer`);
+    else if (m2 - m1 > maxGrowthBytes)
+      fail(`server RSS grew ${mib(m2 - m1)} MiB from the first half to the second (bound ${mib(maxGrowthBytes)} MiB)`);
 
     const sorted = latencies.slice().sort((a, b) => a - b);
     return {
@@ -379,7 +401,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 }
 
 /** Checks a next reply against the protocol and what was sent. */
-function checkNext(r: Record<string, unknown>, length: number, evaluated: number, topK: number, vocab: number, fail: (m: string) => void): void {
+function checkNext(
+  r: Record<string, unknown>,
+  length: number,
+  evaluated: number,
+  topK: number,
+  vocab: number,
+  fail: (m: string) => void,
+): void {
   if (r.length !== length) fail(`length ${String(r.length)}, expected ${length}`);
   if (r.evaluated !== evaluated) fail(`evaluated ${String(r.evaluated)}, expected ${evaluated}`);
   const t = r.tokenId;
@@ -396,9 +425,11 @@ function margin(r: Record<string, unknown>): number {
   return top && top.length >= 2 ? top[0].logprob - top[1].logprob : Infinity;
 }
 
-
 function median(xs: number[]): number {
-  return quantile(xs.slice().sort((a, b) => a - b), 0.5);
+  return quantile(
+    xs.slice().sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 function quantile(sorted: number[], q: number): number {

@@ -62,7 +62,9 @@ async function main(): Promise<number> {
     seed = Math.floor(num(values.seed, "--seed", 0, 2 ** 31));
     maxGrowthMb = num(values["max-growth-mb"], "--max-growth-mb", 0, 1 << 20);
     if (values.url) {
-      token = values["token-file"] ? readFileSync(values["token-file"], "utf8").split(/\r?\n/, 1)[0].trim() : process.env.TANDEM_CLOUD_TOKEN;
+      token = values["token-file"]
+        ? readFileSync(values["token-file"], "utf8").split(/\r?\n/, 1)[0].trim()
+        : process.env.TANDEM_CLOUD_TOKEN;
     } else if (!model) {
       const f = await ensureFixtures();
       if (!f.storiesLlm) throw new Error(`no model: ${f.sharedMissingReason ?? "stories fixture missing"}; pass --model`);

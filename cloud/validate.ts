@@ -50,7 +50,8 @@ function nestingDepth(body: Buffer): number {
   for (let i = 0; i < body.length; i++) {
     const c = body[i];
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -72,7 +73,10 @@ export function parseCreateSession(v: unknown): CreateSessionRequest {
   // the protocol first: a client of another version may shape everything else differently
   const protocol = (v as { protocol?: unknown } | null)?.protocol;
   if (Number.isSafeInteger(protocol) && protocol !== PROTOCOL_VERSION) {
-    throw new CloudError("protocol_mismatch", `The client speaks protocol ${String(protocol)}, this server protocol ${PROTOCOL_VERSION}; update the older side`);
+    throw new CloudError(
+      "protocol_mismatch",
+      `The client speaks protocol ${String(protocol)}, this server protocol ${PROTOCOL_VERSION}; update the older side`,
+    );
   }
   return parseMessage(CreateSessionRequestSchema, v);
 }

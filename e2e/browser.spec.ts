@@ -8,13 +8,26 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { LocalModel } from "../inference/localModel.js";
 import { ensureFixtures } from "../models/fixtures.js";
-import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
+import {
+  artifactsDir,
+  kill,
+  launchChromium,
+  missingForE2e,
+  startCloud,
+  startWeb,
+  tempDir,
+  type CloudProc,
+  type WebProc,
+} from "./harness.js";
 import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";
 import { ChatPage } from "./pages/chatPage.js";
 
 const missing = missingForE2e();
 const fixtures = await ensureFixtures();
-const pairMissing = fixtures.storiesSlm && fixtures.storiesLlm ? null : `the stories260K pair (${fixtures.sharedMissingReason ?? "../shared missing"}): random-weight models have no middle τ with both origins`;
+const pairMissing =
+  fixtures.storiesSlm && fixtures.storiesLlm
+    ? null
+    : `the stories260K pair (${fixtures.sharedMissingReason ?? "../shared missing"}): random-weight models have no middle τ with both origins`;
 const skip = missing ?? pairMissing;
 if (skip) console.warn(`[skip] browser e2e: ${skip}`);
 
@@ -68,7 +81,12 @@ describe.skipIf(!!skip)("browser mode, end to end", () => {
     expect(c.cloud).toBeGreaterThan(0);
     expect(c.fallback).toBe(0);
     // cloud tokens look different from local ones
-    const colour = (o: string) => chat.tokens().and(page.locator(`[data-origin=${o}]`)).first().evaluate((e) => getComputedStyle(e).backgroundColor);
+    const colour = (o: string) =>
+      chat
+        .tokens()
+        .and(page.locator(`[data-origin=${o}]`))
+        .first()
+        .evaluate((e) => getComputedStyle(e).backgroundColor);
     expect(await colour("cloud")).not.toBe(await colour("local"));
     const share = await chat.lastAnswer().getByTestId("stat-share").textContent();
     expect(share).toMatch(/^[1-9]\d*(\.\d)?% cloud$/);
@@ -240,7 +258,9 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
   });
 
   it("a damaged conversation file found at start: a notice says it was set aside; the app works", async () => {
-    expect((await chat.notices()).join("\n")).toMatch(/The conversation file damaged\.json could not be read \(not valid JSON.*moved aside to .*damaged\.json\.corrupt-\d+/);
+    expect((await chat.notices()).join("\n")).toMatch(
+      /The conversation file damaged\.json could not be read \(not valid JSON.*moved aside to .*damaged\.json\.corrupt-\d+/,
+    );
     await chat.waitFor(async () => (await chat.cloudState()) === "online", "the hostile cloud to be online");
   });
 
@@ -259,7 +279,13 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
       await body.waitFor();
       const text = (await body.textContent()) ?? "";
       // raw HTML is shown as the characters the model wrote
-      for (const s of [`<img src=x onerror="window.pwned='img';alert(1)">`, `<script>window.pwned='script'</script>`, `<iframe srcdoc=`, `<svg onload=`]) expect(text).toContain(s);
+      for (const s of [
+        `<img src=x onerror="window.pwned='img';alert(1)">`,
+        `<script>window.pwned='script'</script>`,
+        `<iframe srcdoc=`,
+        `<svg onload=`,
+      ])
+        expect(text).toContain(s);
       expect(text).toContain("[image: leak]");
       expect(await activeContent(chat.lastAnswer().locator(".answer-body"))).toEqual([]);
       // the javascript: link lost its target: clicking its text does nothing
@@ -321,9 +347,15 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
 
   it("invalid cloud settings typed in Settings: a clear notice, the cloud unchanged", async () => {
     await chat.connectCloud("ftp://files.example.com/model", "");
-    await chat.waitFor(async () => (await chat.notices()).some((n) => /must start with http:\/\/ or https:\/\//.test(n)), "the notice for ftp://");
+    await chat.waitFor(
+      async () => (await chat.notices()).some((n) => /must start with http:\/\/ or https:\/\//.test(n)),
+      "the notice for ftp://",
+    );
     await chat.connectCloud(cloud.url, "short");
-    await chat.waitFor(async () => (await chat.notices()).some((n) => /access token is too short \(5 characters\)/.test(n)), "the notice for a short token");
+    await chat.waitFor(
+      async () => (await chat.notices()).some((n) => /access token is too short \(5 characters\)/.test(n)),
+      "the notice for a short token",
+    );
     expect(await chat.cloudState()).toBe("online"); // nothing changed
     await page.screenshot({ path: path.join(artifactsDir, "light-invalid-settings.png") });
   });
@@ -331,7 +363,9 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
   it("a token the cloud refuses (HTTP 401): offline, and the reason is shown", async () => {
     await chat.connectCloud(cloud.url, "wrong-token-0123456789abcdef");
     await chat.waitFor(async () => (await chat.cloudState()) === "offline", "the offline indicator");
-    expect(await chat.cloudDetail()).toBe(`The cloud at ${cloud.url} refused the access token (HTTP 401): check the token given by whoever runs the server.`);
+    expect(await chat.cloudDetail()).toBe(
+      `The cloud at ${cloud.url} refused the access token (HTTP 401): check the token given by whoever runs the server.`,
+    );
     await page.screenshot({ path: path.join(artifactsDir, "light-cloud-token-refused.png") });
     await chat.connectCloud(cloud.url, CLOUD_TOKEN);
     await chat.waitFor(async () => (await chat.cloudState()) === "online", "online again with the right token");

@@ -27,7 +27,14 @@ export async function launchChromium(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     // Playwright gives every launch a fresh temporary profile (it refuses --user-data-dir here)
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      "--disable-sync",
+    ],
   });
 }
 
@@ -104,7 +111,19 @@ export async function startWeb(opts: {
   /** start with no local model (the first-run catalogue) */
   firstRun?: boolean;
 }): Promise<WebProc> {
-  const args = ["--port", "0", "--data", opts.dataDir, "--slm", opts.slm, ...(opts.firstRun ? ["--first-run"] : []), "--pace-ms", String(opts.paceMs ?? 30), "--max-tokens", String(opts.maxTokens ?? 160)];
+  const args = [
+    "--port",
+    "0",
+    "--data",
+    opts.dataDir,
+    "--slm",
+    opts.slm,
+    ...(opts.firstRun ? ["--first-run"] : []),
+    "--pace-ms",
+    String(opts.paceMs ?? 30),
+    "--max-tokens",
+    String(opts.maxTokens ?? 160),
+  ];
   if (opts.tau !== undefined) args.push("--tau", String(opts.tau));
   if (opts.cloud) args.push("--cloud", opts.cloud.url, "--token", opts.cloud.token);
   else args.push("--no-cloud");

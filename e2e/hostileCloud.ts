@@ -21,7 +21,12 @@ export interface HostileCloud {
   close(): Promise<void>;
 }
 
-export async function startHostileCloud(opts: { device: ModelIdentity; script: readonly number[]; eos: number; token: string }): Promise<HostileCloud> {
+export async function startHostileCloud(opts: {
+  device: ModelIdentity;
+  script: readonly number[];
+  eos: number;
+  token: string;
+}): Promise<HostileCloud> {
   const sessions = new Map<string, number[]>();
   let nextCalls = 0;
   let nextId = 1;

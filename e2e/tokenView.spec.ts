@@ -14,12 +14,23 @@ import type { Browser, Page } from "playwright-core";
 import { ensureFixtures } from "../models/fixtures.js";
 import { LocalModel } from "../inference/localModel.js";
 import { startHostileCloud, type HostileCloud } from "./hostileCloud.js";
-import { artifactsDir, kill, launchChromium, missingForE2e, startCloud, startWeb, tempDir, type CloudProc, type WebProc } from "./harness.js";
+import {
+  artifactsDir,
+  kill,
+  launchChromium,
+  missingForE2e,
+  startCloud,
+  startWeb,
+  tempDir,
+  type CloudProc,
+  type WebProc,
+} from "./harness.js";
 import { ChatPage } from "./pages/chatPage.js";
 
 const missing = missingForE2e();
 const fixtures = await ensureFixtures();
-const skip = missing ?? (fixtures.storiesSlm && fixtures.storiesLlm ? null : "the stories260K pair is missing: no middle τ with both origins");
+const skip =
+  missing ?? (fixtures.storiesSlm && fixtures.storiesLlm ? null : "the stories260K pair is missing: no middle τ with both origins");
 if (skip) console.warn(`[skip] token view e2e: ${skip}`);
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
@@ -34,7 +45,13 @@ const VIEWS = [
 async function axeViolations(page: Page): Promise<string[]> {
   await page.addScriptTag({ content: axeSource });
   return page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(c: Document, o: object): Promise<{ violations: { id: string; nodes: { target: string[]; failureSummary?: string }[] }[] }> } }).axe;
+    const axe = (
+      window as unknown as {
+        axe: {
+          run(c: Document, o: object): Promise<{ violations: { id: string; nodes: { target: string[]; failureSummary?: string }[] }[] }>;
+        };
+      }
+    ).axe;
     const r = await axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa"] } });
     return r.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(" ")} — ${n.failureSummary ?? ""}`));
   });
@@ -62,7 +79,11 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
   for (const view of VIEWS) {
     it(`${view.name}: rendered tokens with origins, inspector, keyboard, chart, contrast`, async () => {
       // bypassCSP only so that axe-core can be injected for the contrast check
-      const context = await browser.newContext({ viewport: { width: view.width, height: view.height }, colorScheme: view.scheme, bypassCSP: true });
+      const context = await browser.newContext({
+        viewport: { width: view.width, height: view.height },
+        colorScheme: view.scheme,
+        bypassCSP: true,
+      });
       const page = await context.newPage();
       const logged: string[] = [];
       page.on("console", (m) => (m.type() === "error" || m.type() === "warning") && logged.push(`${m.type()}: ${m.text()}`));
@@ -82,7 +103,9 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
       const rendered = answer.getByTestId("markdown");
       const n = Number(((await answer.getByTestId("answer-stats").textContent()) ?? "").match(/(\d+) tokens/)![1]);
       expect(n).toBeGreaterThan(10);
-      const seen = await rendered.locator("[data-origin]").evaluateAll((els) => els.map((e) => [Number(e.getAttribute("data-index")), e.getAttribute("data-origin")] as const));
+      const seen = await rendered
+        .locator("[data-origin]")
+        .evaluateAll((els) => els.map((e) => [Number(e.getAttribute("data-index")), e.getAttribute("data-origin")] as const));
       expect(new Set(seen.map(([i]) => i)).size).toBe(n);
       expect(Math.max(...seen.map(([i]) => i))).toBe(n - 1);
       expect(seen.filter(([, o]) => o === "cloud").length).toBeGreaterThan(0);
@@ -96,9 +119,14 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
       const inspector = page.getByTestId("inspector");
       await chat.waitFor(() => inspector.isVisible(), "the inspector to show");
       const details = page.getByTestId("token-details");
-      await chat.waitFor(async () => (await details.getAttribute("data-index")) === String(cloudIndex), "the clicked token in the inspector");
+      await chat.waitFor(
+        async () => (await details.getAttribute("data-index")) === String(cloudIndex),
+        "the clicked token in the inspector",
+      );
       expect(await details.getAttribute("data-origin")).toBe("cloud");
-      expect(await page.getByTestId("insp-router").textContent()).toMatch(/^Scored by the .+ router: .+\. Below τ, the cloud writes the token\.$/);
+      expect(await page.getByTestId("insp-router").textContent()).toMatch(
+        /^Scored by the .+ router: .+\. Below τ, the cloud writes the token\.$/,
+      );
       await page.getByTestId("insp-candidates").waitFor(); // computed on demand for the pinned token
       expect(await page.getByTestId("insp-candidates").locator("tr").count()).toBeGreaterThan(1);
       await shot(page, `${view.name}-inspector`);
@@ -133,7 +161,11 @@ describe.skipIf(!!skip)("the token view, at two sizes and in both themes", () =>
       // origins hidden and shown again by the one setting
       await page.getByTestId("menu").locator("summary").click();
       await page.getByTestId("origins-toggle").uncheck();
-      const bg = () => rendered.locator('[data-origin="cloud"]').first().evaluate((e) => getComputedStyle(e).backgroundColor);
+      const bg = () =>
+        rendered
+          .locator('[data-origin="cloud"]')
+          .first()
+          .evaluate((e) => getComputedStyle(e).backgroundColor);
       await chat.waitFor(async () => (await bg()) === "rgba(0, 0, 0, 0)", "cloud tokens to lose their colour"); // after a short transition
       await page.getByTestId("origins-toggle").check();
       await chat.waitFor(async () => (await bg()).startsWith("rgb("), "cloud tokens to be coloured again");
@@ -156,7 +188,10 @@ describe.skipIf(!!skip)("first run, offline", () => {
   let web: WebProc;
 
   beforeAll(async () => {
-    [browser, web] = await Promise.all([launchChromium(), startWeb({ dataDir: tempDir("tandem-e2e-first-"), slm: fixtures.storiesSlm!, firstRun: true })]);
+    [browser, web] = await Promise.all([
+      launchChromium(),
+      startWeb({ dataDir: tempDir("tandem-e2e-first-"), slm: fixtures.storiesSlm!, firstRun: true }),
+    ]);
   });
 
   afterAll(async () => {
@@ -182,11 +217,15 @@ describe.skipIf(!!skip)("first run, offline", () => {
     // the engine's error when the download fails fast (no route, DNS refused), or the card's own
     // warning when the connection just hangs (no data for 8 s)
     const error = card.locator('[data-testid="download-error"], [data-testid="download-stalled"]');
-    await error.first().waitFor({ timeout: 15_000 }).finally(() => shot(page, "narrow-light-download-offline"));
+    await error
+      .first()
+      .waitFor({ timeout: 15_000 })
+      .finally(() => shot(page, "narrow-light-download-offline"));
     const seconds = (Date.now() - started) / 1000;
     expect(seconds).toBeLessThan(15);
     expect(await error.first().textContent()).toMatch(/offline|unreachable|Download failed|Cannot download/);
-    if ((await error.first().getAttribute("data-testid")) === "download-error") expect(await card.getByTestId("download").textContent()).toBe("Retry");
+    if ((await error.first().getAttribute("data-testid")) === "download-error")
+      expect(await card.getByTestId("download").textContent()).toBe("Retry");
     const after = await card.boundingBox();
     expect(after!.width).toBe(before!.width);
     console.log(`offline download: shown after ${seconds.toFixed(1)} s: ${await error.first().textContent()}`);
@@ -198,7 +237,12 @@ describe.skipIf(!!skip)("first run, offline", () => {
  * every token at τ = 1 with the token IDs that spell it in the device model's vocabulary, so the text
  * goes the way every answer goes (decoder, detokeniser, stream, store, renderer).
  */
-const MARKDOWN = ["# Result", "| name | value |\n|---|---|\n| alpha | 1 |", "```js\nconst x = 1;\n```", "Math: $x^2 + 1$ and **bold** text."].join("\n\n");
+const MARKDOWN = [
+  "# Result",
+  "| name | value |\n|---|---|\n| alpha | 1 |",
+  "```js\nconst x = 1;\n```",
+  "Math: $x^2 + 1$ and **bold** text.",
+].join("\n\n");
 
 describe.skipIf(!!skip)("a Markdown answer: every token in its place in tables, code and math", () => {
   let browser: Browser;
@@ -211,7 +255,10 @@ describe.skipIf(!!skip)("a Markdown answer: every token in its place in tables, 
     expect(slm.detokenize(script)).toBe(MARKDOWN);
     cloud = await startHostileCloud({ device: slm.identity, script, eos: slm.model.tokens.eos!, token: "scripted-cloud-token-0123456789" });
     await slm.dispose();
-    [browser, web] = await Promise.all([launchChromium(), startWeb({ dataDir: tempDir("tandem-e2e-md-"), slm: fixtures.storiesSlm!, cloud, tau: 1, paceMs: 5, maxTokens: script.length + 20 })]);
+    [browser, web] = await Promise.all([
+      launchChromium(),
+      startWeb({ dataDir: tempDir("tandem-e2e-md-"), slm: fixtures.storiesSlm!, cloud, tau: 1, paceMs: 5, maxTokens: script.length + 20 }),
+    ]);
   });
 
   afterAll(async () => {

@@ -42,7 +42,10 @@ export async function appResponse(request: { url: string; method: string }, root
   try {
     if (!(await stat(file)).isFile()) throw new Error("not a file");
     const body = request.method === "HEAD" ? null : await readFile(file);
-    return new Response(body, { status: 200, headers: { ...HEADERS, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" } });
+    return new Response(body, {
+      status: 200,
+      headers: { ...HEADERS, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" },
+    });
   } catch {
     return new Response("not found", { status: 404, headers: HEADERS });
   }

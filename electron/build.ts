@@ -19,9 +19,21 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export async function buildElectron(out: string = path.join(root, "dist", "electron")): Promise<string> {
   const common = { bundle: true, platform: "node", target: "node22", logLevel: "warning", sourcemap: false } as const;
   for (const name of ["main", "engineHost"]) {
-    await build({ ...common, entryPoints: [path.join(root, "electron", `${name}.ts`)], outfile: path.join(out, `${name}.js`), format: "esm", packages: "external" });
+    await build({
+      ...common,
+      entryPoints: [path.join(root, "electron", `${name}.ts`)],
+      outfile: path.join(out, `${name}.js`),
+      format: "esm",
+      packages: "external",
+    });
   }
-  await build({ ...common, entryPoints: [path.join(root, "electron", "preload.ts")], outfile: path.join(out, "preload.cjs"), format: "cjs", external: ["electron"] });
+  await build({
+    ...common,
+    entryPoints: [path.join(root, "electron", "preload.ts")],
+    outfile: path.join(out, "preload.cjs"),
+    format: "cjs",
+    external: ["electron"],
+  });
   copyTrainedRouters(path.join(root, "router", "trained"), path.join(out, "trained"));
   return out;
 }

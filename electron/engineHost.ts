@@ -42,7 +42,11 @@ export async function openTandemService(o: EngineStartOptions): Promise<Hostable
 }
 
 /** Serves the engine on `port` until told to close; then `exit(0)` (or `exit(1)` when it cannot start). */
-export function hostEngine(port: ParentPortLike, open: (o: EngineStartOptions) => Promise<HostableService>, exit: (code: number) => void): void {
+export function hostEngine(
+  port: ParentPortLike,
+  open: (o: EngineStartOptions) => Promise<HostableService>,
+  exit: (code: number) => void,
+): void {
   let service: Promise<HostableService> | null = null;
   let loading: Promise<void> = Promise.resolve();
   const post = (m: FromEngine) => port.postMessage(m);

@@ -96,7 +96,11 @@ export class EngineProcess {
     });
     this.ready.catch(() => undefined); // seen by callers of whenReady/call
     child.postMessage({ kind: "start", options: this.opts.start });
-    if (restart) void this.ready.then(() => this.resync(), () => undefined);
+    if (restart)
+      void this.ready.then(
+        () => this.resync(),
+        () => undefined,
+      );
   }
 
   private onMessage(child: EngineChildLike, m: FromEngine): void {
@@ -116,7 +120,8 @@ export class EngineProcess {
 
   /** Which answer is streaming: if the engine dies during it, the window must hear that it ended. */
   private track(e: BridgeEvent): void {
-    if (e.type === "answer-start") this.active = { requestId: e.handle.requestId, conversationId: e.handle.conversationId, messageId: e.handle.messageId };
+    if (e.type === "answer-start")
+      this.active = { requestId: e.handle.requestId, conversationId: e.handle.conversationId, messageId: e.handle.messageId };
     else if ((e.type === "answer-end" || e.type === "answer-error") && e.requestId === this.active?.requestId) this.active = null;
   }
 

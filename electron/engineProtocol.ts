@@ -17,9 +17,7 @@ export interface EngineStartOptions {
 }
 
 export type ToEngine =
-  | { kind: "start"; options: EngineStartOptions }
-  | { kind: "call"; id: number; op: BridgeOp; arg: object }
-  | { kind: "close" };
+  { kind: "start"; options: EngineStartOptions } | { kind: "call"; id: number; op: BridgeOp; arg: object } | { kind: "close" };
 
 export type FromEngine =
   /** the service answers calls (its models may still be loading) */
@@ -40,7 +38,8 @@ export function parseToEngine(v: unknown): ToEngine | null {
   if (v.kind === "start" && isObject(v.options) && typeof v.options.dataDir === "string" && typeof v.options.modelsDir === "string") {
     return { kind: "start", options: v.options as unknown as EngineStartOptions };
   }
-  if (v.kind === "call" && Number.isSafeInteger(v.id) && isBridgeOp(v.op) && isObject(v.arg)) return { kind: "call", id: v.id as number, op: v.op, arg: v.arg };
+  if (v.kind === "call" && Number.isSafeInteger(v.id) && isBridgeOp(v.op) && isObject(v.arg))
+    return { kind: "call", id: v.id as number, op: v.op, arg: v.arg };
   return null;
 }
 

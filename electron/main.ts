@@ -26,7 +26,12 @@ const rendererIndex = path.join(here, "..", "renderer", "index.html");
 // Electron would derive; an explicit --user-data-dir (tests) or TANDEM_DATA_DIR wins.
 const explicitData = app.commandLine.hasSwitch("user-data-dir") || !!process.env.TANDEM_DATA_DIR;
 app.setName("Tandem");
-app.setPath("userData", process.env.TANDEM_DATA_DIR ? path.resolve(process.env.TANDEM_DATA_DIR) : app.commandLine.getSwitchValue("user-data-dir") || path.join(app.getPath("appData"), "Tandem"));
+app.setPath(
+  "userData",
+  process.env.TANDEM_DATA_DIR
+    ? path.resolve(process.env.TANDEM_DATA_DIR)
+    : app.commandLine.getSwitchValue("user-data-dir") || path.join(app.getPath("appData"), "Tandem"),
+);
 protocol.registerSchemesAsPrivileged([{ scheme: APP_SCHEME, privileges: APP_SCHEME_PRIVILEGES }]);
 
 // Electron's modules, narrowed to what the shell uses. Windows are made in one place only: here, from
@@ -70,7 +75,11 @@ startShell(platform, {
   overrides: (service) =>
     chooseModelOverrides(service, async () => {
       const win = BrowserWindow.getFocusedWindow();
-      const options = { title: "Open a GGUF model", properties: ["openFile" as const], filters: [{ name: "GGUF models", extensions: ["gguf"] }] };
+      const options = {
+        title: "Open a GGUF model",
+        properties: ["openFile" as const],
+        filters: [{ name: "GGUF models", extensions: ["gguf"] }],
+      };
       const r = win ? await dialog.showOpenDialog(win, options) : await dialog.showOpenDialog(options);
       return r.canceled ? null : (r.filePaths[0] ?? null);
     }),
@@ -78,6 +87,12 @@ startShell(platform, {
   dialog.showErrorBox("Tandem could not start", errorMessage(err));
   app.exit(1);
 });
-void app.whenReady().then(() =>
-  Menu.setApplicationMenu(Menu.buildFromTemplate(appMenuTemplate({ devTools: !app.isPackaged, appName: app.getName() }) as Electron.MenuItemConstructorOptions[])),
-);
+void app
+  .whenReady()
+  .then(() =>
+    Menu.setApplicationMenu(
+      Menu.buildFromTemplate(
+        appMenuTemplate({ devTools: !app.isPackaged, appName: app.getName() }) as Electron.MenuItemConstructorOptions[],
+      ),
+    ),
+  );

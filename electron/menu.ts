@@ -21,9 +21,19 @@ export function appMenuTemplate(opts: { devTools: boolean; appName: string; mac?
     { role: "togglefullscreen" },
   ];
   return [
-    ...(mac ? [{ label: opts.appName, submenu: [{ role: "about" }, sep, { role: "hide" }, { role: "hideOthers" }, { role: "unhide" }, sep, { role: "quit" }] }] : []),
+    ...(mac
+      ? [
+          {
+            label: opts.appName,
+            submenu: [{ role: "about" }, sep, { role: "hide" }, { role: "hideOthers" }, { role: "unhide" }, sep, { role: "quit" }],
+          },
+        ]
+      : []),
     { label: "File", submenu: [{ role: mac ? "close" : "quit" }] },
-    { label: "Edit", submenu: [{ role: "undo" }, { role: "redo" }, sep, { role: "cut" }, { role: "copy" }, { role: "paste" }, { role: "selectAll" }] },
+    {
+      label: "Edit",
+      submenu: [{ role: "undo" }, { role: "redo" }, sep, { role: "cut" }, { role: "copy" }, { role: "paste" }, { role: "selectAll" }],
+    },
     { label: "View", submenu: view },
     { label: "Window", submenu: [{ role: "minimize" }, { role: "zoom" }, ...(mac ? [sep, { role: "front" }] : [{ role: "close" }])] },
   ];

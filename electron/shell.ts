@@ -31,7 +31,10 @@ export interface IpcInvokeEventLike {
 /** What the shell needs of a web contents (Electron's WebContents). */
 export interface WebContentsLike {
   setWindowOpenHandler(handler: (details: { url: string }) => { action: "deny" }): void;
-  on(event: "will-navigate" | "will-frame-navigate" | "will-redirect" | "will-attach-webview", listener: (event: { preventDefault(): void }) => void): unknown;
+  on(
+    event: "will-navigate" | "will-frame-navigate" | "will-redirect" | "will-attach-webview",
+    listener: (event: { preventDefault(): void }) => void,
+  ): unknown;
   send(channel: string, ...args: unknown[]): void;
   isDestroyed(): boolean;
 }
@@ -223,7 +226,9 @@ export async function startShell(platform: ShellPlatform, opts: ShellOptions): P
 
 /** The table, each call waiting for the engine to be up. */
 function relayTo(service: Promise<HostedService>): BridgeApi {
-  return Object.fromEntries(BRIDGE_OPS.map((op) => [op, async (arg: unknown) => callOp((await service).api, op, arg)])) as unknown as BridgeApi;
+  return Object.fromEntries(
+    BRIDGE_OPS.map((op) => [op, async (arg: unknown) => callOp((await service).api, op, arg)]),
+  ) as unknown as BridgeApi;
 }
 
 /** Quitting (the last window closed, Cmd+Q, the Dock) waits, bounded, for the engine to flush and close. */
@@ -263,7 +268,10 @@ function watchRenderer(platform: ShellPlatform, win: WindowLike, url: string): v
       void win.loadURL(url).catch(() => undefined);
       return;
     }
-    platform.showErrorDialog("Tandem's window keeps stopping", `Its page ended (${details.reason}, exit code ${details.exitCode}) ${crashes.length} times in a minute. Your conversations are saved; Tandem will quit.`);
+    platform.showErrorDialog(
+      "Tandem's window keeps stopping",
+      `Its page ended (${details.reason}, exit code ${details.exitCode}) ${crashes.length} times in a minute. Your conversations are saved; Tandem will quit.`,
+    );
     platform.quit();
   });
 }

@@ -124,12 +124,19 @@ function arcItem(r: unknown, i: number): TaskItem {
   return mcItem(row.id ?? String(i), row.question, choices, row.answerKey);
 }
 
-export function loadDataset(name: string, limit: number, dataDir = path.join(defaultSharedDir(), "data")): { dataset: Dataset; items: TaskItem[] } {
+export function loadDataset(
+  name: string,
+  limit: number,
+  dataDir = path.join(defaultSharedDir(), "data"),
+): { dataset: Dataset; items: TaskItem[] } {
   const d = DATASETS[name];
   if (!d) throw new Error(`Unknown dataset "${name}" (known: ${Object.keys(DATASETS).join(", ")})`);
   const file = path.join(dataDir, d.fileName);
   if (!fs.existsSync(file)) throw new Error(`Dataset file ${file} not found (../shared/data)`);
-  const lines = fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim());
+  const lines = fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim());
   const items = lines.slice(0, limit).map((l, i) => d.parse(JSON.parse(l), i));
   return { dataset: { ...d, file }, items };
 }

@@ -171,12 +171,21 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
       }
     }
     const secs = (performance.now() - t0) / 1000;
-    return { share: routedCounted / Math.max(1, lps.length), logprob: mean(lps), accuracy: checkable ? correct / checkable : null, calls, tps: tokens / secs, counted: lps.length };
+    return {
+      share: routedCounted / Math.max(1, lps.length),
+      logprob: mean(lps),
+      accuracy: checkable ? correct / checkable : null,
+      calls,
+      tps: tokens / secs,
+      counted: lps.length,
+    };
   };
 
   const slmOnly = await runAll(() => () => false);
   const llmOnly = await runAll(() => () => true);
-  o.log?.(`free-running: SLM-only mean log-prob ${slmOnly.logprob.toFixed(3)}, LLM-only ${llmOnly.logprob.toFixed(3)} (${slmOnly.counted} counted tokens)`);
+  o.log?.(
+    `free-running: SLM-only mean log-prob ${slmOnly.logprob.toFixed(3)}, LLM-only ${llmOnly.logprob.toFixed(3)} (${slmOnly.counted} counted tokens)`,
+  );
   const rows: EvalRow[] = [];
   const push = (router: string, s: number, t: { tau: number | null; share: number; agreement: number }, f: Run) =>
     rows.push({
@@ -203,10 +212,15 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
     }
     const rrng = new Rng(o.seed * 7919 + Math.round(s * 1000));
     push("random", s, tf.get(key("random", s))!, await runAll(() => () => rrng.next() < s));
-    push("oracle", s, tf.get(key("oracle", s))!, await runAll(() => {
-      const b = new OracleBudget(s);
-      return (p) => b.route(p.slmTok, p.llmTok);
-    }));
+    push(
+      "oracle",
+      s,
+      tf.get(key("oracle", s))!,
+      await runAll(() => {
+        const b = new OracleBudget(s);
+        return (p) => b.route(p.slmTok, p.llmTok);
+      }),
+    );
     o.log?.(`  share ${(s * 100).toFixed(1)}% done`);
   }
 
@@ -232,7 +246,11 @@ export function summarise(rows: readonly EvalRow[], shares: readonly number[]): 
     const rs = rows.filter((r) => r.router === router);
     if (rs.length === 0) continue;
     const fr = [{ x: 0, y: 0 }, ...rs.map((r) => ({ x: r.freeCloudShare, y: r.logprobGapClosed })), { x: 1, y: 1 }];
-    const acc = [{ x: 0, y: slm.accuracy ?? NaN }, ...rs.map((r) => ({ x: r.freeCloudShare, y: r.accuracy ?? NaN })), { x: 1, y: llm.accuracy ?? NaN }];
+    const acc = [
+      { x: 0, y: slm.accuracy ?? NaN },
+      ...rs.map((r) => ({ x: r.freeCloudShare, y: r.accuracy ?? NaN })),
+      { x: 1, y: llm.accuracy ?? NaN },
+    ];
     for (const s of shares) {
       const tfRow = rs.find((r) => Math.abs(r.targetShare - s) < 1e-9);
       const oracle = rows.find((r) => r.router === "oracle" && Math.abs(r.targetShare - s) < 1e-9);

@@ -51,7 +51,8 @@ const pair = await defaultPair(a.slm, a.llm);
 const slm = await LocalModel.load(pair.slm, { contextSize: 2048, hiddenState: true });
 const llm = await LocalModel.load(pair.llm, { contextSize: 2048 });
 try {
-  if (slm.identity.vocabHash !== llm.identity.vocabHash) throw new Error(`${slm.identity.name} and ${llm.identity.name} do not share a vocabulary`);
+  if (slm.identity.vocabHash !== llm.identity.vocabHash)
+    throw new Error(`${slm.identity.name} and ${llm.identity.name} do not share a vocabulary`);
   const seed = Number(a.seed ?? 1);
   const trainingText = readText(defaultTrainingTextPath());
 
@@ -68,7 +69,9 @@ try {
   // the confidence router's student, when one was distilled for this SLM (npm run router:distill)
   const distilledFile = a.distilled ?? path.join(defaultRouterDir(), distilledRouterFileName(bindingOf(slm)));
   const distilled = a.distilled || fs.existsSync(distilledFile) ? LearnedRouter.load(distilledFile, slm) : null;
-  log(distilled ? `distilled router: ${distilled.name}` : `no distilled router for ${slm.identity.name} (npm run router:distill makes one)`);
+  log(
+    distilled ? `distilled router: ${distilled.name}` : `no distilled router for ${slm.identity.name} (npm run router:distill makes one)`,
+  );
 
   // ---- what the router saw: the unseen-context index ----
   const novelN = Number(a["novel-ngram"] ?? 8);
@@ -91,12 +94,16 @@ try {
     what = `${dataset.name}, ${items.length} questions`;
   } else {
     const text = a.text ? readText(a.text) : splitText(trainingText, DEFAULT_LABEL_OPTIONS.trainFraction).heldOut;
-    prompts = samplePrompts(text, (s) => slm.tokenizeText(s), Number(a.limit ?? 100), Number(a["prompt-tokens"] ?? 12), seed + 7).map((prompt) => ({ prompt }));
+    prompts = samplePrompts(text, (s) => slm.tokenizeText(s), Number(a.limit ?? 100), Number(a["prompt-tokens"] ?? 12), seed + 7).map(
+      (prompt) => ({ prompt }),
+    );
     what = a.text ? `continuation of ${path.basename(a.text)}` : "continuation of held-out TinyStories text";
   }
   if (prompts.length === 0) throw new Error("No prompts: the text is too short");
   const shares = a.shares ? a.shares.split(",").map(Number) : REQUIRED_SHARES;
-  log(`evaluating ${what}: ${prompts.length} prompts × ${maxTokens} tokens, shares ${shares.map((s) => `${s * 100}%`).join(" ")}, unseen ${novelN}-token contexts only`);
+  log(
+    `evaluating ${what}: ${prompts.length} prompts × ${maxTokens} tokens, shares ${shares.map((s) => `${s * 100}%`).join(" ")}, unseen ${novelN}-token contexts only`,
+  );
 
   const res = await evaluate(slm, llm, prompts, {
     shares,
@@ -110,7 +117,9 @@ try {
 
   const featureCost = await measureFeatureCost(slm, prompts[0]!.prompt);
   const title = `${slm.identity.name} → ${llm.identity.name} · ${what} · ${res.counted.teacherForced} teacher-forced positions`;
-  const costs = Object.entries(res.routerCostMs).map(([n, ms]) => `${n} ${(ms * 1000).toFixed(1)} µs`).join(", ");
+  const costs = Object.entries(res.routerCostMs)
+    .map(([n, ms]) => `${n} ${(ms * 1000).toFixed(1)} µs`)
+    .join(", ");
   const text = [
     title,
     `disagreement rate (SLM greedy ≠ LLM greedy): ${(res.disagreementRate * 100).toFixed(1)}% · router cost per token: ${costs}`,
@@ -121,7 +130,9 @@ try {
     "all runs (τ calibrated teacher-forced; free-running shares measured)",
     rowsTable(res.rows),
   ].join("\n");
-  const out = path.resolve(a.out ?? path.join(repoRoot, "eval", "results", a.dataset ?? (a.text ? path.basename(a.text).replace(/\W+/g, "-") : "stories")));
+  const out = path.resolve(
+    a.out ?? path.join(repoRoot, "eval", "results", a.dataset ?? (a.text ? path.basename(a.text).replace(/\W+/g, "-") : "stories")),
+  );
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, "table.txt"), text + "\n");
   fs.writeFileSync(path.join(out, "results.csv"), toCsv(res.rows));

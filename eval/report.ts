@@ -36,17 +36,35 @@ export function summaryTable(summary: readonly SummaryRow[], shares: readonly nu
   const routers = [...new Set(summary.map((s) => s.router))];
   const get = (r: string, s: number) => summary.find((x) => x.router === r && Math.abs(x.share - s) < 1e-9);
   const block = (title: string, f: (x: SummaryRow | undefined) => string) =>
-    `${title}\n` + table(["router", ...shares.map((s) => pct(s, 1))], routers.map((r) => [r, ...shares.map((s) => f(get(r, s)))]));
+    `${title}\n` +
+    table(
+      ["router", ...shares.map((s) => pct(s, 1))],
+      routers.map((r) => [r, ...shares.map((s) => f(get(r, s)))]),
+    );
   return [
     block("teacher-forced LLM agreement", (x) => pct(x?.llmAgreement ?? null)),
     block("teacher-forced gain over SLM-only, as a share of the oracle's gain", (x) => pct(x?.oracleGainShare ?? null, 0)),
-    block("free-running: share of the SLM-only → LLM-only log-prob gap closed (interpolated at the share)", (x) => pct(x?.logprobGapClosed ?? null, 0)),
+    block("free-running: share of the SLM-only → LLM-only log-prob gap closed (interpolated at the share)", (x) =>
+      pct(x?.logprobGapClosed ?? null, 0),
+    ),
     ...(summary.some((x) => x.accuracy != null) ? [block("free-running task accuracy", (x) => pct(x?.accuracy ?? null))] : []),
   ].join("\n\n");
 }
 
 export function toCsv(rows: readonly EvalRow[]): string {
-  const cols: (keyof EvalRow)[] = ["router", "targetShare", "tau", "cloudShare", "llmAgreement", "freeCloudShare", "meanLogprob", "logprobGapClosed", "accuracy", "cloudCalls", "tokensPerSecond"];
+  const cols: (keyof EvalRow)[] = [
+    "router",
+    "targetShare",
+    "tau",
+    "cloudShare",
+    "llmAgreement",
+    "freeCloudShare",
+    "meanLogprob",
+    "logprobGapClosed",
+    "accuracy",
+    "cloudCalls",
+    "tokensPerSecond",
+  ];
   const cell = (v: unknown) => (v == null || (typeof v === "number" && !Number.isFinite(v)) ? "" : String(v));
   return [cols.join(","), ...rows.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
 }
@@ -69,19 +87,32 @@ export function jsonLine(res: EvalResult): string {
   return JSON.stringify({ eval: { rows, summary: res.summary, counted: res.counted, disagreementRate: res.disagreementRate } });
 }
 
-const COLORS: Record<string, string> = { random: "#999999", confidence: "#1f77b4", learned: "#d62728", distilled: "#ff7f0e", oracle: "#2ca02c", "slm-only": "#000000", "llm-only": "#9467bd" };
+const COLORS: Record<string, string> = {
+  random: "#999999",
+  confidence: "#1f77b4",
+  learned: "#d62728",
+  distilled: "#ff7f0e",
+  oracle: "#2ca02c",
+  "slm-only": "#000000",
+  "llm-only": "#9467bd",
+};
 
 export function toSvg(res: EvalResult, title: string): string {
   const W = 460;
   const H = 340;
   const m = { l: 56, r: 16, t: 40, b: 48 };
-  const maxX = Math.min(1, Math.max(...res.rows.filter((r) => r.router !== "llm-only").map((r) => Math.max(r.cloudShare, r.freeCloudShare))) * 1.05);
+  const maxX = Math.min(
+    1,
+    Math.max(...res.rows.filter((r) => r.router !== "llm-only").map((r) => Math.max(r.cloudShare, r.freeCloudShare))) * 1.05,
+  );
   const panel = (ox: number, label: string, pts: (r: EvalRow) => [number, number], yMin: number, yMax: number) => {
     const X = (x: number) => ox + m.l + (x / maxX) * (W - m.l - m.r);
     const Y = (y: number) => m.t + (1 - (y - yMin) / (yMax - yMin)) * (H - m.t - m.b);
     const parts: string[] = [];
     parts.push(`<text x="${ox + W / 2}" y="22" text-anchor="middle" font-size="13">${label}</text>`);
-    parts.push(`<line x1="${X(0)}" y1="${Y(yMin)}" x2="${X(maxX)}" y2="${Y(yMin)}" stroke="#333"/><line x1="${X(0)}" y1="${Y(yMin)}" x2="${X(0)}" y2="${Y(yMax)}" stroke="#333"/>`);
+    parts.push(
+      `<line x1="${X(0)}" y1="${Y(yMin)}" x2="${X(maxX)}" y2="${Y(yMin)}" stroke="#333"/><line x1="${X(0)}" y1="${Y(yMin)}" x2="${X(0)}" y2="${Y(yMax)}" stroke="#333"/>`,
+    );
     for (let i = 0; i <= 5; i++) {
       const xv = (maxX * i) / 5;
       const yv = yMin + ((yMax - yMin) * i) / 5;
@@ -92,7 +123,10 @@ export function toSvg(res: EvalResult, title: string): string {
     parts.push(`<text x="${ox + W / 2}" y="${H - 8}" text-anchor="middle" font-size="11">cloud share</text>`);
     const slm = res.rows.find((r) => r.router === "slm-only")!;
     const llm = res.rows.find((r) => r.router === "llm-only")!;
-    for (const [r, dash] of [[llm, "4 3"], [slm, "2 2"]] as const) {
+    for (const [r, dash] of [
+      [llm, "4 3"],
+      [slm, "2 2"],
+    ] as const) {
       const y = pts(r)[1];
       parts.push(`<line x1="${X(0)}" y1="${Y(y)}" x2="${X(maxX)}" y2="${Y(y)}" stroke="${COLORS[r.router]}" stroke-dasharray="${dash}"/>`);
     }
@@ -101,7 +135,10 @@ export function toSvg(res: EvalResult, title: string): string {
       if (ps.length < 2) continue;
       const d = ps.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(Math.max(yMin, Math.min(yMax, y))).toFixed(1)}`).join(" ");
       parts.push(`<path d="${d}" fill="none" stroke="${COLORS[router]}" stroke-width="2"/>`);
-      for (const [x, y] of ps) parts.push(`<circle cx="${X(x).toFixed(1)}" cy="${Y(Math.max(yMin, Math.min(yMax, y))).toFixed(1)}" r="2.5" fill="${COLORS[router]}"/>`);
+      for (const [x, y] of ps)
+        parts.push(
+          `<circle cx="${X(x).toFixed(1)}" cy="${Y(Math.max(yMin, Math.min(yMax, y))).toFixed(1)}" r="2.5" fill="${COLORS[router]}"/>`,
+        );
     }
     return parts.join("\n");
   };
@@ -110,7 +147,10 @@ export function toSvg(res: EvalResult, title: string): string {
   const gapVals = res.rows.map((r) => r.logprobGapClosed).filter(Number.isFinite);
   const gMin = Math.min(0, Math.floor(Math.min(...gapVals) * 10) / 10);
   const legend = ["slm-only", "llm-only", ...EVAL_ROUTERS]
-    .map((n, i) => `<rect x="${20 + i * 115}" y="${H + 4}" width="12" height="12" fill="${COLORS[n]}"/><text x="${36 + i * 115}" y="${H + 14}" font-size="12">${n}</text>`)
+    .map(
+      (n, i) =>
+        `<rect x="${20 + i * 115}" y="${H + 4}" width="12" height="12" fill="${COLORS[n]}"/><text x="${36 + i * 115}" y="${H + 14}" font-size="12">${n}</text>`,
+    )
     .join("\n");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 50}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>

@@ -46,7 +46,11 @@ export interface LocalModelOptions extends ResolveOptions {
 }
 
 /** node-llama-cpp's generation loop, suspended after each predicted token (see `LocalModel.step`). */
-type StepGenerator = AsyncGenerator<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void, Token | Token[] | undefined>;
+type StepGenerator = AsyncGenerator<
+  { token: Token; confidence?: number; probabilities?: Map<Token, number> },
+  void,
+  Token | Token[] | undefined
+>;
 
 export class LocalModel {
   /** tokens evaluated by this model since it was loaded (prompt tokens not reused from the KV cache, and each step) */
@@ -81,14 +85,26 @@ export class LocalModel {
    * Another stepper over an already loaded model, with a context of its own (the cloud server's SLM
    * replica keeps several, one per conversation it follows). `dispose` frees the context, not the model.
    */
-  static onModel(model: LlamaModel, file: string, threads: number | undefined, opts: Omit<LocalModelOptions, keyof ResolveOptions> = {}): Promise<LocalModel> {
+  static onModel(
+    model: LlamaModel,
+    file: string,
+    threads: number | undefined,
+    opts: Omit<LocalModelOptions, keyof ResolveOptions> = {},
+  ): Promise<LocalModel> {
     return LocalModel.create(model, file, threads, opts, false);
   }
 
-  private static async create(model: LlamaModel, file: string, threads: number | undefined, opts: Omit<LocalModelOptions, keyof ResolveOptions>, owns: boolean): Promise<LocalModel> {
+  private static async create(
+    model: LlamaModel,
+    file: string,
+    threads: number | undefined,
+    opts: Omit<LocalModelOptions, keyof ResolveOptions>,
+    owns: boolean,
+  ): Promise<LocalModel> {
     const train = model.trainContextSize;
     // node-llama-cpp picks the largest size in [min, max] that fits the machine's memory
-    const contextSize = opts.contextSize === "model" ? { min: Math.min(512, train), max: train } : Math.min(opts.contextSize ?? 4096, train);
+    const contextSize =
+      opts.contextSize === "model" ? { min: Math.min(512, train), max: train } : Math.min(opts.contextSize ?? 4096, train);
     const context = await model.createContext({
       contextSize,
       sequences: 1, // the hidden state is read from the last decode: one sequence per context

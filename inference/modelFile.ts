@@ -12,7 +12,6 @@ import { threadsFor } from "./llama.js";
 import { ModelFileError, preflightModelFile } from "./modelPreflight.js";
 import { TandemError, errorMessage } from "../shared/errors.js";
 
-
 export function isRemoteModelUri(src: string): boolean {
   return /^(hf:|huggingface:|https?:\/\/)/.test(src);
 }
@@ -43,12 +42,8 @@ export async function resolveModelSource(src: string, opts: ResolveOptions = {})
   }
 }
 
-
 /** Loads a GGUF model with clear errors; also returns the context thread count suited to its size. */
-export async function loadModelFile(
-  llama: Llama,
-  file: string,
-): Promise<{ model: LlamaModel; threads: number | undefined; size: number }> {
+export async function loadModelFile(llama: Llama, file: string): Promise<{ model: LlamaModel; threads: number | undefined; size: number }> {
   // llama.cpp must never see a hostile header or a model larger than memory (see modelPreflight.ts)
   const { size } = await preflightModelFile(file);
   let model: LlamaModel;
@@ -89,9 +84,7 @@ export function hashVocabulary(tokens: readonly string[]): string {
 export function modelDisplayName(model: LlamaModel): string {
   const general = (model.fileInfo.metadata as { general?: { name?: unknown } }).general;
   const fileName = model.filename ? path.basename(model.filename) : "model";
-  return typeof general?.name === "string" && general.name && general.name !== "llama"
-    ? `${general.name} (${fileName})`
-    : fileName;
+  return typeof general?.name === "string" && general.name && general.name !== "llama" ? `${general.name} (${fileName})` : fileName;
 }
 
 /** Is `token` llama.cpp's converter padding entry for embedding row `index`? */

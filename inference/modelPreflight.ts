@@ -42,10 +42,7 @@ export async function checkGgufFile(file: string): Promise<{ size: number }> {
     const head = Buffer.alloc(8);
     const { bytesRead } = await fh.read(head, 0, 8, 0);
     if (bytesRead < 8 || head.toString("latin1", 0, 4) !== "GGUF") {
-      throw new ModelFileError(
-        `${path.basename(file)} is not a GGUF model file (it does not start with the GGUF magic bytes)`,
-        file,
-      );
+      throw new ModelFileError(`${path.basename(file)} is not a GGUF model file (it does not start with the GGUF magic bytes)`, file);
     }
     const version = head.readUInt32LE(4);
     if (version < 2 || version > 3) {
@@ -89,7 +86,10 @@ export async function preflightModelFile(file: string, memoryBytes = os.totalmem
   const tensors = parts.reduce((n, p) => n + p.header.tensors.length, 0);
   const claimed = first.header.getNumber("split.tensors.count");
   if (parts.length > 1 && claimed !== undefined && claimed !== tensors) {
-    throw new ModelFileError(`${path.basename(file)} is damaged: its parts hold ${tensors} tensors, not the ${claimed} its header says`, file);
+    throw new ModelFileError(
+      `${path.basename(file)} is damaged: its parts hold ${tensors} tensors, not the ${claimed} its header says`,
+      file,
+    );
   }
   if (modelBytes > MAX_MEMORY_SHARE * memoryBytes) {
     throw new ModelFileError(
@@ -125,12 +125,19 @@ async function otherParts(first: Part): Promise<string[]> {
   const named = m ? Number(m[3]) : 1;
   if (count <= 1 && named <= 1) return [];
   if (!m || count !== named) {
-    throw new ModelFileError(`${name} is one of ${count > 1 ? count : named} parts of a split model, but its name and header disagree on how many`, first.file);
+    throw new ModelFileError(
+      `${name} is one of ${count > 1 ? count : named} parts of a split model, but its name and header disagree on how many`,
+      first.file,
+    );
   }
   if (Number(m[2]) !== 1) {
-    throw new ModelFileError(`${name} is part ${Number(m[2])} of a split model: open its first part (${m[1]}-00001-of-${m[3]}.gguf)`, first.file);
+    throw new ModelFileError(
+      `${name} is part ${Number(m[2])} of a split model: open its first part (${m[1]}-00001-of-${m[3]}.gguf)`,
+      first.file,
+    );
   }
-  if (count > MAX_SPLIT_PARTS) throw new ModelFileError(`${name} claims ${count} parts; at most ${MAX_SPLIT_PARTS} are supported`, first.file);
+  if (count > MAX_SPLIT_PARTS)
+    throw new ModelFileError(`${name} claims ${count} parts; at most ${MAX_SPLIT_PARTS} are supported`, first.file);
   const dir = path.dirname(first.file);
   return Array.from({ length: count - 1 }, (_, i) => path.join(dir, `${m[1]}-${String(i + 2).padStart(5, "0")}-of-${m[3]}.gguf`));
 }
@@ -142,7 +149,10 @@ function checkPart(p: Part, index: number, count: number): void {
     const no = p.header.getNumber("split.no");
     const of = p.header.getNumber("split.count");
     if (no !== index || of !== count) {
-      throw new ModelFileError(`${name} is damaged: it should be part ${index + 1} of ${count} but its header says part ${no === undefined ? "?" : no + 1} of ${of ?? "?"}`, p.file);
+      throw new ModelFileError(
+        `${name} is damaged: it should be part ${index + 1} of ${count} but its header says part ${no === undefined ? "?" : no + 1} of ${of ?? "?"}`,
+        p.file,
+      );
     }
   }
   const g = p.header;

@@ -98,7 +98,11 @@ export async function collectRouted(
 ): Promise<LabelSet> {
   const needs = featureNeeds(set.features);
   // the router may need features the label set does not store (or the reverse): ask for both
-  const both = { top1Prob: needs.top1Prob || router.needs.top1Prob, topK: Math.max(needs.topK, router.needs.topK), hidden: needs.hidden || router.needs.hidden };
+  const both = {
+    top1Prob: needs.top1Prob || router.needs.top1Prob,
+    topK: Math.max(needs.topK, router.needs.topK),
+    hidden: needs.hidden || router.needs.hidden,
+  };
   let group = set.groups.length ? Math.max(...set.groups) + 1 : 0;
   let routed = 0;
   let total = 0;
@@ -122,8 +126,10 @@ export async function collectRouted(
     set.sequences.push([...prompt, ...steps.map((s) => s.chosen)]);
     group++;
   }
-  set.notes.push(`routed: ${prompts.length} prompts at τ=${tau.toFixed(4)} (${router.name}), cloud share ${(routed / Math.max(1, total) * 100).toFixed(1)}%`);
-  opts.log?.(`  routed at τ=${tau.toFixed(3)}: ${total} positions, cloud share ${(routed / Math.max(1, total) * 100).toFixed(1)}%`);
+  set.notes.push(
+    `routed: ${prompts.length} prompts at τ=${tau.toFixed(4)} (${router.name}), cloud share ${((routed / Math.max(1, total)) * 100).toFixed(1)}%`,
+  );
+  opts.log?.(`  routed at τ=${tau.toFixed(3)}: ${total} positions, cloud share ${((routed / Math.max(1, total)) * 100).toFixed(1)}%`);
   return set;
 }
 

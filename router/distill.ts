@@ -75,7 +75,13 @@ export class ConfidenceSamples {
 
   trainData(): TrainData {
     const n = this.size;
-    return { X: this.X.subarray(0, n * this.hiddenSize), y: Float32Array.from(this.top1), groups: Int32Array.from(this.groups), n, d: this.hiddenSize };
+    return {
+      X: this.X.subarray(0, n * this.hiddenSize),
+      y: Float32Array.from(this.top1),
+      groups: Int32Array.from(this.groups),
+      n,
+      d: this.hiddenSize,
+    };
   }
 }
 
@@ -114,7 +120,7 @@ export async function collectConfidenceSamples(
 function ranks(xs: readonly number[]): Float64Array {
   const idx = xs.map((_, i) => i).sort((a, b) => xs[a]! - xs[b]!);
   const r = new Float64Array(xs.length);
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && xs[idx[j + 1]!] === xs[idx[i]!]) j++;
     for (let k = i; k <= j; k++) r[idx[k]!] = (i + j) / 2;
@@ -141,7 +147,12 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
 
 /** The positions with the `k` lowest scores (what a router routes at a share of k/n). */
 function lowest(scores: readonly number[], k: number): Set<number> {
-  return new Set(scores.map((_, i) => i).sort((a, b) => scores[a]! - scores[b]! || a - b).slice(0, k));
+  return new Set(
+    scores
+      .map((_, i) => i)
+      .sort((a, b) => scores[a]! - scores[b]! || a - b)
+      .slice(0, k),
+  );
 }
 
 /** How closely `predicted` routes like `exact` (both: confidence per position, lower = to the cloud). */
@@ -202,17 +213,34 @@ export async function distillRouter(
   if (new Set(data.groups).size < 2) throw new Error("Distillation needs samples from at least two sequences (one is held out)");
   const sizes = distilledSizes(slm.hiddenSize);
   // soft targets (the probability itself), no class balancing: this is regression through BCE
-  const { params, report } = await trainRouterInSlices(data, { hiddenSize: slm.hiddenSize, sizes, seed, balance: false, signal: opts.signal, idle: opts.idle, log: opts.log });
+  const { params, report } = await trainRouterInSlices(data, {
+    hiddenSize: slm.hiddenSize,
+    sizes,
+    seed,
+    balance: false,
+    signal: opts.signal,
+    idle: opts.idle,
+    log: opts.log,
+  });
   const binding = bindingOf(slm);
   const router = new LearnedRouter(params, DISTILLED_FEATURES, binding, null, "distilled");
   const { val } = splitByGroup(data.groups, 0.2, seed);
   const predicted = val.map((r) => router.scoreVector(data.X.subarray(r * data.d, (r + 1) * data.d)));
-  const fid = fidelity(val.map((r) => samples.top1[r]!), predicted);
+  const fid = fidelity(
+    val.map((r) => samples.top1[r]!),
+    predicted,
+  );
   const json = encodeRouterFile({
     slm: { ...binding, vocabSize: slm.vocabSize },
     features: DISTILLED_FEATURES,
     params,
-    training: { ...report, target: DISTILLED_TARGET, labels: opts.source ?? "self-distilled", createdAt: new Date().toISOString(), fidelity: fid },
+    training: {
+      ...report,
+      target: DISTILLED_TARGET,
+      labels: opts.source ?? "self-distilled",
+      createdAt: new Date().toISOString(),
+      fidelity: fid,
+    },
   });
   return { router, json, fidelity: fid, usable: overlapAt(fid, 0.1) >= (opts.minOverlap ?? MIN_OVERLAP_AT_10), report };
 }

@@ -41,16 +41,26 @@ try {
   // without --text, only the training part of the stories sample: the eval's held-out text stays unseen
   const text = a.text ? readText(textFile) : splitText(readText(textFile), 0.8).train;
   const seqs = samplePrompts(text, (s) => slm.tokenizeText(s), count, tokens, seed);
-  console.log(`distilling the confidence router of ${slm.identity.name}: ${seqs.length} sequences of ${path.basename(textFile)}, ${tokens} tokens read + ${tokens} generated each`);
+  console.log(
+    `distilling the confidence router of ${slm.identity.name}: ${seqs.length} sequences of ${path.basename(textFile)}, ${tokens} tokens read + ${tokens} generated each`,
+  );
   let t = performance.now();
-  const samples = await collectConfidenceSamples(slm, seqs, { from: Math.min(8, tokens - 1), generate: tokens, log: (s) => console.log(s) });
+  const samples = await collectConfidenceSamples(slm, seqs, {
+    from: Math.min(8, tokens - 1),
+    generate: tokens,
+    log: (s) => console.log(s),
+  });
   console.log(`collected ${samples.size} positions in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   t = performance.now();
   const d = await distillRouter(slm, samples, { seed, source: `self-distilled on ${path.basename(textFile)}` });
-  console.log(`trained ${d.router.name} in ${((performance.now() - t) / 1000).toFixed(1)} s (best epoch ${d.report.bestEpoch}/${d.report.epochs})`);
+  console.log(
+    `trained ${d.router.name} in ${((performance.now() - t) / 1000).toFixed(1)} s (best epoch ${d.report.bestEpoch}/${d.report.epochs})`,
+  );
   console.log(`fidelity: ${describeFidelity(d.fidelity)}`);
   if (!d.usable && !a.force) {
-    console.log(`not written: at a 10% share it routes under ${MIN_OVERLAP_AT_10 * 100}% of the confidence router's positions (more --sequences help; --force writes it anyway)`);
+    console.log(
+      `not written: at a 10% share it routes under ${MIN_OVERLAP_AT_10 * 100}% of the confidence router's positions (more --sequences help; --force writes it anyway)`,
+    );
     process.exitCode = 3;
   } else {
     const file = path.join(a["out-dir"] ?? defaultRouterDir(), distilledRouterFileName(bindingOf(slm)));

@@ -27,8 +27,14 @@ export const DEFAULT_FEATURES: FeatureSpec = { hidden: true, top1: true, dist: t
 
 /** "hidden,top1,dist" → spec (the CLI's --features). */
 export function parseFeatureSpec(s: string, topK = DEFAULT_FEATURES.topK): FeatureSpec {
-  const parts = new Set(s.split(",").map((p) => p.trim()).filter(Boolean));
-  for (const p of parts) if (!["hidden", "top1", "dist"].includes(p)) throw new UsageError(`Unknown feature "${p}" (use hidden, top1, dist)`);
+  const parts = new Set(
+    s
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean),
+  );
+  for (const p of parts)
+    if (!["hidden", "top1", "dist"].includes(p)) throw new UsageError(`Unknown feature "${p}" (use hidden, top1, dist)`);
   const spec = { hidden: parts.has("hidden"), top1: parts.has("top1"), dist: parts.has("dist"), topK };
   if (!spec.hidden && !spec.top1 && !spec.dist) throw new UsageError("No features selected");
   return spec;

@@ -100,7 +100,8 @@ export class RouterMismatchError extends RouterFileError {
     const diffs: string[] = [];
     if (expected.name !== found.name) diffs.push(`name "${found.name}" ≠ "${expected.name}"`);
     if (expected.hiddenSize !== found.hiddenSize) diffs.push(`hidden size ${found.hiddenSize} ≠ ${expected.hiddenSize}`);
-    if (expected.vocabHash !== found.vocabHash) diffs.push(`vocabulary ${found.vocabHash.slice(0, 12)}… ≠ ${expected.vocabHash.slice(0, 12)}…`);
+    if (expected.vocabHash !== found.vocabHash)
+      diffs.push(`vocabulary ${found.vocabHash.slice(0, 12)}… ≠ ${expected.vocabHash.slice(0, 12)}…`);
     super(
       `Router ${path.basename(file)} was trained for the SLM "${found.name}" and cannot be used with "${expected.name}" (${diffs.join("; ")}). ` +
         `Train one for this SLM with npm run router:label and npm run router:train.`,
@@ -120,7 +121,8 @@ export function sameBinding(a: SlmBinding, b: SlmBinding): boolean {
 const b64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 function unb64(s: string, expected: number, what: string): Float32Array {
   const buf = Buffer.from(s, "base64");
-  if (buf.byteLength !== expected * 4) throw new RouterFileError(`Router file: ${what} has ${buf.byteLength} bytes, expected ${expected} float32 values`);
+  if (buf.byteLength !== expected * 4)
+    throw new RouterFileError(`Router file: ${what} has ${buf.byteLength} bytes, expected ${expected} float32 values`);
   const out = new Float32Array(expected);
   new Uint8Array(out.buffer).set(buf);
   return out;
@@ -155,8 +157,10 @@ export function encodeRouterFile(r: {
 /** Parses and validates a router file's JSON (shape only; identity is checked by the caller). */
 export function decodeRouterFile(j: unknown, file = "router"): { json: RouterFileJson; params: MlpParams } {
   const r = j as RouterFileJson;
-  if (!r || r.format !== ROUTER_FORMAT) throw new RouterFileError(`${file} is not a Tandem router file (format "${ROUTER_FORMAT}" expected)`);
-  if (r.version !== ROUTER_FORMAT_VERSION) throw new RouterFileError(`${file}: router format version ${r.version} is not supported (expected ${ROUTER_FORMAT_VERSION})`);
+  if (!r || r.format !== ROUTER_FORMAT)
+    throw new RouterFileError(`${file} is not a Tandem router file (format "${ROUTER_FORMAT}" expected)`);
+  if (r.version !== ROUTER_FORMAT_VERSION)
+    throw new RouterFileError(`${file}: router format version ${r.version} is not supported (expected ${ROUTER_FORMAT_VERSION})`);
   if (!r.slm || typeof r.slm.name !== "string" || typeof r.slm.vocabHash !== "string" || !Number.isInteger(r.slm.hiddenSize)) {
     throw new RouterFileError(`${file}: the router file names no SLM identity`);
   }
@@ -201,6 +205,10 @@ export function distilledRouterFileName(slm: SlmBinding): string {
 
 /** A file-system-safe name for an SLM's router file. */
 export function routerFileName(slm: SlmBinding): string {
-  const slug = slm.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60);
+  const slug = slm.name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-|-$/g, "")
+    .slice(0, 60);
   return `${slug}-${slm.vocabHash.slice(0, 8)}-h${slm.hiddenSize}${ROUTER_FILE_SUFFIX}`;
 }

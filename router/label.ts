@@ -46,11 +46,15 @@ const pair = await defaultPair(a.slm, a.llm);
 const slm = await LocalModel.load(pair.slm, { contextSize: 1024, hiddenState: true });
 const llm = await LocalModel.load(pair.llm, { contextSize: 1024 });
 try {
-  if (slm.identity.vocabHash !== llm.identity.vocabHash) throw new Error(`${slm.identity.name} and ${llm.identity.name} do not share a vocabulary`);
+  if (slm.identity.vocabHash !== llm.identity.vocabHash)
+    throw new Error(`${slm.identity.name} and ${llm.identity.name} do not share a vocabulary`);
   let routed;
   if (a.iteration === "2") {
     const choice = loadRouterFor(slm, { file: a.router });
-    if (choice.kind !== "learned" || !(choice.router instanceof LearnedRouter)) throw new Error(`--iteration 2 needs a trained router for ${slm.identity.name} (${choice.description}); run npm run router:train first`);
+    if (choice.kind !== "learned" || !(choice.router instanceof LearnedRouter))
+      throw new Error(
+        `--iteration 2 needs a trained router for ${slm.identity.name} (${choice.description}); run npm run router:train first`,
+      );
     const shares = (a["routed-shares"] ?? "0.05,0.1,0.2").split(",").map(Number);
     routed = { router: choice.router, shares, prompts: Number(a.prompts ?? DEFAULT_LABEL_OPTIONS.prompts) };
   }

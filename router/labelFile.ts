@@ -75,7 +75,20 @@ export function readLabelFile(file: string): LabelSet {
   const all = new Float32Array(j.n * j.d);
   new Uint8Array(all.buffer).set(buf);
   const X = Array.from({ length: j.n }, (_, i) => all.subarray(i * j.d, (i + 1) * j.d));
-  return { slm: j.slm, llm: j.llm, features: j.features, d: j.d, X, y: j.y, groups: j.groups, sources: j.sources, rules: j.rules, soft: (j.soft ?? j.y.map(() => null)).map((v: number | null) => v ?? NaN), sequences: j.sequences, notes: j.notes };
+  return {
+    slm: j.slm,
+    llm: j.llm,
+    features: j.features,
+    d: j.d,
+    X,
+    y: j.y,
+    groups: j.groups,
+    sources: j.sources,
+    rules: j.rules,
+    soft: (j.soft ?? j.y.map(() => null)).map((v: number | null) => v ?? NaN),
+    sequences: j.sequences,
+    notes: j.notes,
+  };
 }
 
 /** Appends `b` to `a` (same models and features), renumbering b's sequence ids after a's. */

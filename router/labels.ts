@@ -33,7 +33,8 @@ export function labelPosition(p: LabelInput): { label: 0 | 1; rule: LabelRule } 
   if (p.slmTok === p.refTok) return { label: 1, rule: "slm-matches" };
   if (p.llmTok === p.refTok) return { label: 0, rule: "llm-matches" };
   if (p.rollout) return { label: p.rollout.slmCorrect ? 1 : 0, rule: "rollout" };
-  if (!p.llmProb) throw new Error("labelPosition: both models differ from the reference and neither a rollout nor LLM probabilities are available");
+  if (!p.llmProb)
+    throw new Error("labelPosition: both models differ from the reference and neither a rollout nor LLM probabilities are available");
   return { label: p.llmProb(p.slmTok) >= p.llmProb(p.refTok) ? 1 : 0, rule: "llm-judge" };
 }
 

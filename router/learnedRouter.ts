@@ -39,7 +39,8 @@ export class LearnedRouter implements Router {
     readonly kind: "learned" | "distilled" = "learned",
   ) {
     const d = featureDim(features, slm.hiddenSize);
-    if (params.sizes[0] !== d) throw new RouterFileError(`Router network takes ${params.sizes[0]} inputs but its features (${featureSpecName(features)}) make ${d}`);
+    if (params.sizes[0] !== d)
+      throw new RouterFileError(`Router network takes ${params.sizes[0]} inputs but its features (${featureSpecName(features)}) make ${d}`);
     this.needs = featureNeeds(features);
     this.scratch = new Float32Array(d);
     this.name = `${kind === "distilled" ? "distilled confidence" : "learned"} (MLP ${params.sizes.join("→")} on ${featureSpecName(features)}${file ? `, ${path.basename(file)}` : ""})`;
@@ -66,7 +67,11 @@ export class LearnedRouter implements Router {
   }
 
   /** The router of an already read and decoded file (see load). */
-  static fromFile(decoded: { json: RouterFileJson; params: MlpParams }, file: string, slm: { identity: ModelIdentity; hiddenSize: number }): LearnedRouter {
+  static fromFile(
+    decoded: { json: RouterFileJson; params: MlpParams },
+    file: string,
+    slm: { identity: ModelIdentity; hiddenSize: number },
+  ): LearnedRouter {
     const { json, params } = decoded;
     const want = bindingOf(slm);
     if (!sameBinding(json.slm, want)) throw new RouterMismatchError(file, want, json.slm);
@@ -104,7 +109,15 @@ export function loadRouterFor(
     return { router, kind: router.kind, description: `router: ${router.name}` };
   }
   const dirs = [opts.dir ?? defaultRouterDir(), ...(opts.extraDirs ?? [])];
-  const files = dirs.flatMap((dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(ROUTER_FILE_SUFFIX)).sort().map((f) => path.join(dir, f)) : []));
+  const files = dirs.flatMap((dir) =>
+    fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir)
+          .filter((f) => f.endsWith(ROUTER_FILE_SUFFIX))
+          .sort()
+          .map((f) => path.join(dir, f))
+      : [],
+  );
   let distilled: { router: LearnedRouter; json: RouterFileJson } | null = null;
   for (const full of files) {
     try {

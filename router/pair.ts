@@ -52,7 +52,12 @@ export async function teacherForce(
   const llmSteps = [l0, ...rest];
   for (let k = 0; k < slmSteps.length; k++) {
     const ls = llmSteps[k]!;
-    out.push({ slmTok: slmSteps[k]!.tokenId, llmTok: ls.tokenId, features: keptFeatures(slmSteps[k]!, k), llmProb: llmProbs ? probLookup(ls) : undefined });
+    out.push({
+      slmTok: slmSteps[k]!.tokenId,
+      llmTok: ls.tokenId,
+      features: keptFeatures(slmSteps[k]!, k),
+      llmProb: llmProbs ? probLookup(ls) : undefined,
+    });
   }
   return out;
 }

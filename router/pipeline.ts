@@ -45,14 +45,21 @@ export async function buildLabels(slm: LocalModel, llm: LocalModel, o: LabelOpti
   const tok = (s: string) => slm.tokenizeText(s);
   const items = o.items ?? samplePrompts(train, tok, o.prompts, o.promptTokens, o.seed).map((prompt) => ({ prompt }));
   const prompts = items.map((i) => i.prompt);
-  o.log?.(`labelling ${items.length} prompts (+ ${o.continuationTokens} reference tokens each at most), features ${featureSpecName(o.features)}`);
+  o.log?.(
+    `labelling ${items.length} prompts (+ ${o.continuationTokens} reference tokens each at most), features ${featureSpecName(o.features)}`,
+  );
   const set = newLabelSet(slm, llm, o.features);
   set.sequences.push(tok(train)); // the raw training text counts as seen
-  set.notes.push(o.items ? `teacher-forced: ${items.length} dataset items` : `teacher-forced: ${items.length} prompts from the first ${Math.round(o.trainFraction * 100)}% of the text, seed ${o.seed}`);
+  set.notes.push(
+    o.items
+      ? `teacher-forced: ${items.length} dataset items`
+      : `teacher-forced: ${items.length} prompts from the first ${Math.round(o.trainFraction * 100)}% of the text, seed ${o.seed}`,
+  );
   await collectTeacherForced(set, slm, llm, items, { continuationTokens: o.continuationTokens, log: o.log });
   if (o.routed) {
     const r = o.routed.router;
-    if (JSON.stringify(r.features) !== JSON.stringify(o.features)) throw new Error("The routed iteration needs a router trained on the same features");
+    if (JSON.stringify(r.features) !== JSON.stringify(o.features))
+      throw new Error("The routed iteration needs a router trained on the same features");
     const scores = (set.X as ArrayLike<number>[]).map((v) => r.scoreVector(v));
     // routed trajectories start from other prompts of the same training material
     const more = o.items ? prompts : samplePrompts(train, tok, o.routed.prompts, o.promptTokens, o.seed + 1000);
@@ -83,7 +90,16 @@ export function trainFromLabels(
     seen: set.sequences,
   });
   writeRouterFile(file, json);
-  return { file, report, router: new LearnedRouter(params, set.features, { name: set.slm.name, vocabHash: set.slm.vocabHash, hiddenSize: set.slm.hiddenSize }, file) };
+  return {
+    file,
+    report,
+    router: new LearnedRouter(
+      params,
+      set.features,
+      { name: set.slm.name, vocabHash: set.slm.vocabHash, hiddenSize: set.slm.hiddenSize },
+      file,
+    ),
+  };
 }
 
 /**

@@ -42,13 +42,13 @@ export function samplePrompts(
 ): number[][] {
   const starts: number[] = [];
   const re = /(^|[.!?]\s+|\n)(?=\S)/g;
-  for (let m; (m = re.exec(text)); ) {
+  for (let m; (m = re.exec(text));) {
     starts.push(m.index + m[0].length);
     if (m[0].length === 0) re.lastIndex++;
   }
   const words: number[] = [];
   const wr = /\s(?=\S)/g;
-  for (let m; (m = wr.exec(text)); ) words.push(m.index + 1);
+  for (let m; (m = wr.exec(text));) words.push(m.index + 1);
   // sentence starts first (natural prompts); word starts when sentences run out
   const rng = new Rng(seed);
   const pool = [...rng.shuffle([...new Set(starts)]), ...rng.shuffle(words)];

@@ -70,14 +70,15 @@ export function auc(scores: ArrayLike<number>, labels: ArrayLike<number>): numbe
   let pos = 0;
   let rankSum = 0;
   // average ranks over ties
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && scores[idx[j + 1]!] === scores[idx[i]!]) j++;
     const r = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (labels[idx[k]!]) {
-      pos++;
-      rankSum += r;
-    }
+    for (let k = i; k <= j; k++)
+      if (labels[idx[k]!]) {
+        pos++;
+        rankSum += r;
+      }
     i = j + 1;
   }
   const neg = idx.length - pos;
@@ -104,7 +105,11 @@ export function trainRouter(data: TrainData, opts: TrainOptions): TrainResult {
  */
 export async function trainRouterInSlices(
   data: TrainData,
-  opts: TrainOptions & { sliceMs?: number; signal?: AbortSignal; /** awaited between slices: the app pauses training while it answers */ idle?: () => Promise<void> },
+  opts: TrainOptions & {
+    sliceMs?: number;
+    signal?: AbortSignal;
+    /** awaited between slices: the app pauses training while it answers */ idle?: () => Promise<void>;
+  },
 ): Promise<TrainResult> {
   const steps = trainRouterSteps(data, opts);
   let since = performance.now();
@@ -160,7 +165,12 @@ export function* trainRouterSteps(data: TrainData, opts: TrainOptions): Generato
 
   const trainLoss: number[] = [];
   const valLoss: number[] = [];
-  let best: { loss: number; epoch: number; params: MlpParams; probs: Float64Array } = { loss: Infinity, epoch: -1, params: trainer.snapshot(), probs: new Float64Array() };
+  let best: { loss: number; epoch: number; params: MlpParams; probs: Float64Array } = {
+    loss: Infinity,
+    epoch: -1,
+    params: trainer.snapshot(),
+    probs: new Float64Array(),
+  };
   const order = [...train];
   for (let epoch = 0; epoch < maxEpochs; epoch++) {
     rng.shuffle(order);

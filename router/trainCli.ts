@@ -42,9 +42,12 @@ if (!files) {
 }
 for (const f of files) if (!fs.existsSync(f)) throw new Error(`Label file ${f} not found: run npm run router:label first`);
 const set = files.map(readLabelFile).reduce(mergeLabelSets);
-console.log(`training on ${set.y.length} positions from ${files.join(", ")} (features ${featureSpecName(set.features)}, SLM ${set.slm.name})`);
+console.log(
+  `training on ${set.y.length} positions from ${files.join(", ")} (features ${featureSpecName(set.features)}, SLM ${set.slm.name})`,
+);
 const widths = a.sizes?.split(",").map(Number);
-if (widths && (widths.length === 0 || widths.some((w) => !Number.isInteger(w) || w < 1 || w > 8192))) throw new Error(`--sizes wants positive layer widths, e.g. 128,64 (got ${a.sizes})`);
+if (widths && (widths.length === 0 || widths.some((w) => !Number.isInteger(w) || w < 1 || w > 8192)))
+  throw new Error(`--sizes wants positive layer widths, e.g. 128,64 (got ${a.sizes})`);
 const t0 = performance.now();
 const { file, report } = trainFromLabels(set, {
   seed: Number(a.seed ?? 1),

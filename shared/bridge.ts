@@ -180,7 +180,15 @@ export interface SettingsPatch {
 export interface LiveStats {
   /** the answer being generated, if any */
   active: { requestId: string; tokens: number; cloudTokens: number; fallbackTokens: number; tokensPerSecond: number } | null;
-  totals: { answers: number; tokens: number; cloudTokens: number; fallbackTokens: number; cloudCalls: number; bytesUp: number; bytesDown: number };
+  totals: {
+    answers: number;
+    tokens: number;
+    cloudTokens: number;
+    fallbackTokens: number;
+    cloudCalls: number;
+    bytesUp: number;
+    bytesDown: number;
+  };
 }
 
 /** Everything the UI needs at start (and after a reconnect). */

@@ -70,7 +70,10 @@ const integer = (min: number, max = Number.MAX_SAFE_INTEGER) => {
   const error = (iss: { input?: unknown }) => `must be an integer in [${min}, ${max}], got ${describeValue(iss.input)}`;
   return z.int({ error }).min(min, { error }).max(max, { error });
 };
-const hex = (digits: number, what: string) => z.string({ error: `must be ${what} (${digits} hex digits)` }).regex(new RegExp(`^[0-9a-fA-F]{${digits}}$`), { error: `must be ${what} (${digits} hex digits)` });
+const hex = (digits: number, what: string) =>
+  z
+    .string({ error: `must be ${what} (${digits} hex digits)` })
+    .regex(new RegExp(`^[0-9a-fA-F]{${digits}}$`), { error: `must be ${what} (${digits} hex digits)` });
 const object = <T extends z.core.$ZodLooseShape>(shape: T) => z.object(shape, { error: "must be a JSON object" });
 
 /** Whether `t` is a token ID of a vocabulary of `vocabSize`. */
@@ -85,9 +88,16 @@ export function isTokenId(t: unknown, vocabSize: number): t is number {
 function tokenIdsSchemaOf(vocabSize: number, max: number = PROTOCOL_LIMITS.maxDeltaTokens) {
   return z.custom<number[]>().superRefine((v, ctx) => {
     if (!Array.isArray(v)) return void ctx.addIssue({ code: "custom", message: "must be an array of token IDs", input: v });
-    if (v.length > max) return void ctx.addIssue({ code: "custom", message: `carries ${v.length} tokens; at most ${max} per message`, input: v });
+    if (v.length > max)
+      return void ctx.addIssue({ code: "custom", message: `carries ${v.length} tokens; at most ${max} per message`, input: v });
     for (let i = 0; i < v.length; i++) {
-      if (!isTokenId(v[i], vocabSize)) return void ctx.addIssue({ code: "custom", path: [i], message: `= ${describeValue(v[i])} is not a token ID in [0, ${vocabSize})`, input: v[i] });
+      if (!isTokenId(v[i], vocabSize))
+        return void ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: `= ${describeValue(v[i])} is not a token ID in [0, ${vocabSize})`,
+          input: v[i],
+        });
     }
   });
 }
@@ -95,7 +105,10 @@ export const tokenIdsSchema = memo(tokenIdsSchemaOf);
 
 export const ModelIdentitySchema = object({
   /** human-readable model name (general.name or the file name) */
-  name: z.string({ error: "must be a string of 1 to 512 characters" }).min(1, { error: "must be a string of 1 to 512 characters" }).max(512, { error: "must be a string of 1 to 512 characters" }),
+  name: z
+    .string({ error: "must be a string of 1 to 512 characters" })
+    .min(1, { error: "must be a string of 1 to 512 characters" })
+    .max(512, { error: "must be a string of 1 to 512 characters" }),
   /** sha256 of the vocabulary (tokenizer.ggml.tokens), hex (lowercased on parsing) */
   vocabHash: hex(64, "a sha256 digest").transform((h) => h.toLowerCase()),
   vocabSize: integer(1),
@@ -137,7 +150,10 @@ export const ReplicaInfoSchema = object({
   /** the SLM it runs, with `weights` set: the device uses the replica only if this is its own SLM */
   model: ModelIdentitySchema,
   /** routers it can run: "confidence" (the SLM's top-1 probability), "mlp" (a router network the session uploaded); kinds unknown to this side are dropped */
-  routers: z.array(z.string()).max(16).transform((ks) => ks.filter((k): k is ReplicaRouterKind => (REPLICA_ROUTER_KINDS as readonly string[]).includes(k))),
+  routers: z
+    .array(z.string())
+    .max(16)
+    .transform((ks) => ks.filter((k): k is ReplicaRouterKind => (REPLICA_ROUTER_KINDS as readonly string[]).includes(k))),
 });
 export type ReplicaInfo = z.infer<typeof ReplicaInfoSchema>;
 
@@ -159,8 +175,19 @@ export type CreateSessionResponse = z.infer<typeof CreateSessionResponseSchema>;
  */
 export const ReplicaRouterSchema = z.discriminatedUnion(
   "kind",
-  [z.object({ kind: z.literal("confidence") }), z.object({ kind: z.literal("mlp"), digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "must be the sha256 the router upload answered with (64 lowercase hex digits)" }) })],
-  { error: (iss) => (iss.code === "invalid_union" ? `must be "confidence" or "mlp", got ${describeValue((iss.input as { kind?: unknown } | undefined)?.kind)}` : "must be a JSON object") },
+  [
+    z.object({ kind: z.literal("confidence") }),
+    z.object({
+      kind: z.literal("mlp"),
+      digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "must be the sha256 the router upload answered with (64 lowercase hex digits)" }),
+    }),
+  ],
+  {
+    error: (iss) =>
+      iss.code === "invalid_union"
+        ? `must be "confidence" or "mlp", got ${describeValue((iss.input as { kind?: unknown } | undefined)?.kind)}`
+        : "must be a JSON object",
+  },
 );
 export type ReplicaRouter = z.infer<typeof ReplicaRouterSchema>;
 
@@ -186,20 +213,27 @@ export const RouterUploadSchema = object({
     topK: integer(0, 64),
   }),
   network: object({
-    sizes: z.array(integer(1, 1 << 16), { error: "must be an array of layer widths" }).min(2, { error: "must name at least 2 layers" }).max(16, { error: "must name at most 16 layers" }),
+    sizes: z
+      .array(integer(1, 1 << 16), { error: "must be an array of layer widths" })
+      .min(2, { error: "must name at least 2 layers" })
+      .max(16, { error: "must name at most 16 layers" }),
     weights: z.array(z.string({ error: "must be base64 float32 values" }), { error: "must be an array of base64 strings" }).max(15),
     biases: z.array(z.string({ error: "must be base64 float32 values" }), { error: "must be an array of base64 strings" }).max(15),
     mean: z.string({ error: "must be base64 float32 values" }),
     std: z.string({ error: "must be base64 float32 values" }),
   }).superRefine((n, ctx) => {
     const layers = n.sizes.length - 1;
-    if (n.sizes[layers] !== 1) ctx.addIssue({ code: "custom", path: ["sizes"], message: `must end in 1 (one output), got ${n.sizes[layers]}` });
-    if (n.weights.length !== layers || n.biases.length !== layers) ctx.addIssue({ code: "custom", message: `must have ${layers} weight and bias arrays for ${n.sizes.length} sizes` });
+    if (n.sizes[layers] !== 1)
+      ctx.addIssue({ code: "custom", path: ["sizes"], message: `must end in 1 (one output), got ${n.sizes[layers]}` });
+    if (n.weights.length !== layers || n.biases.length !== layers)
+      ctx.addIssue({ code: "custom", message: `must have ${layers} weight and bias arrays for ${n.sizes.length} sizes` });
   }),
 });
 export type RouterUpload = z.infer<typeof RouterUploadSchema>;
 
-export const RouterUploadResponseSchema = object({ digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "must be a sha256 in lowercase hex" }) });
+export const RouterUploadResponseSchema = object({
+  digest: z.string().regex(/^[0-9a-f]{64}$/, { error: "must be a sha256 in lowercase hex" }),
+});
 export type RouterUploadResponse = z.infer<typeof RouterUploadResponseSchema>;
 
 const PREFIX = z.string({ error: "must be 16 lowercase hex digits" }).regex(/^[0-9a-f]{16}$/, { error: "must be 16 lowercase hex digits" });
@@ -265,7 +299,10 @@ export type NextRequest = z.infer<ReturnType<typeof nextRequestSchema>>;
 function routeRequestSchemaOf(vocabSize: number) {
   return appendRequestSchema(vocabSize).extend({
     /** τ: the replica routes positions whose router confidence is below it */
-    tau: z.number({ error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }).min(0, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }).max(1, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }),
+    tau: z
+      .number({ error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` })
+      .min(0, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` })
+      .max(1, { error: (iss) => `must be a number in [0, 1], got ${describeValue(iss.input)}` }),
     router: ReplicaRouterSchema,
     /** the answer position of the first routed position (routers may read it) */
     position: integer(0),
@@ -299,10 +336,15 @@ export const AppendResponseSchema = object({
 export type AppendResponse = z.infer<typeof AppendResponseSchema>;
 
 /** A log-probability: finite and ≤ 0 (a tiny positive rounding error allowed). */
-export const LogprobSchema = z.number({ error: "must be a finite log-probability ≤ 0" }).max(1e-6, { error: "must be a finite log-probability ≤ 0" });
+export const LogprobSchema = z
+  .number({ error: "must be a finite log-probability ≤ 0" })
+  .max(1e-6, { error: "must be a finite log-probability ≤ 0" });
 
 function tokenLogprobSchemaOf(vocabSize: number) {
-  return object({ tokenId: z.number().refine((t) => isTokenId(t, vocabSize), { error: "is outside the vocabulary" }), logprob: LogprobSchema });
+  return object({
+    tokenId: z.number().refine((t) => isTokenId(t, vocabSize), { error: "is outside the vocabulary" }),
+    logprob: LogprobSchema,
+  });
 }
 export const tokenLogprobSchema = memo(tokenLogprobSchemaOf);
 export type TokenLogprob = z.infer<ReturnType<typeof tokenLogprobSchema>>;
@@ -403,7 +445,8 @@ export function describeIssue(error: z.ZodError, root = "request body"): string 
 export function describeValue(v: unknown): string {
   if (v === undefined) return "nothing";
   if (v === null || typeof v === "number" || typeof v === "boolean") return String(v);
-  if (typeof v === "string") return v.length <= 32 ? JSON.stringify(v) : `${JSON.stringify(v.slice(0, 32))}… (a string of ${v.length} characters)`;
+  if (typeof v === "string")
+    return v.length <= 32 ? JSON.stringify(v) : `${JSON.stringify(v.slice(0, 32))}… (a string of ${v.length} characters)`;
   if (Array.isArray(v)) return `an array of ${v.length}`;
   return "an object";
 }

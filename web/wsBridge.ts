@@ -34,7 +34,8 @@ export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e
         ws.send(JSON.stringify(m));
       } catch (err) {
         // a value JSON cannot carry must not end the process; the page gets the failure instead
-        if (m.kind === "result") ws.send(JSON.stringify({ kind: "result", id: m.id, ok: false, error: `Reply not serialisable: ${errorText(err)}` }));
+        if (m.kind === "result")
+          ws.send(JSON.stringify({ kind: "result", id: m.id, ok: false, error: `Reply not serialisable: ${errorText(err)}` }));
       }
     };
     const unsubscribe = subscribe((event) => send({ kind: "event", event }));
@@ -46,10 +47,12 @@ export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e
       const call = parseWireRequest(String(data));
       if (!call) return ws.close(1008, "malformed call");
       // through a promise: an operation that throws synchronously is answered like one that rejects
-      Promise.resolve().then(() => callOp(api, call.op, call.arg)).then(
-        (result) => send({ kind: "result", id: call.id, ok: true, result }),
-        (err: unknown) => send({ kind: "result", id: call.id, ok: false, error: errorText(err) }),
-      );
+      Promise.resolve()
+        .then(() => callOp(api, call.op, call.arg))
+        .then(
+          (result) => send({ kind: "result", id: call.id, ok: true, result }),
+          (err: unknown) => send({ kind: "result", id: call.id, ok: false, error: errorText(err) }),
+        );
     });
   });
   return wss;

@@ -46,10 +46,14 @@ export class ChatPage {
 
   async waitForAnswerEnd(timeoutMs = 60_000): Promise<string> {
     let status = "";
-    await this.waitFor(async () => {
-      status = (await this.lastAnswer().getAttribute("data-status")) ?? "";
-      return status !== "streaming";
-    }, "the answer to end", timeoutMs);
+    await this.waitFor(
+      async () => {
+        status = (await this.lastAnswer().getAttribute("data-status")) ?? "";
+        return status !== "streaming";
+      },
+      "the answer to end",
+      timeoutMs,
+    );
     return status;
   }
 

@@ -13,7 +13,13 @@ export const INSPECTOR_TOP_K = 8;
 /** tokens of context given to detokenize, so a candidate keeps its leading space */
 const TEXT_CONTEXT = 8;
 
-export async function candidatesAt(slm: LocalModel, conv: Conversation, messageId: string, index: number, k = INSPECTOR_TOP_K): Promise<Candidate[]> {
+export async function candidatesAt(
+  slm: LocalModel,
+  conv: Conversation,
+  messageId: string,
+  index: number,
+  k = INSPECTOR_TOP_K,
+): Promise<Candidate[]> {
   const at = conv.messages.findIndex((m) => m.id === messageId);
   const msg = conv.messages[at];
   if (!msg || msg.role !== "assistant" || !msg.tokens) throw new Error("No such answer in this conversation");

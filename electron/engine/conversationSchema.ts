@@ -86,6 +86,9 @@ export function describeIssue(err: z.ZodError): string {
   if (top === "messages" && typeof n === "number") {
     return `message ${n + 1} is malformed (${rest.map(String).join(".") || "message"}: ${issue.message})`;
   }
-  const where = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "");
+  const where = issue.path
+    .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+    .join("")
+    .replace(/^\./, "");
   return where ? `${where}: ${issue.message}` : issue.message;
 }

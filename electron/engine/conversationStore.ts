@@ -140,7 +140,9 @@ export class ConversationStore {
       text = await readFile(file, "utf8");
     } catch (err) {
       const aside = await this.setAside(file);
-      this.notices.push(`The journal of conversation "${c.title}" could not be read (${errorMessage(err)}); it was moved aside to ${aside}.`);
+      this.notices.push(
+        `The journal of conversation "${c.title}" could not be read (${errorMessage(err)}); it was moved aside to ${aside}.`,
+      );
       return false;
     }
     const lines = text.split("\n");
@@ -174,7 +176,9 @@ export class ConversationStore {
       const aside = await this.setAside(file);
       this.notices.push(
         `The journal of conversation "${c.title}" is damaged` +
-          (damaged.length ? ` at line${damaged.length === 1 ? "" : "s"} ${damaged.slice(0, 5).join(", ")}${damaged.length > 5 ? ", …" : ""}` : "") +
+          (damaged.length
+            ? ` at line${damaged.length === 1 ? "" : "s"} ${damaged.slice(0, 5).join(", ")}${damaged.length > 5 ? ", …" : ""}`
+            : "") +
           `${lost ? ` (${lost} token${lost === 1 ? "" : "s"} missing)` : ""}; ` +
           `the intact tokens before and after the damage were recovered and the journal was kept aside as ${aside}.`,
       );

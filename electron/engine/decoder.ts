@@ -120,7 +120,11 @@ export class CollaborativeDecoder {
     return { source: replica ? new ReplicaSource(this.cloud, this.router, calls) : calls, calls };
   }
 
-  private async *run(prompt: readonly number[], opts: GenerateOptions, done: (s: AnswerSummary) => void): AsyncGenerator<TokenEvent, void, undefined> {
+  private async *run(
+    prompt: readonly number[],
+    opts: GenerateOptions,
+    done: (s: AnswerSummary) => void,
+  ): AsyncGenerator<TokenEvent, void, undefined> {
     const { source, calls } = this.source(opts);
     const answer = new AnswerState(this.slm, this.router, this.cloud, source, opts);
     let failed = false;
@@ -167,7 +171,13 @@ export class CollaborativeDecoder {
    * A position the router sends to the cloud: asks the token source, runs ahead while the answer is
    * on its way, then settles the guesses and takes what it can of a continuation. Null when aborted.
    */
-  private async routed(answer: AnswerState, step: SlmStep, local: TokenEvent, opts: GenerateOptions, calls: CallSource | null): Promise<Settled | null> {
+  private async routed(
+    answer: AnswerState,
+    step: SlmStep,
+    local: TokenEvent,
+    opts: GenerateOptions,
+    calls: CallSource | null,
+  ): Promise<Settled | null> {
     const { index } = local;
     const committedLength = answer.committedLength;
     const room = Math.min(opts.maxTokens - index - 1, this.slm.contextSize - committedLength - 2);
@@ -184,7 +194,9 @@ export class CollaborativeDecoder {
     const speculate = Math.max(0, Math.floor(opts.speculate ?? DEFAULT_SPECULATION));
     const pipeline = opts.pipeline !== false && pending.pipelinable ? calls : null;
     const guessed =
-      Math.min(speculate, room) > 0 && !pending.ready ? await runAhead(answer, { step, index }, pending, Math.min(runAheadLimit(answer, speculate), room), pipeline) : null;
+      Math.min(speculate, room) > 0 && !pending.ready
+        ? await runAhead(answer, { step, index }, pending, Math.min(runAheadLimit(answer, speculate), room), pipeline)
+        : null;
     const result = await pending.result;
     if (result.kind === "aborted") return null;
     const event = routedEvent(local, result);
@@ -206,6 +218,9 @@ export class CollaborativeDecoder {
       const token = { tokenId: event.tokenId, index, committedLength };
       verified = await acceptContinuation(answer, token, ahead as { events: TokenEvent[]; after: SlmStep } | null, continuation);
     }
-    return { events: [event, ...(ahead?.events ?? []), ...(verified?.events ?? [])], after: verified ? verified.after : (ahead?.after ?? null) };
+    return {
+      events: [event, ...(ahead?.events ?? []), ...(verified?.events ?? [])],
+      after: verified ? verified.after : (ahead?.after ?? null),
+    };
   }
 }

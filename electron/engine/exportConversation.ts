@@ -20,7 +20,10 @@ export function exportConversation(c: Conversation, format: ExportFormat): Expor
     if (m.role === "assistant" && m.tokens?.length) {
       const n = countOrigins(m.tokens);
       const share = ((100 * n.cloudTokens) / n.tokens).toFixed(1);
-      lines.push(`> ${n.tokens} tokens · ${n.cloudTokens} from the cloud (${share}%) · ${n.fallbackTokens} fallback${m.status === "stopped" ? " · stopped" : ""}`, "");
+      lines.push(
+        `> ${n.tokens} tokens · ${n.cloudTokens} from the cloud (${share}%) · ${n.fallbackTokens} fallback${m.status === "stopped" ? " · stopped" : ""}`,
+        "",
+      );
     }
   }
   return { filename: `${base}.md`, mime: "text/markdown", content: lines.join("\n") };

@@ -48,9 +48,14 @@ export async function httpDownload(o: HttpDownloadOptions): Promise<string> {
   let futile = 0;
   let lastError = "";
   while (p.total === null || p.done < p.total) {
-    if (overall.aborted) throw new DownloadError(o.signal.aborted ? "cancelled" : `not finished within ${Math.round(o.deadlineMs / 1000)} s (${p.done} bytes so far)`);
+    if (overall.aborted)
+      throw new DownloadError(
+        o.signal.aborted ? "cancelled" : `not finished within ${Math.round(o.deadlineMs / 1000)} s (${p.done} bytes so far)`,
+      );
     if (futile >= o.maxFutileAttempts) {
-      throw new DownloadError(`the server sent no more data after ${p.done}${p.total ? ` of ${p.total}` : ""} bytes in ${futile} attempts (${lastError})`);
+      throw new DownloadError(
+        `the server sent no more data after ${p.done}${p.total ? ` of ${p.total}` : ""} bytes in ${futile} attempts (${lastError})`,
+      );
     }
     const before = p.done;
     try {
@@ -88,8 +93,10 @@ async function attempt(o: HttpDownloadOptions, part: string, p: Progress, overal
     }
     const resumed = res.status === 206;
     const total = totalOf(res, resumed ? p.done : 0);
-    if (p.total !== null && total !== null && total !== p.total) throw new DownloadError(`the file changed size on the server (${p.total} then ${total} bytes)`);
-    if (total !== null && total > o.maxBytes) throw new DownloadError(`the server announces ${total} bytes, more than the ${o.maxBytes} expected`);
+    if (p.total !== null && total !== null && total !== p.total)
+      throw new DownloadError(`the file changed size on the server (${p.total} then ${total} bytes)`);
+    if (total !== null && total > o.maxBytes)
+      throw new DownloadError(`the server announces ${total} bytes, more than the ${o.maxBytes} expected`);
     if (p.total === null && total !== null) await checkRoom(part, total - (resumed ? p.done : 0));
     p.total ??= total;
     const fh = await open(part, resumed ? "a" : "w");
@@ -99,7 +106,8 @@ async function attempt(o: HttpDownloadOptions, part: string, p: Progress, overal
         clearTimeout(timer);
         timer = setTimeout(() => stall.abort(), o.stallMs);
         const bytes = chunk as Uint8Array;
-        if (p.total !== null && p.done + bytes.length > p.total) throw new DownloadError(`the server sent more than the ${p.total} bytes it announced`);
+        if (p.total !== null && p.done + bytes.length > p.total)
+          throw new DownloadError(`the server sent more than the ${p.total} bytes it announced`);
         await writeAll(fh, bytes);
         p.done += bytes.length;
         o.onProgress?.(p.done, p.total ?? 0);
@@ -118,11 +126,12 @@ async function attempt(o: HttpDownloadOptions, part: string, p: Progress, overal
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   try {
-    for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
+    for (let done = 0; done < bytes.length;) done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // a full disk is not a network hiccup: stop, keep the partial file for a resume once there is room
-    if (code === "ENOSPC" || code === "EDQUOT") throw new DownloadError(`the disk is full (${errorMessage(err)}); free some space and download again to resume`);
+    if (code === "ENOSPC" || code === "EDQUOT")
+      throw new DownloadError(`the disk is full (${errorMessage(err)}); free some space and download again to resume`);
     throw new DownloadError(`cannot write the file: ${errorMessage(err)}`);
   }
 }
@@ -138,7 +147,9 @@ function totalOf(res: Response, offset: number): number | null {
 async function checkRoom(file: string, need: number): Promise<void> {
   const fs = await statfs(path.dirname(file)).catch(() => null);
   if (fs && fs.bavail * fs.bsize < need) {
-    throw new DownloadError(`the disk is full: the model needs ${need} bytes and ${fs.bavail * fs.bsize} are free; free some space and download again`);
+    throw new DownloadError(
+      `the disk is full: the model needs ${need} bytes and ${fs.bavail * fs.bsize} are free; free some space and download again`,
+    );
   }
 }
 

@@ -55,7 +55,8 @@ export class ModelDownloads {
     this.current = { req, abort };
     let total = 0;
     let done = 0;
-    const set = (status: DownloadState["status"], error: string | null = null) => this.set({ id: req.id, totalBytes: total, downloadedBytes: done, status, error });
+    const set = (status: DownloadState["status"], error: string | null = null) =>
+      this.set({ id: req.id, totalBytes: total, downloadedBytes: done, status, error });
     set("downloading");
     try {
       const url = downloadUrl(req.uri);

@@ -49,7 +49,10 @@ class RecordingConfidenceRouter implements Router {
   /** positions of the current answer already recorded: speculation can score a position twice */
   seen = new Set<number>();
 
-  constructor(private readonly samples: ConfidenceSamples, private readonly max: number) {}
+  constructor(
+    private readonly samples: ConfidenceSamples,
+    private readonly max: number,
+  ) {}
 
   score(f: RouterFeatures): number {
     const pos = f.position ?? -1;
@@ -107,7 +110,8 @@ export class SelfDistiller {
   afterAnswer(): Promise<DistillEvent | null> {
     this.answering?.end();
     this.answering = null;
-    if (this.done || this.training || this.samples.size < this.nextAttemptAt || this.recorder.group < (this.opts.minAnswers ?? 5)) return Promise.resolve(null);
+    if (this.done || this.training || this.samples.size < this.nextAttemptAt || this.recorder.group < (this.opts.minAnswers ?? 5))
+      return Promise.resolve(null);
     this.training = this.train().finally(() => (this.training = null));
     return this.training;
   }
@@ -115,7 +119,13 @@ export class SelfDistiller {
   private async train(): Promise<DistillEvent | null> {
     let d: Distilled;
     try {
-      d = await distillRouter(this.slm, this.samples, { seed: this.opts.seed ?? 1, signal: this.abort.signal, idle: () => this.idle(), source: "self-distilled from this device's answers", minOverlap: this.opts.minOverlap });
+      d = await distillRouter(this.slm, this.samples, {
+        seed: this.opts.seed ?? 1,
+        signal: this.abort.signal,
+        idle: () => this.idle(),
+        source: "self-distilled from this device's answers",
+        minOverlap: this.opts.minOverlap,
+      });
     } catch (err) {
       if (this.abort.signal.aborted) return null;
       this.done = true;
@@ -126,7 +136,10 @@ export class SelfDistiller {
       const max = this.maxSamples;
       if (this.samples.size >= max) this.done = true;
       else this.nextAttemptAt = Math.min(max, this.samples.size + (this.opts.retryEvery ?? 4_000));
-      return { kind: "not-yet", description: `${how}${this.done ? "; keeping the confidence router" : `; trying again at ${this.nextAttemptAt} positions`}` };
+      return {
+        kind: "not-yet",
+        description: `${how}${this.done ? "; keeping the confidence router" : `; trying again at ${this.nextAttemptAt} positions`}`,
+      };
     }
     const file = path.join(this.opts.dir, distilledRouterFileName(bindingOf(this.slm)));
     try {
@@ -143,7 +156,10 @@ export class SelfDistiller {
   /** Resolves when no answer is being written (or training is being stopped). */
   private idle(): Promise<void> {
     if (!this.answering) return Promise.resolve();
-    return Promise.race([this.answering.done, new Promise<void>((r) => this.abort.signal.addEventListener("abort", () => r(), { once: true }))]);
+    return Promise.race([
+      this.answering.done,
+      new Promise<void>((r) => this.abort.signal.addEventListener("abort", () => r(), { once: true })),
+    ]);
   }
 
   /** Stops a training in progress (the SLM is being replaced or the app closes). */

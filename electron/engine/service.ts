@@ -108,7 +108,13 @@ export const CHEAP_VOCAB_MAX = 32_768;
 export const cheapOnVocabulary = (vocabSize: number): boolean => vocabSize <= CHEAP_VOCAB_MAX;
 export const inspectorCandidates = (vocabSize: number): number => (cheapOnVocabulary(vocabSize) ? 5 : 0);
 
-export const emptyStage = (source: string | null = null): StageStatus => ({ source, name: null, loaded: false, error: null, progress: null });
+export const emptyStage = (source: string | null = null): StageStatus => ({
+  source,
+  name: null,
+  loaded: false,
+  error: null,
+  progress: null,
+});
 
 interface ActiveAnswer {
   handle: AnswerHandle;
@@ -132,7 +138,15 @@ export class TandemService implements BridgeApi {
   private tau: number;
   private models: ModelStatus;
   private active: ActiveAnswer | null = null;
-  private readonly totals: LiveStats["totals"] = { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 };
+  private readonly totals: LiveStats["totals"] = {
+    answers: 0,
+    tokens: 0,
+    cloudTokens: 0,
+    fallbackTokens: 0,
+    cloudCalls: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+  };
   private readonly notices: string[] = [];
   private closed = false;
   private theme: Theme;
@@ -164,7 +178,9 @@ export class TandemService implements BridgeApi {
     this.theme = saved.theme ?? "system";
     this.contextChoice = opts.contextSize ?? saved.contextSize ?? null;
     this.defaultSystemPrompt = opts.systemPrompt ?? saved.systemPrompt ?? "";
-    const savedCloud: CloudSettings | undefined = saved.cloudKind ? { kind: saved.cloudKind, url: saved.cloudUrl ?? "", token: savedToken ?? "" } : undefined;
+    const savedCloud: CloudSettings | undefined = saved.cloudKind
+      ? { kind: saved.cloudKind, url: saved.cloudUrl ?? "", token: savedToken ?? "" }
+      : undefined;
     this.cloudSettings = opts.cloud ?? savedCloud ?? opts.cloudDefault ?? { kind: "none", url: "", token: "" };
     this.cloudStatusValue = this.statusFromSettings("disabled", null);
     this.models = { slm: emptyStage(opts.slm ?? null), llm: opts.llm ?? emptyStage(), router: this.router.name, download: null };
@@ -251,7 +267,11 @@ export class TandemService implements BridgeApi {
       stats: this.liveStats(),
       notices: [...this.notices],
       activeRequest: this.active
-        ? { requestId: this.active.handle.requestId, conversationId: this.active.handle.conversationId, messageId: this.active.handle.messageId }
+        ? {
+            requestId: this.active.handle.requestId,
+            conversationId: this.active.handle.conversationId,
+            messageId: this.active.handle.messageId,
+          }
         : null,
     };
   }
@@ -408,16 +428,36 @@ export class TandemService implements BridgeApi {
     return this.opts.maxTokens ?? 256;
   }
 
-  private async startAnswer(requestId: string, conv: Conversation, userMessageId: string, planned: PlannedPrompt, undo: () => void): Promise<AnswerHandle> {
+  private async startAnswer(
+    requestId: string,
+    conv: Conversation,
+    userMessageId: string,
+    planned: PlannedPrompt,
+    undo: () => void,
+  ): Promise<AnswerHandle> {
     const slm = this.slm!;
     const { usage } = planned.plan;
     this.keepFrom.set(conv.id, planned.plan.keepFrom);
     if (usage.truncated) this.notice(truncationNotice(usage.window));
-    const assistant: StoredMessage = { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [], context: usage };
+    const assistant: StoredMessage = {
+      id: randomUUID(),
+      role: "assistant",
+      content: "",
+      createdAt: Date.now(),
+      tokens: [],
+      context: usage,
+    };
     conv.messages.push(assistant);
     conv.updatedAt = Date.now();
     const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
-    const active: ActiveAnswer = { handle, abort: new AbortController(), pending: [], timer: null, startedAt: performance.now(), done: Promise.resolve() };
+    const active: ActiveAnswer = {
+      handle,
+      abort: new AbortController(),
+      pending: [],
+      timer: null,
+      startedAt: performance.now(),
+      done: Promise.resolve(),
+    };
     this.active = active;
     try {
       await this.store.save(conv.id);
@@ -777,7 +817,13 @@ export class TandemService implements BridgeApi {
     try {
       const m = await client.connect(this.slm.identity);
       // shown beside the model: with a replica of this SLM the cloud answers whole routed stretches
-      this.setCloudStatus("online", client.replicated ? "the server follows this device's routed decoding (a replica of its SLM): one round trip per stretch of cloud tokens" : null, m.name);
+      this.setCloudStatus(
+        "online",
+        client.replicated
+          ? "the server follows this device's routed decoding (a replica of its SLM): one round trip per stretch of cloud tokens"
+          : null,
+        m.name,
+      );
     } catch (err) {
       const refused = authFailure(err, checked.url, !!checked.token);
       if (refused || err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) {
@@ -797,7 +843,8 @@ function checkSettingsPatch(patch: SettingsPatch): SettingsPatch {
   const out: SettingsPatch = {};
   if (patch.tau !== undefined) out.tau = validateTau(Number(patch.tau));
   if (patch.theme !== undefined) {
-    if (patch.theme !== "system" && patch.theme !== "light" && patch.theme !== "dark") throw new Error(`Unknown theme ${JSON.stringify(patch.theme)}`);
+    if (patch.theme !== "system" && patch.theme !== "light" && patch.theme !== "dark")
+      throw new Error(`Unknown theme ${JSON.stringify(patch.theme)}`);
     out.theme = patch.theme;
   }
   if (patch.contextSize !== undefined) {

@@ -167,7 +167,9 @@ async function readSettings(file: string, notices: string[]): Promise<{ values: 
   } catch (err) {
     const aside = `${file}.corrupt-${Date.now()}`;
     await rename(file, aside).catch(() => {});
-    notices.push(`The settings file could not be read (${errorMessage(err)}); it was set aside as ${path.basename(aside)} and the defaults are used.`);
+    notices.push(
+      `The settings file could not be read (${errorMessage(err)}); it was set aside as ${path.basename(aside)} and the defaults are used.`,
+    );
     return none;
   }
   const values: Record<string, unknown> = {};

@@ -2,7 +2,15 @@
  * The bridge for browser mode: the same function table as Electron's preload, over a WebSocket to the
  * Node host (web/). Reconnects after the host restarts; the app re-reads its snapshot on "open".
  */
-import { BRIDGE_OPS, type Bridge, type BridgeApi, type BridgeEvent, type BridgeListener, type WireMessage, type WireRequest } from "../../shared/bridge";
+import {
+  BRIDGE_OPS,
+  type Bridge,
+  type BridgeApi,
+  type BridgeEvent,
+  type BridgeListener,
+  type WireMessage,
+  type WireRequest,
+} from "../../shared/bridge";
 
 export type ConnectionListener = (state: "open" | "closed") => void;
 

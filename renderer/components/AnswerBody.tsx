@@ -89,7 +89,8 @@ export function AnswerBody({ message, live }: { message: StoredMessage; live: bo
 function markInspected(root: HTMLElement, stores: Stores, messageId: string): void {
   const { hovered, pinned } = stores.ui.getState();
   const want = (cls: string, index: number | null) => {
-    for (const el of Array.from(root.querySelectorAll(`.${cls}`))) if (Number(el.getAttribute("data-index")) !== index) el.classList.remove(cls);
+    for (const el of Array.from(root.querySelectorAll(`.${cls}`)))
+      if (Number(el.getAttribute("data-index")) !== index) el.classList.remove(cls);
     if (index !== null) for (const el of Array.from(root.querySelectorAll(`[data-index="${index}"]`))) el.classList.add(cls);
   };
   const inspected = hovered ?? pinned;

@@ -11,19 +11,30 @@ import { TopBar } from "./TopBar";
 
 export function App() {
   const { controller, stores } = useApp();
-  const showOrigins = useSlice((s) => s.ui, (s) => s.showOrigins);
+  const showOrigins = useSlice(
+    (s) => s.ui,
+    (s) => s.showOrigins,
+  );
   const conv = useSlice((s) => s.chat, selectActiveConversation);
-  const notices = useSlice((s) => s.session, (s) => s.notices);
-  const connected = useSlice((s) => s.session, (s) => s.connected);
-  const needsModel = useSlice((s) => s.session, (s) => !!s.models && !s.models.slm.loaded && (!s.models.slm.source || !!s.models.slm.error));
+  const notices = useSlice(
+    (s) => s.session,
+    (s) => s.notices,
+  );
+  const connected = useSlice(
+    (s) => s.session,
+    (s) => s.connected,
+  );
+  const needsModel = useSlice(
+    (s) => s.session,
+    (s) => !!s.models && !s.models.slm.loaded && (!s.models.slm.source || !!s.models.slm.error),
+  );
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.key === "Escape") {
         if (stores.chat.getState().streaming) void controller.stop();
         else stores.ui.setState({ pinned: null, hovered: null });
-      }
-      else if ((e.metaKey || e.ctrlKey) && !e.shiftKey && e.key.toLowerCase() === "n") {
+      } else if ((e.metaKey || e.ctrlKey) && !e.shiftKey && e.key.toLowerCase() === "n") {
         e.preventDefault();
         void controller.newChat();
       }
@@ -37,7 +48,11 @@ export function App() {
       <Sidebar />
       <main className="main">
         <TopBar />
-        {!connected && <div className="banner warn" data-testid="disconnected">Connecting to the Tandem engine…</div>}
+        {!connected && (
+          <div className="banner warn" data-testid="disconnected">
+            Connecting to the Tandem engine…
+          </div>
+        )}
         {notices.length > 0 && (
           <div className="banner" data-testid="notices" role="status">
             {notices.slice(-3).map((n, i) => (
@@ -54,9 +69,7 @@ export function App() {
             ))}
           </div>
         )}
-        <div className="chat">
-          {needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}
-        </div>
+        <div className="chat">{needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}</div>
         <Composer />
       </main>
       <Inspector />

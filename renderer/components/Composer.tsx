@@ -7,8 +7,14 @@ import { useApp, useSlice } from "../context";
 
 export function Composer() {
   const { controller } = useApp();
-  const streaming = useSlice((s) => s.chat, (s) => s.streaming !== null);
-  const ready = useSlice((s) => s.session, (s) => s.connected && !!s.models?.slm.loaded);
+  const streaming = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming !== null,
+  );
+  const ready = useSlice(
+    (s) => s.session,
+    (s) => s.connected && !!s.models?.slm.loaded,
+  );
   const [text, setText] = useState("");
   const [sending, setSending] = useState(false);
   const box = useRef<HTMLTextAreaElement>(null);
@@ -30,7 +36,9 @@ export function Composer() {
         data-testid="composer"
         value={text}
         aria-label="message"
-        placeholder={ready ? "Message Tandem…  (Enter sends, Shift+Enter new line)" : "Message Tandem… (sends once the local model is ready)"}
+        placeholder={
+          ready ? "Message Tandem…  (Enter sends, Shift+Enter new line)" : "Message Tandem… (sends once the local model is ready)"
+        }
         rows={Math.min(8, Math.max(1, text.split("\n").length))}
         onChange={(e) => setText(e.target.value)}
         onKeyDown={(e) => {
@@ -45,7 +53,13 @@ export function Composer() {
           ■ Stop
         </button>
       ) : (
-        <button className="send" data-testid="send" onClick={send} disabled={!text.trim() || !ready || sending} title={ready ? "Send (Enter)" : "Waiting for the local model"}>
+        <button
+          className="send"
+          data-testid="send"
+          onClick={send}
+          disabled={!text.trim() || !ready || sending}
+          title={ready ? "Send (Enter)" : "Waiting for the local model"}
+        >
           Send
         </button>
       )}

@@ -38,7 +38,11 @@ export function ConfidenceChart({ message }: { message: StoredMessage }) {
   const x = (b: number) => M.left + ((b + 0.5) / B) * pw;
   const y = (c: number) => M.top + (1 - c) * ph;
   const path = (f: (b: Bucket) => number) => buckets.map((b, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(f(b)).toFixed(1)}`).join("");
-  const tauPath = buckets.map((b, i) => `${i ? "L" : "M"}${(M.left + (i / B) * pw).toFixed(1)},${y(b.tau).toFixed(1)}H${(M.left + ((i + 1) / B) * pw).toFixed(1)}`).join("");
+  const tauPath = buckets
+    .map(
+      (b, i) => `${i ? "L" : "M"}${(M.left + (i / B) * pw).toFixed(1)},${y(b.tau).toFixed(1)}H${(M.left + ((i + 1) / B) * pw).toFixed(1)}`,
+    )
+    .join("");
   const lastTau = buckets[B - 1].tau;
 
   const tokenAt = (e: MouseEvent<SVGRectElement>): number => {
@@ -57,7 +61,14 @@ export function ConfidenceChart({ message }: { message: StoredMessage }) {
   const hb = hover === null ? -1 : buckets.findIndex((b) => b.from <= hover && hover < b.to);
   return (
     <figure className="chart-box" ref={box}>
-      <svg className="chart" data-testid="confidence-chart" width={width} height={H} role="img" aria-label={`Router score of each of the ${n} tokens against τ; click to inspect a token`}>
+      <svg
+        className="chart"
+        data-testid="confidence-chart"
+        width={width}
+        height={H}
+        role="img"
+        aria-label={`Router score of each of the ${n} tokens against τ; click to inspect a token`}
+      >
         {[0, 0.5, 1].map((v) => (
           <g key={v}>
             <line className="chart-grid" x1={M.left} x2={M.left + pw} y1={y(v)} y2={y(v)} />
@@ -80,7 +91,9 @@ export function ConfidenceChart({ message }: { message: StoredMessage }) {
           τ {lastTau.toFixed(2)}
         </text>
         {buckets.map((b, i) =>
-          b.cloud || b.fallback ? <circle key={i} cx={x(i)} cy={y(b.min)} r={2.6} className={`chart-dot origin-${b.cloud ? "cloud" : "fallback"}`} /> : null,
+          b.cloud || b.fallback ? (
+            <circle key={i} cx={x(i)} cy={y(b.min)} r={2.6} className={`chart-dot origin-${b.cloud ? "cloud" : "fallback"}`} />
+          ) : null,
         )}
         {hb >= 0 && <line className="chart-cursor" x1={x(hb)} x2={x(hb)} y1={M.top} y2={M.top + ph} />}
         <rect
@@ -97,11 +110,13 @@ export function ConfidenceChart({ message }: { message: StoredMessage }) {
       </svg>
       {h && hb >= 0 && (
         <div className="chart-tip" data-testid="chart-tooltip" style={{ left: Math.min(width - 180, Math.max(0, x(hb) - 60)) }}>
-          #{h.index + 1} “{visibleText(h.text) || "∅"}” · {h.origin} · score {h.confidence.toFixed(2)} {h.confidence < h.tau ? "<" : "≥"} τ {h.tau.toFixed(2)}
+          #{h.index + 1} “{visibleText(h.text) || "∅"}” · {h.origin} · score {h.confidence.toFixed(2)} {h.confidence < h.tau ? "<" : "≥"} τ{" "}
+          {h.tau.toFixed(2)}
         </div>
       )}
       <figcaption className="chart-caption muted small">
-        Router score per token{grouped ? ` (mean, and the lowest, per ${Math.round(n / B)} tokens)` : ""} against τ (red); dots: <span className="cap-cloud">cloud</span>, <span className="cap-fallback">fallback</span>. Click to inspect.
+        Router score per token{grouped ? ` (mean, and the lowest, per ${Math.round(n / B)} tokens)` : ""} against τ (red); dots:{" "}
+        <span className="cap-cloud">cloud</span>, <span className="cap-fallback">fallback</span>. Click to inspect.
       </figcaption>
     </figure>
   );

@@ -21,18 +21,33 @@ export function routerMeaning(router: string): string {
 export function Inspector() {
   const { stores } = useApp();
   const ref = useSlice((s) => s.ui, selectInspected);
-  const pinned = useSlice((s) => s.ui, (s) => s.pinned);
+  const pinned = useSlice(
+    (s) => s.ui,
+    (s) => s.pinned,
+  );
   // messages are replaced, never mutated: this selects a stable object while others stream in
-  const message: StoredMessage | undefined = useSlice((s) => s.chat, (c) => (ref && c.activeId ? c.loaded[c.activeId]?.messages.find((x) => x.id === ref.messageId) : undefined));
+  const message: StoredMessage | undefined = useSlice(
+    (s) => s.chat,
+    (c) => (ref && c.activeId ? c.loaded[c.activeId]?.messages.find((x) => x.id === ref.messageId) : undefined),
+  );
   const t: TokenEvent | undefined = ref ? message?.tokens?.[ref.index] : undefined;
-  const router = useSlice((s) => s.session, (s) => s.models?.router ?? "");
+  const router = useSlice(
+    (s) => s.session,
+    (s) => s.models?.router ?? "",
+  );
   const close = () => stores.ui.setState({ pinned: null, hovered: null });
   return (
     <aside className={`inspector${pinned && t ? " open" : ""}`} data-testid="inspector" aria-label="token inspector">
       <div className="insp-head">
         <h2>Token inspector</h2>
         {pinned && (
-          <button className="icon-button" data-testid="inspector-close" onClick={close} aria-label="close the inspector (Esc)" title="close (Esc)">
+          <button
+            className="icon-button"
+            data-testid="inspector-close"
+            onClick={close}
+            aria-label="close the inspector (Esc)"
+            title="close (Esc)"
+          >
             ×
           </button>
         )}
@@ -40,10 +55,17 @@ export function Inspector() {
       {!t || !message ? (
         <p className="muted">Hover over a token to see why it was chosen; click it (or focus the answer and use ← →) to pin it.</p>
       ) : (
-        <TokenDetails t={t} message={message} router={message.summary?.router ?? router} pinned={pinned?.messageId === message.id && pinned.index === t.index} />
+        <TokenDetails
+          t={t}
+          message={message}
+          router={message.summary?.router ?? router}
+          pinned={pinned?.messageId === message.id && pinned.index === t.index}
+        />
       )}
       <div className="sr-only" aria-live="polite" data-testid="inspector-live">
-        {t && pinned ? `Token ${t.index + 1} of ${message?.tokens?.length ?? 0}, “${visibleText(t.text)}”, ${t.origin}, score ${t.confidence.toFixed(2)} against τ ${t.tau.toFixed(2)}` : ""}
+        {t && pinned
+          ? `Token ${t.index + 1} of ${message?.tokens?.length ?? 0}, “${visibleText(t.text)}”, ${t.origin}, score ${t.confidence.toFixed(2)} against τ ${t.tau.toFixed(2)}`
+          : ""}
       </div>
     </aside>
   );
@@ -94,7 +116,11 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
         </span>
       </div>
       <p className="muted small">{ORIGIN_HELP[t.origin]}</p>
-      {!t.text && <p className="muted small">This token has no text of its own: it ends inside a character (or a possible stop word) whose text comes with a later token.</p>}
+      {!t.text && (
+        <p className="muted small">
+          This token has no text of its own: it ends inside a character (or a possible stop word) whose text comes with a later token.
+        </p>
+      )}
       <dl>
         <dt>position</dt>
         <dd>
@@ -111,7 +137,8 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
           </div>
         </dd>
         <dd className="muted small" data-testid="insp-router" title={router}>
-          Scored by the <strong>{router.split(" (")[0] || "active"}</strong> router: {routerMeaning(router)}. Below τ, the cloud writes the token.
+          Scored by the <strong>{router.split(" (")[0] || "active"}</strong> router: {routerMeaning(router)}. Below τ, the cloud writes the
+          token.
         </dd>
         {t.cloud && (
           <>
@@ -150,9 +177,29 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
   );
 }
 
-function Candidates({ t, cands, onDemand, pinned, live }: { t: TokenEvent; cands?: Candidate[]; onDemand: { list?: Candidate[]; error?: string } | null; pinned: boolean; live: boolean }) {
+function Candidates({
+  t,
+  cands,
+  onDemand,
+  pinned,
+  live,
+}: {
+  t: TokenEvent;
+  cands?: Candidate[];
+  onDemand: { list?: Candidate[]; error?: string } | null;
+  pinned: boolean;
+  live: boolean;
+}) {
   if (!cands?.length) {
-    const why = onDemand?.error ?? (onDemand ? "computing the candidates…" : live ? "candidates can be computed once the answer ends: pin the token then" : pinned ? "computing the candidates…" : "click the token to compute its candidates");
+    const why =
+      onDemand?.error ??
+      (onDemand
+        ? "computing the candidates…"
+        : live
+          ? "candidates can be computed once the answer ends: pin the token then"
+          : pinned
+            ? "computing the candidates…"
+            : "click the token to compute its candidates");
     return (
       <p className="muted small" data-testid="insp-candidates-note">
         Small model's candidates: {why}

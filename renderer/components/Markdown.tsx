@@ -66,7 +66,10 @@ function CodeBlock({ children }: { children?: ReactNode }) {
 }
 
 const REMARK = [remarkGfm, remarkMath];
-const HIGHLIGHT: [typeof rehypeHighlight, { detect: boolean; ignoreMissing: boolean }] = [rehypeHighlight, { detect: true, ignoreMissing: true }];
+const HIGHLIGHT: [typeof rehypeHighlight, { detect: boolean; ignoreMissing: boolean }] = [
+  rehypeHighlight,
+  { detect: true, ignoreMissing: true },
+];
 // KaTeX before highlighting: display math arrives as `pre > code.language-math`, which the highlighter
 // would otherwise take for code (rehype-katex shows bad TeX as its source, never throws)
 const KATEX: [typeof rehypeKatex, { strict: boolean }] = [rehypeKatex, { strict: false }];

@@ -25,7 +25,11 @@ export function MessageList({ conversation }: { conversation: Conversation }) {
   return (
     <div className="messages" data-testid="messages">
       {conversation.messages.map((m) =>
-        m.role === "user" ? <UserMessage key={m.id} message={m} /> : <AssistantMessage key={m.id} message={m} isLast={m.id === lastAssistant} />,
+        m.role === "user" ? (
+          <UserMessage key={m.id} message={m} />
+        ) : (
+          <AssistantMessage key={m.id} message={m} isLast={m.id === lastAssistant} />
+        ),
       )}
       <div ref={end} />
     </div>
@@ -34,8 +38,14 @@ export function MessageList({ conversation }: { conversation: Conversation }) {
 
 const UserMessage = memo(function UserMessage({ message }: { message: StoredMessage }) {
   const { controller, stores } = useApp();
-  const editing = useSlice((s) => s.ui, (s) => s.editing === message.id);
-  const streaming = useSlice((s) => s.chat, (s) => s.streaming !== null);
+  const editing = useSlice(
+    (s) => s.ui,
+    (s) => s.editing === message.id,
+  );
+  const streaming = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming !== null,
+  );
   const [draft, setDraft] = useState(message.content);
   if (editing) {
     return (
@@ -70,13 +80,27 @@ const UserMessage = memo(function UserMessage({ message }: { message: StoredMess
 
 const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { message: StoredMessage; isLast: boolean }) {
   const { controller, stores } = useApp();
-  const live = useSlice((s) => s.chat, (s) => s.streaming?.messageId === message.id);
-  const tokenView = useSlice((s) => s.ui, (s) => s.tokenView[message.id] ?? false);
-  const liveTps = useSlice((s) => s.session, (s) => (live ? s.stats?.active?.tokensPerSecond ?? null : null));
+  const live = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming?.messageId === message.id,
+  );
+  const tokenView = useSlice(
+    (s) => s.ui,
+    (s) => s.tokenView[message.id] ?? false,
+  );
+  const liveTps = useSlice(
+    (s) => s.session,
+    (s) => (live ? (s.stats?.active?.tokensPerSecond ?? null) : null),
+  );
   const f = answerFigures(message);
   const showSource = tokenView && !live;
   return (
-    <div className="msg assistant" data-testid="answer" data-status={live ? "streaming" : message.status ?? "streaming"} data-message-id={message.id}>
+    <div
+      className="msg assistant"
+      data-testid="answer"
+      data-status={live ? "streaming" : (message.status ?? "streaming")}
+      data-message-id={message.id}
+    >
       <div className="answer-body">
         {showSource ? <TokenView message={message} live={live} /> : <AnswerBody message={message} live={live} />}
         {message.status === "error" && <div className="error">The answer failed: {message.error}</div>}

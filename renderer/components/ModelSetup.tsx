@@ -14,7 +14,10 @@ export const needsAcceptance = (license: string | undefined): boolean => !!licen
 
 export function ModelSetup() {
   const { controller } = useApp();
-  const models = useSlice((s) => s.session, (s) => s.models);
+  const models = useSlice(
+    (s) => s.session,
+    (s) => s.models,
+  );
   const [items, setItems] = useState<CatalogueItem[]>([]);
   const [gguf, setGguf] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -39,7 +42,12 @@ export function ModelSetup() {
         ))}
       </ul>
       <div className="open-local">
-        <input value={gguf} aria-label="path of a GGUF file" placeholder="or a GGUF file on this computer: /path/to/model.gguf" onChange={(e) => setGguf(e.target.value)} />
+        <input
+          value={gguf}
+          aria-label="path of a GGUF file"
+          placeholder="or a GGUF file on this computer: /path/to/model.gguf"
+          onChange={(e) => setGguf(e.target.value)}
+        />
         <button disabled={!gguf.trim() || downloading} onClick={() => act(() => controller.openLocalModel(gguf.trim()))}>
           Open
         </button>
@@ -72,7 +80,17 @@ function useStalled(running: boolean, bytes: number): boolean {
   return stalled;
 }
 
-function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine: DownloadState | null; busy: boolean; act: (f: () => Promise<void>) => void }) {
+function CatalogueCard({
+  item: m,
+  mine,
+  busy,
+  act,
+}: {
+  item: CatalogueItem;
+  mine: DownloadState | null;
+  busy: boolean;
+  act: (f: () => Promise<void>) => void;
+}) {
   const { controller } = useApp();
   const [accepting, setAccepting] = useState(false);
   const [accepted, setAccepted] = useState(false);
@@ -108,7 +126,8 @@ function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine
       {accepting && (
         <div className="licence-accept" data-testid="licence-accept" role="group" aria-label="licence">
           <span>
-            This model's weights are under the <strong>{m.license}</strong>, which restricts how it may be used. Download only if your use is allowed.
+            This model's weights are under the <strong>{m.license}</strong>, which restricts how it may be used. Download only if your use
+            is allowed.
           </span>
           <span className="licence-actions">
             <button
@@ -126,13 +145,29 @@ function CatalogueCard({ item: m, mine, busy, act }: { item: CatalogueItem; mine
         </div>
       )}
       {/* always there, so the card does not jump as the download starts, fails or ends */}
-      <div className={`progress${mine && mine.status !== "done" ? "" : " idle"}`} role="progressbar" aria-label={`${m.name} download`} aria-valuenow={Math.round(frac * 100)} aria-valuemin={0} aria-valuemax={100}>
+      <div
+        className={`progress${mine && mine.status !== "done" ? "" : " idle"}`}
+        role="progressbar"
+        aria-label={`${m.name} download`}
+        aria-valuenow={Math.round(frac * 100)}
+        aria-valuemin={0}
+        aria-valuemax={100}
+      >
         <div style={{ width: `${(frac * 100).toFixed(1)}%` }} />
-        <span>{running ? (mine.totalBytes ? `${(frac * 100).toFixed(0)}% · ${mb(mine.downloadedBytes)} of ${mb(mine.totalBytes)}` : "connecting…") : mine?.status === "cancelled" ? "cancelled — the partial file is kept" : ""}</span>
+        <span>
+          {running
+            ? mine.totalBytes
+              ? `${(frac * 100).toFixed(0)}% · ${mb(mine.downloadedBytes)} of ${mb(mine.totalBytes)}`
+              : "connecting…"
+            : mine?.status === "cancelled"
+              ? "cancelled — the partial file is kept"
+              : ""}
+        </span>
       </div>
       {running && stalled && (
         <p className="error download-error" data-testid="download-stalled" role="alert">
-          No data from the download server for {STALL_SECONDS} s: this computer may be offline, or the server unreachable. Cancel, then Resume once connected.
+          No data from the download server for {STALL_SECONDS} s: this computer may be offline, or the server unreachable. Cancel, then
+          Resume once connected.
         </p>
       )}
       {failed && (

@@ -6,7 +6,10 @@ import { errorMessage } from "../../shared/errors.js";
 
 export function Settings() {
   const { stores } = useApp();
-  const cloud = useSlice((s) => s.session, (s) => s.cloud);
+  const cloud = useSlice(
+    (s) => s.session,
+    (s) => s.cloud,
+  );
   const [kind, setKind] = useState<CloudSettingKind>(cloud?.kind ?? "tandem");
   const [url, setUrl] = useState(cloud?.url ?? "");
   const [token, setToken] = useState("");
@@ -37,11 +40,24 @@ export function Settings() {
       </label>
       <label>
         URL
-        <input data-testid="settings-url" value={url} placeholder="http://127.0.0.1:8788" onChange={(e) => setUrl(e.target.value)} disabled={kind === "none"} />
+        <input
+          data-testid="settings-url"
+          value={url}
+          placeholder="http://127.0.0.1:8788"
+          onChange={(e) => setUrl(e.target.value)}
+          disabled={kind === "none"}
+        />
       </label>
       <label>
         Token
-        <input data-testid="settings-token" type="password" value={token} placeholder={cloud?.hasToken ? "(saved)" : "bearer token"} onChange={(e) => setToken(e.target.value)} disabled={kind === "none"} />
+        <input
+          data-testid="settings-token"
+          type="password"
+          value={token}
+          placeholder={cloud?.hasToken ? "(saved)" : "bearer token"}
+          onChange={(e) => setToken(e.target.value)}
+          disabled={kind === "none"}
+        />
       </label>
       <button data-testid="settings-connect" disabled={busy} onClick={() => void run(() => bridge.setCloud({ kind, url, token }))}>
         Connect

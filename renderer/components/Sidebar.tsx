@@ -7,8 +7,14 @@ import { ModelStatusPanel } from "./TopBar";
 
 export function Sidebar() {
   const { controller } = useApp();
-  const conversations = useSlice((s) => s.chat, (s) => s.conversations);
-  const activeId = useSlice((s) => s.chat, (s) => s.activeId);
+  const conversations = useSlice(
+    (s) => s.chat,
+    (s) => s.conversations,
+  );
+  const activeId = useSlice(
+    (s) => s.chat,
+    (s) => s.activeId,
+  );
   const [renaming, setRenaming] = useState<string | null>(null);
 
   const download = async (id: string, format: ExportFormat) => {
@@ -24,7 +30,10 @@ export function Sidebar() {
   return (
     <nav className="sidebar" aria-label="conversations">
       <div className="brand">
-        <span className="logo" aria-hidden>◐</span> Tandem
+        <span className="logo" aria-hidden>
+          ◐
+        </span>{" "}
+        Tandem
       </div>
       <button className="new-chat" data-testid="new-chat" onClick={() => void controller.newChat()} title="New chat (Ctrl/⌘+N)">
         + New chat
@@ -46,14 +55,27 @@ export function Sidebar() {
                 onBlur={() => setRenaming(null)}
               />
             ) : (
-              <button className="conv-title" onClick={() => void controller.select(c.id)} onDoubleClick={() => setRenaming(c.id)} title="double-click to rename">
+              <button
+                className="conv-title"
+                onClick={() => void controller.select(c.id)}
+                onDoubleClick={() => setRenaming(c.id)}
+                title="double-click to rename"
+              >
                 {c.title}
               </button>
             )}
             <span className="conv-actions">
-              <button title="Export as Markdown" onClick={() => void download(c.id, "markdown")}>md</button>
-              <button title="Export as JSON, with every token's origin" onClick={() => void download(c.id, "json")}>json</button>
-              <button title="Delete" aria-label="delete conversation" onClick={() => confirm(`Delete “${c.title}”?`) && void controller.remove(c.id)}>
+              <button title="Export as Markdown" onClick={() => void download(c.id, "markdown")}>
+                md
+              </button>
+              <button title="Export as JSON, with every token's origin" onClick={() => void download(c.id, "json")}>
+                json
+              </button>
+              <button
+                title="Delete"
+                aria-label="delete conversation"
+                onClick={() => confirm(`Delete “${c.title}”?`) && void controller.remove(c.id)}
+              >
                 ×
               </button>
             </span>

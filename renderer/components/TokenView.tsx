@@ -9,12 +9,19 @@ import { selectInspected } from "../state/stores";
 
 export function TokenView({ message, live }: { message: StoredMessage; live: boolean }) {
   const { stores } = useApp();
-  const inspected = useSlice((s) => s.ui, (s) => {
-    const r = selectInspected(s);
-    return r?.messageId === message.id ? r.index : -1;
-  });
+  const inspected = useSlice(
+    (s) => s.ui,
+    (s) => {
+      const r = selectInspected(s);
+      return r?.messageId === message.id ? r.index : -1;
+    },
+  );
   const set = (index: number | null, pin = false) =>
-    stores.ui.setState(pin ? { pinned: index === null ? null : { messageId: message.id, index } } : { hovered: index === null ? null : { messageId: message.id, index } });
+    stores.ui.setState(
+      pin
+        ? { pinned: index === null ? null : { messageId: message.id, index } }
+        : { hovered: index === null ? null : { messageId: message.id, index } },
+    );
   return (
     <div className="tokens" data-testid="tokens" onMouseLeave={() => set(null)}>
       {message.tokens?.map((t) => (

@@ -40,17 +40,26 @@ export function cloudLabel(cloud: CloudStatus | null): string {
 
 export function TopBar() {
   const { controller } = useApp();
-  const tau = useSlice((s) => s.session, (s) => s.tau);
-  const share = useSlice((s) => s.chat, (s) => {
-    const scores = recentScores(s);
-    return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
-  });
+  const tau = useSlice(
+    (s) => s.session,
+    (s) => s.tau,
+  );
+  const share = useSlice(
+    (s) => s.chat,
+    (s) => {
+      const scores = recentScores(s);
+      return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
+    },
+  );
   return (
     <header className="topbar">
       <div className="tau" data-testid="tau">
         <div className="tau-row">
           <label htmlFor="tau-slider">
-            τ <span className="tau-value" data-testid="tau-value">{tau.toFixed(2)}</span>
+            τ{" "}
+            <span className="tau-value" data-testid="tau-value">
+              {tau.toFixed(2)}
+            </span>
           </label>
           <input
             id="tau-slider"
@@ -64,7 +73,11 @@ export function TopBar() {
             aria-label="τ: the router sends a token to the cloud when its score is below τ"
             aria-describedby="tau-help"
           />
-          <span className="tau-share" data-testid="tau-share" title="share of the tokens of your recent answers whose router score is below this τ">
+          <span
+            className="tau-share"
+            data-testid="tau-share"
+            title="share of the tokens of your recent answers whose router score is below this τ"
+          >
             {share === null ? "cloud share: after a first answer" : `≈${formatPercent(share)} cloud at this τ`}
           </span>
         </div>
@@ -83,9 +96,18 @@ export function TopBar() {
 
 function MoreMenu() {
   const { stores } = useApp();
-  const showOrigins = useSlice((s) => s.ui, (s) => s.showOrigins);
-  const theme = useSlice((s) => s.ui, (s) => s.theme);
-  const cloud = useSlice((s) => s.session, (s) => s.cloud);
+  const showOrigins = useSlice(
+    (s) => s.ui,
+    (s) => s.showOrigins,
+  );
+  const theme = useSlice(
+    (s) => s.ui,
+    (s) => s.theme,
+  );
+  const cloud = useSlice(
+    (s) => s.session,
+    (s) => s.cloud,
+  );
   return (
     <details className="menu" data-testid="menu">
       <summary aria-label="display settings and more" title="display settings and more">
@@ -93,7 +115,12 @@ function MoreMenu() {
       </summary>
       <div className="menu-panel">
         <label className="menu-row">
-          <input type="checkbox" data-testid="origins-toggle" checked={showOrigins} onChange={(e) => stores.ui.setState({ showOrigins: e.target.checked })} />
+          <input
+            type="checkbox"
+            data-testid="origins-toggle"
+            checked={showOrigins}
+            onChange={(e) => stores.ui.setState({ showOrigins: e.target.checked })}
+          />
           Colour tokens by origin
         </label>
         <label className="menu-row">
@@ -115,11 +142,25 @@ function MoreMenu() {
 
 /** The models and the router, one line per stage, at the foot of the sidebar. */
 export function ModelStatusPanel() {
-  const models = useSlice((s) => s.session, (s) => s.models);
-  const cloud = useSlice((s) => s.session, (s) => s.cloud);
+  const models = useSlice(
+    (s) => s.session,
+    (s) => s.models,
+  );
+  const cloud = useSlice(
+    (s) => s.session,
+    (s) => s.cloud,
+  );
   if (!models) return null;
   const line = (label: string, st: ModelStatus["slm"]) => {
-    const text = st.error ? st.error : st.loaded ? st.name : st.progress != null ? `downloading ${formatPercent(st.progress)}` : st.source ? "loading…" : "—";
+    const text = st.error
+      ? st.error
+      : st.loaded
+        ? st.name
+        : st.progress != null
+          ? `downloading ${formatPercent(st.progress)}`
+          : st.source
+            ? "loading…"
+            : "—";
     return (
       <div className={`model-line ${st.error ? "bad" : ""}`} title={st.source ?? ""}>
         <span className="model-label">{label}</span> <span className="model-name">{text}</span>
@@ -142,14 +183,22 @@ export function ModelStatusPanel() {
 }
 
 export function CloudIndicator() {
-  const cloud = useSlice((s) => s.session, (s) => s.cloud);
+  const cloud = useSlice(
+    (s) => s.session,
+    (s) => s.cloud,
+  );
   const state = cloud?.state ?? "unknown";
   // why the cloud is offline (a refused token, an invalid URL, another vocabulary) is shown, not only
   // hovered: it is what the user has to fix (one line here; in full in the menu)
   const why = state === "offline" && cloud?.detail ? cloud.detail : null;
   return (
     <>
-      <span className={`cloud-indicator cloud-${state}`} data-testid="cloud-indicator" data-state={state} title={[cloud?.model, cloud?.detail].filter(Boolean).join(" — ") || cloud?.url || ""}>
+      <span
+        className={`cloud-indicator cloud-${state}`}
+        data-testid="cloud-indicator"
+        data-state={state}
+        title={[cloud?.model, cloud?.detail].filter(Boolean).join(" — ") || cloud?.url || ""}
+      >
         <span className="dot" /> {cloudLabel(cloud)}
       </span>
       {why && (

@@ -82,7 +82,9 @@ class Tokeniser {
     if (p?.start.offset === undefined || p.end.offset === undefined) return inherited;
     let start = p.start.offset;
     // a fenced block's position includes the fence line: its text starts on the next line
-    const isFenced = (el.tagName === "pre" || (el.tagName === "code" && parent.type === "element" && parent.tagName === "pre")) && /^ {0,3}(`{3,}|~{3,})/.test(this.source.slice(start, start + 8));
+    const isFenced =
+      (el.tagName === "pre" || (el.tagName === "code" && parent.type === "element" && parent.tagName === "pre")) &&
+      /^ {0,3}(`{3,}|~{3,})/.test(this.source.slice(start, start + 8));
     if (isFenced) {
       const nl = this.source.indexOf("\n", start);
       start = nl < 0 || nl >= p.end.offset ? p.end.offset : nl + 1;
@@ -96,7 +98,10 @@ class Tokeniser {
     if (!value || !this.spans.length) return null;
     const isBlock = parent.type === "root" || BLOCK_PARENTS.has(parent.tagName);
     if (isBlock && !value.trim()) return null;
-    const range = text.position?.start.offset !== undefined && text.position.end.offset !== undefined ? { start: text.position.start.offset, end: text.position.end.offset } : inherited;
+    const range =
+      text.position?.start.offset !== undefined && text.position.end.offset !== undefined
+        ? { start: text.position.start.offset, end: text.position.end.offset }
+        : inherited;
     const runs: { span: number; text: string }[] = [];
     for (const ch of value) {
       const span = this.locate(ch, range);
@@ -142,7 +147,13 @@ class Tokeniser {
     return {
       type: "element",
       tagName: "span",
-      properties: { className: [...classes, `origin-${t.origin}`], dataOrigin: t.origin, dataIndex: t.index, dataTestid: testId, tabIndex: -1 },
+      properties: {
+        className: [...classes, `origin-${t.origin}`],
+        dataOrigin: t.origin,
+        dataIndex: t.index,
+        dataTestid: testId,
+        tabIndex: -1,
+      },
       children,
     };
   }

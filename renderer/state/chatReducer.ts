@@ -105,6 +105,6 @@ function updateMessage(state: ChatState, conversationId: string, messageId: stri
 // ---------------------------------------------------------------------------------------------------
 // Selectors
 
-export const selectActiveConversation = (s: ChatState): Conversation | null => (s.activeId ? s.loaded[s.activeId] ?? null : null);
+export const selectActiveConversation = (s: ChatState): Conversation | null => (s.activeId ? (s.loaded[s.activeId] ?? null) : null);
 
 export const selectIsStreaming = (s: ChatState): boolean => s.streaming !== null;

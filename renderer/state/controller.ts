@@ -51,7 +51,10 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
         break;
       case "models":
         // a notice that the model is missing or loading is stale once it is loaded
-        stores.session.setState((s) => ({ models: e.models, notices: e.models.slm.loaded ? s.notices.filter((n) => !STALE_ONCE_LOADED.test(n)) : s.notices }));
+        stores.session.setState((s) => ({
+          models: e.models,
+          notices: e.models.slm.loaded ? s.notices.filter((n) => !STALE_ONCE_LOADED.test(n)) : s.notices,
+        }));
         break;
       case "cloud":
         stores.session.setState({ cloud: e.cloud });
@@ -85,7 +88,14 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
   const ctl: Controller = {
     async sync() {
       const snap = await bridge.snapshot({});
-      stores.session.setState({ connected: true, tau: snap.tau, models: snap.models, cloud: snap.cloud, stats: snap.stats, notices: snap.notices });
+      stores.session.setState({
+        connected: true,
+        tau: snap.tau,
+        models: snap.models,
+        cloud: snap.cloud,
+        stats: snap.stats,
+        notices: snap.notices,
+      });
       dispatch({ type: "conversations", conversations: snap.conversations });
       dispatch({ type: "streaming", streaming: snap.activeRequest });
       const active = chat().activeId ?? snap.activeRequest?.conversationId ?? snap.conversations[0]?.id ?? null;

@@ -48,7 +48,8 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
     const bos = backend.model.tokens.bos;
     prompt = [...(bos !== null ? [bos] : []), ...backend.model.tokenize(PROMPT, false)];
     reference = await standaloneGreedy(llmFile, prompt, STEPS);
-    for (const k of KINDS) engines.set(k, await startFakeEngine(k, backend, { defaults: GENERATION_CONFIG, promptTokensDetails: true, blockSize: BLOCK }));
+    for (const k of KINDS)
+      engines.set(k, await startFakeEngine(k, backend, { defaults: GENERATION_CONFIG, promptTokensDetails: true, blockSize: BLOCK }));
   });
   afterAll(async () => {
     for (const e of engines.values()) await e.close();
@@ -91,15 +92,44 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
         const r = engine.requests[0]!;
         if (kind === "llama.cpp") {
           expect(r).toMatchObject({ prompt, n_predict: 1, cache_prompt: true, n_probs: 3, temperature: 0, return_tokens: true });
-          expect(r).toMatchObject({ samplers: ["temperature"], repeat_penalty: 1, repeat_last_n: 0, presence_penalty: 0, frequency_penalty: 0, dry_multiplier: 0, post_sampling_probs: false });
+          expect(r).toMatchObject({
+            samplers: ["temperature"],
+            repeat_penalty: 1,
+            repeat_last_n: 0,
+            presence_penalty: 0,
+            frequency_penalty: 0,
+            dry_multiplier: 0,
+            post_sampling_probs: false,
+          });
         }
         if (kind === "vllm") {
-          expect(r).toMatchObject({ model: "stories-llm", prompt, max_tokens: 1, temperature: 0, logprobs: 3, return_tokens_as_token_ids: true, return_token_ids: true });
+          expect(r).toMatchObject({
+            model: "stories-llm",
+            prompt,
+            max_tokens: 1,
+            temperature: 0,
+            logprobs: 3,
+            return_tokens_as_token_ids: true,
+            return_token_ids: true,
+          });
           expect(r).toMatchObject({ repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0, top_p: 1, top_k: -1, min_p: 0 });
         }
         if (kind === "sglang") {
-          expect(r).toMatchObject({ input_ids: prompt, sampling_params: { max_new_tokens: 1, temperature: 0 }, return_logprob: true, top_logprobs_num: 3 });
-          expect(r.sampling_params).toMatchObject({ repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0, top_p: 1, top_k: -1, min_p: 0, min_new_tokens: 0 });
+          expect(r).toMatchObject({
+            input_ids: prompt,
+            sampling_params: { max_new_tokens: 1, temperature: 0 },
+            return_logprob: true,
+            top_logprobs_num: 3,
+          });
+          expect(r.sampling_params).toMatchObject({
+            repetition_penalty: 1,
+            presence_penalty: 0,
+            frequency_penalty: 0,
+            top_p: 1,
+            top_k: -1,
+            min_p: 0,
+            min_new_tokens: 0,
+          });
         }
         expect(peer.stats.calls).toBe(STEPS);
         expect(peer.state).toBe("online");
@@ -134,7 +164,11 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
               ? { model: "stories-llm", prompt, max_tokens: STEPS, temperature: 0, return_token_ids: true }
               : { input_ids: prompt, sampling_params: { max_new_tokens: STEPS, temperature: 0 } };
         const path = { "llama.cpp": "/completion", vllm: "/v1/completions", sglang: "/generate" }[kind];
-        const res = await fetch(engine.url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        const res = await fetch(engine.url + path, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
         const j = (await res.json()) as { tokens?: number[]; choices?: Array<{ token_ids: number[] }>; output_ids?: number[] };
         const tokens = j.tokens ?? j.choices?.[0]?.token_ids ?? j.output_ids;
         expect(tokens).toHaveLength(STEPS);
@@ -148,7 +182,10 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
           const peer = createCloudPeer({ kind, url: small.url, probe: probe(), deadlineMs: 5000, backoffMs: 60_000 } as never);
           await peer.connect(device);
           const long = [...prompt, ...reference.slice(0, 6)];
-          const err = await peer.next(long).then(() => null, (e: unknown) => e);
+          const err = await peer.next(long).then(
+            () => null,
+            (e: unknown) => e,
+          );
           expect(err).toBeInstanceOf(CloudCallError);
           expect(err).toMatchObject({ reason: "http", status: 413 });
           expect(errorMessage(err)).toMatch(/context_overflow/);
@@ -197,7 +234,10 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
           const engine = engines.get(kind)!;
           engine.fault = fault;
           try {
-            const err = await peer.next(prompt).then(() => null, (e: unknown) => e);
+            const err = await peer.next(prompt).then(
+              () => null,
+              (e: unknown) => e,
+            );
             expect(err).toBeInstanceOf(CloudCallError);
             expect((err as CloudCallError).reason).toBe(reason);
             expect(peer.state).toBe("offline");
@@ -281,7 +321,9 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
     for (const kind of ["vllm", "sglang"] as const) {
       const bare = await startFakeEngine(kind, backend, { tokenize: false });
       try {
-        await expect(createCloudPeer({ kind, url: bare.url, probe: probe() }).connect(device)).rejects.toThrow(/no \/tokenize endpoint.*assumeSameVocabulary/);
+        await expect(createCloudPeer({ kind, url: bare.url, probe: probe() }).connect(device)).rejects.toThrow(
+          /no \/tokenize endpoint.*assumeSameVocabulary/,
+        );
         const peer = createCloudPeer({ kind, url: bare.url, probe: probe(), assumeSameVocabulary: true });
         await expect(peer.connect(device)).resolves.toBeTruthy();
         expect((peer as unknown as { vocabularyCheck: string }).vocabularyCheck).toMatch(/^confirmed by the user/);
@@ -297,11 +339,17 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
     const short = await startFakeEngine("llama.cpp", backend, { reportVocab: n - 1 });
     try {
       // the probe says the device's real tokens end at n: a server with n + 128 entries differs only in padding
-      await expect(createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: { ...probe(), paddedFrom: n } }).connect(device)).resolves.toMatchObject({ vocabSize: n + 128 });
+      await expect(
+        createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: { ...probe(), paddedFrom: n } }).connect(device),
+      ).resolves.toMatchObject({ vocabSize: n + 128 });
       // without knowing where the device's padding starts, any size difference is refused
-      await expect(createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: probe() }).connect(device)).rejects.toMatchObject({ reason: "vocab_mismatch" });
+      await expect(createCloudPeer({ kind: "llama.cpp", url: padded.url, probe: probe() }).connect(device)).rejects.toMatchObject({
+        reason: "vocab_mismatch",
+      });
       // fewer entries than the device's real tokens: refused even with the padding boundary
-      await expect(createCloudPeer({ kind: "llama.cpp", url: short.url, probe: { ...probe(), paddedFrom: n } }).connect(device)).rejects.toThrow(/tokens/);
+      await expect(
+        createCloudPeer({ kind: "llama.cpp", url: short.url, probe: { ...probe(), paddedFrom: n } }).connect(device),
+      ).rejects.toThrow(/tokens/);
     } finally {
       await padded.close();
       await short.close();
@@ -317,18 +365,87 @@ describe.skipIf(!hasStories)("serving-engine adapters (real stories260K LLM behi
 describe("context overflow in each engine's words", () => {
   // the messages as the engines' source words them (docs/deploy-gpu.md, versions checked)
   const cases: Array<[string, number, string, number | undefined]> = [
-    ["llama.cpp", 400, JSON.stringify({ error: { code: 400, message: "request (40 tokens) exceeds the available context size (32 tokens), try increasing it", type: "exceed_context_size_error", n_prompt_tokens: 40, n_ctx: 32 } }), 32],
-    ["vLLM", 400, JSON.stringify({ error: { message: "You passed 40 input tokens and requested 1 output tokens. However, the model's context length is only 32 tokens, resulting in a maximum input length of 31 tokens. Please reduce the length of the input prompt.", type: "BadRequestError", param: "input_tokens", code: 400 } }), 32],
-    ["vLLM, older", 400, JSON.stringify({ object: "error", message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4999 in the messages, 1 in the completion).", type: "BadRequestError", code: 400 }), 4096],
-    ["vLLM V1 engine", 400, JSON.stringify({ error: { message: "The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that `max_model_len` is no smaller than the number of text tokens." } }), 4096],
-    ["SGLang", 400, JSON.stringify({ error: { message: "The input (40 tokens) is longer than the model's context length (32 tokens)." } }), 32],
-    ["SGLang, prompt plus completion", 400, JSON.stringify({ error: { message: "Requested token count exceeds the model's maximum context length of 32 tokens. You requested a total of 41 tokens: 40 tokens from the input messages and 1 tokens for the completion." } }), 32],
+    [
+      "llama.cpp",
+      400,
+      JSON.stringify({
+        error: {
+          code: 400,
+          message: "request (40 tokens) exceeds the available context size (32 tokens), try increasing it",
+          type: "exceed_context_size_error",
+          n_prompt_tokens: 40,
+          n_ctx: 32,
+        },
+      }),
+      32,
+    ],
+    [
+      "vLLM",
+      400,
+      JSON.stringify({
+        error: {
+          message:
+            "You passed 40 input tokens and requested 1 output tokens. However, the model's context length is only 32 tokens, resulting in a maximum input length of 31 tokens. Please reduce the length of the input prompt.",
+          type: "BadRequestError",
+          param: "input_tokens",
+          code: 400,
+        },
+      }),
+      32,
+    ],
+    [
+      "vLLM, older",
+      400,
+      JSON.stringify({
+        object: "error",
+        message:
+          "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4999 in the messages, 1 in the completion).",
+        type: "BadRequestError",
+        code: 400,
+      }),
+      4096,
+    ],
+    [
+      "vLLM V1 engine",
+      400,
+      JSON.stringify({
+        error: {
+          message:
+            "The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure that `max_model_len` is no smaller than the number of text tokens.",
+        },
+      }),
+      4096,
+    ],
+    [
+      "SGLang",
+      400,
+      JSON.stringify({ error: { message: "The input (40 tokens) is longer than the model's context length (32 tokens)." } }),
+      32,
+    ],
+    [
+      "SGLang, prompt plus completion",
+      400,
+      JSON.stringify({
+        error: {
+          message:
+            "Requested token count exceeds the model's maximum context length of 32 tokens. You requested a total of 41 tokens: 40 tokens from the input messages and 1 tokens for the completion.",
+        },
+      }),
+      32,
+    ],
   ];
   it.each(cases)("%s: recognised, with the context length it states", (_, status, body, n) => {
     expect(contextOverflow(new HttpError(status, body))).toEqual(n === undefined ? {} : { contextLength: n });
   });
   it("other refusals are not overflows", () => {
-    expect(contextOverflow(new HttpError(400, JSON.stringify({ error: { message: "Requested sample logprobs of 50, which is greater than max allowed: 20" } })))).toBeNull();
+    expect(
+      contextOverflow(
+        new HttpError(
+          400,
+          JSON.stringify({ error: { message: "Requested sample logprobs of 50, which is greater than max allowed: 20" } }),
+        ),
+      ),
+    ).toBeNull();
     expect(contextOverflow(new HttpError(500, "context length exceeded"))).toBeNull();
     expect(contextOverflow(new HttpError(401, JSON.stringify({ error: "Unauthorized" })))).toBeNull();
   });

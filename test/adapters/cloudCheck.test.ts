@@ -116,12 +116,16 @@ describe.skipIf(!hasStories)("cloud:check", () => {
       });
 
       it("an engine whose defaults carry a penalty (a model's generation config) → sampling defaults WARN, result still PASS", async () => {
-        const e = await startFakeEngine(kind, backend, { defaults: { repetitionPenalty: 1.5, presencePenalty: 0.5, frequencyPenalty: 0.5 } });
+        const e = await startFakeEngine(kind, backend, {
+          defaults: { repetitionPenalty: 1.5, presencePenalty: 0.5, frequencyPenalty: 0.5 },
+        });
         try {
           const r = await runCloudCheck({ kind, url: e.url, device: slm });
           const c = byName(r);
           expect(c["sampling defaults"], JSON.stringify(c["sampling defaults"])).toMatchObject({ status: "WARN" });
-          expect(c["sampling defaults"]!.detail).toMatch(/with only the temperature set, token \d+ of the probe's continuation is \d+ instead of the greedy \d+/);
+          expect(c["sampling defaults"]!.detail).toMatch(
+            /with only the temperature set, token \d+ of the probe's continuation is \d+ instead of the greedy \d+/,
+          );
           if (kind === "llama.cpp") expect(c["sampling defaults"]!.detail).toMatch(/the engine reports repeat_penalty 1\.5/);
           if (kind === "sglang") expect(c["sampling defaults"]!.detail).toMatch(/--preferred-sampling-params/);
           if (kind === "vllm") expect(c["sampling defaults"]!.detail).toMatch(/--generation-config vllm/);
@@ -245,10 +249,14 @@ describe.skipIf(!hasStories)("cloud:check", () => {
   describe("the command", () => {
     const run = (args: string[]) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, [path.join(repoRoot, "node_modules", "tsx", "dist", "cli.mjs"), path.join(repoRoot, "cli", "checkCloud.ts"), ...args], {
-          cwd: repoRoot,
-          env: { ...process.env, NO_COLOR: "1" },
-        });
+        const child = spawn(
+          process.execPath,
+          [path.join(repoRoot, "node_modules", "tsx", "dist", "cli.mjs"), path.join(repoRoot, "cli", "checkCloud.ts"), ...args],
+          {
+            cwd: repoRoot,
+            env: { ...process.env, NO_COLOR: "1" },
+          },
+        );
         let out = "";
         let err = "";
         child.stdout.on("data", (b: Buffer) => (out += b.toString()));

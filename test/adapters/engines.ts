@@ -63,7 +63,9 @@ export class RealBackend {
     if (keep < held) await this.seq.eraseContextTokenRanges([{ start: keep, end: held }]);
     const rest = ids.slice(keep);
     const items = rest.map((t, i) =>
-      i === rest.length - 1 ? ([t as Token, { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } }] as const) : (t as Token),
+      i === rest.length - 1
+        ? ([t as Token, { generateNext: { token: true, probabilities: true, options: { temperature: 0 } } }] as const)
+        : (t as Token),
     );
     const out = await this.seq.controlledEvaluate(items as never);
     const next = (out[rest.length - 1] as { next: { token: number; probabilities: Map<number, number> } }).next;
@@ -220,7 +222,8 @@ function choose(kind: EngineKind, p: Prediction, r: GenRequest, generated: reado
   const presence = r.presence ?? d.presencePenalty ?? 0;
   const frequency = r.frequency ?? d.frequencyPenalty ?? 0;
   const all = [...r.ids, ...generated];
-  const window = kind === "vllm" ? all : kind === "sglang" ? [...generated] : r.lastN === 0 ? [] : all.slice(-(r.lastN! < 0 ? all.length : r.lastN!));
+  const window =
+    kind === "vllm" ? all : kind === "sglang" ? [...generated] : r.lastN === 0 ? [] : all.slice(-(r.lastN! < 0 ? all.length : r.lastN!));
   const counted = kind === "llama.cpp" ? window : generated;
   const repeated = new Set(window);
   const counts = new Map<number, number>();
@@ -332,7 +335,14 @@ export async function startFakeEngine(kind: EngineKind, backend: RealBackend, op
 }
 
 /** A generation request: the engine's reply, its faults, its context and logprob limits. */
-async function generate(kind: EngineKind, engine: FakeEngine, e: EngineSetup, blocks: BlockCache, body: Record<string, unknown>, res: http.ServerResponse): Promise<void> {
+async function generate(
+  kind: EngineKind,
+  engine: FakeEngine,
+  e: EngineSetup,
+  blocks: BlockCache,
+  body: Record<string, unknown>,
+  res: http.ServerResponse,
+): Promise<void> {
   const { opts, backend, ctx, defaults } = e;
   engine.requests.push(body);
   let clientGone = false;
@@ -349,7 +359,14 @@ async function generate(kind: EngineKind, engine: FakeEngine, e: EngineSetup, bl
   }
   const r = readRequest(kind, body);
   if (kind === "vllm" && r.k > VLLM_MAX_LOGPROBS) {
-    return sendJson(res, 400, { error: { message: `Requested sample logprobs of ${r.k}, which is greater than max allowed: ${VLLM_MAX_LOGPROBS}`, type: "BadRequestError", param: "logprobs", code: 400 } });
+    return sendJson(res, 400, {
+      error: {
+        message: `Requested sample logprobs of ${r.k}, which is greater than max allowed: ${VLLM_MAX_LOGPROBS}`,
+        type: "BadRequestError",
+        param: "logprobs",
+        code: 400,
+      },
+    });
   }
   const refused = contextRejection(kind, r, ctx);
   if (refused) return sendJson(res, 400, refused);
@@ -368,7 +385,17 @@ async function generate(kind: EngineKind, engine: FakeEngine, e: EngineSetup, bl
   const cached = kind === "vllm" ? cachedBlocks : first.p.cached;
   const other = first.token === 0 ? 1 : 0;
   if (f === "missing") return sendJson(res, 200, {});
-  return sendJson(res, 200, format(kind, steps, { promptTokens: r.ids.length, cached, idsFirst: f === "disagree" ? other : first.token, tokenIds: r.tokenIds, details: opts.promptTokensDetails === true }));
+  return sendJson(
+    res,
+    200,
+    format(kind, steps, {
+      promptTokens: r.ids.length,
+      cached,
+      idsFirst: f === "disagree" ? other : first.token,
+      tokenIds: r.tokenIds,
+      details: opts.promptTokensDetails === true,
+    }),
+  );
 }
 
 interface EngineSetup {
@@ -385,18 +412,46 @@ function describeReply(kind: EngineKind, route: string, body: Record<string, unk
   const send = (status: number, b: unknown): [number, unknown] => [status, b];
   if (kind === "llama.cpp" && route === "GET /v1/models") {
     const nVocab = typeof opts.reportVocab === "number" ? opts.reportVocab : backend.vocabSize;
-    return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx: ctx, n_ctx_train: 1024 } }] });
+    return send(200, {
+      object: "list",
+      data: [
+        {
+          id: MODEL_NAME,
+          object: "model",
+          meta: opts.reportVocab === false ? {} : { vocab_type: 1, n_vocab: nVocab, n_ctx: ctx, n_ctx_train: 1024 },
+        },
+      ],
+    });
   }
   if (kind === "llama.cpp" && route === "GET /props") {
-    const d = { repeat_penalty: defaults.repetitionPenalty ?? 1, presence_penalty: defaults.presencePenalty ?? 0, frequency_penalty: defaults.frequencyPenalty ?? 0, repeat_last_n: 64, temperature: 0.8 };
+    const d = {
+      repeat_penalty: defaults.repetitionPenalty ?? 1,
+      presence_penalty: defaults.presencePenalty ?? 0,
+      frequency_penalty: defaults.frequencyPenalty ?? 0,
+      repeat_last_n: 64,
+      temperature: 0.8,
+    };
     return send(200, { default_generation_settings: { params: d, n_ctx: ctx }, total_slots: 1 });
   }
-  if (kind === "vllm" && route === "GET /v1/models") return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: ctx }] });
+  if (kind === "vllm" && route === "GET /v1/models")
+    return send(200, { object: "list", data: [{ id: MODEL_NAME, object: "model", max_model_len: ctx }] });
   const info = opts.modelInfo ?? "both";
-  const infoRoutes = info === "both" ? ["GET /model_info", "GET /get_model_info"] : info === "new" ? ["GET /model_info"] : ["GET /get_model_info"];
+  const infoRoutes =
+    info === "both" ? ["GET /model_info", "GET /get_model_info"] : info === "new" ? ["GET /model_info"] : ["GET /get_model_info"];
   if (kind === "sglang" && infoRoutes.includes(route)) {
-    const preferred = Object.keys(defaults).length ? JSON.stringify({ repetition_penalty: defaults.repetitionPenalty, presence_penalty: defaults.presencePenalty, frequency_penalty: defaults.frequencyPenalty }) : null;
-    return send(200, { model_path: `/models/${MODEL_NAME}`, tokenizer_path: `/models/${MODEL_NAME}`, is_generation: true, preferred_sampling_params: preferred });
+    const preferred = Object.keys(defaults).length
+      ? JSON.stringify({
+          repetition_penalty: defaults.repetitionPenalty,
+          presence_penalty: defaults.presencePenalty,
+          frequency_penalty: defaults.frequencyPenalty,
+        })
+      : null;
+    return send(200, {
+      model_path: `/models/${MODEL_NAME}`,
+      tokenizer_path: `/models/${MODEL_NAME}`,
+      is_generation: true,
+      preferred_sampling_params: preferred,
+    });
   }
   if (route === "POST /tokenize" && opts.tokenize !== false) {
     // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
@@ -434,7 +489,12 @@ function format(kind: EngineKind, steps: Array<{ p: Prediction; token: number }>
       return {
         content: "",
         tokens,
-        completion_probabilities: steps.map((s) => ({ id: s.token, token: "", logprob: lp(s), top_logprobs: s.p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })) })),
+        completion_probabilities: steps.map((s) => ({
+          id: s.token,
+          token: "",
+          logprob: lp(s),
+          top_logprobs: s.p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })),
+        })),
         tokens_cached: o.cached,
         tokens_evaluated: o.promptTokens,
         stop_type: "limit",
@@ -454,7 +514,9 @@ function format(kind: EngineKind, steps: Array<{ p: Prediction; token: number }>
               tokens: steps.map((s) => `token_id:${s.token}`),
               token_logprobs: steps.map(lp),
               // the top k, and the sampled token when it is not among them
-              top_logprobs: steps.map((s) => Object.fromEntries([...s.p.top.map((c) => [`token_id:${c.id}`, c.logprob]), [`token_id:${s.token}`, lp(s)]])),
+              top_logprobs: steps.map((s) =>
+                Object.fromEntries([...s.p.top.map((c) => [`token_id:${c.id}`, c.logprob]), [`token_id:${s.token}`, lp(s)]]),
+              ),
               text_offset: steps.map(() => 0),
             },
             finish_reason: "length",

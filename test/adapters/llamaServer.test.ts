@@ -28,7 +28,14 @@ import { deviceVocabulary, type DeviceVocabulary } from "../../electron/engine/c
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 import { standaloneGreedy } from "../helpers/standalone.js";
 import { RealBackend } from "./engines.js";
-import { hasLlamaServer, llamaServerBin, llamaServerRequired, noteMissingLlamaServer, startLlamaServer, type LlamaServer } from "./llamaServerProcess.js";
+import {
+  hasLlamaServer,
+  llamaServerBin,
+  llamaServerRequired,
+  noteMissingLlamaServer,
+  startLlamaServer,
+  type LlamaServer,
+} from "./llamaServerProcess.js";
 import { writePaddedVocabulary, writeSamplingDefaults } from "./vocabFixtures.js";
 
 noteMissingShared("llama-server tests");
@@ -41,7 +48,14 @@ describe.runIf(llamaServerRequired)("llama-server required (TANDEM_REQUIRE_LLAMA
 });
 
 /** cloud:check's report when the endpoint matches the device in every way it can check */
-const EVERY_CHECK_PASSES = { "vocabulary size": "PASS", "text probes": "PASS", "special tokens": "PASS", "token IDs": "PASS", "next token": "PASS", "sampling defaults": "PASS" };
+const EVERY_CHECK_PASSES = {
+  "vocabulary size": "PASS",
+  "text probes": "PASS",
+  "special tokens": "PASS",
+  "token IDs": "PASS",
+  "next token": "PASS",
+  "sampling defaults": "PASS",
+};
 
 const PROMPTS = ["Once upon a time", "The little dog", "Tom and Sue went to the park. They"];
 
@@ -67,7 +81,13 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
   });
 
   const peer = (extra: Partial<ConstructorParameters<typeof LlamaCppServerPeer>[0]> = {}) =>
-    new LlamaCppServerPeer({ url: server.url, topK: 5, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000, ...extra });
+    new LlamaCppServerPeer({
+      url: server.url,
+      topK: 5,
+      probe: vocabularyProbe((t) => reference.model.tokenize(t, false)),
+      deadlineMs: 10_000,
+      ...extra,
+    });
 
   it("the adapter's token is the LLM's greedy token for the same prefix, with a sane log-probability", async () => {
     const p = peer();
@@ -97,10 +117,23 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       const res = await fetch(`${server.url}/completion`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: ids, n_predict: 1, cache_prompt: true, n_probs: 1, temperature: 0, return_tokens: true, id_slot: 0 }),
+        body: JSON.stringify({
+          prompt: ids,
+          n_predict: 1,
+          cache_prompt: true,
+          n_probs: 1,
+          temperature: 0,
+          return_tokens: true,
+          id_slot: 0,
+        }),
       });
       expect(res.status).toBe(200);
-      return (await res.json()) as { tokens: number[]; tokens_cached: number; tokens_evaluated: number; timings: { prompt_n: number; cache_n: number } };
+      return (await res.json()) as {
+        tokens: number[];
+        tokens_cached: number;
+        tokens_evaluated: number;
+        timings: { prompt_n: number; cache_n: number };
+      };
     };
     // a different conversation first, so nothing of `prompt` is cached
     await completion(tokenize("Zebras"));
@@ -140,7 +173,10 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
           histories[i]!.push(s.tokenId);
         }
       }
-      expect(evaluated.map((e) => e.slice(1))).toEqual([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]);
+      expect(evaluated.map((e) => e.slice(1))).toEqual([
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 1],
+      ]);
       for (const i of [0, 1]) {
         const start = i === 0 ? "Once upon a time" : "The little dog ran to the";
         expect(histories[i]!.slice(tokenize(start).length)).toEqual(await standaloneGreedy(files.storiesLlm!, tokenize(start), 6));
@@ -153,7 +189,12 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
   it("the routed decoder at τ = 1 through the adapter reproduces the LLM's standalone greedy output", async () => {
     const slm = await LocalModel.load(files.storiesSlm!, { contextSize: 1024 });
     try {
-      const p = createCloudPeer({ kind: "llama.cpp", url: server.url, probe: vocabularyProbe((t) => slm.model.tokenize(t, false)), deadlineMs: 10_000 });
+      const p = createCloudPeer({
+        kind: "llama.cpp",
+        url: server.url,
+        probe: vocabularyProbe((t) => slm.model.tokenize(t, false)),
+        deadlineMs: 10_000,
+      });
       await p.connect(slm.identity);
       const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), p);
       for (const text of PROMPTS) {
@@ -182,10 +223,29 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
     const run = promisify(execFile);
     const { stdout } = await run(
       process.execPath,
-      ["--import", "tsx", path.join(repoRoot, "cli", "chat.ts"), "--slm", files.storiesSlm!, "--cloud", server.url, "--cloud-kind", "llama.cpp", "--tau", "1", "--max-tokens", "16", "--json", prompt],
+      [
+        "--import",
+        "tsx",
+        path.join(repoRoot, "cli", "chat.ts"),
+        "--slm",
+        files.storiesSlm!,
+        "--cloud",
+        server.url,
+        "--cloud-kind",
+        "llama.cpp",
+        "--tau",
+        "1",
+        "--max-tokens",
+        "16",
+        "--json",
+        prompt,
+      ],
       { cwd: repoRoot, timeout: 120_000 },
     );
-    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as { tokenId?: number; origin?: string; summary?: { cloudTokens: number; tokens: number } });
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { tokenId?: number; origin?: string; summary?: { cloudTokens: number; tokens: number } });
     const summary = lines.pop()!.summary!;
     expect(summary.tokens).toBeGreaterThan(5);
     expect(summary.cloudTokens).toBe(summary.tokens);
@@ -204,7 +264,9 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
     await writeSamplingDefaults(files.storiesLlm!, file, { penaltyRepeat: 1.5 });
     const penalised = await startLlamaServer(file);
     try {
-      const props = (await (await fetch(`${penalised.url}/props`)).json()) as { default_generation_settings: { params: { repeat_penalty: number } } };
+      const props = (await (await fetch(`${penalised.url}/props`)).json()) as {
+        default_generation_settings: { params: { repeat_penalty: number } };
+      };
       expect(props.default_generation_settings.params.repeat_penalty).toBeCloseTo(1.5, 5);
       const prompt = tokenize("Tom and Sue went to the park. They");
       const want = await standaloneGreedy(files.storiesLlm!, prompt, 12);
@@ -217,7 +279,11 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       });
       expect(((await res.json()) as { tokens: number[] }).tokens).not.toEqual(want);
       // the adapter: token by token, and as one continuation
-      const p = new LlamaCppServerPeer({ url: penalised.url, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000 });
+      const p = new LlamaCppServerPeer({
+        url: penalised.url,
+        probe: vocabularyProbe((t) => reference.model.tokenize(t, false)),
+        deadlineMs: 10_000,
+      });
       await p.connect(device);
       const history = [...prompt];
       for (let i = 0; i < want.length; i++) history.push((await p.next(history)).tokenId);
@@ -226,7 +292,10 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       expect([c.tokenId, ...(c.draft ?? [])]).toEqual(want);
       // cloud:check says so
       const check = await runCloudCheck({ kind: "llama.cpp", url: penalised.url, device: deviceVocabulary(reference.model) });
-      expect(check.checks.find((x) => x.name === "sampling defaults")).toMatchObject({ status: "WARN", detail: expect.stringMatching(/repeat_penalty 1\.5/) });
+      expect(check.checks.find((x) => x.name === "sampling defaults")).toMatchObject({
+        status: "WARN",
+        detail: expect.stringMatching(/repeat_penalty 1\.5/),
+      });
     } finally {
       await penalised.close();
       await rm(dir, { recursive: true, force: true });
@@ -243,10 +312,19 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
       const long = tokenize(sentence.repeat(Math.ceil((nCtx + 8) / 20)));
       expect(long.length).toBeGreaterThan(nCtx);
       // the engine's own answer: 400 exceed_context_size_error, which the adapters read as an overflow
-      const res = await fetch(`${small.url}/completion`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: long, n_predict: 1 }) });
+      const res = await fetch(`${small.url}/completion`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: long, n_predict: 1 }),
+      });
       expect(res.status).toBe(400);
       expect(contextOverflow(new HttpError(res.status, await res.text()))).toEqual({ contextLength: nCtx });
-      const p = new LlamaCppServerPeer({ url: small.url, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000, backoffMs: 60_000 });
+      const p = new LlamaCppServerPeer({
+        url: small.url,
+        probe: vocabularyProbe((t) => reference.model.tokenize(t, false)),
+        deadlineMs: 10_000,
+        backoffMs: 60_000,
+      });
       await p.connect(device);
       await expect(p.next(long)).rejects.toMatchObject({ reason: "http", status: 413, message: expect.stringMatching(/context_overflow/) });
       expect(p.state).not.toBe("offline");
@@ -262,10 +340,18 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
     const keyed = await startLlamaServer(files.storiesLlm!, { apiKey });
     try {
       const bare = new LlamaCppServerPeer({ url: keyed.url, assumeSameVocabulary: true, deadlineMs: 10_000 });
-      const err = await bare.connect(device).then(() => null, (e: unknown) => e);
+      const err = await bare.connect(device).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(CloudCallError);
       expect(err).toMatchObject({ reason: "http", status: 401 });
-      const withKey = new LlamaCppServerPeer({ url: keyed.url, token: apiKey, probe: vocabularyProbe((t) => reference.model.tokenize(t, false)), deadlineMs: 10_000 });
+      const withKey = new LlamaCppServerPeer({
+        url: keyed.url,
+        token: apiKey,
+        probe: vocabularyProbe((t) => reference.model.tokenize(t, false)),
+        deadlineMs: 10_000,
+      });
       await withKey.connect(device);
       const prompt = tokenize("Once upon a time");
       expect((await withKey.next(prompt)).tokenId).toBe((await reference.predict(prompt, 1)).token);

@@ -11,14 +11,22 @@ import { errorMessage } from "../../shared/errors.js";
 /** Where the build script puts the binary (TANDEM_LLAMA_SERVER overrides, e.g. a system install). */
 export const llamaServerBin =
   process.env.TANDEM_LLAMA_SERVER ??
-  path.join(process.env.TANDEM_ENGINES_DIR ? path.resolve(process.env.TANDEM_ENGINES_DIR) : path.join(repoRoot, "models", ".scratch", "engines"), "llama.cpp", "bin", "llama-server");
+  path.join(
+    process.env.TANDEM_ENGINES_DIR ? path.resolve(process.env.TANDEM_ENGINES_DIR) : path.join(repoRoot, "models", ".scratch", "engines"),
+    "llama.cpp",
+    "bin",
+    "llama-server",
+  );
 export const hasLlamaServer = existsSync(llamaServerBin);
 /** CI sets this after building the server, so that a missing binary fails instead of skipping. */
 export const llamaServerRequired = process.env.TANDEM_REQUIRE_LLAMA_SERVER === "1";
 
 /** Call at the top of a describe that needs the binary: logs why it will be skipped. */
 export function noteMissingLlamaServer(what: string): void {
-  if (!hasLlamaServer) console.warn(`[skip] ${what}: ${llamaServerBin} not found; run \`npm run llama-server:build\` (once per machine; about 6 minutes on 2 idle cores)`);
+  if (!hasLlamaServer)
+    console.warn(
+      `[skip] ${what}: ${llamaServerBin} not found; run \`npm run llama-server:build\` (once per machine; about 6 minutes on 2 idle cores)`,
+    );
 }
 
 export interface LlamaServer {
@@ -42,13 +50,21 @@ export interface LlamaServerOptions {
 /** Starts llama-server with `model` on 127.0.0.1 and a free port; resolves once /health says ok. */
 export async function startLlamaServer(model: string, opts: LlamaServerOptions = {}): Promise<LlamaServer> {
   const args = [
-    "-m", model,
-    "--host", "127.0.0.1",
-    "--port", "0", // the server binds a free port and logs it
+    "-m",
+    model,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0", // the server binds a free port and logs it
     // tiny models must run on one thread on these 2-core machines (docs/FACTS.md)
-    "-t", "1", "-tb", "1",
-    "-c", String(opts.contextSize ?? 2048),
-    "-np", String(opts.parallel ?? 1),
+    "-t",
+    "1",
+    "-tb",
+    "1",
+    "-c",
+    String(opts.contextSize ?? 2048),
+    "-np",
+    String(opts.parallel ?? 1),
     "--no-webui",
     "--no-warmup",
   ];
@@ -79,7 +95,10 @@ export async function startLlamaServer(model: string, opts: LlamaServerOptions =
       url ??= /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
       if (url) {
         // the HTTP server comes up before the model is loaded and answers 503 until then
-        const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
+        const ok = await fetch(`${url}/health`).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (ok) return { url, log: () => output, close };
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -20,11 +20,28 @@ export async function writePaddedVocabulary(src: string, dest: string, size: num
   const tokens = arr("tokenizer.ggml.tokens");
   const n = tokens.items.length;
   if (size <= n) throw new Error(`pad to ${size}: ${src} already has ${n} entries`);
-  const extend = (a: GgufArray, fill: (i: number) => GgufValue): GgufArray => ({ itemType: a.itemType, items: [...a.items, ...Array.from({ length: size - n }, (_, k) => fill(n + k))] });
-  let kvs = setKv(file.kvs, "tokenizer.ggml.tokens", extend(tokens, (i) => `[PAD${i}]`));
+  const extend = (a: GgufArray, fill: (i: number) => GgufValue): GgufArray => ({
+    itemType: a.itemType,
+    items: [...a.items, ...Array.from({ length: size - n }, (_, k) => fill(n + k))],
+  });
+  let kvs = setKv(
+    file.kvs,
+    "tokenizer.ggml.tokens",
+    extend(tokens, (i) => `[PAD${i}]`),
+  );
   // the converter marks padding entries as unused (token type 5) with score 0
-  if (file.get("tokenizer.ggml.scores") !== undefined) kvs = setKv(kvs, "tokenizer.ggml.scores", extend(arr("tokenizer.ggml.scores"), () => 0));
-  if (file.get("tokenizer.ggml.token_type") !== undefined) kvs = setKv(kvs, "tokenizer.ggml.token_type", extend(arr("tokenizer.ggml.token_type"), () => 5));
+  if (file.get("tokenizer.ggml.scores") !== undefined)
+    kvs = setKv(
+      kvs,
+      "tokenizer.ggml.scores",
+      extend(arr("tokenizer.ggml.scores"), () => 0),
+    );
+  if (file.get("tokenizer.ggml.token_type") !== undefined)
+    kvs = setKv(
+      kvs,
+      "tokenizer.ggml.token_type",
+      extend(arr("tokenizer.ggml.token_type"), () => 5),
+    );
   await writeGguf(dest, { kvs, tensors: file.tensors.map((t) => copiedTensor(file, t)) });
 }
 
@@ -47,7 +64,11 @@ export function swappedTokenizer(base: FakeTokenizer, a: number, b: number): Fak
  * (common/common.cpp; only where the command line set nothing). Floats are float32, counts int32, as
  * llama.cpp reads them.
  */
-export async function writeSamplingDefaults(src: string, dest: string, defaults: { penaltyRepeat: number; penaltyLastN?: number }): Promise<void> {
+export async function writeSamplingDefaults(
+  src: string,
+  dest: string,
+  defaults: { penaltyRepeat: number; penaltyLastN?: number },
+): Promise<void> {
   const file = readGguf(src);
   let kvs = setKv(file.kvs, "general.sampling.penalty_repeat", defaults.penaltyRepeat, GgufType.FLOAT32);
   if (defaults.penaltyLastN !== undefined) kvs = setKv(kvs, "general.sampling.penalty_last_n", defaults.penaltyLastN, GgufType.INT32);

@@ -34,7 +34,12 @@ describe("bridge types", () => {
   });
 
   it("a wire call is validated before dispatch", () => {
-    expect(parseWireRequest(JSON.stringify({ kind: "call", id: 1, op: "setTau", arg: { tau: 0.2 } }))).toEqual({ kind: "call", id: 1, op: "setTau", arg: { tau: 0.2 } });
+    expect(parseWireRequest(JSON.stringify({ kind: "call", id: 1, op: "setTau", arg: { tau: 0.2 } }))).toEqual({
+      kind: "call",
+      id: 1,
+      op: "setTau",
+      arg: { tau: 0.2 },
+    });
     for (const bad of [
       "not json",
       JSON.stringify({ kind: "call", id: 1, op: "constructor", arg: {} }),

@@ -22,7 +22,15 @@ describe.skipIf(!pair)("candidates on demand", () => {
 
   beforeAll(async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-cand-"));
-    service = await TandemService.start({ dataDir, slm: pair!.slm, cloud: { kind: "none", url: "", token: "" }, tau: 0, maxTokens: 24, contextSize: 512, topK: 5 });
+    service = await TandemService.start({
+      dataDir,
+      slm: pair!.slm,
+      cloud: { kind: "none", url: "", token: "" },
+      tau: 0,
+      maxTokens: 24,
+      contextSize: 512,
+      topK: 5,
+    });
     const conv = await service.createConversation({});
     conversationId = conv.id;
     const end = new Promise<StoredMessage>((resolve) => {

@@ -11,7 +11,16 @@ import { TandemService } from "../../electron/engine/service.js";
 import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-store-"));
-const token = (index: number, text = "x") => ({ index, tokenId: index, text, origin: "cloud" as const, confidence: 0.2, tau: 0.5, cloudLatencyMs: 4, slmTokenId: 7 });
+const token = (index: number, text = "x") => ({
+  index,
+  tokenId: index,
+  text,
+  origin: "cloud" as const,
+  confidence: 0.2,
+  tau: 0.5,
+  cloudLatencyMs: 4,
+  slmTokenId: 7,
+});
 const convDir = (dir: string) => path.join(dir, "conversations");
 
 /** A conversation with one answer streaming, as the service leaves it after the start snapshot. */
@@ -77,7 +86,16 @@ describe("conversation store", () => {
     expect(again.notices[0]).toMatch(/could not be read .* moved aside to .*broken\.json\.corrupt-\d+/);
     const files = readdirSync(path.join(dir, "conversations"));
     expect(files.some((f) => f.startsWith("broken.json.corrupt-"))).toBe(true);
-    expect(readFileSync(path.join(dir, "conversations", files.find((f) => f.startsWith("broken"))!), "utf8")).toBe("{ not json");
+    expect(
+      readFileSync(
+        path.join(
+          dir,
+          "conversations",
+          files.find((f) => f.startsWith("broken"))!,
+        ),
+        "utf8",
+      ),
+    ).toBe("{ not json");
   });
 
   it("rename and delete persist", async () => {
@@ -94,7 +112,7 @@ describe("conversation store", () => {
   it("tokens appended to the journal survive a crash: replayed, the answer kept as stopped, the journal folded in", async () => {
     const dir = tmp();
     const { s, c, msg } = await streaming(dir);
-    await appendTokens(s, c, msg, ["Once", " upon", " é🙂", "\n\"q\""]);
+    await appendTokens(s, c, msg, ["Once", " upon", " é🙂", '\n"q"']);
     // the process dies here: no end-of-answer snapshot; the snapshot on disk has an empty answer
     expect(JSON.parse(readFileSync(path.join(convDir(dir), `${c.id}.json`), "utf8")).conversation.messages[1].tokens).toEqual([]);
     const again = await ConversationStore.open(dir);
@@ -188,7 +206,12 @@ describe("conversation store", () => {
     for (const [name, [content]] of Object.entries(bad)) writeFileSync(path.join(convDir(dir), name), content);
     writeFileSync(path.join(convDir(dir), `truncated${JOURNAL_EXT}`), "{}\n"); // goes aside with its conversation
     const again = await ConversationStore.open(dir);
-    expect(again.list().map((m) => m.title).sort()).toEqual(["Also good", "Good"]);
+    expect(
+      again
+        .list()
+        .map((m) => m.title)
+        .sort(),
+    ).toEqual(["Also good", "Good"]);
     expect(again.notices).toHaveLength(Object.keys(bad).length);
     for (const [name, [content, why]] of Object.entries(bad)) {
       const notice = again.notices.find((n) => n.includes(`${name}.corrupt-`));

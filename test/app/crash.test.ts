@@ -23,7 +23,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConversationStore } from "../../electron/engine/conversationStore.js";
 import { storiesPair } from "../helpers/pair.js";
 import { noteMissingShared, repoRoot } from "../helpers/shared.js";
-import { afterRestart, applyOp, cloneModel, describeModel, modelOfStore, mulberry32, parseReport, sameModel, type Model, type Op } from "./crash/crashModel.js";
+import {
+  afterRestart,
+  applyOp,
+  cloneModel,
+  describeModel,
+  modelOfStore,
+  mulberry32,
+  parseReport,
+  sameModel,
+  type Model,
+  type Op,
+} from "./crash/crashModel.js";
 
 const KILLS = Number(process.env.TANDEM_CRASH_KILLS ?? 100);
 const SEED = Number(process.env.TANDEM_CRASH_SEED ?? 20261106);
@@ -57,7 +68,12 @@ interface Run {
 }
 
 /** Runs a child until `killWhen` says when to SIGKILL it; returns every line it printed before dying. */
-function runAndKill(script: string, args: string[], killWhen: (lines: string[], kill: () => void) => void, env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function runAndKill(
+  script: string,
+  args: string[],
+  killWhen: (lines: string[], kill: () => void) => void,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     const lines: string[] = [];
@@ -92,7 +108,10 @@ describe("history survives SIGKILL", () => {
   const pairPromise = storiesPair();
   beforeAll(async () => {
     mkdirSync(bundleDir, { recursive: true });
-    [writer, serviceWriter] = await Promise.all([bundle("storeWriter.ts", "storeWriter.mjs"), bundle("serviceWriter.ts", "serviceWriter.mjs")]);
+    [writer, serviceWriter] = await Promise.all([
+      bundle("storeWriter.ts", "storeWriter.mjs"),
+      bundle("serviceWriter.ts", "serviceWriter.mjs"),
+    ]);
   });
 
   const summary: string[] = [];
@@ -100,142 +119,166 @@ describe("history survives SIGKILL", () => {
     for (const s of summary) console.log(s);
   });
 
-  it(`${KILLS} kills at random points while writing token by token: never corrupt, at most the one token in flight lost`, { timeout: 180_000 }, async () => {
-    const dataDir = mkdtempSync(path.join(scratch, "tandem-crash-"));
-    const rand = mulberry32(SEED);
-    let model: Model = new Map();
-    const stats = { kills: 0, duringRecovery: 0, inFlight: {} as Record<string, number>, tokensCommitted: 0, tokensLost: 0, committedLost: 0, conversationsChecked: 0, answersChecked: 0 };
-    const started = performance.now();
+  it(
+    `${KILLS} kills at random points while writing token by token: never corrupt, at most the one token in flight lost`,
+    { timeout: 180_000 },
+    async () => {
+      const dataDir = mkdtempSync(path.join(scratch, "tandem-crash-"));
+      const rand = mulberry32(SEED);
+      let model: Model = new Map();
+      const stats = {
+        kills: 0,
+        duringRecovery: 0,
+        inFlight: {} as Record<string, number>,
+        tokensCommitted: 0,
+        tokensLost: 0,
+        committedLost: 0,
+        conversationsChecked: 0,
+        answersChecked: 0,
+      };
+      const started = performance.now();
 
-    for (let k = 0; k < KILLS; k++) {
-      // Where the kill lands: after a random delay once the child writes (anywhere, weighted by how long
-      // each step takes: snapshots more than token appends), right after a random number of reported
-      // steps (weighted by count: mostly token appends), or during start-up recovery.
-      const mode = rand();
-      const delayMs = rand() * 30;
-      const afterLines = 2 + Math.floor(rand() * 400);
-      let timer: NodeJS.Timeout | undefined;
-      const run = await runAndKill(writer, [dataDir, String(SEED + k)], (lines, kill) => {
-        if (timer) return;
-        if (mode < 0.1) {
-          if (lines.includes("loading")) timer = setTimeout(kill, delayMs / 6);
-        } else if (mode < 0.55) {
-          if (lines.length > 1) timer = setTimeout(kill, delayMs);
-        } else if (lines.length >= afterLines) kill();
-      });
-      clearTimeout(timer);
-      stats.kills++;
+      for (let k = 0; k < KILLS; k++) {
+        // Where the kill lands: after a random delay once the child writes (anywhere, weighted by how long
+        // each step takes: snapshots more than token appends), right after a random number of reported
+        // steps (weighted by count: mostly token appends), or during start-up recovery.
+        const mode = rand();
+        const delayMs = rand() * 30;
+        const afterLines = 2 + Math.floor(rand() * 400);
+        let timer: NodeJS.Timeout | undefined;
+        const run = await runAndKill(writer, [dataDir, String(SEED + k)], (lines, kill) => {
+          if (timer) return;
+          if (mode < 0.1) {
+            if (lines.includes("loading")) timer = setTimeout(kill, delayMs / 6);
+          } else if (mode < 0.55) {
+            if (lines.length > 1) timer = setTimeout(kill, delayMs);
+          } else if (lines.length >= afterLines) kill();
+        });
+        clearTimeout(timer);
+        stats.kills++;
 
-      // the child's reports: committed operations move the model; the last "I" without its "C" is in flight
-      let inFlight: Op | null = null;
-      let opened = false;
-      for (const line of run.lines) {
-        if (line === "loading") continue;
-        if (line.startsWith("open ")) {
-          opened = true;
-          expect(line, "the writer found a corrupt file at start").toBe("open 0");
-          continue;
+        // the child's reports: committed operations move the model; the last "I" without its "C" is in flight
+        let inFlight: Op | null = null;
+        let opened = false;
+        for (const line of run.lines) {
+          if (line === "loading") continue;
+          if (line.startsWith("open ")) {
+            opened = true;
+            expect(line, "the writer found a corrupt file at start").toBe("open 0");
+            continue;
+          }
+          const r = parseReport(line);
+          if (!r) throw new Error(`unexpected line from the writer: ${line}\n${run.stderr}`);
+          if (r.kind === "I") inFlight = r.op;
+          else {
+            applyOp(model, r.op, r.op.op === "create" ? r.op.args[0] : undefined);
+            if (r.op.op === "tok") stats.tokensCommitted++;
+            inFlight = null;
+          }
         }
-        const r = parseReport(line);
-        if (!r) throw new Error(`unexpected line from the writer: ${line}\n${run.stderr}`);
-        if (r.kind === "I") inFlight = r.op;
-        else {
-          applyOp(model, r.op, r.op.op === "create" ? r.op.args[0] : undefined);
-          if (r.op.op === "tok") stats.tokensCommitted++;
-          inFlight = null;
+        if (!opened) stats.duringRecovery++;
+        const phase = inFlight?.op ?? (opened ? "between operations" : "recovery");
+        stats.inFlight[phase] = (stats.inFlight[phase] ?? 0) + 1;
+
+        // open a copy as the app would at start (the next child recovers the original itself)
+        const copy = mkdtempSync(path.join(scratch, "tandem-crash-check-"));
+        cpSync(dataDir, copy, { recursive: true });
+        const store = await ConversationStore.open(copy);
+        expect(store.notices, `kill ${k}: the store reported damage`).toEqual([]);
+        const onDisk = modelOfStore(store.list().map((m) => store.get(m.id))); // throws on a wrong token or text
+        rmSync(copy, { recursive: true, force: true });
+
+        const committed = afterRestart(model);
+        let withInFlight: Model | null = null;
+        if (inFlight) {
+          withInFlight = cloneModel(model);
+          applyOp(withInFlight, inFlight);
+          withInFlight = afterRestart(withInFlight);
         }
+        const ok = sameModel(onDisk, committed) || (withInFlight !== null && sameModel(onDisk, withInFlight));
+        if (!ok) {
+          throw new Error(
+            `kill ${k} (in flight: ${inFlight ? `${inFlight.op} ${inFlight.args.join(" ")}` : "nothing"}): the store holds\n${describeModel(onDisk)}\n` +
+              `but the child committed\n${describeModel(committed)}${withInFlight ? `\nor, with the operation in flight,\n${describeModel(withInFlight)}` : ""}`,
+          );
+        }
+        // tokens lost: only a token in flight can be missing, and only that one
+        if (inFlight?.op === "tok") {
+          const [convId, msgId, n] = inFlight.args;
+          const kept = onDisk.get(convId)?.messages.find((x) => x.id === msgId)?.tokens ?? -1;
+          expect(kept === Number(n) || kept === Number(n) - 1, `kill ${k}: ${kept} tokens kept of ${n} generated`).toBe(true);
+          stats.tokensLost += Number(n) - kept;
+        }
+        stats.conversationsChecked += onDisk.size;
+        stats.answersChecked += [...onDisk.values()].reduce((s, c) => s + c.messages.filter((x) => x.role === "assistant").length, 0);
+        model = onDisk; // what the next child starts from
       }
-      if (!opened) stats.duringRecovery++;
-      const phase = inFlight?.op ?? (opened ? "between operations" : "recovery");
-      stats.inFlight[phase] = (stats.inFlight[phase] ?? 0) + 1;
 
-      // open a copy as the app would at start (the next child recovers the original itself)
-      const copy = mkdtempSync(path.join(scratch, "tandem-crash-check-"));
-      cpSync(dataDir, copy, { recursive: true });
-      const store = await ConversationStore.open(copy);
-      expect(store.notices, `kill ${k}: the store reported damage`).toEqual([]);
-      const onDisk = modelOfStore(store.list().map((m) => store.get(m.id))); // throws on a wrong token or text
-      rmSync(copy, { recursive: true, force: true });
+      const secs = ((performance.now() - started) / 1000).toFixed(1);
+      summary.push(
+        `crash test (store): ${stats.kills} SIGKILLs (${stats.duringRecovery} during start-up recovery) in ${secs} s; ` +
+          `in flight at the kill: ${Object.entries(stats.inFlight)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(", ")}; ` +
+          `${stats.conversationsChecked} conversation loads / ${stats.answersChecked} answers checked; ` +
+          `${stats.tokensCommitted} tokens committed, 0 committed tokens lost, ${stats.tokensLost} in-flight tokens lost (at most 1 per kill); corrupt files: 0`,
+      );
+      // the kills must actually have hit the interesting moments, or the test proves little
+      expect(stats.inFlight.tok ?? 0).toBeGreaterThan(KILLS / 4);
+      expect((stats.inFlight.start ?? 0) + (stats.inFlight.end ?? 0)).toBeGreaterThan(0);
+      expect(stats.tokensCommitted).toBeGreaterThan(KILLS * 5);
+    },
+  );
 
-      const committed = afterRestart(model);
-      let withInFlight: Model | null = null;
-      if (inFlight) {
-        withInFlight = cloneModel(model);
-        applyOp(withInFlight, inFlight);
-        withInFlight = afterRestart(withInFlight);
-      }
-      const ok = sameModel(onDisk, committed) || (withInFlight !== null && sameModel(onDisk, withInFlight));
-      if (!ok) {
-        throw new Error(
-          `kill ${k} (in flight: ${inFlight ? `${inFlight.op} ${inFlight.args.join(" ")}` : "nothing"}): the store holds\n${describeModel(onDisk)}\n` +
-            `but the child committed\n${describeModel(committed)}${withInFlight ? `\nor, with the operation in flight,\n${describeModel(withInFlight)}` : ""}`,
+  it(
+    `the engine service with a real model, killed ${SERVICE_KILLS} times mid-answer: every token the UI was sent survives`,
+    { timeout: 180_000 },
+    async () => {
+      const pair = await pairPromise;
+      if (!pair) return noteMissingShared("service crash test");
+      const dataDir = mkdtempSync(path.join(scratch, "tandem-crash-svc-"));
+      const rand = mulberry32(SEED + 1);
+      let shown = 0;
+      let persistedBeyondShown = 0;
+      for (let k = 0; k < SERVICE_KILLS; k++) {
+        const delayMs = 100 + rand() * 700;
+        let timer: NodeJS.Timeout | undefined;
+        const run = await runAndKill(
+          serviceWriter,
+          [dataDir, pair.slm],
+          (lines, kill) => {
+            if (!timer && lines.includes("ready")) timer = setTimeout(kill, delayMs);
+          },
+          { TANDEM_THREADS: "1" },
         );
+        clearTimeout(timer);
+        // "D <conversation> <message> <n>": the service sent the UI tokens up to n of that answer
+        const sent = new Map<string, { conv: string; n: number }>();
+        for (const line of run.lines) {
+          const [kind, conv, msg, n] = line.split(" ");
+          if (kind === "D") sent.set(msg, { conv, n: Number(n) });
+        }
+        expect(sent.size, `kill ${k}: no answer streamed before the kill\n${run.stderr}`).toBeGreaterThan(0);
+        const store = await ConversationStore.open(dataDir); // the app's own start-up: recovers in place
+        expect(store.notices).toEqual([]);
+        for (const [msgId, { conv, n }] of sent) {
+          const msg = store.get(conv).messages.find((m) => m.id === msgId);
+          expect(msg, `kill ${k}: answer ${msgId} is gone`).toBeDefined();
+          const kept = msg!.tokens!.length;
+          expect(kept, `kill ${k}: the UI saw ${n} tokens of ${msgId}, ${kept} were kept`).toBeGreaterThanOrEqual(n);
+          expect(msg!.tokens!.map((t) => t.index)).toEqual(msg!.tokens!.map((_, i) => i));
+          // a finished answer's text also holds what the decoder held back to the end; a cut one is its tokens
+          if (msg!.status !== "complete") expect(msg!.content).toBe(msg!.tokens!.map((t) => t.text).join(""));
+          expect(["complete", "stopped"]).toContain(msg!.status);
+          shown += n;
+          persistedBeyondShown += kept - n;
+        }
+        await store.flush();
       }
-      // tokens lost: only a token in flight can be missing, and only that one
-      if (inFlight?.op === "tok") {
-        const [convId, msgId, n] = inFlight.args;
-        const kept = onDisk.get(convId)?.messages.find((x) => x.id === msgId)?.tokens ?? -1;
-        expect(kept === Number(n) || kept === Number(n) - 1, `kill ${k}: ${kept} tokens kept of ${n} generated`).toBe(true);
-        stats.tokensLost += Number(n) - kept;
-      }
-      stats.conversationsChecked += onDisk.size;
-      stats.answersChecked += [...onDisk.values()].reduce((s, c) => s + c.messages.filter((x) => x.role === "assistant").length, 0);
-      model = onDisk; // what the next child starts from
-    }
-
-    const secs = ((performance.now() - started) / 1000).toFixed(1);
-    summary.push(
-      `crash test (store): ${stats.kills} SIGKILLs (${stats.duringRecovery} during start-up recovery) in ${secs} s; ` +
-        `in flight at the kill: ${Object.entries(stats.inFlight).map(([k, v]) => `${k} ${v}`).join(", ")}; ` +
-        `${stats.conversationsChecked} conversation loads / ${stats.answersChecked} answers checked; ` +
-        `${stats.tokensCommitted} tokens committed, 0 committed tokens lost, ${stats.tokensLost} in-flight tokens lost (at most 1 per kill); corrupt files: 0`,
-    );
-    // the kills must actually have hit the interesting moments, or the test proves little
-    expect(stats.inFlight.tok ?? 0).toBeGreaterThan(KILLS / 4);
-    expect((stats.inFlight.start ?? 0) + (stats.inFlight.end ?? 0)).toBeGreaterThan(0);
-    expect(stats.tokensCommitted).toBeGreaterThan(KILLS * 5);
-  });
-
-  it(`the engine service with a real model, killed ${SERVICE_KILLS} times mid-answer: every token the UI was sent survives`, { timeout: 180_000 }, async () => {
-    const pair = await pairPromise;
-    if (!pair) return noteMissingShared("service crash test");
-    const dataDir = mkdtempSync(path.join(scratch, "tandem-crash-svc-"));
-    const rand = mulberry32(SEED + 1);
-    let shown = 0;
-    let persistedBeyondShown = 0;
-    for (let k = 0; k < SERVICE_KILLS; k++) {
-      const delayMs = 100 + rand() * 700;
-      let timer: NodeJS.Timeout | undefined;
-      const run = await runAndKill(serviceWriter, [dataDir, pair.slm], (lines, kill) => {
-        if (!timer && lines.includes("ready")) timer = setTimeout(kill, delayMs);
-      }, { TANDEM_THREADS: "1" });
-      clearTimeout(timer);
-      // "D <conversation> <message> <n>": the service sent the UI tokens up to n of that answer
-      const sent = new Map<string, { conv: string; n: number }>();
-      for (const line of run.lines) {
-        const [kind, conv, msg, n] = line.split(" ");
-        if (kind === "D") sent.set(msg, { conv, n: Number(n) });
-      }
-      expect(sent.size, `kill ${k}: no answer streamed before the kill\n${run.stderr}`).toBeGreaterThan(0);
-      const store = await ConversationStore.open(dataDir); // the app's own start-up: recovers in place
-      expect(store.notices).toEqual([]);
-      for (const [msgId, { conv, n }] of sent) {
-        const msg = store.get(conv).messages.find((m) => m.id === msgId);
-        expect(msg, `kill ${k}: answer ${msgId} is gone`).toBeDefined();
-        const kept = msg!.tokens!.length;
-        expect(kept, `kill ${k}: the UI saw ${n} tokens of ${msgId}, ${kept} were kept`).toBeGreaterThanOrEqual(n);
-        expect(msg!.tokens!.map((t) => t.index)).toEqual(msg!.tokens!.map((_, i) => i));
-        // a finished answer's text also holds what the decoder held back to the end; a cut one is its tokens
-        if (msg!.status !== "complete") expect(msg!.content).toBe(msg!.tokens!.map((t) => t.text).join(""));
-        expect(["complete", "stopped"]).toContain(msg!.status);
-        shown += n;
-        persistedBeyondShown += kept - n;
-      }
-      await store.flush();
-    }
-    summary.push(
-      `crash test (service, real model): ${SERVICE_KILLS} SIGKILLs mid-answer; ${shown} tokens shown to the UI, 0 lost ` +
-        `(${persistedBeyondShown} more were committed but not yet sent to the UI)`,
-    );
-  });
+      summary.push(
+        `crash test (service, real model): ${SERVICE_KILLS} SIGKILLs mid-answer; ${shown} tokens shown to the UI, 0 lost ` +
+          `(${persistedBeyondShown} more were committed but not yet sent to the UI)`,
+      );
+    },
+  );
 });

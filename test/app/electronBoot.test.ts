@@ -44,7 +44,8 @@ class App {
     for (;;) {
       const e = this.events.slice(from).find(pred);
       if (e) return e;
-      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`no ${what} (exit ${this.child.exitCode}); saw ${this.events.map((x) => x.ev).join(",")}`);
+      if (Date.now() > deadline || this.child.exitCode !== null)
+        throw new Error(`no ${what} (exit ${this.child.exitCode}); saw ${this.events.map((x) => x.ev).join(",")}`);
       await new Promise<void>((r) => {
         this.waiters.push(r);
         setTimeout(r, 200);
@@ -55,10 +56,22 @@ class App {
   bridgeEvents(from = 0): BridgeEvent[] {
     return this.events.slice(from).flatMap((e) => (e.ev === "send" && e.channel === EVENT_CHANNEL ? [e.payload as BridgeEvent] : []));
   }
-  waitForBridge<T extends BridgeEvent["type"]>(type: T, pred: (e: Extract<BridgeEvent, { type: T }>) => boolean = () => true, from = 0, timeoutMs?: number) {
-    return this.waitFor((e) => e.ev === "send" && e.channel === EVENT_CHANNEL && (e.payload as BridgeEvent).type === type && pred(e.payload as Extract<BridgeEvent, { type: T }>), `bridge event ${type}`, from, timeoutMs).then(
-      (e) => e.payload as Extract<BridgeEvent, { type: T }>,
-    );
+  waitForBridge<T extends BridgeEvent["type"]>(
+    type: T,
+    pred: (e: Extract<BridgeEvent, { type: T }>) => boolean = () => true,
+    from = 0,
+    timeoutMs?: number,
+  ) {
+    return this.waitFor(
+      (e) =>
+        e.ev === "send" &&
+        e.channel === EVENT_CHANNEL &&
+        (e.payload as BridgeEvent).type === type &&
+        pred(e.payload as Extract<BridgeEvent, { type: T }>),
+      `bridge event ${type}`,
+      from,
+      timeoutMs,
+    ).then((e) => e.payload as Extract<BridgeEvent, { type: T }>);
   }
   async invoke(op: string, arg: unknown, sender = "app"): Promise<{ ok: boolean; result?: unknown; error?: string }> {
     const id = this.nextId++;
@@ -145,11 +158,25 @@ describe("the built Electron app, booted in Node against a fake electron module"
     // the order the window saw: its creation first, then the engine, then the loaded model
     const iWin = app.events.indexOf(win);
     expect(iWin).toBeLessThan(app.index((e) => e.ev === "engine-forked"));
-    expect(iWin).toBeLessThan(app.index((e) => e.ev === "send" && (e.payload as BridgeEvent).type === "models" && (e.payload as { models: { slm: { loaded: boolean } } }).models.slm.loaded));
-    expect(win.options).toMatchObject({ show: false, webPreferences: { sandbox: true, contextIsolation: true, nodeIntegration: false, webSecurity: true } });
-    expect((win.options as { webPreferences: { preload: string } }).webPreferences.preload).toBe(path.join(work, "electron", "preload.cjs"));
+    expect(iWin).toBeLessThan(
+      app.index(
+        (e) =>
+          e.ev === "send" &&
+          (e.payload as BridgeEvent).type === "models" &&
+          (e.payload as { models: { slm: { loaded: boolean } } }).models.slm.loaded,
+      ),
+    );
+    expect(win.options).toMatchObject({
+      show: false,
+      webPreferences: { sandbox: true, contextIsolation: true, nodeIntegration: false, webSecurity: true },
+    });
+    expect((win.options as { webPreferences: { preload: string } }).webPreferences.preload).toBe(
+      path.join(work, "electron", "preload.cjs"),
+    );
     expect(app.events.find((e) => e.ev === "sandbox")).toBeTruthy();
-    expect(app.events.find((e) => e.ev === "privileged")).toMatchObject({ schemes: [{ scheme: "app", privileges: { standard: true, secure: true } }] });
+    expect(app.events.find((e) => e.ev === "privileged")).toMatchObject({
+      schemes: [{ scheme: "app", privileges: { standard: true, secure: true } }],
+    });
     expect(app.events.find((e) => e.ev === "loadURL")).toMatchObject({ url: "app://tandem/index.html" });
     expect(app.events.find((e) => e.ev === "page")).toMatchObject({ status: 200, csp: expect.stringContaining("script-src 'self'") });
     expect(app.events.find((e) => e.ev === "show")).toBeTruthy();
@@ -179,7 +206,12 @@ describe("the built Electron app, booted in Node against a fake electron module"
   it("answers IPC from the app's page only", async () => {
     expect(await app.call("setTau", { tau: 0 })).toEqual({ tau: 0 });
     for (const sender of ["other-contents", "iframe", "file-page"]) {
-      expect(await app.invoke("stats", {}, sender), sender).toEqual({ ev: "invoked", id: expect.any(Number), ok: false, error: "Refused: unknown sender" });
+      expect(await app.invoke("stats", {}, sender), sender).toEqual({
+        ev: "invoked",
+        id: expect.any(Number),
+        ok: false,
+        error: "Refused: unknown sender",
+      });
     }
     expect((await app.invoke("openExternal", {})).error).toBe("Refused: malformed call");
     // the engine's own message, not wrapped

@@ -45,7 +45,12 @@ class FakeChild extends EventEmitter implements EngineChildLike {
 const start = { dataDir: "/d", modelsDir: "/m", slm: null, cloud: null };
 const healthy = (m: ToEngine, c: FakeChild) => {
   if (m.kind === "start") c.reply({ kind: "ready" });
-  if (m.kind === "call") c.reply(m.op === "stats" ? { kind: "result", id: m.id, ok: false, error: "engine says no" } : { kind: "result", id: m.id, ok: true, result: { op: m.op } });
+  if (m.kind === "call")
+    c.reply(
+      m.op === "stats"
+        ? { kind: "result", id: m.id, ok: false, error: "engine says no" }
+        : { kind: "result", id: m.id, ok: true, result: { op: m.op } },
+    );
 };
 
 describe("EngineProcess (the main process's side of the engine)", () => {
@@ -103,7 +108,10 @@ describe("EngineProcess (the main process's side of the engine)", () => {
   });
 
   it("an engine that cannot start rejects whenReady with its reason", async () => {
-    const e = new EngineProcess({ fork: () => new FakeChild((m, c) => m.kind === "start" && c.reply({ kind: "failed", error: "EACCES: data folder" })), start });
+    const e = new EngineProcess({
+      fork: () => new FakeChild((m, c) => m.kind === "start" && c.reply({ kind: "failed", error: "EACCES: data folder" })),
+      start,
+    });
     await expect(e.whenReady()).rejects.toThrow("The engine could not start: EACCES: data folder");
   });
 });
@@ -116,7 +124,9 @@ describe("hostEngine (the utility process's side)", () => {
     const order: string[] = [];
     const listeners = new Set<(e: BridgeEvent) => void>();
     const service: HostableService = {
-      api: Object.fromEntries(BRIDGE_OPS.map((op) => [op, async () => (op === "stats" ? Promise.reject(new Error("no stats")) : { op })])) as unknown as BridgeApi,
+      api: Object.fromEntries(
+        BRIDGE_OPS.map((op) => [op, async () => (op === "stats" ? Promise.reject(new Error("no stats")) : { op })]),
+      ) as unknown as BridgeApi,
       subscribe: (l) => (listeners.add(l), () => listeners.delete(l)),
       loadInitialModels: async () => void order.push("load"),
       close: async () => void order.push("close"),
@@ -165,7 +175,14 @@ describe("app:// and model paths", () => {
     expect(appFilePath("app://tandem/", root)).toBe(path.join(root, "index.html"));
     expect(appFilePath("app://tandem/assets/a.js?x=1#y", root)).toBe(path.join(root, "assets", "a.js"));
     expect(appFilePath("app://tandem/%2e%2e/secret", root)).toBe(path.join(root, "secret")); // URL parsing drops dot segments
-    for (const bad of ["app://tandem/..%2fsecret", "app://evil/index.html", "file:///etc/passwd", "app://tandem/%00", "app://tandem/%E0%A4%A"]) expect(appFilePath(bad, root), bad).toBeNull();
+    for (const bad of [
+      "app://tandem/..%2fsecret",
+      "app://evil/index.html",
+      "file:///etc/passwd",
+      "app://tandem/%00",
+      "app://tandem/%E0%A4%A",
+    ])
+      expect(appFilePath(bad, root), bad).toBeNull();
     const ok = await appResponse({ url: "app://tandem/index.html", method: "GET" }, root);
     expect(ok.status).toBe(200);
     expect(ok.headers.get("content-security-policy")).toContain("default-src 'none'");
@@ -185,7 +202,14 @@ describe("app:// and model paths", () => {
   it("models live in a visible folder outside the data folder; TANDEM_MODELS_DIR moves it", () => {
     expect(defaultModelsDir({}, "/Users/ann")).toBe("/Users/ann/Tandem/Models");
     expect(defaultModelsDir({ TANDEM_MODELS_DIR: "~/big/models" }, "/Users/ann")).toBe("/Users/ann/big/models");
-    expect(engineStartOptions({ dataDir: "/d", modelsDir: "/m" }, { TANDEM_SLM: " ", TANDEM_PACE_MS: "x" })).toEqual({ dataDir: "/d", modelsDir: "/m", slm: null, cloud: null, paceMs: undefined, maxTokens: undefined });
+    expect(engineStartOptions({ dataDir: "/d", modelsDir: "/m" }, { TANDEM_SLM: " ", TANDEM_PACE_MS: "x" })).toEqual({
+      dataDir: "/d",
+      modelsDir: "/m",
+      slm: null,
+      cloud: null,
+      paceMs: undefined,
+      maxTokens: undefined,
+    });
   });
 });
 

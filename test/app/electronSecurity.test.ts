@@ -157,7 +157,12 @@ let win: FakeWindow;
 
 beforeEach(async () => {
   h = harness();
-  win = (await startShell(h.platform, { rendererIndex: appIndex, appIndexUrl, preload: "/app/preload.cjs", startService: async () => h.service })) as FakeWindow;
+  win = (await startShell(h.platform, {
+    rendererIndex: appIndex,
+    appIndexUrl,
+    preload: "/app/preload.cjs",
+    startService: async () => h.service,
+  })) as FakeWindow;
 });
 
 /** An IPC invoke as Electron delivers it. */
@@ -169,7 +174,16 @@ describe("Electron shell: windows", () => {
     expect(h.rec.sandbox).toBe(true); // app.enableSandbox(): every renderer sandboxed, whatever its options
     expect(h.rec.windows).toHaveLength(1);
     const prefs = win.options.webPreferences;
-    expect(prefs).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false, nodeIntegrationInWorker: false, nodeIntegrationInSubFrames: false, webSecurity: true, allowRunningInsecureContent: false, webviewTag: false });
+    expect(prefs).toMatchObject({
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      webviewTag: false,
+    });
     expect(prefs).toEqual({ ...SECURE_WEB_PREFERENCES, preload: "/app/preload.cjs" });
     expect(win.loaded).toBe(appIndexUrl); // the page, by its URL (app:// in the app: electronBoot.test.ts)
     expect(win.shown).toBe(true);
@@ -178,12 +192,18 @@ describe("Electron shell: windows", () => {
   it("no BrowserWindow is constructed anywhere but through the shell's createWindow", () => {
     // the shell cannot watch windows created behind its back: make sure the source has none
     const files = (dir: string): string[] =>
-      readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? files(path.join(dir, d.name)) : d.name.endsWith(".ts") ? [path.join(dir, d.name)] : []));
-    const makers = [...files(path.join(repoRoot, "electron")), ...files(path.join(repoRoot, "web")), ...files(path.join(repoRoot, "renderer"))].filter((f) =>
-      /new BrowserWindow\(|new BrowserView\(|new WebContentsView\(/.test(readFileSync(f, "utf8")),
-    );
+      readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+        d.isDirectory() ? files(path.join(dir, d.name)) : d.name.endsWith(".ts") ? [path.join(dir, d.name)] : [],
+      );
+    const makers = [
+      ...files(path.join(repoRoot, "electron")),
+      ...files(path.join(repoRoot, "web")),
+      ...files(path.join(repoRoot, "renderer")),
+    ].filter((f) => /new BrowserWindow\(|new BrowserView\(|new WebContentsView\(/.test(readFileSync(f, "utf8")));
     expect(makers.map((f) => path.relative(repoRoot, f))).toEqual(["electron/main.ts"]);
-    expect(readFileSync(path.join(repoRoot, "electron", "main.ts"), "utf8")).toMatch(/createWindow: \(options\) => new BrowserWindow\(options\),/);
+    expect(readFileSync(path.join(repoRoot, "electron", "main.ts"), "utf8")).toMatch(
+      /createWindow: \(options\) => new BrowserWindow\(options\),/,
+    );
   });
 });
 
@@ -218,7 +238,25 @@ describe("Electron shell: navigation and new windows", () => {
 });
 
 describe("Electron shell: permissions", () => {
-  const requested = ["media", "geolocation", "notifications", "clipboard-read", "clipboard-sanitized-write", "display-capture", "fullscreen", "idle-detection", "midi", "midiSysex", "pointerLock", "keyboardLock", "openExternal", "storage-access", "window-management", "fileSystem", "unknown"];
+  const requested = [
+    "media",
+    "geolocation",
+    "notifications",
+    "clipboard-read",
+    "clipboard-sanitized-write",
+    "display-capture",
+    "fullscreen",
+    "idle-detection",
+    "midi",
+    "midiSysex",
+    "pointerLock",
+    "keyboardLock",
+    "openExternal",
+    "storage-access",
+    "window-management",
+    "fileSystem",
+    "unknown",
+  ];
 
   it.each(requested)("a %s request is denied", (permission) => {
     let granted: boolean | undefined;
@@ -235,7 +273,9 @@ describe("Electron shell: permissions", () => {
 describe("Electron shell: IPC", () => {
   it("a call from the app's page in the window's top frame reaches the engine", async () => {
     await expect(invoke({ sender: win.webContents, senderFrame: topFrame() }, "setTau", { tau: 0.3 })).resolves.toEqual({ ok: "setTau" });
-    await expect(invoke({ sender: win.webContents, senderFrame: topFrame(appIndexUrl + "#/chat") }, "stats", {})).resolves.toEqual({ ok: "stats" });
+    await expect(invoke({ sender: win.webContents, senderFrame: topFrame(appIndexUrl + "#/chat") }, "stats", {})).resolves.toEqual({
+      ok: "stats",
+    });
     expect(h.calls).toEqual([
       { op: "setTau", arg: { tau: 0.3 } },
       { op: "stats", arg: {} },
@@ -245,8 +285,14 @@ describe("Electron shell: IPC", () => {
   const foreign: [string, () => IpcInvokeEventLike][] = [
     ["another window's web contents", () => ({ sender: new FakeContents(), senderFrame: topFrame() })],
     ["an iframe inside the app's page", () => ({ sender: win.webContents, senderFrame: { url: appIndexUrl, parent: topFrame() } })],
-    ["an iframe showing another site", () => ({ sender: win.webContents, senderFrame: { url: "https://evil.example/", parent: topFrame() } })],
-    ["the window after navigating to a web site", () => ({ sender: win.webContents, senderFrame: topFrame("https://evil.example/dist/renderer/index.html") })],
+    [
+      "an iframe showing another site",
+      () => ({ sender: win.webContents, senderFrame: { url: "https://evil.example/", parent: topFrame() } }),
+    ],
+    [
+      "the window after navigating to a web site",
+      () => ({ sender: win.webContents, senderFrame: topFrame("https://evil.example/dist/renderer/index.html") }),
+    ],
     ["another local file", () => ({ sender: win.webContents, senderFrame: topFrame("file:///tmp/index.html") })],
     ["a data: URL", () => ({ sender: win.webContents, senderFrame: topFrame("data:text/html,<script>tandem.send()</script>") })],
     ["a frame already destroyed", () => ({ sender: win.webContents, senderFrame: null })],
@@ -260,7 +306,14 @@ describe("Electron shell: IPC", () => {
 
   it("a call outside the table, or with a non-object argument, is refused even from the app", async () => {
     const app = { sender: win.webContents, senderFrame: topFrame() };
-    for (const [op, arg] of [["openExternal", {}], ["__proto__", {}], ["constructor", {}], ["send", "x"], ["send", null], ["send", [1]]] as const) {
+    for (const [op, arg] of [
+      ["openExternal", {}],
+      ["__proto__", {}],
+      ["constructor", {}],
+      ["send", "x"],
+      ["send", null],
+      ["send", [1]],
+    ] as const) {
       await expect(invoke(app, op, arg), String(op)).rejects.toThrow("Refused: malformed call");
     }
     expect(h.calls).toEqual([]);
@@ -282,7 +335,9 @@ describe("Electron shell: IPC", () => {
   it("isTrustedSender and parseIpcCall on their own", () => {
     expect(isTrustedSender(appIndexUrl, appIndexUrl)).toBe(true);
     expect(isTrustedSender(appIndexUrl + "?x#y", appIndexUrl)).toBe(true);
-    expect(isTrustedSender("file:///Applications/Tandem.app/Contents/Resources/app.asar/dist/renderer/other.html", appIndexUrl)).toBe(false);
+    expect(isTrustedSender("file:///Applications/Tandem.app/Contents/Resources/app.asar/dist/renderer/other.html", appIndexUrl)).toBe(
+      false,
+    );
     expect(isTrustedSender(undefined, appIndexUrl)).toBe(false);
     expect(isTrustedSender("not a url", appIndexUrl)).toBe(false);
     expect(parseIpcCall("send", { text: "x" })).toEqual({ op: "send", arg: { text: "x" } });
@@ -302,10 +357,15 @@ vi.mock("electron", () => ({
     invoke: async (...args: unknown[]) => {
       invoked.push(args);
       // how Electron rejects an invoke whose handler threw
-      if ((args[2] as { fail?: string } | undefined)?.fail) throw new Error(`Error invoking remote method '${CALL_CHANNEL}': Error: ${(args[2] as { fail: string }).fail}`);
+      if ((args[2] as { fail?: string } | undefined)?.fail)
+        throw new Error(`Error invoking remote method '${CALL_CHANNEL}': Error: ${(args[2] as { fail: string }).fail}`);
     },
     on: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, [...(rendererListeners.get(ch) ?? []), l]),
-    removeListener: (ch: string, l: (e: unknown, ...a: unknown[]) => void) => void rendererListeners.set(ch, (rendererListeners.get(ch) ?? []).filter((x) => x !== l)),
+    removeListener: (ch: string, l: (e: unknown, ...a: unknown[]) => void) =>
+      void rendererListeners.set(
+        ch,
+        (rendererListeners.get(ch) ?? []).filter((x) => x !== l),
+      ),
   },
 }));
 
@@ -320,7 +380,11 @@ describe("Electron preload", () => {
 
   it("each operation is an invoke of the one call channel; events reach the page without Electron's event object", async () => {
     await import("../../electron/preload.js");
-    const bridge = exposed.tandem as { setTau(a: unknown): Promise<unknown>; stats(a?: unknown): Promise<unknown>; subscribe(l: (e: unknown) => void): () => void };
+    const bridge = exposed.tandem as {
+      setTau(a: unknown): Promise<unknown>;
+      stats(a?: unknown): Promise<unknown>;
+      subscribe(l: (e: unknown) => void): () => void;
+    };
     await bridge.setTau({ tau: 0.2 });
     await bridge.stats();
     expect(invoked.slice(-2)).toEqual([
@@ -363,22 +427,31 @@ function parseCsp(policy: string): Map<string, string[]> {
 }
 
 describe("Content Security Policy", () => {
-  const pages = [path.join(repoRoot, "renderer", "index.html"), path.join(repoRoot, "dist", "renderer", "index.html")].filter((p) => existsSync(p));
+  const pages = [path.join(repoRoot, "renderer", "index.html"), path.join(repoRoot, "dist", "renderer", "index.html")].filter((p) =>
+    existsSync(p),
+  );
 
-  it.each(pages.map((p) => [path.relative(repoRoot, p), p]))("%s: scripts only from the app, nothing inline, nothing from elsewhere", (_name, page) => {
-    const csp = cspOf(readFileSync(page, "utf8"));
-    expect(csp.get("default-src")).toEqual(["'none'"]); // everything not listed: nothing (frames, objects, media, workers)
-    expect(csp.get("script-src")).toEqual(["'self'"]);
-    expect(csp.get("base-uri")).toEqual(["'none'"]);
-    expect(csp.get("form-action")).toEqual(["'none'"]);
-    for (const [name, sources] of csp) {
-      // no inline code, no eval, no wildcard, no other host; data: only for images
-      expect(sources.filter((s) => !["'self'", "'none'"].includes(s) && !(name === "img-src" && s === "data:")), name).toEqual([]);
-    }
-    for (const d of ["frame-src", "child-src", "object-src", "worker-src"]) expect(csp.has(d), `${d} falls back to default-src 'none'`).toBe(false);
-    // the page itself has no inline script or handler the CSP would have to allow
-    expect(readFileSync(page, "utf8")).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>|\son\w+=/i);
-  });
+  it.each(pages.map((p) => [path.relative(repoRoot, p), p]))(
+    "%s: scripts only from the app, nothing inline, nothing from elsewhere",
+    (_name, page) => {
+      const csp = cspOf(readFileSync(page, "utf8"));
+      expect(csp.get("default-src")).toEqual(["'none'"]); // everything not listed: nothing (frames, objects, media, workers)
+      expect(csp.get("script-src")).toEqual(["'self'"]);
+      expect(csp.get("base-uri")).toEqual(["'none'"]);
+      expect(csp.get("form-action")).toEqual(["'none'"]);
+      for (const [name, sources] of csp) {
+        // no inline code, no eval, no wildcard, no other host; data: only for images
+        expect(
+          sources.filter((s) => !["'self'", "'none'"].includes(s) && !(name === "img-src" && s === "data:")),
+          name,
+        ).toEqual([]);
+      }
+      for (const d of ["frame-src", "child-src", "object-src", "worker-src"])
+        expect(csp.has(d), `${d} falls back to default-src 'none'`).toBe(false);
+      // the page itself has no inline script or handler the CSP would have to allow
+      expect(readFileSync(page, "utf8")).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>|\son\w+=/i);
+    },
+  );
 
   it("browser mode sends the same policy as a header (plus frame-ancestors, which a meta tag cannot carry)", () => {
     const header = parseCsp(CONTENT_SECURITY_POLICY);

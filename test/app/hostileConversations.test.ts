@@ -14,14 +14,30 @@ import { errorMessage } from "../../shared/errors.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-hostile-conv-"));
 const convDir = (dir: string) => path.join(dir, "conversations");
-const token = (index: number, text = "x") => ({ index, tokenId: index, text, origin: "local" as const, confidence: 0.9, tau: 0.5, cloudLatencyMs: null, slmTokenId: index });
+const token = (index: number, text = "x") => ({
+  index,
+  tokenId: index,
+  text,
+  origin: "local" as const,
+  confidence: 0.9,
+  tau: 0.5,
+  cloudLatencyMs: null,
+  slmTokenId: index,
+});
 
 function fileOf(conversation: object): string {
   return JSON.stringify({ version: 1, conversation });
 }
 
 function conv(id: string, extra: Record<string, unknown> = {}) {
-  return { id, title: `Chat ${id}`, createdAt: 1, updatedAt: 2, messages: [{ id: "u1", role: "user", content: "hi", createdAt: 1 }], ...extra };
+  return {
+    id,
+    title: `Chat ${id}`,
+    createdAt: 1,
+    updatedAt: 2,
+    messages: [{ id: "u1", role: "user", content: "hi", createdAt: 1 }],
+    ...extra,
+  };
 }
 
 /** A store with one good conversation on disk; returns its dir and id. */
@@ -53,7 +69,12 @@ describe("hostile conversation files (issue 16, class 4)", () => {
     writeFileSync(path.join(convDir(dir), "deep-one.json"), text);
     const s = await ConversationStore.open(dir);
     expect(s.notices).toEqual([]);
-    expect(s.list().map((m) => m.id).sort()).toEqual(["deep-one", goodId].sort());
+    expect(
+      s
+        .list()
+        .map((m) => m.id)
+        .sort(),
+    ).toEqual(["deep-one", goodId].sort());
     const c = s.get("deep-one");
     expect("plugin" in c).toBe(false);
     c.messages.push({ id: "u2", role: "user", content: "still here", createdAt: 3 });
@@ -79,14 +100,31 @@ describe("hostile conversation files (issue 16, class 4)", () => {
 
   it('a wrongly typed field ("tokensPerSecond": "fast") is caught on load, set aside, the others load', async () => {
     const { dir, goodId } = await withGood();
-    const summary = { tokens: 1, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0, tokensPerSecond: "fast", text: "x", stopReason: "eog", router: "r", elapsedMs: 1 };
-    const messages = [{ id: "u1", role: "user", content: "hi", createdAt: 1 }, { id: "a1", role: "assistant", content: "x", createdAt: 2, tokens: [token(0)], summary, status: "complete" }];
+    const summary = {
+      tokens: 1,
+      cloudTokens: 0,
+      fallbackTokens: 0,
+      cloudCalls: 0,
+      bytesUp: 0,
+      bytesDown: 0,
+      tokensPerSecond: "fast",
+      text: "x",
+      stopReason: "eog",
+      router: "r",
+      elapsedMs: 1,
+    };
+    const messages = [
+      { id: "u1", role: "user", content: "hi", createdAt: 1 },
+      { id: "a1", role: "assistant", content: "x", createdAt: 2, tokens: [token(0)], summary, status: "complete" },
+    ];
     const bad = fileOf(conv("typed-wrong", { messages }));
     writeFileSync(path.join(convDir(dir), "typed-wrong.json"), bad);
     const s = await ConversationStore.open(dir);
     expect(s.list().map((m) => m.id)).toEqual([goodId]);
     expect(s.notices).toHaveLength(1);
-    expect(s.notices[0]).toMatch(/typed-wrong\.json could not be read \(not a valid conversation: message 2 is malformed \(summary\.tokensPerSecond: .*number/);
+    expect(s.notices[0]).toMatch(
+      /typed-wrong\.json could not be read \(not a valid conversation: message 2 is malformed \(summary\.tokensPerSecond: .*number/,
+    );
     const aside = readdirSync(convDir(dir)).find((n) => n.startsWith("typed-wrong.json.corrupt-"))!;
     expect(readFileSync(path.join(convDir(dir), aside), "utf8")).toBe(bad);
   });
@@ -136,7 +174,18 @@ describe("hostile conversation files (issue 16, class 4)", () => {
         title: fc.oneof(fc.string(), fc.integer()),
         createdAt: fc.oneof(fc.integer(), fc.string()),
         updatedAt: fc.integer(),
-        messages: fc.array(fc.record({ id: fc.string(), role: fc.constantFrom("user", "assistant", "wizard"), content: fc.oneof(fc.string(), fc.constant(null)), createdAt: fc.integer() }, { requiredKeys: [] }), { maxLength: 4 }),
+        messages: fc.array(
+          fc.record(
+            {
+              id: fc.string(),
+              role: fc.constantFrom("user", "assistant", "wizard"),
+              content: fc.oneof(fc.string(), fc.constant(null)),
+              createdAt: fc.integer(),
+            },
+            { requiredKeys: [] },
+          ),
+          { maxLength: 4 },
+        ),
         extra: fc.jsonValue({ maxDepth: 6 }),
       },
       { requiredKeys: [] },

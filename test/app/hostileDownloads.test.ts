@@ -34,7 +34,10 @@ beforeAll(async () => {
     // claims the whole model, then always hangs up after the first 64 KiB of the file
     const start = rangeStart(req);
     const headers = { "content-length": String(model.length - start), "accept-ranges": "bytes" };
-    res.writeHead(start ? 206 : 200, start ? { ...headers, "content-range": `bytes ${start}-${model.length - 1}/${model.length}` } : headers);
+    res.writeHead(
+      start ? 206 : 200,
+      start ? { ...headers, "content-range": `bytes ${start}-${model.length - 1}/${model.length}` } : headers,
+    );
     res.write(model.subarray(start, Math.max(start, 65536)), () => res.destroy());
   };
   routes["/stalls.gguf"] = (_req, res) => {

@@ -23,7 +23,9 @@ interface Child {
 
 function engine(dataDir: string): Child {
   // node itself (tsx as a loader, not its wrapper process): the pid in the lock is this child's
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(here, "instances", "engine.ts"), dataDir], { stdio: ["pipe", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--import", "tsx", path.join(here, "instances", "engine.ts"), dataDir], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   proc.stderr!.on("data", (d) => (err += d));
@@ -46,7 +48,11 @@ describe("two instances on one data folder (issue 16, class 5)", () => {
     const a = engine(dir);
     expect(await a.first).toMatch(/^started /);
     const b = engine(dir);
-    expect(await b.first).toMatch(new RegExp(`^refused The data folder .* is in use by another Tandem instance \\(process ${a.proc.pid}, started .*Close that instance first`));
+    expect(await b.first).toMatch(
+      new RegExp(
+        `^refused The data folder .* is in use by another Tandem instance \\(process ${a.proc.pid}, started .*Close that instance first`,
+      ),
+    );
     expect(await b.exit).toBe(3);
     // and this process too (an engine in the same process as a running one is refused the same way)
     await expect(TandemService.start({ dataDir: dir, slm: null })).rejects.toBeInstanceOf(DataFolderLockedError);

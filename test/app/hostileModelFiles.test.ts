@@ -23,7 +23,10 @@ describe("hostile model files (issue 16, class 3)", () => {
   it("every hostile file is refused by the preflight with its message, in under 2 s each", async () => {
     for (const m of await hostileModels()) {
       const t0 = performance.now();
-      const err = await preflightModelFile(m.file).then(() => null, (e: unknown) => e);
+      const err = await preflightModelFile(m.file).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(err, m.what).toBeInstanceOf(ModelFileError);
       expect(errorMessage(err), m.what).toMatch(m.error);
       expect(performance.now() - t0, m.what).toBeLessThan(2000);
@@ -64,15 +67,24 @@ function valueOf(type: GgufType, depth: number): fc.Arbitrary<{ type: GgufType; 
   };
   if (type !== GgufType.ARRAY) return scalar[type]!.map((value) => ({ type, value }));
   const itemTypes = depth > 1 ? [...Object.keys(scalar).map(Number), GgufType.ARRAY] : Object.keys(scalar).map(Number);
-  return fc.constantFrom(...itemTypes).chain((itemType) =>
-    fc.array(valueOf(itemType, depth - 1), { maxLength: 6 }).map((items) => ({ type, value: { itemType, items: items.map((i) => i.value) } })),
-  );
+  return fc
+    .constantFrom(...itemTypes)
+    .chain((itemType) =>
+      fc
+        .array(valueOf(itemType, depth - 1), { maxLength: 6 })
+        .map((items) => ({ type, value: { itemType, items: items.map((i) => i.value) } })),
+    );
 }
 
-const kvsArb = fc.uniqueArray(
-  fc.tuple(fc.string({ minLength: 1, maxLength: 20 }), fc.constantFrom(GgufType.UINT8, GgufType.INT32, GgufType.UINT64, GgufType.FLOAT64, GgufType.BOOL, GgufType.STRING, GgufType.ARRAY)),
-  { selector: ([k]) => k, maxLength: 8 },
-).chain((keys) => fc.tuple(...keys.map(([key, type]) => valueOf(type, 4).map(({ value }) => ({ key, type, value }) as GgufKv))));
+const kvsArb = fc
+  .uniqueArray(
+    fc.tuple(
+      fc.string({ minLength: 1, maxLength: 20 }),
+      fc.constantFrom(GgufType.UINT8, GgufType.INT32, GgufType.UINT64, GgufType.FLOAT64, GgufType.BOOL, GgufType.STRING, GgufType.ARRAY),
+    ),
+    { selector: ([k]) => k, maxLength: 8 },
+  )
+  .chain((keys) => fc.tuple(...keys.map(([key, type]) => valueOf(type, 4).map(({ value }) => ({ key, type, value }) as GgufKv))));
 
 async function encode(kvs: GgufKv[]): Promise<Buffer> {
   const file = path.join(dir, "h.gguf");
@@ -152,7 +164,9 @@ describe("GGUF reader, property-based (issue 16, class 3)", () => {
       writeFileSync(file, head);
       truncateSync(file, head.length + n); // sparse: the entries are all there, as zeros
       for (const skipArrays of [false, true]) {
-        expect(() => readGguf(file, { skipArrays })).toThrow(new RegExp(`an array of ${n} entries \\(the limit is ${GGUF_LIMITS.maxArrayLength}\\)`));
+        expect(() => readGguf(file, { skipArrays })).toThrow(
+          new RegExp(`an array of ${n} entries \\(the limit is ${GGUF_LIMITS.maxArrayLength}\\)`),
+        );
       }
     }
   });

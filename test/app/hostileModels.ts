@@ -7,7 +7,18 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, ftruncateSync, statSync, t
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ensureFixtures } from "../../models/fixtures.js";
-import { alignUp, copiedTensor, GgmlType, GgufType, readGguf, setKv, tensorByteSize, writeGguf, type GgufKv, type GgufTensorSpec } from "../../inference/gguf.js";
+import {
+  alignUp,
+  copiedTensor,
+  GgmlType,
+  GgufType,
+  readGguf,
+  setKv,
+  tensorByteSize,
+  writeGguf,
+  type GgufKv,
+  type GgufTensorSpec,
+} from "../../inference/gguf.js";
 
 export interface HostileModel {
   what: string;
@@ -100,7 +111,19 @@ export async function writeSplitModel(src: string, prefix: string, n: number): P
 
 /** A header of 0 tensors and one metadata array of `entries` uint8s, the file extended sparsely to hold them. */
 function sparseArrayModel(file: string, entries: number): void {
-  writeFileSync(file, rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["str", "tokenizer.ggml.token_type"], ["u32", 9], ["u32", 0], ["u64", BigInt(entries)]]));
+  writeFileSync(
+    file,
+    rawHeader([
+      MAGIC,
+      V3,
+      ["u64", 0n],
+      ["u64", 1n],
+      ["str", "tokenizer.ggml.token_type"],
+      ["u32", 9],
+      ["u32", 0],
+      ["u64", BigInt(entries)],
+    ]),
+  );
   const fd = openSync(file, "r+");
   ftruncateSync(fd, statSync(file).size + entries);
   closeSync(fd);
@@ -108,9 +131,19 @@ function sparseArrayModel(file: string, entries: number): void {
 
 /** Arrays nested `depth` deep, each holding the next (12 bytes a level). */
 function nestedArrays(depth: number): Buffer {
-  const level = rawHeader([["u32", 9], ["u64", 1n]]);
-  const innermost = rawHeader([["u32", 0], ["u64", 0n]]);
-  return Buffer.concat([rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["str", "deep"], ["u32", 9]]), Buffer.alloc(level.length * depth, level), innermost]);
+  const level = rawHeader([
+    ["u32", 9],
+    ["u64", 1n],
+  ]);
+  const innermost = rawHeader([
+    ["u32", 0],
+    ["u64", 0n],
+  ]);
+  return Buffer.concat([
+    rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["str", "deep"], ["u32", 9]]),
+    Buffer.alloc(level.length * depth, level),
+    innermost,
+  ]);
 }
 
 /** A GGUF header from raw little-endian fields, for headers no writer would produce. */
@@ -163,30 +196,79 @@ export async function hostileModels(): Promise<HostileModel[]> {
   sparseArrayModel(sparse, 300_000_000);
   const deep = file("nested-200k.gguf", nestedArrays(200_000));
   return [
-    { what: "a model too large for this computer's memory", file: huge, error: /huge-405b-shape\.gguf is too large for this computer: its weights alone need \d+\.\d GB of memory and this computer has \d+\.\d GB/ },
-    { what: "a truncated GGUF (rand-gpt2 cut in its tensor data)", file: f.corrupt, error: /corrupt\.gguf is incomplete: the file has .* but its header describes/ },
+    {
+      what: "a model too large for this computer's memory",
+      file: huge,
+      error:
+        /huge-405b-shape\.gguf is too large for this computer: its weights alone need \d+\.\d GB of memory and this computer has \d+\.\d GB/,
+    },
+    {
+      what: "a truncated GGUF (rand-gpt2 cut in its tensor data)",
+      file: f.corrupt,
+      error: /corrupt\.gguf is incomplete: the file has .* but its header describes/,
+    },
     { what: "a huge model's header without its data", file: hugeCut, error: /huge-header-only\.gguf is incomplete/ },
     { what: "a file that is not GGUF", file: f.notModel, error: /not a GGUF model file/ },
     { what: "an empty file", file: file("empty.gguf", ""), error: /not a GGUF model file/ },
     { what: "the magic and nothing else", file: file("magic-only.gguf", rawHeader([MAGIC, V3])), error: damaged },
-    { what: "an unknown GGUF version", file: file("version-99.gguf", rawHeader([MAGIC, ["u32", 99], ["u64", 0n], ["u64", 0n]])), error: /unsupported GGUF version 99/ },
-    { what: "a header claiming 2^62 tensors", file: file("many-tensors.gguf", rawHeader([MAGIC, V3, ["u64", 1n << 62n], ["u64", 0n]])), error: damaged },
-    { what: "a header claiming 2^40 metadata entries", file: file("many-kvs.gguf", rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n << 40n]])), error: damaged },
+    {
+      what: "an unknown GGUF version",
+      file: file("version-99.gguf", rawHeader([MAGIC, ["u32", 99], ["u64", 0n], ["u64", 0n]])),
+      error: /unsupported GGUF version 99/,
+    },
+    {
+      what: "a header claiming 2^62 tensors",
+      file: file("many-tensors.gguf", rawHeader([MAGIC, V3, ["u64", 1n << 62n], ["u64", 0n]])),
+      error: damaged,
+    },
+    {
+      what: "a header claiming 2^40 metadata entries",
+      file: file("many-kvs.gguf", rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n << 40n]])),
+      error: damaged,
+    },
     {
       what: "a metadata key claiming to be 2^62 bytes long",
-      file: file("long-key.gguf", rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["u64", 1n << 62n], ["bytes", Buffer.from("general.name")]])),
+      file: file(
+        "long-key.gguf",
+        rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["u64", 1n << 62n], ["bytes", Buffer.from("general.name")]]),
+      ),
       error: damaged,
     },
     {
       what: "a metadata array claiming 2^50 entries",
-      file: file("long-array.gguf", rawHeader([MAGIC, V3, ["u64", 0n], ["u64", 1n], ["str", "tokenizer.ggml.scores"], ["u32", 9], ["u32", 6], ["u64", 1n << 50n], ["bytes", Buffer.alloc(64)]])),
+      file: file(
+        "long-array.gguf",
+        rawHeader([
+          MAGIC,
+          V3,
+          ["u64", 0n],
+          ["u64", 1n],
+          ["str", "tokenizer.ggml.scores"],
+          ["u32", 9],
+          ["u32", 6],
+          ["u64", 1n << 50n],
+          ["bytes", Buffer.alloc(64)],
+        ]),
+      ),
       error: damaged,
     },
     { what: "a split model whose second part is cut short", file: cut1, error: /cut-00002-of-00002\.gguf is incomplete: the file has/ },
-    { what: "a split model whose second part claims 2^40 metadata entries", file: hostile1, error: /hostile-00002-of-00002\.gguf is damaged: its GGUF header cannot be read/ },
+    {
+      what: "a split model whose second part claims 2^40 metadata entries",
+      file: hostile1,
+      error: /hostile-00002-of-00002\.gguf is damaged: its GGUF header cannot be read/,
+    },
     { what: "a split model missing its third part", file: missing1, error: /Model file not found: .*missing-00003-of-00003\.gguf/ },
-    { what: "the second part of a split model", file: second, error: /second-00002-of-00002\.gguf is part 2 of a split model: open its first part/ },
-    { what: "a 300 MB sparse file with one metadata array of 300M entries", file: sparse, error: /array-300m\.gguf is damaged: .*an array of 300000000 entries \(the limit is \d+\)/ },
+    {
+      what: "the second part of a split model",
+      file: second,
+      error: /second-00002-of-00002\.gguf is part 2 of a split model: open its first part/,
+    },
+    {
+      what: "a 300 MB sparse file with one metadata array of 300M entries",
+      file: sparse,
+      error: /array-300m\.gguf is damaged: .*an array of 300000000 entries \(the limit is \d+\)/,
+    },
     { what: "metadata arrays nested 200,000 deep", file: deep, error: /nested-200k\.gguf is damaged: .*arrays nested more than 8 deep/ },
     { what: "a folder named .gguf", file: path.join(dir, "folder.gguf"), error: /Not a file/ },
     { what: "a missing file", file: path.join(dir, "missing.gguf"), error: /Model file not found/ },

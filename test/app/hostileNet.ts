@@ -67,7 +67,17 @@ export const INVALID_CLOUD_SETTINGS: { what: string; url: string; token: string;
   { what: "a query string", url: "http://127.0.0.1:8788/?token=x", token: "", error: /must not have a query/ },
   { what: "a 5,000-character URL", url: `http://${"a".repeat(5000)}.example`, token: "", error: /too long \(5015 characters\)/ },
   { what: "a short token", url: "http://127.0.0.1:8788", token: "abc123", error: /too short \(6 characters\).*at least 16/ },
-  { what: "a token with a space", url: "http://127.0.0.1:8788", token: "correct horse battery staple", error: /printable ASCII without spaces/ },
-  { what: "a token with a line break (header injection)", url: "http://127.0.0.1:8788", token: "0123456789abcdef\r\nX-Evil: 1", error: /printable ASCII without spaces/ },
+  {
+    what: "a token with a space",
+    url: "http://127.0.0.1:8788",
+    token: "correct horse battery staple",
+    error: /printable ASCII without spaces/,
+  },
+  {
+    what: "a token with a line break (header injection)",
+    url: "http://127.0.0.1:8788",
+    token: "0123456789abcdef\r\nX-Evil: 1",
+    error: /printable ASCII without spaces/,
+  },
   { what: "a non-ASCII token", url: "http://127.0.0.1:8788", token: "jeton-sécurisé-0123456789", error: /printable ASCII/ },
 ];

@@ -72,15 +72,18 @@ describe(`hostile files and settings in the app (${pair.name})`, () => {
     );
   });
 
-  it.each(models.map((m) => [m.what, m] as const))("model: %s → a clear error in the model status; the loaded model keeps working", async (_what, m) => {
-    const [status, ms] = await timed(service.openLocalModel({ path: m.file }));
-    expect(status.slm.error).toMatch(m.error);
-    expect(status.slm.loaded).toBe(true); // the previous model is still there
-    expect(ms).toBeLessThan(10_000); // never a hang (an 800 GB model used to map for minutes)
-    const pushed = events.filter((e): e is Extract<BridgeEvent, { type: "models" }> => e.type === "models").pop();
-    expect(pushed?.models.slm.error, "the UI is told through a models event").toMatch(m.error);
-    tally.models++;
-  });
+  it.each(models.map((m) => [m.what, m] as const))(
+    "model: %s → a clear error in the model status; the loaded model keeps working",
+    async (_what, m) => {
+      const [status, ms] = await timed(service.openLocalModel({ path: m.file }));
+      expect(status.slm.error).toMatch(m.error);
+      expect(status.slm.loaded).toBe(true); // the previous model is still there
+      expect(ms).toBeLessThan(10_000); // never a hang (an 800 GB model used to map for minutes)
+      const pushed = events.filter((e): e is Extract<BridgeEvent, { type: "models" }> => e.type === "models").pop();
+      expect(pushed?.models.slm.error, "the UI is told through a models event").toMatch(m.error);
+      tally.models++;
+    },
+  );
 
   it("after all of them the chat still answers", async () => {
     expect((await answer("Once upon a time")).length).toBeGreaterThan(0);
@@ -100,18 +103,26 @@ describe(`hostile files and settings in the app (${pair.name})`, () => {
     }
   });
 
-  it.each(INVALID_CLOUD_SETTINGS.map((c) => [c.what, c] as const))("cloud settings, %s → refused with a clear message, nothing changed", async (_what, c) => {
-    const before = await service.cloudStatus({});
-    const err = await service.setCloudSettings({ kind: "tandem", url: c.url, token: c.token }).catch((e: Error) => e);
-    expect(err).toBeInstanceOf(Error);
-    expect(errorMessage(err)).toMatch(c.error);
-    if (c.token) expect(errorMessage(err)).not.toContain(c.token); // never echoes a secret
-    expect(await service.cloudStatus({})).toEqual(before); // still connected to the good cloud
-    tally.invalid++;
-  });
+  it.each(INVALID_CLOUD_SETTINGS.map((c) => [c.what, c] as const))(
+    "cloud settings, %s → refused with a clear message, nothing changed",
+    async (_what, c) => {
+      const before = await service.cloudStatus({});
+      const err = await service.setCloudSettings({ kind: "tandem", url: c.url, token: c.token }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(errorMessage(err)).toMatch(c.error);
+      if (c.token) expect(errorMessage(err)).not.toContain(c.token); // never echoes a secret
+      expect(await service.cloudStatus({})).toEqual(before); // still connected to the good cloud
+      tally.invalid++;
+    },
+  );
 
   it("bad settings given at start (command line, environment): the cloud status says why", async () => {
-    const s = await TandemService.start({ dataDir: mkdtempSync(path.join(tmpdir(), "tandem-hostile-start-")), slm: pair.slm, cloud: { kind: "tandem", url: "ftp://x", token: "" }, contextSize: 256 });
+    const s = await TandemService.start({
+      dataDir: mkdtempSync(path.join(tmpdir(), "tandem-hostile-start-")),
+      slm: pair.slm,
+      cloud: { kind: "tandem", url: "ftp://x", token: "" },
+      contextSize: 256,
+    });
     try {
       expect(await s.cloudStatus({})).toMatchObject({ state: "offline", detail: expect.stringMatching(/must start with http/) });
     } finally {
@@ -122,7 +133,9 @@ describe(`hostile files and settings in the app (${pair.name})`, () => {
   it("a wrong token: the server answers 401, the status says the token was refused, the chat goes on locally without calling it", async () => {
     const [status, ms] = await timed(service.setCloudSettings({ kind: "tandem", url: server.url, token: "wrong-token-0123456789abcdef" }));
     expect(status.state).toBe("offline");
-    expect(status.detail).toBe(`The cloud at ${server.url} refused the access token (HTTP 401): check the token given by whoever runs the server.`);
+    expect(status.detail).toBe(
+      `The cloud at ${server.url} refused the access token (HTTP 401): check the token given by whoever runs the server.`,
+    );
     expect(ms).toBeLessThan(5_000);
     const before = server.stats().httpRequests;
     await service.setTau({ tau: 1 }); // every token would go to the cloud
@@ -141,12 +154,17 @@ describe(`hostile files and settings in the app (${pair.name})`, () => {
     await service.setCloudSettings({ kind: "none", url: "", token: "" });
     const fresh = await service.setCloudSettings({ kind: "tandem", url: server.url, token: "" });
     expect(fresh).toMatchObject({ state: "offline", hasToken: false });
-    expect(fresh.detail).toBe(`The cloud at ${server.url} needs an access token (HTTP 401): enter the token given by whoever runs the server.`);
+    expect(fresh.detail).toBe(
+      `The cloud at ${server.url} needs an access token (HTTP 401): enter the token given by whoever runs the server.`,
+    );
     tally.connections++;
   });
 
   it("the right token: online again", async () => {
-    expect(await service.setCloudSettings({ kind: "tandem", url: server.url, token: TOKEN })).toMatchObject({ state: "online", hasToken: true });
+    expect(await service.setCloudSettings({ kind: "tandem", url: server.url, token: TOKEN })).toMatchObject({
+      state: "online",
+      hasToken: true,
+    });
   });
 
   it("a saved token is never sent to another server because the token field was left empty", async () => {
@@ -161,7 +179,10 @@ describe(`hostile files and settings in the app (${pair.name})`, () => {
     }
     // the same server keeps its saved token: the field can be left empty when only reconnecting
     await service.setCloudSettings({ kind: "tandem", url: server.url, token: TOKEN });
-    expect(await service.setCloudSettings({ kind: "tandem", url: `${server.url}/`, token: "" })).toMatchObject({ state: "online", hasToken: true });
+    expect(await service.setCloudSettings({ kind: "tandem", url: `${server.url}/`, token: "" })).toMatchObject({
+      state: "online",
+      hasToken: true,
+    });
   });
 
   it("nothing listening at the URL: offline at once with the reason; answers go on locally", async () => {

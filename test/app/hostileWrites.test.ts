@@ -18,7 +18,16 @@ import type { BridgeEvent } from "../../shared/bridge.js";
 import { storiesPair } from "../helpers/pair.js";
 
 const pair = await storiesPair();
-const token = (index: number, text = "x") => ({ index, tokenId: index, text, origin: "local" as const, confidence: 0.9, tau: 0.5, cloudLatencyMs: null, slmTokenId: index });
+const token = (index: number, text = "x") => ({
+  index,
+  tokenId: index,
+  text,
+  origin: "local" as const,
+  confidence: 0.9,
+  tau: 0.5,
+  cloudLatencyMs: null,
+  slmTokenId: index,
+});
 
 function mountTmpfs(size: string): string | null {
   const dir = mkdtempSync(path.join(tmpdir(), "tandem-full-"));
@@ -93,32 +102,43 @@ describe.skipIf(!canMount)("a full disk under the store (issue 16, class 2)", ()
     await s.flush();
     const again = await ConversationStore.open(mnt);
     expect(again.notices).toEqual([]);
-    expect(again.list().map((m) => m.title).sort()).toEqual(["After", "Renamed"]);
+    expect(
+      again
+        .list()
+        .map((m) => m.title)
+        .sort(),
+    ).toEqual(["After", "Renamed"]);
     expect(again.get(c.id).messages[0].tokens!.map((t) => t.text)).toEqual(["A", "B"]);
   });
 
-  it.skipIf(!pair)("the engine refuses a message whose start cannot be saved, then answers once there is room", async () => {
-    const dataDir = path.join(mnt, "engine");
-    const service = await TandemService.start({ dataDir, slm: pair!.slm, maxTokens: 5, contextSize: 256, selfDistill: false });
-    try {
-      const c = await service.createConversation({});
-      const free = fill(mnt);
-      await expect(service.send({ requestId: "r1", conversationId: c.id, text: "Once upon a time" })).rejects.toThrow(
-        /Could not save the conversation, so the answer was not started \(ENOSPC/,
-      );
-      expect((await service.snapshot()).activeRequest).toBeNull();
-      expect((await service.getConversation({ id: c.id })).messages).toEqual([]);
-      expect((await service.stop({ requestId: "r1" })).stopped).toBe(false);
-      free();
-      const ended = new Promise<BridgeEvent>((resolve) => service.subscribe((e) => (e.type === "answer-end" || e.type === "answer-error") && resolve(e)));
-      await service.send({ requestId: "r2", conversationId: c.id, text: "Once upon a time" });
-      expect((await ended).type).toBe("answer-end");
-      const saved = JSON.parse(readFileSync(path.join(dataDir, "conversations", `${c.id}.json`), "utf8"));
-      expect(saved.conversation.messages.map((m: { role: string }) => m.role)).toEqual(["user", "assistant"]);
-    } finally {
-      await service.close();
-    }
-  }, 120_000);
+  it.skipIf(!pair)(
+    "the engine refuses a message whose start cannot be saved, then answers once there is room",
+    async () => {
+      const dataDir = path.join(mnt, "engine");
+      const service = await TandemService.start({ dataDir, slm: pair!.slm, maxTokens: 5, contextSize: 256, selfDistill: false });
+      try {
+        const c = await service.createConversation({});
+        const free = fill(mnt);
+        await expect(service.send({ requestId: "r1", conversationId: c.id, text: "Once upon a time" })).rejects.toThrow(
+          /Could not save the conversation, so the answer was not started \(ENOSPC/,
+        );
+        expect((await service.snapshot()).activeRequest).toBeNull();
+        expect((await service.getConversation({ id: c.id })).messages).toEqual([]);
+        expect((await service.stop({ requestId: "r1" })).stopped).toBe(false);
+        free();
+        const ended = new Promise<BridgeEvent>((resolve) =>
+          service.subscribe((e) => (e.type === "answer-end" || e.type === "answer-error") && resolve(e)),
+        );
+        await service.send({ requestId: "r2", conversationId: c.id, text: "Once upon a time" });
+        expect((await ended).type).toBe("answer-end");
+        const saved = JSON.parse(readFileSync(path.join(dataDir, "conversations", `${c.id}.json`), "utf8"));
+        expect(saved.conversation.messages.map((m: { role: string }) => m.role)).toEqual(["user", "assistant"]);
+      } finally {
+        await service.close();
+      }
+    },
+    120_000,
+  );
 });
 
 describe.skipIf(!pair)("validate first, change after (issue 16, class 6)", () => {
@@ -135,11 +155,31 @@ describe.skipIf(!pair)("validate first, change after (issue 16, class 6)", () =>
       const user = before.messages[0];
       const refused: [string, () => Promise<unknown>, RegExp][] = [
         ["regenerate, empty request id", () => service.regenerate({ requestId: "", conversationId: c.id }), /Invalid request id/],
-        ["regenerate, 500-char request id", () => service.regenerate({ requestId: "x".repeat(500), conversationId: c.id }), /Invalid request id/],
-        ["regenerate, request id not a string", () => service.regenerate({ requestId: 42 as unknown as string, conversationId: c.id }), /Invalid request id/],
-        ["edit, empty request id", () => service.editAndResend({ requestId: "", conversationId: c.id, messageId: user.id, text: "new" }), /Invalid request id/],
-        ["edit, empty text", () => service.editAndResend({ requestId: "e1", conversationId: c.id, messageId: user.id, text: "  " }), /Empty message/],
-        ["edit, no such message", () => service.editAndResend({ requestId: "e2", conversationId: c.id, messageId: "nope", text: "new" }), /No such message/],
+        [
+          "regenerate, 500-char request id",
+          () => service.regenerate({ requestId: "x".repeat(500), conversationId: c.id }),
+          /Invalid request id/,
+        ],
+        [
+          "regenerate, request id not a string",
+          () => service.regenerate({ requestId: 42 as unknown as string, conversationId: c.id }),
+          /Invalid request id/,
+        ],
+        [
+          "edit, empty request id",
+          () => service.editAndResend({ requestId: "", conversationId: c.id, messageId: user.id, text: "new" }),
+          /Invalid request id/,
+        ],
+        [
+          "edit, empty text",
+          () => service.editAndResend({ requestId: "e1", conversationId: c.id, messageId: user.id, text: "  " }),
+          /Empty message/,
+        ],
+        [
+          "edit, no such message",
+          () => service.editAndResend({ requestId: "e2", conversationId: c.id, messageId: "nope", text: "new" }),
+          /No such message/,
+        ],
         ["send, empty request id", () => service.send({ requestId: "", conversationId: c.id, text: "hello" }), /Invalid request id/],
       ];
       for (const [what, op, error] of refused) {

@@ -48,16 +48,21 @@ describe.skipIf(!pair)("self-distilled router in the app (real stories260K SLM, 
       }
       // training runs between answers, in slices: wait for the switch
       const deadline = Date.now() + 60_000;
-      while (!(await service.snapshot()).models.router.startsWith("distilled") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      while (!(await service.snapshot()).models.router.startsWith("distilled") && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
       const router = (await service.snapshot()).models.router;
       expect(router).toMatch(/^distilled confidence \(MLP 64→128→64→1 on hidden/);
-      expect(events.some((e) => e.type === "notice" && /reads the SLM's hidden state instead of sorting its vocabulary/.test(e.message))).toBe(true);
+      expect(
+        events.some((e) => e.type === "notice" && /reads the SLM's hidden state instead of sorting its vocabulary/.test(e.message)),
+      ).toBe(true);
       expect(events.some((e) => e.type === "models" && e.models.router === router)).toBe(true);
       const files = readdirSync(path.join(dataDir, "routers"));
       expect(files).toEqual([expect.stringMatching(/\.distilled\.router\.json$/)]);
       // the next answer runs with the student (it scores without the top-1 probability)
       await service.send({ requestId: "after", conversationId: c.id, text: "A bird sang" });
-      await new Promise<void>((resolve) => service.subscribe((e) => (e.type === "answer-end" && e.requestId === "after" ? resolve() : undefined)));
+      await new Promise<void>((resolve) =>
+        service.subscribe((e) => (e.type === "answer-end" && e.requestId === "after" ? resolve() : undefined)),
+      );
     } finally {
       await service.close();
     }

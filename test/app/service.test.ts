@@ -26,7 +26,15 @@ describe.skipIf(!pair)("engine service (real engine, real cloud)", () => {
   const token = randomBytes(12).toString("hex");
 
   const start = async (opts: { paceMs?: number } = {}) => {
-    const s = await TandemService.start({ dataDir, slm: pair!.slm, cloud: { kind: "tandem", url: server.url, token }, tau: 0.5, maxTokens: 40, contextSize: 512, ...opts });
+    const s = await TandemService.start({
+      dataDir,
+      slm: pair!.slm,
+      cloud: { kind: "tandem", url: server.url, token },
+      tau: 0.5,
+      maxTokens: 40,
+      contextSize: 512,
+      ...opts,
+    });
     s.subscribe((e) => events.push(e));
     return s;
   };
@@ -118,7 +126,10 @@ describe.skipIf(!pair)("engine service (real engine, real cloud)", () => {
     await service.editAndResend({ requestId: "g3", conversationId: c.id, messageId: conv.messages[0].id, text: "Sue" });
     await ended("g3");
     conv = await service.getConversation({ id: c.id });
-    expect(conv.messages.map((m) => [m.role, m.role === "user" ? m.content : m.status])).toEqual([["user", "Sue"], ["assistant", "complete"]]);
+    expect(conv.messages.map((m) => [m.role, m.role === "user" ? m.content : m.status])).toEqual([
+      ["user", "Sue"],
+      ["assistant", "complete"],
+    ]);
   });
 
   it("exports JSON with every token's origin, and Markdown", async () => {

@@ -21,11 +21,15 @@ beforeAll(async () => {
   const data = mkdtempSync(path.join(tmpdir(), "tandem-webhost-"));
   const statics = mkdtempSync(path.join(tmpdir(), "tandem-webstatic-"));
   writeFileSync(path.join(statics, "index.html"), "<!doctype html><title>t</title>");
-  child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "web", "main.ts"), "--port", "0", "--data", data, "--static", statics], {
-    cwd: repoRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TANDEM_THREADS: "1" },
-  });
+  child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(repoRoot, "web", "main.ts"), "--port", "0", "--data", data, "--static", statics],
+    {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TANDEM_THREADS: "1" },
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`web host did not start: ${output}`)), 90_000);
     const onData = (d: Buffer) => {

@@ -8,7 +8,14 @@ import { BRIDGE_OPS, type BridgeApi, type BridgeEvent, type WireMessage } from "
 import { CONTENT_SECURITY_POLICY, startWebServer, type WebServer } from "../../web/server.js";
 
 const listeners = new Set<(e: BridgeEvent) => void>();
-const api = Object.fromEntries(BRIDGE_OPS.map((op) => [op, async () => { throw new Error(`${op} not scripted`); }])) as unknown as BridgeApi;
+const api = Object.fromEntries(
+  BRIDGE_OPS.map((op) => [
+    op,
+    async () => {
+      throw new Error(`${op} not scripted`);
+    },
+  ]),
+) as unknown as BridgeApi;
 api.setTau = async ({ tau }) => {
   listeners.forEach((l) => l({ type: "tau", tau }));
   return { tau };
@@ -25,12 +32,14 @@ afterAll(() => web?.close());
 
 const open = (origin: string | undefined, host?: string) =>
   new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(web.url.replace("http", "ws") + "bridge", { ...(origin ? { origin } : {}), ...(host ? { headers: { host } } : {}) });
+    const ws = new WebSocket(web.url.replace("http", "ws") + "bridge", {
+      ...(origin ? { origin } : {}),
+      ...(host ? { headers: { host } } : {}),
+    });
     ws.once("open", () => resolve(ws));
     ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     ws.once("error", reject);
   });
-
 
 describe("browser-mode host", () => {
   it("serves the app with a strict CSP and nothing outside its folder", async () => {
@@ -70,6 +79,5 @@ describe("browser-mode host", () => {
     const closed = new Promise<number>((r) => ws.once("close", (code) => r(code)));
     ws.send(JSON.stringify({ kind: "call", id: 3, op: "constructor", arg: {} }));
     expect(await closed).toBe(1008);
-
   });
 });

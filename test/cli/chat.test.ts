@@ -35,7 +35,10 @@ describe("terminal chat", () => {
   it.skipIf(!hasStories)("demo --json: one JSON object per token, then the summary; both origins at τ = 0.5", async () => {
     const { code, stdout, stderr } = await chat(["--demo", "--json", "--tau", "0.5", "--max-tokens", "40", "Once upon"]);
     expect(code, stderr).toBe(0);
-    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const summary = lines.pop().summary;
     expect(lines.length).toBe(40);
     expect(new Set(lines.map((e) => e.origin))).toEqual(new Set(["local", "cloud"]));
@@ -129,7 +132,9 @@ describe("terminal chat: hostile files and settings", () => {
   });
 
   it("every invalid cloud setting: exit 1 with a clear message before a model is loaded; the token never echoed", async () => {
-    const results = await inPairs(INVALID_CLOUD_SETTINGS, (c) => chat(["--cloud", c.url, ...(c.token ? ["--token", c.token] : []), "hello"]));
+    const results = await inPairs(INVALID_CLOUD_SETTINGS, (c) =>
+      chat(["--cloud", c.url, ...(c.token ? ["--token", c.token] : []), "hello"]),
+    );
     results.forEach((r, i) => {
       const c = INVALID_CLOUD_SETTINGS[i];
       expectCleanError(r, c.error);
@@ -147,10 +152,26 @@ describe("terminal chat: hostile files and settings", () => {
   });
 
   it("an unreachable cloud is not a settings error: the answer goes on locally and stderr says why (exit 0)", async () => {
-    const r = await chat(["--slm", slm, "--cloud", `http://127.0.0.1:${await closedPort()}`, "--token", TOKEN, "--tau", "1", "--max-tokens", "5", "--json", "hello"]);
+    const r = await chat([
+      "--slm",
+      slm,
+      "--cloud",
+      `http://127.0.0.1:${await closedPort()}`,
+      "--token",
+      TOKEN,
+      "--tau",
+      "1",
+      "--max-tokens",
+      "5",
+      "--json",
+      "hello",
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/cloud: offline \(cloud unreachable: ECONNREFUSED\); answering locally/);
-    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.pop().summary.fallbackTokens).toBe(5); // τ = 1 wanted the cloud for every token
   });
 
@@ -158,7 +179,21 @@ describe("terminal chat: hostile files and settings", () => {
     const silent = await startSilentServer();
     try {
       const t0 = performance.now();
-      const r = await chat(["--slm", slm, "--cloud", silent.url, "--token", TOKEN, "--tau", "1", "--max-tokens", "3", "--deadline-ms", "300", "hello"]);
+      const r = await chat([
+        "--slm",
+        slm,
+        "--cloud",
+        silent.url,
+        "--token",
+        TOKEN,
+        "--tau",
+        "1",
+        "--max-tokens",
+        "3",
+        "--deadline-ms",
+        "300",
+        "hello",
+      ]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(/cloud: offline \(no answer from the cloud/);
       expect(r.stderr).toMatch(/3 tokens · 0 cloud \(0\.0%\) · 3 fallback/);

@@ -23,7 +23,8 @@ function chat(args: string[], input: string): Promise<{ code: number | null; std
 }
 
 const WORDS = "the little girl saw a big red ball in the park and she was happy dog ran home sun tree bird sang".split(" ");
-const line = (i: number, n: number) => Array.from({ length: n }, (_, k) => WORDS[(i * 11 + k * 7 + (k >> 2)) % WORDS.length]).join(" ") + ".";
+const line = (i: number, n: number) =>
+  Array.from({ length: n }, (_, k) => WORDS[(i * 11 + k * 7 + (k >> 2)) % WORDS.length]).join(" ") + ".";
 
 describe.skipIf(!hasStories)("terminal chat, interactive", () => {
   it("30 long lines from a pipe, several times the 2,048-token window: 30 summaries, no error", async () => {
@@ -31,7 +32,10 @@ describe.skipIf(!hasStories)("terminal chat, interactive", () => {
     const { code, stdout, stderr } = await chat(["--demo", "--interactive", "--json", "--max-tokens", "32"], input);
     expect(code, stderr).toBe(0);
     expect(stderr).not.toMatch(/error/i);
-    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const summaries = lines.filter((l) => "summary" in l).map((l) => l.summary);
     expect(summaries).toHaveLength(30);
     expect(lines.filter((l) => !("summary" in l)).length).toBe(summaries.reduce((n, s) => n + s.tokens, 0));
@@ -48,10 +52,30 @@ describe.skipIf(!hasStories)("terminal chat, interactive", () => {
   }, 600_000);
 
   it("commands: /tau, /reset, /system, an unknown one; --system and --context", async () => {
-    const input = ["Once upon a time", "/tau 0", "The dog ran", "/tau 7", "/reset", "/system A tale.", "Lily saw", "/bogus", "/exit", "never read"].join("\n") + "\n";
-    const { code, stdout, stderr } = await chat(["--demo", "--interactive", "--json", "--max-tokens", "12", "--tau", "1", "--context", "512", "--system", "Stories. "], input);
+    const input =
+      [
+        "Once upon a time",
+        "/tau 0",
+        "The dog ran",
+        "/tau 7",
+        "/reset",
+        "/system A tale.",
+        "Lily saw",
+        "/bogus",
+        "/exit",
+        "never read",
+      ].join("\n") + "\n";
+    const { code, stdout, stderr } = await chat(
+      ["--demo", "--interactive", "--json", "--max-tokens", "12", "--tau", "1", "--context", "512", "--system", "Stories. "],
+      input,
+    );
     expect(code, stderr).toBe(0);
-    const summaries = stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((l) => "summary" in l).map((l) => l.summary);
+    const summaries = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((l) => "summary" in l)
+      .map((l) => l.summary);
     expect(summaries).toHaveLength(3); // nothing after /exit
     expect(summaries[0].cloudTokens).toBe(summaries[0].tokens); // τ = 1: every token from the cloud
     expect(summaries[1].cloudTokens).toBe(0); // τ = 0

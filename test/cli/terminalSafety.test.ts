@@ -58,11 +58,15 @@ describe.skipIf(!hasStories)("terminal chat with a hostile model file (needs ../
   });
 
   const chat = (args: string[]) =>
-    run(process.execPath, ["--import", "tsx", path.join(repoRoot, "cli", "chat.ts"), "--slm", hostile, "--tau", "0", "--max-tokens", "12", ...args], {
-      cwd: repoRoot,
-      timeout: 120_000,
-      env: { ...process.env, TANDEM_THREADS: "1", NO_COLOR: "" },
-    });
+    run(
+      process.execPath,
+      ["--import", "tsx", path.join(repoRoot, "cli", "chat.ts"), "--slm", hostile, "--tau", "0", "--max-tokens", "12", ...args],
+      {
+        cwd: repoRoot,
+        timeout: 120_000,
+        env: { ...process.env, TANDEM_THREADS: "1", NO_COLOR: "" },
+      },
+    );
 
   it("prints the model's name and text with every escape sequence made visible", async () => {
     const { stdout, stderr } = await chat(["Once upon"]);
@@ -76,7 +80,10 @@ describe.skipIf(!hasStories)("terminal chat with a hostile model file (needs ../
     const { stdout } = await chat(["--json", "Once upon"]);
     // eslint-disable-next-line no-control-regex -- JSON lines hold no raw control character, tab included
     expect(stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
-    const events = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const summary = events.pop().summary;
     expect(summary.text).toContain("\x1b[2J");
     expect(summary.text).toBe(events.map((e) => e.text).join(""));

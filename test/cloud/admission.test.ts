@@ -66,11 +66,20 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
           const insights = m.fileInsights as unknown as {
             _estimateContextCacheMemorySplitInBytes(o: object): { cpuKVCacheSize: number };
           };
-          expect(typeof insights._estimateContextCacheMemorySplitInBytes, "node-llama-cpp's KV estimator moved: re-check cloud/memory.ts").toBe("function");
+          expect(
+            typeof insights._estimateContextCacheMemorySplitInBytes,
+            "node-llama-cpp's KV estimator moved: re-check cloud/memory.ts",
+          ).toBe("function");
           const cells = 1000;
           const layers = (m.fileInfo.architectureMetadata as { block_count: number }).block_count;
           const estimate = insights._estimateContextCacheMemorySplitInBytes({
-            fullAttentionKvSize: cells, swaKvSize: cells, sequences: 1, totalFileLayers: layers, finalModelGpuLayers: 0, usingGpu: false, flashAttention: false,
+            fullAttentionKvSize: cells,
+            swaKvSize: cells,
+            sequences: 1,
+            totalFileLayers: layers,
+            finalModelGpuLayers: 0,
+            usingGpu: false,
+            flashAttention: false,
           });
           expect(estimate.cpuKVCacheSize).toBe(cells * kvLayout(m).bytesPerToken);
         }
@@ -84,19 +93,23 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
       expect(sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: 10 * perSession })).toBe(10);
       expect(sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: 10 * perSession + perSession - 1 })).toBe(10);
       expect(sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: 10 * perSession, maxSessions: 10 })).toBe(10);
-      expect(() => sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: 10 * perSession, maxSessions: 11 })).toThrow(
-        /11 sessions need 1\.7 MiB of KV cache, more than the budget of 1\.6 MiB: .* at most 10 fit/,
+      expect(() =>
+        sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: 10 * perSession, maxSessions: 11 }),
+      ).toThrow(/11 sessions need 1\.7 MiB of KV cache, more than the budget of 1\.6 MiB: .* at most 10 fit/);
+      expect(() => sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: perSession - 1 })).toThrow(
+        /holds no session/,
       );
-      expect(() => sessionsWithinBudget({ bytesPerToken: 640, cellsPerSession: 256, budgetBytes: perSession - 1 })).toThrow(/holds no session/);
       // llama.cpp's limit caps a derived count too
       expect(sessionsWithinBudget({ bytesPerToken: 1, cellsPerSession: 1, budgetBytes: 1e9 })).toBe(MAX_SEQUENCES);
     });
 
     it("the server takes its session count from --max-kv-mb and never allocates beyond it", async () => {
-      await expect(SessionManager.create({ model, vocabSize: identity.vocabSize, contextSize: 256, maxKvBytes: 1 * MIB, maxSessions: 7 })).rejects.toThrow(
-        /7 sessions need .* at most 6 fit/,
-      );
-      await expect(SessionManager.create({ model, vocabSize: identity.vocabSize, maxSessions: MAX_SEQUENCES + 1, contextSize: 64 })).rejects.toThrow(/at most 256/);
+      await expect(
+        SessionManager.create({ model, vocabSize: identity.vocabSize, contextSize: 256, maxKvBytes: 1 * MIB, maxSessions: 7 }),
+      ).rejects.toThrow(/7 sessions need .* at most 6 fit/);
+      await expect(
+        SessionManager.create({ model, vocabSize: identity.vocabSize, maxSessions: MAX_SEQUENCES + 1, contextSize: 64 }),
+      ).rejects.toThrow(/at most 256/);
       const server = await startCloudServer({ model, port: 0, token: TOKEN, contextSize: 256, maxKvMb: 1 });
       try {
         // 1 MiB / (256 cells × 640 B) = 6.4
@@ -141,7 +154,13 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
       const a = await createSession(server);
       const b = await createSession(server);
       const at = async () => (await health(TOKEN)).detail!;
-      expect((await at()).memory).toMatchObject({ kvBytesPerToken: 640, kvBytesAllocated: 4 * 256 * 640, kvBytesBudget: null, tokensHeld: 0, kvBytesInUse: 0 });
+      expect((await at()).memory).toMatchObject({
+        kvBytesPerToken: 640,
+        kvBytesAllocated: 4 * 256 * 640,
+        kvBytesBudget: null,
+        tokensHeld: 0,
+        kvBytesInUse: 0,
+      });
 
       expect((await call(server, "POST", `/v1/sessions/${a}/append`, { base: 0, tokens: tokens(40) })).status).toBe(200);
       expect((await call(server, "POST", `/v1/sessions/${b}/next`, { base: 0, tokens: tokens(10) })).status).toBe(200);
@@ -171,7 +190,14 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
 
   describe("queue bounds", () => {
     it("refuses a request beyond its session's queue (429) or the server's (503), with Retry-After, and recovers", async () => {
-      const manager = await SessionManager.create({ model, vocabSize: identity.vocabSize, maxSessions: 3, contextSize: 256, maxQueuedPerSession: 2, maxQueued: 3 });
+      const manager = await SessionManager.create({
+        model,
+        vocabSize: identity.vocabSize,
+        maxSessions: 3,
+        contextSize: 256,
+        maxQueuedPerSession: 2,
+        maxQueued: 3,
+      });
       try {
         const [a, b, c] = await Promise.all(["x", "y", "z"].map((o) => manager.open(o).then((s) => s.sessionId)));
         // queued synchronously: the bounds are checked before any of them starts
@@ -212,7 +238,15 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
     });
 
     it("answers those refusals over HTTP: 429 for a session's queue, 503 for the server's, both with Retry-After", async () => {
-      const server = await startCloudServer({ model, port: 0, token: TOKEN, maxSessions: 3, contextSize: 512, maxQueuedPerSession: 1, maxQueued: 2 });
+      const server = await startCloudServer({
+        model,
+        port: 0,
+        token: TOKEN,
+        maxSessions: 3,
+        contextSize: 512,
+        maxQueuedPerSession: 1,
+        maxQueued: 2,
+      });
       try {
         const [a, b, c] = [await createSession(server), await createSession(server), await createSession(server)];
         const pending = async (n: number) => {
@@ -289,7 +323,10 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
         for (const r of records) {
           await seq.eraseContextTokenRanges([{ start: 0, end: seq.nextTokenIndex }]);
           const h = r.history as Token[];
-          const out = await seq.controlledEvaluate([...h.slice(0, -1), [h[h.length - 1], { generateNext: { token: true, options: { temperature: 0 } } }]]);
+          const out = await seq.controlledEvaluate([
+            ...h.slice(0, -1),
+            [h[h.length - 1], { generateNext: { token: true, options: { temperature: 0 } } }],
+          ]);
           const expected = out[h.length - 1]?.next.token;
           if (expected !== r.tokenId) wrong.push(`after ${h.length} tokens: ${r.tokenId}, alone ${expected}`);
         }
@@ -312,8 +349,13 @@ describe.skipIf(!hasStories)("cloud admission and memory accounting", () => {
       expect(tokensBeforeOutput(item(6, [2, 5]))).toBe(2);
 
       const items = [item(5, [4]), item(1, [0]), item(3, []), item(1, [0])];
-      const queued = [{ sequenceId: 9 }, { sequenceId: 4 }, { sequenceId: 7 }, { sequenceId: 1 }].map((q, i) => ({ ...q, tokens: items[i].tokens }));
-      const context = { _queuedDecodes: queued } as unknown as Parameters<typeof orderedOutputsStrategy>[0] extends () => infer C ? C : never;
+      const queued = [{ sequenceId: 9 }, { sequenceId: 4 }, { sequenceId: 7 }, { sequenceId: 1 }].map((q, i) => ({
+        ...q,
+        tokens: items[i].tokens,
+      }));
+      const context = { _queuedDecodes: queued } as unknown as Parameters<typeof orderedOutputsStrategy>[0] extends () => infer C
+        ? C
+        : never;
       const plan = orderedOutputsStrategy(() => context)({ items, size: 512 });
       expect(plan.map((p) => [queued[items.indexOf(p.item)].sequenceId, p.processAmount])).toEqual([
         [1, 1],

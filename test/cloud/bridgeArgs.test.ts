@@ -8,7 +8,9 @@ import { BRIDGE_OPS, BridgeArgumentError, callOp, type BridgeApi } from "../../s
 
 function recordingApi(): { api: BridgeApi; calls: [string, unknown][] } {
   const calls: [string, unknown][] = [];
-  const api = Object.fromEntries(BRIDGE_OPS.map((op) => [op, async (arg: unknown) => (calls.push([op, arg]), { ok: true })])) as unknown as BridgeApi;
+  const api = Object.fromEntries(
+    BRIDGE_OPS.map((op) => [op, async (arg: unknown) => (calls.push([op, arg]), { ok: true })]),
+  ) as unknown as BridgeApi;
   return { api, calls };
 }
 

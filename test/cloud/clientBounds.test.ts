@@ -18,7 +18,12 @@ const HUGE = 100 << 20;
 const CHUNK = Buffer.alloc(64 << 10, 0x20); // spaces: valid JSON whitespace, never a complete value
 const NEWLINES = Buffer.alloc(64 << 10, 0x0a); // blank NDJSON lines
 const device: ModelIdentity = { name: "fake", vocabHash: "a".repeat(64), vocabSize: 100, weights: "w".repeat(16) };
-const session = { sessionId: "00000000-0000-4000-8000-000000000000", model: device, contextSize: 256, replica: { model: device, routers: ["confidence"] } };
+const session = {
+  sessionId: "00000000-0000-4000-8000-000000000000",
+  model: device,
+  contextSize: 256,
+  replica: { model: device, routers: ["confidence"] },
+};
 
 type Mode = "declared" | "chunked" | "lying";
 
@@ -98,7 +103,9 @@ describe("the cloud client bounds what it reads", () => {
     expect((error as CloudCallError).message).toMatch(/larger than 1048576 bytes/);
     // 64 KiB chunks: at most one past the bound
     expect(client.stats.bytesDown).toBeLessThanOrEqual(PROTOCOL_LIMITS.maxReplyBytes + CHUNK.length);
-    console.log(`session reply ${m}: refused after ${client.stats.bytesDown} bytes read in ${ms.toFixed(0)} ms (server wrote ${sent.bytes})`);
+    console.log(
+      `session reply ${m}: refused after ${client.stats.bytesDown} bytes read in ${ms.toFixed(0)} ms (server wrote ${sent.bytes})`,
+    );
     expect(ms).toBeLessThan(5000);
   });
 
@@ -134,7 +141,9 @@ describe("the cloud client bounds what it reads", () => {
     expect(ended).toBeInstanceOf(CloudCallError);
     expect(ended!.message).toMatch(/more than \d+ bytes/);
     expect(client.stats.bytesDown).toBeLessThan(1 << 20);
-    console.log(`/route flood: ended (${ended!.message}) after ${client.stats.bytesDown} bytes read in ${ms.toFixed(0)} ms (server wrote ${sent.bytes})`);
+    console.log(
+      `/route flood: ended (${ended!.message}) after ${client.stats.bytesDown} bytes read in ${ms.toFixed(0)} ms (server wrote ${sent.bytes})`,
+    );
     expect(client.stats.failures).toBe(1);
     await client.close();
   });

@@ -42,11 +42,35 @@ const MEMORY_BOUND = 24 * 1024 * 1024;
 const ANSWER_TIMEOUT_MS = 20_000;
 const TOKEN = `fuzz-token-${randomBytes(12).toString("hex")}`;
 const KNOWN_CODES: ErrorCode[] = [
-  "unauthorized", "bad_request", "payload_too_large", "not_found", "session_not_found", "vocab_mismatch",
-  "protocol_mismatch", "out_of_sync", "context_overflow", "too_many_sessions", "rate_limited", "internal",
+  "unauthorized",
+  "bad_request",
+  "payload_too_large",
+  "not_found",
+  "session_not_found",
+  "vocab_mismatch",
+  "protocol_mismatch",
+  "out_of_sync",
+  "context_overflow",
+  "too_many_sessions",
+  "rate_limited",
+  "internal",
 ];
-const UNKNOWN_UUIDS = ["123e4567-e89b-42d3-a456-426614174000", "00000000-0000-4000-8000-000000000000", "ffffffff-ffff-4fff-bfff-ffffffffffff"];
-const BAD_IDS = ["x", "123", "ABCDEF12-3456-4789-ABCD-EF0123456789", "%20", "null", "a".repeat(300), "123e4567-e89b-42d3-a456-42661417400", "..", "%2F"];
+const UNKNOWN_UUIDS = [
+  "123e4567-e89b-42d3-a456-426614174000",
+  "00000000-0000-4000-8000-000000000000",
+  "ffffffff-ffff-4fff-bfff-ffffffffffff",
+];
+const BAD_IDS = [
+  "x",
+  "123",
+  "ABCDEF12-3456-4789-ABCD-EF0123456789",
+  "%20",
+  "null",
+  "a".repeat(300),
+  "123e4567-e89b-42d3-a456-42661417400",
+  "..",
+  "%2F",
+];
 const PROMPT = [1, 403, 261, 336, 12, 80];
 
 noteMissingShared("the cloud fuzz test");
@@ -110,118 +134,138 @@ describe.skipIf(!hasStories)("cloud server fuzz", () => {
     await server?.stop();
   });
 
-  it(`answers ${COUNT} hostile requests (seed ${SEED}) with the right 4xx, stays up, and its memory stays bounded`, { timeout: 240_000 }, async () => {
-    const before = await predictFresh();
+  it(
+    `answers ${COUNT} hostile requests (seed ${SEED}) with the right 4xx, stays up, and its memory stays bounded`,
+    { timeout: 240_000 },
+    async () => {
+      const before = await predictFresh();
 
-    const pool: string[] = [];
-    for (let i = 0; i < POOL_SIZE; i++) {
-      const r = await api("POST", "/v1/sessions", { protocol: PROTOCOL_VERSION, client: identity });
-      expect(r.status).toBe(200);
-      pool.push(r.body.sessionId as string);
-    }
-    const created: string[] = [];
-    const resolve = (ref: SessionRef | undefined, index: number): string => {
-      if (ref === undefined) return "";
-      if (ref === "created") return created[created.length - 1] ?? UNKNOWN_UUIDS[index % UNKNOWN_UUIDS.length];
-      if (ref === "unknown-uuid") return UNKNOWN_UUIDS[index % UNKNOWN_UUIDS.length];
-      if (ref === "bad-id") return BAD_IDS[index % BAD_IDS.length];
-      return pool[ref.pool];
-    };
-
-    const ctx = { token: TOKEN, identity, host: `127.0.0.1:${port}` };
-    const indices = ONLY ?? Array.from({ length: COUNT }, (_, i) => i);
-    const tally = new Map<string, number>();
-    const byCategory = new Map<string, number>();
-    const failures: string[] = [];
-    const samples: { at: number; rss: number; heap: number; sessions: number; pending: number }[] = [];
-    let done = 0;
-
-    // memory and sessions, sampled by the server about itself while the storm runs
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const d = await detail();
-        samples.push({ at: done, rss: d.memory.process.rssBytes, heap: d.memory.process.heapUsedBytes, sessions: d.sessions.length, pending: d.queue.pending });
-        await new Promise((r) => setTimeout(r, 500));
+      const pool: string[] = [];
+      for (let i = 0; i < POOL_SIZE; i++) {
+        const r = await api("POST", "/v1/sessions", { protocol: PROTOCOL_VERSION, client: identity });
+        expect(r.status).toBe(200);
+        pool.push(r.body.sessionId as string);
       }
-    })();
+      const created: string[] = [];
+      const resolve = (ref: SessionRef | undefined, index: number): string => {
+        if (ref === undefined) return "";
+        if (ref === "created") return created[created.length - 1] ?? UNKNOWN_UUIDS[index % UNKNOWN_UUIDS.length];
+        if (ref === "unknown-uuid") return UNKNOWN_UUIDS[index % UNKNOWN_UUIDS.length];
+        if (ref === "bad-id") return BAD_IDS[index % BAD_IDS.length];
+        return pool[ref.pool];
+      };
 
-    let nextSlot = performance.now();
-    const pace = async () => {
-      const now = performance.now();
-      nextSlot = Math.max(nextSlot + 1000 / RATE, now);
-      if (nextSlot > now) await new Promise((r) => setTimeout(r, nextSlot - now));
-    };
+      const ctx = { token: TOKEN, identity, host: `127.0.0.1:${port}` };
+      const indices = ONLY ?? Array.from({ length: COUNT }, (_, i) => i);
+      const tally = new Map<string, number>();
+      const byCategory = new Map<string, number>();
+      const failures: string[] = [];
+      const samples: { at: number; rss: number; heap: number; sessions: number; pending: number }[] = [];
+      let done = 0;
 
-    const started = performance.now();
-    let cursor = 0;
-    const worker = async () => {
-      while (cursor < indices.length) {
-        const index = indices[cursor++];
-        const c = generateCase(SEED, index, ctx, vocabSize);
-        await pace();
-        const session = resolve(c.session, index);
-        const outcome = c.kind === "http" ? await sendHttp(c, session) : await sendRaw(c, session);
-        done++;
-        byCategory.set(c.category, (byCategory.get(c.category) ?? 0) + 1);
-        const problem = judge(c, outcome);
-        const key = outcome.error ? (c.kind === "raw" && c.abort ? "aborted" : "no answer") : outcome.statuses.length ? String(outcome.statuses.find((s) => s >= 200) ?? outcome.statuses[0]) : "closed";
-        tally.set(key, (tally.get(key) ?? 0) + 1);
-        if (problem) failures.push(`case ${index} [${c.category}] ${describeCase(c, session)}: ${problem}`);
-        if (c.kind === "http" && outcome.statuses[0] === 200 && outcome.body) {
-          if (c.effect === "create") created.push((JSON.parse(outcome.body) as { sessionId: string }).sessionId);
-          if (c.effect === "delete" && created.includes(session)) created.splice(created.indexOf(session), 1);
+      // memory and sessions, sampled by the server about itself while the storm runs
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const d = await detail();
+          samples.push({
+            at: done,
+            rss: d.memory.process.rssBytes,
+            heap: d.memory.process.heapUsedBytes,
+            sessions: d.sessions.length,
+            pending: d.queue.pending,
+          });
+          await new Promise((r) => setTimeout(r, 500));
         }
-      }
-    };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-    const seconds = (performance.now() - started) / 1000;
-    sampling = false;
-    await sampler;
+      })();
 
-    // ---- the verdict ----
-    expect(server.exited(), server.output()).toBeNull();
-    const after = await detail();
-    const fivexx = Object.entries(after.stats.statuses).filter(([s]) => Number(s) >= 500);
-    // medians of the second quarter (warmed up) and the last quarter: single samples swing with the GC
-    const quarter = (q: number) => samples.filter((s) => s.at >= (q * indices.length) / 4 && s.at < ((q + 1) * indices.length) / 4 + (q === 3 ? 1 : 0));
-    const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-    const warm = { rss: median(quarter(1).map((s) => s.rss)), heap: median(quarter(1).map((s) => s.heap)) };
-    const end = { rss: median(quarter(3).map((s) => s.rss)), heap: median(quarter(3).map((s) => s.heap)) };
-    const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
-    const statusList = [...tally.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}×${v}`).join(" ");
-    console.log(
-      `fuzz: ${done} requests, seed ${SEED}, ${seconds.toFixed(1)} s: ${statusList}; 5xx ${fivexx.length}; ` +
-        `server RSS ${mib(warm.rss)}→${mib(end.rss)} MiB (medians of the 2nd and 4th quarter; peak ${mib(Math.max(...samples.map((s) => s.rss)))}), ` +
-        `heap ${mib(warm.heap)}→${mib(end.heap)} MiB, sessions ≤ ${Math.max(...samples.map((s) => s.sessions))}/${MAX_SESSIONS}; ` +
-        `${failures.length} wrong answers`,
-    );
-    console.log(`fuzz categories: ${[...byCategory.entries()].map(([k, v]) => `${k} ${v}`).join(", ")}`);
+      let nextSlot = performance.now();
+      const pace = async () => {
+        const now = performance.now();
+        nextSlot = Math.max(nextSlot + 1000 / RATE, now);
+        if (nextSlot > now) await new Promise((r) => setTimeout(r, nextSlot - now));
+      };
 
-    expect(failures.slice(0, 25), `${failures.length} wrong answers`).toEqual([]);
-    expect(fivexx, "statuses the server itself counted").toEqual([]);
-    expect(after.stats.errors.internal ?? 0).toBe(0);
-    expect(server.output()).not.toMatch(/failed:|cannot answer/);
-    // coverage: the storm reached the checks behind the rate limiter, not just the limiter
-    expect(tally.get("429") ?? 0).toBeLessThan(done / 10);
-    expect(tally.get("400") ?? 0).toBeGreaterThan(done / 4);
-    for (const s of samples) expect(s.sessions).toBeLessThanOrEqual(MAX_SESSIONS);
-    expect(quarter(1).length, "memory samples in the second quarter").toBeGreaterThan(0);
-    expect(quarter(3).length, "memory samples in the last quarter").toBeGreaterThan(0);
-    expect(end.rss - warm.rss, `RSS grew from ${mib(warm.rss)} to ${mib(end.rss)} MiB`).toBeLessThan(MEMORY_BOUND);
+      const started = performance.now();
+      let cursor = 0;
+      const worker = async () => {
+        while (cursor < indices.length) {
+          const index = indices[cursor++];
+          const c = generateCase(SEED, index, ctx, vocabSize);
+          await pace();
+          const session = resolve(c.session, index);
+          const outcome = c.kind === "http" ? await sendHttp(c, session) : await sendRaw(c, session);
+          done++;
+          byCategory.set(c.category, (byCategory.get(c.category) ?? 0) + 1);
+          const problem = judge(c, outcome);
+          const key = outcome.error
+            ? c.kind === "raw" && c.abort
+              ? "aborted"
+              : "no answer"
+            : outcome.statuses.length
+              ? String(outcome.statuses.find((s) => s >= 200) ?? outcome.statuses[0])
+              : "closed";
+          tally.set(key, (tally.get(key) ?? 0) + 1);
+          if (problem) failures.push(`case ${index} [${c.category}] ${describeCase(c, session)}: ${problem}`);
+          if (c.kind === "http" && outcome.statuses[0] === 200 && outcome.body) {
+            if (c.effect === "create") created.push((JSON.parse(outcome.body) as { sessionId: string }).sessionId);
+            if (c.effect === "delete" && created.includes(session)) created.splice(created.indexOf(session), 1);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+      const seconds = (performance.now() - started) / 1000;
+      sampling = false;
+      await sampler;
 
-    // everything the storm held is given back
-    for (const id of [...pool, ...created]) await api("DELETE", `/v1/sessions/${id}`);
-    const emptied = await detail();
-    expect(emptied.sessions).toEqual([]);
-    expect(emptied.memory.tokensHeld).toBe(0);
-    expect(emptied.queue.pending).toBe(0);
+      // ---- the verdict ----
+      expect(server.exited(), server.output()).toBeNull();
+      const after = await detail();
+      const fivexx = Object.entries(after.stats.statuses).filter(([s]) => Number(s) >= 500);
+      // medians of the second quarter (warmed up) and the last quarter: single samples swing with the GC
+      const quarter = (q: number) =>
+        samples.filter((s) => s.at >= (q * indices.length) / 4 && s.at < ((q + 1) * indices.length) / 4 + (q === 3 ? 1 : 0));
+      const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+      const warm = { rss: median(quarter(1).map((s) => s.rss)), heap: median(quarter(1).map((s) => s.heap)) };
+      const end = { rss: median(quarter(3).map((s) => s.rss)), heap: median(quarter(3).map((s) => s.heap)) };
+      const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
+      const statusList = [...tally.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k}×${v}`)
+        .join(" ");
+      console.log(
+        `fuzz: ${done} requests, seed ${SEED}, ${seconds.toFixed(1)} s: ${statusList}; 5xx ${fivexx.length}; ` +
+          `server RSS ${mib(warm.rss)}→${mib(end.rss)} MiB (medians of the 2nd and 4th quarter; peak ${mib(Math.max(...samples.map((s) => s.rss)))}), ` +
+          `heap ${mib(warm.heap)}→${mib(end.heap)} MiB, sessions ≤ ${Math.max(...samples.map((s) => s.sessions))}/${MAX_SESSIONS}; ` +
+          `${failures.length} wrong answers`,
+      );
+      console.log(`fuzz categories: ${[...byCategory.entries()].map(([k, v]) => `${k} ${v}`).join(", ")}`);
 
-    // and the model still answers as it did before the storm
-    const again = await predictFresh();
-    expect(again.tokenId).toBe(before.tokenId);
-    expect(again.logprob).toBeCloseTo(before.logprob, 4);
-  });
+      expect(failures.slice(0, 25), `${failures.length} wrong answers`).toEqual([]);
+      expect(fivexx, "statuses the server itself counted").toEqual([]);
+      expect(after.stats.errors.internal ?? 0).toBe(0);
+      expect(server.output()).not.toMatch(/failed:|cannot answer/);
+      // coverage: the storm reached the checks behind the rate limiter, not just the limiter
+      expect(tally.get("429") ?? 0).toBeLessThan(done / 10);
+      expect(tally.get("400") ?? 0).toBeGreaterThan(done / 4);
+      for (const s of samples) expect(s.sessions).toBeLessThanOrEqual(MAX_SESSIONS);
+      expect(quarter(1).length, "memory samples in the second quarter").toBeGreaterThan(0);
+      expect(quarter(3).length, "memory samples in the last quarter").toBeGreaterThan(0);
+      expect(end.rss - warm.rss, `RSS grew from ${mib(warm.rss)} to ${mib(end.rss)} MiB`).toBeLessThan(MEMORY_BOUND);
+
+      // everything the storm held is given back
+      for (const id of [...pool, ...created]) await api("DELETE", `/v1/sessions/${id}`);
+      const emptied = await detail();
+      expect(emptied.sessions).toEqual([]);
+      expect(emptied.memory.tokensHeld).toBe(0);
+      expect(emptied.queue.pending).toBe(0);
+
+      // and the model still answers as it did before the storm
+      const again = await predictFresh();
+      expect(again.tokenId).toBe(before.tokenId);
+      expect(again.logprob).toBeCloseTo(before.logprob, 4);
+    },
+  );
 
   function sendHttp(c: HttpCase, session: string): Promise<Outcome> {
     return new Promise((resolve) => {
@@ -234,7 +278,11 @@ describe.skipIf(!hasStories)("cloud server fuzz", () => {
         res.on("data", (d: Buffer) => chunks.push(d));
         res.on("end", () => {
           clearTimeout(timer);
-          resolve({ statuses: [res.statusCode ?? 0], body: Buffer.concat(chunks).toString("utf8"), contentType: res.headers["content-type"] });
+          resolve({
+            statuses: [res.statusCode ?? 0],
+            body: Buffer.concat(chunks).toString("utf8"),
+            contentType: res.headers["content-type"],
+          });
         });
         res.on("error", (e) => {
           clearTimeout(timer);
@@ -266,7 +314,10 @@ describe.skipIf(!hasStories)("cloud server fuzz", () => {
         resolve(o);
       };
       const statuses = () => [...received.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => Number(m[1]));
-      const timer = setTimeout(() => finish({ statuses: statuses(), error: `no answer within ${ANSWER_TIMEOUT_MS} ms` }), ANSWER_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => finish({ statuses: statuses(), error: `no answer within ${ANSWER_TIMEOUT_MS} ms` }),
+        ANSWER_TIMEOUT_MS,
+      );
       socket.on("data", (d: Buffer) => {
         if (received.length < 1 << 20) received += d.toString("latin1");
       });

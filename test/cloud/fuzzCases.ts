@@ -62,7 +62,6 @@ export interface FuzzContext {
   host: string;
 }
 
-
 class Pick {
   constructor(readonly r: () => number) {}
   int(lo: number, hi: number): number {
@@ -86,11 +85,37 @@ const UNKNOWN_UUID = "123e4567-e89b-42d3-a456-426614174000";
 
 /** values that break naive validators */
 const NASTY_NUMBERS = [
-  "-1", "-0", "0.5", "1e309", "-1e309", "1e-400", "9007199254740993", "9007199254740992", "4294967296", "2147483648",
-  "1e21", "123456789012345678901234567890", "0.0000001", "1E2", "-9007199254740992",
+  "-1",
+  "-0",
+  "0.5",
+  "1e309",
+  "-1e309",
+  "1e-400",
+  "9007199254740993",
+  "9007199254740992",
+  "4294967296",
+  "2147483648",
+  "1e21",
+  "123456789012345678901234567890",
+  "0.0000001",
+  "1E2",
+  "-9007199254740992",
 ];
 const NASTY_JSON_VALUES = [
-  "null", "true", "false", '""', '"0"', '"1"', "[]", "{}", "[null]", '["1"]', "[[1]]", '{"0":1}', '"\\ud800"', '"\\u0000"',
+  "null",
+  "true",
+  "false",
+  '""',
+  '"0"',
+  '"1"',
+  "[]",
+  "{}",
+  "[null]",
+  '["1"]',
+  "[[1]]",
+  '{"0":1}',
+  '"\\ud800"',
+  '"\\u0000"',
   ...NASTY_NUMBERS,
 ];
 
@@ -126,8 +151,19 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
   const validBody = (a: "next" | "append" | "truncate"): Record<string, unknown> =>
     a === "truncate"
       ? { length: p.int(0, 8) }
-      : { base: 0, tokens: Array.from({ length: p.int(1, 12) }, validToken), ...(a === "next" && p.chance(0.5) ? { topK: p.int(0, 20) } : {}) };
-  const post = (category: string, path: string, session: SessionRef | undefined, body: Buffer | string | undefined, allow: number[], extra: Partial<HttpCase> = {}): HttpCase => ({
+      : {
+          base: 0,
+          tokens: Array.from({ length: p.int(1, 12) }, validToken),
+          ...(a === "next" && p.chance(0.5) ? { topK: p.int(0, 20) } : {}),
+        };
+  const post = (
+    category: string,
+    path: string,
+    session: SessionRef | undefined,
+    body: Buffer | string | undefined,
+    allow: number[],
+    extra: Partial<HttpCase> = {},
+  ): HttpCase => ({
     kind: "http",
     category,
     method: "POST",
@@ -143,9 +179,25 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
   if (roll < 0.08) {
     const method = p.one(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "PROPFIND", "PURGE", "SEARCH", "MKCOL"]);
     const path = p.one([
-      "/", "/health/", "/health/x", "/v1", "/v1/", "/v1/sessions/", "/v2/sessions", "/V1/SESSIONS", "/v1/sessions//next",
-      `/v1/sessions/${UNKNOWN_UUID}/next/extra`, "/v1/sessions/../health", "/%2e%2e/health", "/v1/sessions?x=1",
-      `/v1/sessions/${UNKNOWN_UUID}/NEXT`, "/" + "a".repeat(p.int(1, 6000)), "/v1/sessions/%00", "/favicon.ico", "/.env", "/v1/sessions/x/../../",
+      "/",
+      "/health/",
+      "/health/x",
+      "/v1",
+      "/v1/",
+      "/v1/sessions/",
+      "/v2/sessions",
+      "/V1/SESSIONS",
+      "/v1/sessions//next",
+      `/v1/sessions/${UNKNOWN_UUID}/next/extra`,
+      "/v1/sessions/../health",
+      "/%2e%2e/health",
+      "/v1/sessions?x=1",
+      `/v1/sessions/${UNKNOWN_UUID}/NEXT`,
+      "/" + "a".repeat(p.int(1, 6000)),
+      "/v1/sessions/%00",
+      "/favicon.ico",
+      "/.env",
+      "/v1/sessions/x/../../",
       "/health?" + "q=1&".repeat(p.int(1, 500)),
     ]);
     const withAuth = p.chance(0.7);
@@ -164,9 +216,20 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
   // ---- 2. authentication (10%) ----
   if (roll < 0.18) {
     const variants: (string | string[] | undefined)[] = [
-      undefined, "", "Bearer", "Bearer ", `bearer${ctx.token}`, `Basic ${Buffer.from("u:" + ctx.token).toString("base64")}`,
-      `Bearer ${ctx.token.slice(0, -1)}`, `Bearer ${ctx.token}x`, `Bearer ${ctx.token.toUpperCase()}`, `Bearer ${ctx.token} extra`,
-      `Bearer ${"A".repeat(p.int(100, 12_000))}`, `Bearer\t${ctx.token.slice(1)}`, `Token ${ctx.token}`, `Bearer ${ctx.token.slice(0, 8)}`,
+      undefined,
+      "",
+      "Bearer",
+      "Bearer ",
+      `bearer${ctx.token}`,
+      `Basic ${Buffer.from("u:" + ctx.token).toString("base64")}`,
+      `Bearer ${ctx.token.slice(0, -1)}`,
+      `Bearer ${ctx.token}x`,
+      `Bearer ${ctx.token.toUpperCase()}`,
+      `Bearer ${ctx.token} extra`,
+      `Bearer ${"A".repeat(p.int(100, 12_000))}`,
+      `Bearer\t${ctx.token.slice(1)}`,
+      `Token ${ctx.token}`,
+      `Bearer ${ctx.token.slice(0, 8)}`,
       [`Bearer wrong-token-0123456789`, `Bearer ${ctx.token}`],
     ];
     const a = p.one(variants);
@@ -174,9 +237,20 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
     if (a !== undefined) headers.authorization = a;
     const target = p.one(["create", "session", "health"] as const);
     if (target === "health") return { kind: "http", category: "auth", method: "GET", path: "/health", headers, allow: [200] };
-    const body = Buffer.from(JSON.stringify(target === "create" ? { protocol: PROTOCOL_VERSION, client: ctx.identity } : validBody("next")));
+    const body = Buffer.from(
+      JSON.stringify(target === "create" ? { protocol: PROTOCOL_VERSION, client: ctx.identity } : validBody("next")),
+    );
     const path = target === "create" ? "/v1/sessions" : `/v1/sessions/{session}/${action()}`;
-    return { kind: "http", category: "auth", method: "POST", path, session: target === "create" ? undefined : poolRef(), headers, body, allow: [401] };
+    return {
+      kind: "http",
+      category: "auth",
+      method: "POST",
+      path,
+      session: target === "create" ? undefined : poolRef(),
+      headers,
+      body,
+      allow: [401],
+    };
   }
 
   // ---- 3. garbage bodies on real sessions (18%) ----
@@ -278,20 +352,46 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
   if (roll < 0.67) {
     const ref: SessionRef = p.chance(0.5) ? "unknown-uuid" : "bad-id";
     const a = p.one(["next", "append", "truncate", "delete"] as const);
-    if (a === "delete") return { kind: "http", category: "session-id", method: "DELETE", path: "/v1/sessions/{session}", session: ref, headers: { ...auth }, allow: [404] };
+    if (a === "delete")
+      return {
+        kind: "http",
+        category: "session-id",
+        method: "DELETE",
+        path: "/v1/sessions/{session}",
+        session: ref,
+        headers: { ...auth },
+        allow: [404],
+      };
     return post("session-id", `/v1/sessions/{session}/${a}`, ref, JSON.stringify(validBody(a)), [404]);
   }
 
   // ---- 7. content types and encodings on valid requests (5%) ----
   if (roll < 0.72) {
     const a = action();
-    const ct = p.one([undefined, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin1", "application/octet-stream"]);
+    const ct = p.one([
+      undefined,
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "application/json; charset=latin1",
+      "application/octet-stream",
+    ]);
     const enc = p.one([undefined, undefined, "gzip", "br"]);
     const headers: HttpCase["headers"] = { ...auth };
     if (ct) headers["content-type"] = ct;
     if (enc) headers["content-encoding"] = enc; // not decoded: the body is plain JSON, read as such
     // the server reads JSON whatever the label; valid on a fresh... or out of sync on a busy pool session
-    return { kind: "http", category: "content-type", method: "POST", path: `/v1/sessions/{session}/${a}`, session: poolRef(), headers, body: Buffer.from(JSON.stringify(validBody(a))), chunked: p.chance(0.3), allow: a === "truncate" ? [200, 409] : [200] };
+    return {
+      kind: "http",
+      category: "content-type",
+      method: "POST",
+      path: `/v1/sessions/{session}/${a}`,
+      session: poolRef(),
+      headers,
+      body: Buffer.from(JSON.stringify(validBody(a))),
+      chunked: p.chance(0.3),
+      allow: a === "truncate" ? [200, 409] : [200],
+    };
   }
 
   // ---- 8. oversized bodies (3%) ----
@@ -302,22 +402,43 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
     const k = p.int(0, 2);
     if (k === 0) {
       // declared too large, little sent, then the client waits: refused once the server stops waiting
-      return { kind: "raw", category: "oversized", chunks: [Buffer.from(`${head}Content-Length: ${size}\r\n\r\n{"base":0,`)], gapMs: 0, abort: false, allow: [413], session: poolRef() };
+      return {
+        kind: "raw",
+        category: "oversized",
+        chunks: [Buffer.from(`${head}Content-Length: ${size}\r\n\r\n{"base":0,`)],
+        gapMs: 0,
+        abort: false,
+        allow: [413],
+        session: poolRef(),
+      };
     }
     if (k === 1) {
       // declared too large and all sent: refused, and the answer must survive the upload
-      return { kind: "raw", category: "oversized", chunks: [Buffer.from(`${head}Content-Length: ${size}\r\n\r\n`), Buffer.alloc(size, 0x20)], gapMs: 0, abort: false, allow: [413], session: poolRef() };
+      return {
+        kind: "raw",
+        category: "oversized",
+        chunks: [Buffer.from(`${head}Content-Length: ${size}\r\n\r\n`), Buffer.alloc(size, 0x20)],
+        gapMs: 0,
+        abort: false,
+        allow: [413],
+        session: poolRef(),
+      };
     }
     // really that large, chunked (no length to refuse it by): cut off once the limit is passed
     const framed = Buffer.from(`${piece.length.toString(16)}\r\n${piece.toString()}\r\n`);
-    const chunks = [Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n`), ...Array.from({ length: Math.ceil(size / piece.length) }, () => framed), Buffer.from("0\r\n\r\n")];
+    const chunks = [
+      Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n`),
+      ...Array.from({ length: Math.ceil(size / piece.length) }, () => framed),
+      Buffer.from("0\r\n\r\n"),
+    ];
     return { kind: "raw", category: "oversized", chunks, gapMs: 0, abort: false, allow: [413], session: poolRef() };
   }
 
   // ---- 9. mutations of valid requests (15%) ----
   if (roll < 0.9) {
     const target = p.one(["create", "next", "append", "truncate"] as const);
-    let text = target === "create" ? JSON.stringify({ protocol: PROTOCOL_VERSION, client: ctx.identity }) : JSON.stringify(validBody(target));
+    let text =
+      target === "create" ? JSON.stringify({ protocol: PROTOCOL_VERSION, client: ctx.identity }) : JSON.stringify(validBody(target));
     const ops = p.int(1, 3);
     for (let k = 0; k < ops; k++) {
       const at = p.int(0, text.length);
@@ -326,13 +447,19 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
           text = text.slice(0, at) + text.slice(at + p.int(1, 8));
           break;
         case 1:
-          text = text.slice(0, at) + p.one([..."{}[]\",:0123456789-.eE ", "true", "null", "\\u0000", "\\", "\u00e9", "\ud83d\ude00"]) + text.slice(at);
+          text =
+            text.slice(0, at) +
+            p.one([...'{}[]",:0123456789-.eE ', "true", "null", "\\u0000", "\\", "\u00e9", "\ud83d\ude00"]) +
+            text.slice(at);
           break;
         case 2:
           text = text.replace(/-?\d+(\.\d+)?/, p.one(NASTY_NUMBERS));
           break;
         case 3:
-          text = text.replace(/"(base|tokens|length|topK|protocol|client|name|vocabHash|vocabSize)"/, `"${p.one(["__proto__", "constructor", "BASE", "tokens ", "", "toString"])}"`);
+          text = text.replace(
+            /"(base|tokens|length|topK|protocol|client|name|vocabHash|vocabSize)"/,
+            `"${p.one(["__proto__", "constructor", "BASE", "tokens ", "", "toString"])}"`,
+          );
           break;
         case 4:
           text = text.slice(0, at) + text.slice(at, at + p.int(1, 40)).repeat(p.int(2, 50)) + text.slice(at);
@@ -375,28 +502,59 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
       case 3:
         return raw(`GET /health HTTP/9.9\r\n${host}${close}\r\n`, [200, 400]);
       case 4:
-        return raw(`POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, [400], { session: poolRef() });
+        return raw(
+          `POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+          [400],
+          { session: poolRef() },
+        );
       case 5:
         // a broken chunk once the request is under way: closing the connection is all HTTP allows
-        return raw(`POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Transfer-Encoding: chunked\r\n\r\nzz\r\n${body}\r\n0\r\n\r\n`, null, { session: poolRef() });
+        return raw(
+          `POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Transfer-Encoding: chunked\r\n\r\nzz\r\n${body}\r\n0\r\n\r\n`,
+          null,
+          { session: poolRef() },
+        );
       case 6:
         return raw(`CONNECT ${ctx.host} HTTP/1.1\r\n${host}${authH}\r\n`, [405]);
       case 7:
         // a body that stops short, then the client hangs up: nothing is owed, the server must let go
-        return raw(`POST /v1/sessions/{session}/append HTTP/1.1\r\n${host}${authH}Content-Length: ${body.length + 50}\r\n\r\n${body}`, null, { abort: true, session: poolRef() });
+        return raw(
+          `POST /v1/sessions/{session}/append HTTP/1.1\r\n${host}${authH}Content-Length: ${body.length + 50}\r\n\r\n${body}`,
+          null,
+          { abort: true, session: poolRef() },
+        );
       case 8: {
         // a slow but complete body: answered like a fast one
-        const whole = Buffer.from(`POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}${close}Content-Length: ${body.length}\r\n\r\n${body}`);
-        return { kind: "raw", category: "slow", chunks: [whole], split: p.int(3, 8), gapMs: p.int(10, 40), abort: false, allow: [200], session: poolRef() };
+        const whole = Buffer.from(
+          `POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}${close}Content-Length: ${body.length}\r\n\r\n${body}`,
+        );
+        return {
+          kind: "raw",
+          category: "slow",
+          chunks: [whole],
+          split: p.int(3, 8),
+          gapMs: p.int(10, 40),
+          abort: false,
+          allow: [200],
+          session: poolRef(),
+        };
       }
       case 9:
         // two requests in one write (pipelining): the first must be answered
         return raw(`GET /health HTTP/1.1\r\n${host}\r\nGET /nope HTTP/1.1\r\n${host}${authH}Connection: close\r\n\r\n`, [200]);
       case 10:
         // no WebSocket here: Node answers it as a plain request (a server may ignore Upgrade, RFC 9110 7.8)
-        return raw(`GET /health HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`, [200, 400, 426], { halfClose: true });
+        return raw(
+          `GET /health HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+          [200, 400, 426],
+          { halfClose: true },
+        );
       case 11:
-        return raw(`POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Expect: 100-continue\r\n${close}Content-Length: ${body.length}\r\n\r\n${body}`, [200], { session: poolRef() });
+        return raw(
+          `POST /v1/sessions/{session}/next HTTP/1.1\r\n${host}${authH}Expect: 100-continue\r\n${close}Content-Length: ${body.length}\r\n\r\n${body}`,
+          [200],
+          { session: poolRef() },
+        );
       case 12:
         return raw(`GET /health HTTP/1.1\r\n${close}\r\n`, [400]); // HTTP/1.1 without Host
       default:
@@ -406,8 +564,21 @@ export function generateCase(seed: number, index: number, ctx: FuzzContext, voca
 
   // ---- 11. valid traffic in between (4%): the storm must not stop real work ----
   const k = p.int(0, 3);
-  if (k === 0) return post("valid", "/v1/sessions", undefined, JSON.stringify({ protocol: PROTOCOL_VERSION, client: ctx.identity }), [200], { effect: "create" });
-  if (k === 1) return { kind: "http", category: "valid", method: "DELETE", path: "/v1/sessions/{session}", session: "created", headers: { ...auth }, allow: [200, 404], effect: "delete" };
+  if (k === 0)
+    return post("valid", "/v1/sessions", undefined, JSON.stringify({ protocol: PROTOCOL_VERSION, client: ctx.identity }), [200], {
+      effect: "create",
+    });
+  if (k === 1)
+    return {
+      kind: "http",
+      category: "valid",
+      method: "DELETE",
+      path: "/v1/sessions/{session}",
+      session: "created",
+      headers: { ...auth },
+      allow: [200, 404],
+      effect: "delete",
+    };
   const a = action();
   // other workers use the same pool sessions, so a base of 0 is always in range but the length is not known
   return post("valid", `/v1/sessions/{session}/${a}`, poolRef(), JSON.stringify(validBody(a)), a === "truncate" ? [200, 409] : [200]);

@@ -61,10 +61,15 @@ describe("cloud command-line options", () => {
     const file = tokenFile("t3", "abcdefghijklmnopqrstuvwxyz012345");
     expect(() => parse(["--token", "abcdefghijklmnopqrstuvwxyz012345", "--token-file", file])).toThrow(/choose one/);
     expect(() => parse(["--no-auth", "--token-file", file])).toThrow(/contradicts/);
-    expect(parse([], { TANDEM_CLOUD_TOKEN: "from-the-environment-0123" })).toMatchObject({ tokenSource: "env", server: { token: "from-the-environment-0123" } });
+    expect(parse([], { TANDEM_CLOUD_TOKEN: "from-the-environment-0123" })).toMatchObject({
+      tokenSource: "env",
+      server: { token: "from-the-environment-0123" },
+    });
     expect(() => parse([], { TANDEM_CLOUD_TOKEN: "short" })).toThrow(/TANDEM_CLOUD_TOKEN/);
     // the flag wins over the environment
-    expect(parse(["--token", "flag-token-0123456789"], { TANDEM_CLOUD_TOKEN: "from-the-environment-0123" }).server.token).toBe("flag-token-0123456789");
+    expect(parse(["--token", "flag-token-0123456789"], { TANDEM_CLOUD_TOKEN: "from-the-environment-0123" }).server.token).toBe(
+      "flag-token-0123456789",
+    );
   });
 
   it("chooses the GPU backend: auto by default, cpu means none, anything else is refused", () => {
@@ -77,8 +82,28 @@ describe("cloud command-line options", () => {
   });
 
   it("parses the limits, within their ranges", () => {
-    const o = parse(["--max-sessions", "64", "--context-size", "4096", "--max-kv-mb", "16384", "--max-queue", "300", "--idle-timeout", "60", "--rate-limit", "2000"]);
-    expect(o.server).toMatchObject({ maxSessions: 64, contextSize: 4096, maxKvMb: 16384, maxQueued: 300, idleTimeoutMs: 60_000, rateLimit: { perSecond: 2000, burst: 4000 } });
+    const o = parse([
+      "--max-sessions",
+      "64",
+      "--context-size",
+      "4096",
+      "--max-kv-mb",
+      "16384",
+      "--max-queue",
+      "300",
+      "--idle-timeout",
+      "60",
+      "--rate-limit",
+      "2000",
+    ]);
+    expect(o.server).toMatchObject({
+      maxSessions: 64,
+      contextSize: 4096,
+      maxKvMb: 16384,
+      maxQueued: 300,
+      idleTimeoutMs: 60_000,
+      rateLimit: { perSecond: 2000, burst: 4000 },
+    });
     expect(parse(["--rate-limit", "0"]).server.rateLimit).toBe(false);
     expect(parse([]).server.rateLimit).toBeUndefined(); // the server's default
     // llama.cpp allows at most 256 sequences per context
@@ -140,7 +165,16 @@ describe.skipIf(!hasStories)("npm run cloud, the process", () => {
     await model.dispose();
     const secret = "file-token-abcdefghijklmnop";
     const server = await startChildServer([
-      "--model", f.storiesLlm!, "--port", "0", "--token-file", tokenFile("banner", `${secret}\n`), "--max-kv-mb", "4", "--context-size", "256",
+      "--model",
+      f.storiesLlm!,
+      "--port",
+      "0",
+      "--token-file",
+      tokenFile("banner", `${secret}\n`),
+      "--max-kv-mb",
+      "4",
+      "--context-size",
+      "256",
     ]);
     try {
       await new Promise((r) => setTimeout(r, 200)); // the banner's last lines follow the URL
@@ -152,7 +186,9 @@ describe.skipIf(!hasStories)("npm run cloud, the process", () => {
       expect(out).toMatch(/sessions: 25 × 255 tokens; KV cache 3\.9 MiB \(640 B per token, budget 4\.0 MiB\)/);
       expect(out).toContain("token:    from --token-file");
       expect(out).not.toContain(secret);
-      const health = (await (await fetch(`${server.url}/health`, { headers: { authorization: `Bearer ${secret}` } })).json()) as { detail?: unknown };
+      const health = (await (await fetch(`${server.url}/health`, { headers: { authorization: `Bearer ${secret}` } })).json()) as {
+        detail?: unknown;
+      };
       expect(health.detail).toBeDefined(); // the token from the file is the one it checks
     } finally {
       await server.stop();

@@ -29,7 +29,16 @@ describe("/route: the device's routed decoding continued on the server", () => {
   beforeAll(async () => {
     files = (hasStories ? await storiesPair() : null) ?? (await randomQwenPair());
     // one session per test case, never deleted: room for all of them
-    server = await startCloudServer({ modelPath: files.llm, replicaModelPath: files.slm, port: 0, token: TOKEN, rateLimit: false, contextSize: 512, maxSessions: 32, log: () => {} });
+    server = await startCloudServer({
+      modelPath: files.llm,
+      replicaModelPath: files.slm,
+      port: 0,
+      token: TOKEN,
+      rateLimit: false,
+      contextSize: 512,
+      maxSessions: 32,
+      log: () => {},
+    });
     plain = await startCloudServer({ modelPath: files.llm, port: 0, token: TOKEN, rateLimit: false, contextSize: 512, log: () => {} });
     slm = await LocalModel.load(files.slm, { contextSize: 512 });
     llm = await LocalModel.load(files.llm, { contextSize: 512 });
@@ -43,16 +52,32 @@ describe("/route: the device's routed decoding continued on the server", () => {
   });
 
   const post = (s: CloudServer, path: string, body: unknown, token: string | null = TOKEN) =>
-    fetch(s.url + path, { method: "POST", headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) });
+    fetch(s.url + path, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
   const session = async (s: CloudServer = server) => {
     const r = await post(s, "/v1/sessions", { protocol: PROTOCOL_VERSION, client: slm.identity });
     expect(r.status).toBe(200);
     return (await r.json()) as { sessionId: string; replica?: { model: { weights?: string }; routers: string[] } };
   };
-  const lines = async (r: Response) => (await r.text()).trim().split("\n").map((l) => JSON.parse(l) as RouteLine);
+  const lines = async (r: Response) =>
+    (await r.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as RouteLine);
   const positions = (ls: RouteLine[]) => ls.filter((l): l is { tokenId: number; routed: boolean } => "tokenId" in l);
   const route = (id: string, over: Record<string, unknown> = {}) =>
-    post(server, `/v1/sessions/${id}/route`, { base: 0, tokens: prompt, tau: 0.5, router: { kind: "confidence" }, position: 0, max: 12, ...over });
+    post(server, `/v1/sessions/${id}/route`, {
+      base: 0,
+      tokens: prompt,
+      tau: 0.5,
+      router: { kind: "confidence" },
+      position: 0,
+      max: 12,
+      ...over,
+    });
 
   /** greedy continuation of `model` after `history`, `n` tokens */
   async function greedy(model: LocalModel, history: number[], n: number): Promise<number[]> {
@@ -124,7 +149,8 @@ describe("/route: the device's routed decoding continued on the server", () => {
       const { digest } = (await up.json()) as { digest: string };
       // τ at the median of the device's own scores on a local answer: about half the positions route
       const scores: number[] = [];
-      for await (const e of new CollaborativeDecoder(device, router, null).generate(prompt, { tau: 0, maxTokens: 24 })) scores.push(e.confidence);
+      for await (const e of new CollaborativeDecoder(device, router, null).generate(prompt, { tau: 0, maxTokens: 24 }))
+        scores.push(e.confidence);
       const tau = scores.slice().sort((a, b) => a - b)[12]!;
       const ps = positions(await lines(await route(sessionId, { tau, router: { kind: "mlp", digest }, max: 16 })));
       expect(ps.length).toBe(16);
@@ -132,7 +158,8 @@ describe("/route: the device's routed decoding continued on the server", () => {
       let step = await device.begin([...prompt, ps[0]!.tokenId], router.needs);
       let routed = 0;
       for (const [i, p] of ps.slice(1).entries()) {
-        const routes = router.score({ top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position: i + 1 }) < tau;
+        const routes =
+          router.score({ top1Prob: step.top1Prob, topProbs: step.top?.map((c) => c.prob), hidden: step.hidden, position: i + 1 }) < tau;
         expect(p.routed).toBe(routes);
         if (!routes) expect(p.tokenId).toBe(step.tokenId);
         routed += routes ? 1 : 0;
@@ -192,10 +219,22 @@ describe("/route: the device's routed decoding continued on the server", () => {
 
   it("refuses /route without the token, and on a server without a replica (no_replica)", async () => {
     const { sessionId } = await session();
-    const r = await post(server, `/v1/sessions/${sessionId}/route`, { base: 0, tokens: prompt, tau: 0.5, router: { kind: "confidence" }, position: 0, max: 4 }, null);
+    const r = await post(
+      server,
+      `/v1/sessions/${sessionId}/route`,
+      { base: 0, tokens: prompt, tau: 0.5, router: { kind: "confidence" }, position: 0, max: 4 },
+      null,
+    );
     expect(r.status).toBe(401);
     const p = await session(plain);
-    const q = await post(plain, `/v1/sessions/${p.sessionId}/route`, { base: 0, tokens: prompt, tau: 0.5, router: { kind: "confidence" }, position: 0, max: 4 });
+    const q = await post(plain, `/v1/sessions/${p.sessionId}/route`, {
+      base: 0,
+      tokens: prompt,
+      tau: 0.5,
+      router: { kind: "confidence" },
+      position: 0,
+      max: 4,
+    });
     expect(q.status).toBe(501);
     expect(((await q.json()) as { error: { code: string } }).error.code).toBe("no_replica");
   });
@@ -204,7 +243,11 @@ describe("/route: the device's routed decoding continued on the server", () => {
     const { sessionId } = await session();
     const features = { hidden: true, top1: false, dist: false, topK: 0 };
     const network = (identity: { name: string; vocabHash: string }, hiddenSize: number) =>
-      encodeRouterFile({ slm: { name: identity.name, vocabHash: identity.vocabHash, hiddenSize }, features, params: initMlp([hiddenSize, 4, 1], 1) });
+      encodeRouterFile({
+        slm: { name: identity.name, vocabHash: identity.vocabHash, hiddenSize },
+        features,
+        params: initMlp([hiddenSize, 4, 1], 1),
+      });
     const ok = await post(server, `/v1/sessions/${sessionId}/router`, network(slm.identity, slm.hiddenSize));
     expect(ok.status).toBe(200);
     const { digest } = (await ok.json()) as { digest: string };
@@ -217,43 +260,74 @@ describe("/route: the device's routed decoding continued on the server", () => {
     expect(garbage.status).toBe(400);
   });
 
-  it("400 seeded malformed /route and /router requests: each a 4xx (501 only for a network never uploaded), no 5xx, and the replica streams as before afterwards", { timeout: 120_000 }, async () => {
-    const rand = mulberry32(20261122);
-    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-    const nasty = [null, true, -1, 1.5, 2 ** 53, 1e300, "x", "", [], {}, [[[[]]]], { kind: "confidence" }, "a".repeat(5000), -0, NaN];
-    const { sessionId } = await session();
-    const valid = () => ({ base: 0, tokens: prompt.slice(), tau: 0.5, router: { kind: "confidence" }, position: 0, max: 3 });
-    const before = await lines(await route(sessionId, { max: 8 }));
-    const bad: string[] = [];
-    const tally: Record<string, number> = {};
-    for (let i = 0; i < 400; i++) {
-      const body: Record<string, unknown> = valid();
-      const what = pick(["field", "router", "token", "garbage", "upload"] as const);
-      let path = `/v1/sessions/${sessionId}/route`;
-      let raw: string;
-      if (what === "field") body[pick(["base", "tokens", "tau", "router", "position", "max"])] = pick(nasty);
-      if (what === "router") body.router = pick([{ kind: "mlp" }, { kind: "mlp", digest: "z".repeat(64) }, { kind: "mlp", digest: "A".repeat(64) }, { kind: "mlp", digest: "b".repeat(64) }, { kind: pick(nasty) }, pick(nasty)]);
-      if (what === "token") (body.tokens as unknown[])[Math.floor(rand() * prompt.length)] = pick([-1, 1.5, 1e9, "1", null]);
-      if (what === "upload") {
-        path = `/v1/sessions/${sessionId}/router`;
-        raw = pick([JSON.stringify(pick(nasty)), JSON.stringify({ format: "tandem-router", version: 1, slm: pick(nasty) }), '{"format":"tandem-router","version":1,"slm":{"name":"x","vocabHash":"y","hiddenSize":8},"features":{},"network":{"sizes":[1e9,1],"weights":["AA=="],"biases":[""],"mean":"","std":""}}', "{".repeat(100)]);
-      } else raw = JSON.stringify(body);
-      if (what === "garbage") raw = pick(["", "{", "[]", "null", raw.slice(0, Math.floor(rand() * raw.length)), raw + "}"]);
-      const r = await fetch(server.url + path, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` }, body: raw });
-      const text = await r.text();
-      // a mutation that still makes a valid request (e.g. -0 for a number, a τ of true→400) streams: that is fine
-      const ok = r.status === 200 ? text.trim().split("\n").every((l) => JSON.parse(l) !== null) : r.status >= 400 && r.status < 500 ? true : r.status === 501 && /no_replica/.test(text);
-      if (!ok) bad.push(`${what} ${raw.slice(0, 120)} → ${r.status} ${text.slice(0, 200)}`);
-      tally[`${what} ${r.status}`] = (tally[`${what} ${r.status}`] ?? 0) + 1;
-    }
-    expect(bad).toEqual([]);
-    console.log(`route fuzz: ${JSON.stringify(tally)}`);
-    const statuses = (await (await fetch(server.url + "/health", { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { detail: { stats: { statuses: Record<string, number> } } };
-    expect(Object.keys(statuses.detail.stats.statuses).filter((c) => Number(c) >= 500 && c !== "501")).toEqual([]);
-    // the replica still decides as it did
-    const after = await lines(await route(sessionId, { max: 8 }));
-    expect(positions(after)).toEqual(positions(before));
-  });
+  it(
+    "400 seeded malformed /route and /router requests: each a 4xx (501 only for a network never uploaded), no 5xx, and the replica streams as before afterwards",
+    { timeout: 120_000 },
+    async () => {
+      const rand = mulberry32(20261122);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const nasty = [null, true, -1, 1.5, 2 ** 53, 1e300, "x", "", [], {}, [[[[]]]], { kind: "confidence" }, "a".repeat(5000), -0, NaN];
+      const { sessionId } = await session();
+      const valid = () => ({ base: 0, tokens: prompt.slice(), tau: 0.5, router: { kind: "confidence" }, position: 0, max: 3 });
+      const before = await lines(await route(sessionId, { max: 8 }));
+      const bad: string[] = [];
+      const tally: Record<string, number> = {};
+      for (let i = 0; i < 400; i++) {
+        const body: Record<string, unknown> = valid();
+        const what = pick(["field", "router", "token", "garbage", "upload"] as const);
+        let path = `/v1/sessions/${sessionId}/route`;
+        let raw: string;
+        if (what === "field") body[pick(["base", "tokens", "tau", "router", "position", "max"])] = pick(nasty);
+        if (what === "router")
+          body.router = pick([
+            { kind: "mlp" },
+            { kind: "mlp", digest: "z".repeat(64) },
+            { kind: "mlp", digest: "A".repeat(64) },
+            { kind: "mlp", digest: "b".repeat(64) },
+            { kind: pick(nasty) },
+            pick(nasty),
+          ]);
+        if (what === "token") (body.tokens as unknown[])[Math.floor(rand() * prompt.length)] = pick([-1, 1.5, 1e9, "1", null]);
+        if (what === "upload") {
+          path = `/v1/sessions/${sessionId}/router`;
+          raw = pick([
+            JSON.stringify(pick(nasty)),
+            JSON.stringify({ format: "tandem-router", version: 1, slm: pick(nasty) }),
+            '{"format":"tandem-router","version":1,"slm":{"name":"x","vocabHash":"y","hiddenSize":8},"features":{},"network":{"sizes":[1e9,1],"weights":["AA=="],"biases":[""],"mean":"","std":""}}',
+            "{".repeat(100),
+          ]);
+        } else raw = JSON.stringify(body);
+        if (what === "garbage") raw = pick(["", "{", "[]", "null", raw.slice(0, Math.floor(rand() * raw.length)), raw + "}"]);
+        const r = await fetch(server.url + path, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+          body: raw,
+        });
+        const text = await r.text();
+        // a mutation that still makes a valid request (e.g. -0 for a number, a τ of true→400) streams: that is fine
+        const ok =
+          r.status === 200
+            ? text
+                .trim()
+                .split("\n")
+                .every((l) => JSON.parse(l) !== null)
+            : r.status >= 400 && r.status < 500
+              ? true
+              : r.status === 501 && /no_replica/.test(text);
+        if (!ok) bad.push(`${what} ${raw.slice(0, 120)} → ${r.status} ${text.slice(0, 200)}`);
+        tally[`${what} ${r.status}`] = (tally[`${what} ${r.status}`] ?? 0) + 1;
+      }
+      expect(bad).toEqual([]);
+      console.log(`route fuzz: ${JSON.stringify(tally)}`);
+      const statuses = (await (await fetch(server.url + "/health", { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+        detail: { stats: { statuses: Record<string, number> } };
+      };
+      expect(Object.keys(statuses.detail.stats.statuses).filter((c) => Number(c) >= 500 && c !== "501")).toEqual([]);
+      // the replica still decides as it did
+      const after = await lines(await route(sessionId, { max: 8 }));
+      expect(positions(after)).toEqual(positions(before));
+    },
+  );
 
   it("the client uses a replica only if it runs the device's own weights", async () => {
     const own = new TandemCloudClient({ url: server.url, token: TOKEN });

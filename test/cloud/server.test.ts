@@ -287,7 +287,10 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     expect(r.body.error.message).toContain(identity.name);
     // the same tokenizer with another size (padding rows, as between Qwen2.5 sizes) is admitted; token
     // IDs are still checked against the server's own vocabulary
-    const sameHashOtherSize = await call(server, "POST", "/v1/sessions", { protocol: PROTOCOL_VERSION, client: { ...identity, vocabSize: identity.vocabSize + 128 } });
+    const sameHashOtherSize = await call(server, "POST", "/v1/sessions", {
+      protocol: PROTOCOL_VERSION,
+      client: { ...identity, vocabSize: identity.vocabSize + 128 },
+    });
     expect(sameHashOtherSize.status).toBe(200);
     const padded = sameHashOtherSize.body.sessionId as string;
     const beyond = await call(server, "POST", `/v1/sessions/${padded}/next`, { base: 0, tokens: [identity.vocabSize] });
@@ -348,9 +351,13 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     expect(shallow.status).toBe(400);
     expect(shallow.body.error.message).toBe("tokens[0] = an array of 1 is not a token ID in [0, 512)");
     // brackets inside strings are not nesting
-    const inString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, { raw: `{"base":0,"tokens":[],"note":"${"[".repeat(50)}\\"${"{".repeat(50)}"}` });
+    const inString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, {
+      raw: `{"base":0,"tokens":[],"note":"${"[".repeat(50)}\\"${"{".repeat(50)}"}`,
+    });
     expect(inString.status).toBe(200);
-    const longString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, { raw: `{"base":"${"x".repeat(100_000)}","tokens":[]}` });
+    const longString = await call(server, "POST", `/v1/sessions/${id}/append`, undefined, {
+      raw: `{"base":"${"x".repeat(100_000)}","tokens":[]}`,
+    });
     expect(longString.body.error.message.length).toBeLessThan(200); // not echoed back
     // nothing above reached the session
     const after = await call(server, "POST", `/v1/sessions/${id}/append`, { base: 0, tokens: [] });
@@ -397,7 +404,9 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
     const r = await call(server, "POST", `/v1/sessions/${unknown}/next`, { base: 0, tokens: [1] });
     expect(r.status).toBe(404);
     expect(r.body.error.code).toBe("session_not_found");
-    expect((await call(server, "POST", "/v1/sessions/not-a-uuid/append", { base: 0, tokens: [1] })).body.error.code).toBe("session_not_found");
+    expect((await call(server, "POST", "/v1/sessions/not-a-uuid/append", { base: 0, tokens: [1] })).body.error.code).toBe(
+      "session_not_found",
+    );
     const id = await createSession();
     expect((await call(server, "DELETE", `/v1/sessions/${id}`)).body).toEqual({ ok: true });
     expect((await call(server, "DELETE", `/v1/sessions/${id}`)).status).toBe(404);
@@ -478,7 +487,15 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
   describe("session limits", () => {
     let small: CloudServer;
     beforeAll(async () => {
-      small = await startCloudServer({ model, port: 0, token: TOKEN, maxSessions: 2, contextSize: 64, idleTimeoutMs: 300, log: (m) => logs.push(m) });
+      small = await startCloudServer({
+        model,
+        port: 0,
+        token: TOKEN,
+        maxSessions: 2,
+        contextSize: 64,
+        idleTimeoutMs: 300,
+        log: (m) => logs.push(m),
+      });
     });
     afterAll(() => small?.close());
 
@@ -529,7 +546,14 @@ describe.skipIf(!HAVE_MODEL)(`cloud token server (model ${MODEL_FILE})`, () => {
   });
 
   it("rate-limits each client", async () => {
-    const limited = await startCloudServer({ model, port: 0, token: TOKEN, maxSessions: 1, contextSize: 64, rateLimit: { perSecond: 1, burst: 3 } });
+    const limited = await startCloudServer({
+      model,
+      port: 0,
+      token: TOKEN,
+      maxSessions: 1,
+      contextSize: 64,
+      rateLimit: { perSecond: 1, burst: 3 },
+    });
     try {
       const statuses = [];
       for (let i = 0; i < 4; i++) statuses.push((await call(limited, "GET", "/v2/nothing")).status);

@@ -43,7 +43,8 @@ describe.skipIf(!hasStories)("cloud server soak (CI size)", () => {
     expect(report.ok).toBe(true);
     // every kind of traffic happened, from every session
     expect(report.requests).toBeGreaterThan(64 * 20);
-    for (const kind of ["create", "next", "append", "next-rollback", "next-repredict", "truncate", "delete"]) expect(report.byKind[kind] ?? 0, kind).toBeGreaterThan(0);
+    for (const kind of ["create", "next", "append", "next-rollback", "next-repredict", "truncate", "delete"])
+      expect(report.byKind[kind] ?? 0, kind).toBeGreaterThan(0);
     expect(report.recreated).toBeGreaterThan(0);
     expect(m.samples).toBeGreaterThanOrEqual(10);
     expect(m.peakTokensHeld).toBeGreaterThan(0);

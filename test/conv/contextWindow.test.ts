@@ -14,7 +14,15 @@ function conversation(turns: number, len: number): ChatMessage[] {
   return Array.from({ length: turns }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: text(i, len) }) as ChatMessage);
 }
 
-const base = (turns: ChatMessage[], keepFrom = 0): ContextPlanInput => ({ system: "be brief", turns, window: 200, reserve: 40, keepFrom, measure, keepEnd });
+const base = (turns: ChatMessage[], keepFrom = 0): ContextPlanInput => ({
+  system: "be brief",
+  turns,
+  window: 200,
+  reserve: 40,
+  keepFrom,
+  measure,
+  keepEnd,
+});
 
 describe("context policy", () => {
   it("keeps everything while it fits", () => {

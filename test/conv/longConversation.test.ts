@@ -19,9 +19,29 @@ const pair = await storiesPair();
 noteMissingShared("long conversation tests");
 
 const WINDOW = 512;
-const WORDS = ["the", "little", "girl", "saw", "a", "big", "red", "ball", "in", "park", "and", "she", "was", "happy", "dog", "ran", "home", "sun"];
+const WORDS = [
+  "the",
+  "little",
+  "girl",
+  "saw",
+  "a",
+  "big",
+  "red",
+  "ball",
+  "in",
+  "park",
+  "and",
+  "she",
+  "was",
+  "happy",
+  "dog",
+  "ran",
+  "home",
+  "sun",
+];
 /** A user message of `n` words, different for each turn. */
-const message = (turn: number, n: number) => Array.from({ length: n }, (_, k) => WORDS[(turn * 7 + k * 5 + (k >> 3)) % WORDS.length]).join(" ") + ". ";
+const message = (turn: number, n: number) =>
+  Array.from({ length: n }, (_, k) => WORDS[(turn * 7 + k * 5 + (k >> 3)) % WORDS.length]).join(" ") + ". ";
 
 function answered(service: TandemService, requestId: string): Promise<BridgeEvent> {
   return new Promise((resolve) => {
@@ -92,7 +112,9 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
         // what the KV cache already held of this prompt is not evaluated again
         let common = 0;
         while (common < heldBefore.length && heldBefore[common] === prompt[common]) common++;
-        expect(evaluated, `turn ${turn} evaluated`).toBeLessThanOrEqual(prompt.length - Math.min(common, prompt.length - 1) + answerTokens.length);
+        expect(evaluated, `turn ${turn} evaluated`).toBeLessThanOrEqual(
+          prompt.length - Math.min(common, prompt.length - 1) + answerTokens.length,
+        );
         if (usage.slid) slides++;
         // a turn that did not slide reuses the whole previous prompt (and all but the tail of its answer)
         else if (turn > 0) {
@@ -141,7 +163,15 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
 
   it("the cloud follows the trimmed prompt: every cloud token is the LLM's greedy choice after it", async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-long-cloud-"));
-    const service = await TandemService.start({ dataDir, slm: pair!.slm, cloud: { kind: "tandem", url: server.url, token }, tau: 0.5, maxTokens: 40, contextSize: WINDOW, selfDistill: false });
+    const service = await TandemService.start({
+      dataDir,
+      slm: pair!.slm,
+      cloud: { kind: "tandem", url: server.url, token },
+      tau: 0.5,
+      maxTokens: 40,
+      contextSize: WINDOW,
+      selfDistill: false,
+    });
     const llm = await LocalModel.load(pair!.llm, { contextSize: 2048 });
     try {
       expect((await service.cloudStatus({})).state).toBe("online");
@@ -193,7 +223,14 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
     const second = await TandemService.start({ dataDir, selfDistill: false });
     try {
       const s = await second.getSettings({});
-      expect(s).toMatchObject({ tau: 0.3, theme: "dark", contextSize: 1024, loadedContextSize: 1024, systemPrompt: "Be kind.", slm: pair!.slm });
+      expect(s).toMatchObject({
+        tau: 0.3,
+        theme: "dark",
+        contextSize: 1024,
+        loadedContextSize: 1024,
+        systemPrompt: "Be kind.",
+        slm: pair!.slm,
+      });
       expect(s.cloud).toEqual({ kind: "tandem", url: server.url, hasToken: true });
       expect((await second.snapshot({})).tau).toBe(0.3);
       expect((await second.cloudStatus({})).state).toBe("online"); // the saved token works

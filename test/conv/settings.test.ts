@@ -15,7 +15,15 @@ describe("settings store", () => {
     const d = dir();
     const s = await SettingsStore.open(d);
     expect(s.get()).toEqual({});
-    const all = { tau: 0.25, cloudKind: "tandem", cloudUrl: "http://h:1", theme: "dark", slm: "/m.gguf", contextSize: 4096, systemPrompt: "Be terse." } as const;
+    const all = {
+      tau: 0.25,
+      cloudKind: "tandem",
+      cloudUrl: "http://h:1",
+      theme: "dark",
+      slm: "/m.gguf",
+      contextSize: 4096,
+      systemPrompt: "Be terse.",
+    } as const;
     await s.update(all);
     const again = await SettingsStore.open(d);
     expect(again.get()).toEqual(all);

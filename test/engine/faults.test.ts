@@ -52,7 +52,11 @@ describe("cloud faults", () => {
     expect(unhandled).toEqual([]);
   });
 
-  async function run(client: TandemCloudClient | null, opts: Partial<GenerateOptions> = {}, onEvent?: (e: TokenEvent) => Promise<void> | void) {
+  async function run(
+    client: TandemCloudClient | null,
+    opts: Partial<GenerateOptions> = {},
+    onEvent?: (e: TokenEvent) => Promise<void> | void,
+  ) {
     const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
     const events: TokenEvent[] = [];
     const answer = dec.generate(prompt, { tau: 1, maxTokens: MAX, ...opts });

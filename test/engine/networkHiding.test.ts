@@ -48,7 +48,10 @@ interface Strategy {
   sync: boolean;
 }
 const ALONE: [string, Strategy][] = [
-  ["a call per routed position (the decoder with everything off)", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: false }],
+  [
+    "a call per routed position (the decoder with everything off)",
+    { options: { speculate: 0, continuation: 0, pipeline: false }, sync: false },
+  ],
   ["background sync", { options: { speculate: 0, continuation: 0, pipeline: false }, sync: true }],
   ["run-ahead with rollback", { options: { speculate: 8, continuation: 0, pipeline: false }, sync: false }],
   ["pipelined calls", { options: { speculate: 8, continuation: 0, pipeline: true }, sync: false }],
@@ -112,7 +115,13 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
       if (!/\/(next|append)$/.test(req.path) || typeof b?.base !== "number" || !Array.isArray(b.tokens)) return { kind: "pass" };
       return scenario(b.base + b.tokens.length - prompt.length, req, state);
     };
-    const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: alone ? alone.sync : kind === "hiding" });
+    const client = new TandemCloudClient({
+      url: proxy.url,
+      token: TOKEN,
+      deadlineMs,
+      backoffMs: 0,
+      backgroundSync: alone ? alone.sync : kind === "hiding",
+    });
     // where a call asks for a continuation must not depend on timings (ContinuationPolicy learns what one
     // costs from them, which differ from run to run on a loaded machine): inside clusters only
     client.learnt.continuations = new ContinuationPolicy(-1);
@@ -120,11 +129,24 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
     try {
       const events: TokenEvent[] = [];
       if (kind === "reference") {
-        for await (const e of referenceDecode(slm, new ConfidenceRouter(), client, prompt, { tau: TAU, maxTokens: MAX, continuation: draft })) events.push(e);
+        for await (const e of referenceDecode(slm, new ConfidenceRouter(), client, prompt, {
+          tau: TAU,
+          maxTokens: MAX,
+          continuation: draft,
+        }))
+          events.push(e);
         return events;
       }
       const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), client);
-      for await (const e of dec.generate(prompt, { tau: TAU, maxTokens: MAX, speculate: 8, continuation: draft, pipeline, ...alone?.options })) events.push(e);
+      for await (const e of dec.generate(prompt, {
+        tau: TAU,
+        maxTokens: MAX,
+        speculate: 8,
+        continuation: draft,
+        pipeline,
+        ...alone?.options,
+      }))
+        events.push(e);
       return events;
     } finally {
       await client.close();
@@ -191,7 +213,12 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
     for (const p of prompts) {
       const from = proxy.seen.length;
       const blocking = await answer("reference", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0);
-      expect(proxy.seen.slice(from).filter((r) => r.path.endsWith("/next")).every((r) => r.alongside === 0)).toBe(true);
+      expect(
+        proxy.seen
+          .slice(from)
+          .filter((r) => r.path.endsWith("/next"))
+          .every((r) => r.alongside === 0),
+      ).toBe(true);
       const mid = proxy.seen.length;
       const hiding = await answer("hiding", p, () => ({ kind: "delay", ms: 20 }), DEADLINE, 0, true);
       expect(view(hiding)).toEqual(view(blocking));
@@ -259,7 +286,7 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
 
   it("random delays of 0–80 ms (requests overtake each other): identical", async () => {
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     await expectSame(() => ({ kind: "delay", ms: Math.floor(rand() * 80) }));
   });
 
@@ -268,7 +295,10 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
     ["connection reset", { kind: "reset" }],
     ["truncated JSON", { kind: "garbage" }],
     ["a reply for another session (wrong length)", { kind: "rewrite", body: (j) => ({ ...j, length: 1 }) }],
-    ["a continuation longer than asked for", { kind: "rewrite", body: (j) => ({ ...j, draft: new Array(PROTOCOL_LIMITS.maxDraft + 1).fill(1) }) }],
+    [
+      "a continuation longer than asked for",
+      { kind: "rewrite", body: (j) => ({ ...j, draft: new Array(PROTOCOL_LIMITS.maxDraft + 1).fill(1) }) },
+    ],
     ["a continuation with a token outside the vocabulary", { kind: "rewrite", body: (j) => ({ ...j, draft: [-1] }) }],
   ])("%s at some routed positions: identical, with fallback tokens there", async (_name, fault) => {
     const failing = calls.map((r) => new Set(r.filter((_, i) => i % 2 === 1)));
@@ -297,7 +327,9 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
   });
 
   it("an outage over a span of positions (appends and calls fail): identical, fallback inside, cloud after", async () => {
-    const results = await expectSame((pos) => (pos >= 5 && pos < 15 ? { kind: "status", status: 503 } : { kind: "pass" }), { failures: true });
+    const results = await expectSame((pos) => (pos >= 5 && pos < 15 ? { kind: "status", status: 503 } : { kind: "pass" }), {
+      failures: true,
+    });
     const all = results.flat();
     expect(all.some((e) => e.origin === "fallback" && e.index >= 5 && e.index < 15)).toBe(true);
     expect(all.some((e) => e.origin === "cloud" && e.index >= 15)).toBe(true);
@@ -306,18 +338,21 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
   it("the server restarted mid-answer (its sessions gone): both re-create and re-sync, identical", async () => {
     const restartAt = 12;
     const sessionsBefore = { value: 0 };
-    const results = await expectSame(async (pos, _req, run) => {
-      if (pos >= restartAt && !run.restarted) {
-        run.restarted = true;
-        await server.close();
-        server = await startServer(port);
-        sessionsBefore.value++;
-      }
-      return { kind: "pass" };
-      // the restart is triggered by the first request about a later position: a pipelined call asks
-      // about one while the call before it is still in flight, so the server would die under that call
-      // for one client and not the other; pipelined calls meet failures in the tests above
-    }, { pipeline: false });
+    const results = await expectSame(
+      async (pos, _req, run) => {
+        if (pos >= restartAt && !run.restarted) {
+          run.restarted = true;
+          await server.close();
+          server = await startServer(port);
+          sessionsBefore.value++;
+        }
+        return { kind: "pass" };
+        // the restart is triggered by the first request about a later position: a pipelined call asks
+        // about one while the call before it is still in flight, so the server would die under that call
+        // for one client and not the other; pipelined calls meet failures in the tests above
+      },
+      { pipeline: false },
+    );
     expect(sessionsBefore.value).toBe(prompts.length * 2);
     expect(results.flat().some((e) => e.origin === "cloud" && e.index >= restartAt)).toBe(true);
   });

@@ -52,7 +52,16 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
   const routed: number[][] = [];
 
   const startServer = (p = 0) =>
-    startCloudServer({ modelPath: files.llm, replicaModelPath: files.slm, replicaSlots: 2, host: "127.0.0.1", port: p, token: TOKEN, rateLimit: false, log: () => {} });
+    startCloudServer({
+      modelPath: files.llm,
+      replicaModelPath: files.slm,
+      replicaSlots: 2,
+      host: "127.0.0.1",
+      port: p,
+      token: TOKEN,
+      rateLimit: false,
+      log: () => {},
+    });
 
   beforeAll(async () => {
     files = (hasStories ? await storiesPair() : null) ?? (await randomQwenPair());
@@ -66,7 +75,8 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
     // a router network (random weights on the hidden state): replicated by upload
     mlp = new LearnedRouter(initMlp([slm.hiddenSize, 8, 1], 3), { hidden: true, top1: false, dist: false, topK: 0 }, bindingOf(slm));
     mlpTau = await quantileTau(mlp, 0.25);
-    for (const p of prompts) routed.push((await answer("reference", p, () => ({ kind: "pass" }))).filter((e) => e.origin === "cloud").map((e) => e.index));
+    for (const p of prompts)
+      routed.push((await answer("reference", p, () => ({ kind: "pass" }))).filter((e) => e.origin === "cloud").map((e) => e.index));
   }, 120_000);
   afterAll(async () => {
     await proxy?.close();
@@ -85,7 +95,13 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
     return (c[k - 1]! + c[k]!) / 2;
   }
 
-  async function answer(kind: "reference" | "replica", prompt: number[], scenario: Scenario, deadlineMs = DEADLINE, router: Router = new ConfidenceRouter()): Promise<TokenEvent[]> {
+  async function answer(
+    kind: "reference" | "replica",
+    prompt: number[],
+    scenario: Scenario,
+    deadlineMs = DEADLINE,
+    router: Router = new ConfidenceRouter(),
+  ): Promise<TokenEvent[]> {
     const run: RunState = { restarted: false };
     const positionOf = (body: unknown) => {
       const b = body as { base?: unknown; tokens?: unknown } | undefined;
@@ -105,14 +121,23 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
       const f = scenario(at + i, "line", run);
       return f instanceof Promise ? { kind: "pass" } : f;
     };
-    const client = new TandemCloudClient({ url: proxy.url, token: TOKEN, deadlineMs, backoffMs: 0, backgroundSync: kind === "replica", replica: kind === "replica" });
+    const client = new TandemCloudClient({
+      url: proxy.url,
+      token: TOKEN,
+      deadlineMs,
+      backoffMs: 0,
+      backgroundSync: kind === "replica",
+      replica: kind === "replica",
+    });
     await client.connect(slm.identity);
     try {
       await slm.clear();
       const events: TokenEvent[] = [];
       const t = router instanceof ConfidenceRouter ? tau : mlpTau;
       const decoded =
-        kind === "reference" ? referenceDecode(slm, router, client, prompt, { tau: t, maxTokens: MAX }) : new CollaborativeDecoder(slm, router, client).generate(prompt, { tau: t, maxTokens: MAX });
+        kind === "reference"
+          ? referenceDecode(slm, router, client, prompt, { tau: t, maxTokens: MAX })
+          : new CollaborativeDecoder(slm, router, client).generate(prompt, { tau: t, maxTokens: MAX });
       for await (const e of decoded) events.push(e);
       return events;
     } finally {
@@ -125,7 +150,10 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
   const view = (events: TokenEvent[]) => events.map((e) => `${e.index}:${e.tokenId}:${e.origin}`);
   const requests = (from: number, kind: string) => proxy.seen.slice(from).filter((r) => r.path.endsWith(`/${kind}`)).length;
 
-  async function expectSame(scenario: Scenario, router?: Router): Promise<{ blocking: TokenEvent[][]; routeRequests: number; nextRequests: number }> {
+  async function expectSame(
+    scenario: Scenario,
+    router?: Router,
+  ): Promise<{ blocking: TokenEvent[][]; routeRequests: number; nextRequests: number }> {
     const blocking: TokenEvent[][] = [];
     let routeRequests = 0;
     let nextRequests = 0;
@@ -174,7 +202,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
 
   it("random delays of 0–80 ms: identical", async () => {
     let seed = 11;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     await expectSame(() => ({ kind: "delay", ms: Math.floor(rand() * 80) }));
   });
 
@@ -194,7 +222,8 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
     const results: TokenEvent[][] = [];
     for (const [i, p] of prompts.entries()) {
       const failing = new Set(routed[i]!.filter((_, j) => j % 2 === 1));
-      const scenario: Scenario = (pos, kind) => ((kind === "next" || kind === "route" || kind === "line") && failing.has(pos) ? fault : { kind: "pass" });
+      const scenario: Scenario = (pos, kind) =>
+        (kind === "next" || kind === "route" || kind === "line") && failing.has(pos) ? fault : { kind: "pass" };
       const b = await answer("reference", p, scenario);
       const r = await answer("replica", p, scenario);
       expect(view(r)).toEqual(view(b));

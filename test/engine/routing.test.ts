@@ -93,7 +93,8 @@ function routingSuite(label: string, files: () => Promise<PairFiles | null>, max
         }
         shares.push(cloud / tokens);
       }
-      for (let i = 1; i < shares.length; i++) expect(shares[i], `share at τ=${taus[i]} vs ${taus[i - 1]}: ${shares}`).toBeGreaterThanOrEqual(shares[i - 1]);
+      for (let i = 1; i < shares.length; i++)
+        expect(shares[i], `share at τ=${taus[i]} vs ${taus[i - 1]}: ${shares}`).toBeGreaterThanOrEqual(shares[i - 1]);
       expect(shares[0]).toBe(0);
       expect(shares.at(-1)).toBe(1);
     });

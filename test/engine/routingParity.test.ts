@@ -38,7 +38,9 @@ class RecordingRouter implements Router {
 /** A feature set as plain values, exactly (same SLM file, same machine: the same numbers), with the kind of its hidden state. */
 function shape(f: RouterFeatures) {
   return {
-    keys: Object.keys(f).filter((k) => f[k as keyof RouterFeatures] !== undefined).sort(),
+    keys: Object.keys(f)
+      .filter((k) => f[k as keyof RouterFeatures] !== undefined)
+      .sort(),
     top1Prob: f.top1Prob,
     topProbs: f.topProbs ? [...f.topProbs] : undefined,
     hidden: f.hidden ? { kind: f.hidden.constructor.name, values: Array.from(f.hidden) } : undefined,
@@ -57,7 +59,11 @@ describe("the device and the cloud replica route alike", () => {
     device = await LocalModel.load(files.slm, { contextSize: 512, hiddenState: true });
     replica = await SlmReplica.load(await getTandemLlama(), files.slm, { contextSize: 512, slots: 1 });
     // a router network on every feature: hidden state, top-1, margin and top-k entropy
-    router = new LearnedRouter(initMlp([device.hiddenSize + 3, 8, 1], 7), { hidden: true, top1: true, dist: true, topK: 8 }, bindingOf(device));
+    router = new LearnedRouter(
+      initMlp([device.hiddenSize + 3, 8, 1], 7),
+      { hidden: true, top1: true, dist: true, topK: 8 },
+      bindingOf(device),
+    );
   }, 120_000);
   afterAll(async () => {
     await replica?.dispose();

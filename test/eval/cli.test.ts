@@ -30,7 +30,13 @@ describe.skipIf(!hasStories)("npm run eval (stories260K pair)", () => {
     try {
       const set = newLabelSet(slm, llm, parseFeatureSpec("hidden,top1,dist"));
       const prompts = ["once upon a time, there was a", "the cat sat on the", "tom and his mom went to the"];
-      await collectTeacherForced(set, slm, llm, prompts.map((p) => ({ prompt: slm.tokenizeText(p) })), { continuationTokens: 32 });
+      await collectTeacherForced(
+        set,
+        slm,
+        llm,
+        prompts.map((p) => ({ prompt: slm.tokenizeText(p) })),
+        { continuationTokens: 32 },
+      );
       routerFile = trainFromLabels(set, { seed: 1, maxEpochs: 5, outDir: dir }).file;
     } finally {
       await slm.dispose();
@@ -38,16 +44,41 @@ describe.skipIf(!hasStories)("npm run eval (stories260K pair)", () => {
     }
     const out = path.join(dir, "out");
     const text = path.join(dir, "story.txt");
-    fs.writeFileSync(text, "the big red ball rolled down the hill. a small bird sang in the old tree. the girl found a shiny key under the mat. the boy and his dog went to the lake to swim.");
+    fs.writeFileSync(
+      text,
+      "the big red ball rolled down the hill. a small bird sang in the old tree. the girl found a shiny key under the mat. the boy and his dog went to the lake to swim.",
+    );
     const { stdout } = await run(
       process.execPath,
-      ["--import", "tsx", "eval/main.ts", "--router", routerFile, "--no-train", "--text", text, "--limit", "4", "--max-tokens", "16", "--shares", "0.1,0.3", "--novel-ngram", "12", "--out", out, "--json"],
+      [
+        "--import",
+        "tsx",
+        "eval/main.ts",
+        "--router",
+        routerFile,
+        "--no-train",
+        "--text",
+        text,
+        "--limit",
+        "4",
+        "--max-tokens",
+        "16",
+        "--shares",
+        "0.1,0.3",
+        "--novel-ngram",
+        "12",
+        "--out",
+        out,
+        "--json",
+      ],
       { cwd: repoRoot, env: { ...process.env, TANDEM_ROUTER_DIR: dir } },
     );
     const last = stdout.trim().split("\n").at(-1)!;
     const rows = (JSON.parse(last) as { eval: { rows: Record<string, number | string | null>[] } }).eval.rows;
-    for (const r of ["slm-only", "llm-only", "random", "confidence", "learned", "oracle"]) expect(rows.some((x) => x.router === r)).toBe(true);
-    for (const r of rows) for (const k of ["router", "tau", "cloudShare", "llmAgreement", "logprobGapClosed", "accuracy"]) expect(r).toHaveProperty(k);
+    for (const r of ["slm-only", "llm-only", "random", "confidence", "learned", "oracle"])
+      expect(rows.some((x) => x.router === r)).toBe(true);
+    for (const r of rows)
+      for (const k of ["router", "tau", "cloudShare", "llmAgreement", "logprobGapClosed", "accuracy"]) expect(r).toHaveProperty(k);
     const at = (router: string, s: number) => rows.find((r) => r.router === router && r.targetShare === s)!;
     const slmOnly = rows.find((r) => r.router === "slm-only")!;
     expect(rows.find((r) => r.router === "llm-only")!.logprobGapClosed).toBe(1);
@@ -61,7 +92,8 @@ describe.skipIf(!hasStories)("npm run eval (stories260K pair)", () => {
       expect(Math.abs((at("learned", s).cloudShare as number) - s)).toBeLessThan(0.1);
     }
     expect(at("oracle", 0.3).llmAgreement as number).toBeGreaterThanOrEqual(at("oracle", 0.1).llmAgreement as number);
-    for (const f of ["table.txt", "results.csv", "results.json", "plot.svg"]) expect(fs.statSync(path.join(out, f)).size).toBeGreaterThan(100);
+    for (const f of ["table.txt", "results.csv", "results.json", "plot.svg"])
+      expect(fs.statSync(path.join(out, f)).size).toBeGreaterThan(100);
     expect(fs.readFileSync(path.join(out, "table.txt"), "utf8")).toMatch(/teacher-forced LLM agreement/);
   });
 });

@@ -30,7 +30,11 @@ describe("metrics", () => {
     expect(gapClosed(-1, -1, -1)).toBeNaN();
   });
   it("interpolates inside the measured range only", () => {
-    const pts = [{ x: 0, y: 0 }, { x: 0.2, y: 0.4 }, { x: 1, y: 1 }];
+    const pts = [
+      { x: 0, y: 0 },
+      { x: 0.2, y: 0.4 },
+      { x: 1, y: 1 },
+    ];
     expect(interpolate(pts, 0.1)).toBeCloseTo(0.2, 12);
     expect(interpolate(pts, 0.6)).toBeCloseTo(0.7, 12);
     expect(interpolate([{ x: 0.1, y: 1 }], 0.05)).toBeNull();
@@ -49,10 +53,25 @@ describe("metrics", () => {
     expect(s.find((x) => x.router === "oracle")!.oracleGainShare).toBe(1);
   });
   it("--json line, CSV and SVG carry every router", () => {
-    const rows = ["slm-only", "llm-only", "random", "confidence", "learned", "oracle"].map((r, i) => row(r, i / 10, 0.6 + i / 20, i / 10, i / 6));
-    const res: EvalResult = { rows, summary: summarise(rows, [0.1]), counted: { teacherForced: 1, teacherForcedAll: 1, freeRunningSlmOnly: 1 }, disagreementRate: 0.4, routerCostMs: {} };
+    const rows = ["slm-only", "llm-only", "random", "confidence", "learned", "oracle"].map((r, i) =>
+      row(r, i / 10, 0.6 + i / 20, i / 10, i / 6),
+    );
+    const res: EvalResult = {
+      rows,
+      summary: summarise(rows, [0.1]),
+      counted: { teacherForced: 1, teacherForcedAll: 1, freeRunningSlmOnly: 1 },
+      disagreementRate: 0.4,
+      routerCostMs: {},
+    };
     const j = JSON.parse(jsonLine(res));
-    expect(Object.keys(j.eval.rows[0]).slice(0, 6)).toEqual(["router", "tau", "cloudShare", "llmAgreement", "logprobGapClosed", "accuracy"]);
+    expect(Object.keys(j.eval.rows[0]).slice(0, 6)).toEqual([
+      "router",
+      "tau",
+      "cloudShare",
+      "llmAgreement",
+      "logprobGapClosed",
+      "accuracy",
+    ]);
     expect(j.eval.rows.map((r: { router: string }) => r.router)).toEqual(rows.map((r) => r.router));
     expect(toCsv(rows).trim().split("\n")).toHaveLength(7);
     const svg = toSvg(res, "t");

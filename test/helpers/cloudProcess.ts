@@ -4,11 +4,15 @@ import path from "node:path";
 import { repoRoot } from "./shared.js";
 
 export async function startCloudProcess(model: string, token: string): Promise<{ url: string; kill(): Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "cloud", "main.ts"), "--model", model, "--port", "0", "--token", token], {
-    cwd: repoRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TANDEM_THREADS: "1" },
-  });
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(repoRoot, "cloud", "main.ts"), "--model", model, "--port", "0", "--token", token],
+    {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TANDEM_THREADS: "1" },
+    },
+  );
   let out = "";
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`cloud process did not start: ${out}`)), 60_000);

@@ -3,8 +3,14 @@ import { answerFigures, formatBytes, formatPercent, routedShareAt } from "../../
 
 describe("answer figures", () => {
   const tokens = [0.1, 0.3, 0.6, 0.9].map((confidence, index) => ({
-    index, tokenId: index, text: "x", origin: (confidence < 0.5 ? "cloud" : "local") as "cloud" | "local", confidence, tau: 0.5,
-    cloudLatencyMs: confidence < 0.5 ? 2 : null, slmTokenId: index,
+    index,
+    tokenId: index,
+    text: "x",
+    origin: (confidence < 0.5 ? "cloud" : "local") as "cloud" | "local",
+    confidence,
+    tau: 0.5,
+    cloudLatencyMs: confidence < 0.5 ? 2 : null,
+    slmTokenId: index,
   }));
 
   it("counts origins and the cloud share", () => {

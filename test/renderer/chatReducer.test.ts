@@ -4,7 +4,14 @@ import type { TokenEvent } from "../../shared/events.js";
 import { chatReducer, initialChatState, selectActiveConversation, type ChatState } from "../../renderer/state/chatReducer.js";
 
 const tok = (index: number, text: string, origin: TokenEvent["origin"] = "local"): TokenEvent => ({
-  index, tokenId: 100 + index, text, origin, confidence: 0.4, tau: 0.5, cloudLatencyMs: origin === "local" ? null : 3, slmTokenId: 100 + index,
+  index,
+  tokenId: 100 + index,
+  text,
+  origin,
+  confidence: 0.4,
+  tau: 0.5,
+  cloudLatencyMs: origin === "local" ? null : 3,
+  slmTokenId: 100 + index,
 });
 const user = (id: string, content: string): StoredMessage => ({ id, role: "user", content, createdAt: 1 });
 const conv = (messages: StoredMessage[] = []): Conversation => ({ id: "c1", title: "t", createdAt: 1, updatedAt: 1, messages });
@@ -20,7 +27,13 @@ describe("chat reducer: streaming an answer", () => {
     let s = ev(loaded(), { type: "answer-start", handle: handle("u1"), tau: 0.5, user: user("u1", "hi") });
     expect(s.streaming).toEqual({ requestId: "r1", conversationId: "c1", messageId: "a1" });
     expect(selectActiveConversation(s)!.messages.map((m) => m.id)).toEqual(["u1", "a1"]);
-    s = ev(s, { type: "answer-delta", requestId: "r1", conversationId: "c1", messageId: "a1", tokens: [tok(0, "Once"), tok(1, " upon", "cloud")] });
+    s = ev(s, {
+      type: "answer-delta",
+      requestId: "r1",
+      conversationId: "c1",
+      messageId: "a1",
+      tokens: [tok(0, "Once"), tok(1, " upon", "cloud")],
+    });
     s = ev(s, { type: "answer-delta", requestId: "r1", conversationId: "c1", messageId: "a1", tokens: [tok(2, " a", "fallback")] });
     const a = selectActiveConversation(s)!.messages[1];
     expect(a.content).toBe("Once upon a");
@@ -39,7 +52,14 @@ describe("chat reducer: streaming an answer", () => {
 
   it("the end replaces the streamed message with the stored one and clears streaming", () => {
     let s = ev(loaded(), { type: "answer-start", handle: handle("u1"), tau: 0.5, user: user("u1", "hi") });
-    const final: StoredMessage = { id: "a1", role: "assistant", content: "Done.", createdAt: 2, tokens: [tok(0, "Done.")], status: "stopped" };
+    const final: StoredMessage = {
+      id: "a1",
+      role: "assistant",
+      content: "Done.",
+      createdAt: 2,
+      tokens: [tok(0, "Done.")],
+      status: "stopped",
+    };
     s = ev(s, { type: "answer-end", requestId: "r1", conversationId: "c1", message: final });
     expect(s.streaming).toBeNull();
     expect(selectActiveConversation(s)!.messages[1]).toEqual(final);
@@ -48,7 +68,10 @@ describe("chat reducer: streaming an answer", () => {
   it("edit: replaces the user message and drops everything after it", () => {
     const c = conv([user("u1", "one"), { id: "a0", role: "assistant", content: "x", createdAt: 1 }, user("u2", "two")]);
     const s = ev(loaded(c), { type: "answer-start", handle: handle("u1"), tau: 0.5, user: user("u1", "one, edited") });
-    expect(selectActiveConversation(s)!.messages.map((m) => [m.id, m.content])).toEqual([["u1", "one, edited"], ["a1", ""]]);
+    expect(selectActiveConversation(s)!.messages.map((m) => [m.id, m.content])).toEqual([
+      ["u1", "one, edited"],
+      ["a1", ""],
+    ]);
   });
 
   it("an error ends streaming and is recorded on the message", () => {

@@ -9,12 +9,15 @@ function fakeBridge(overrides: Partial<{ [K in keyof BridgeOps]: (a: BridgeOps[K
   const listeners = new Set<BridgeListener>();
   const calls: [string, unknown][] = [];
   const table = Object.fromEntries(
-    BRIDGE_OPS.map((op) => [op, async (a: unknown) => {
-      calls.push([op, a]);
-      const f = (overrides as Record<string, (a: unknown) => Promise<unknown>>)[op];
-      if (!f) throw new Error(`unexpected call ${op}`);
-      return f(a);
-    }]),
+    BRIDGE_OPS.map((op) => [
+      op,
+      async (a: unknown) => {
+        calls.push([op, a]);
+        const f = (overrides as Record<string, (a: unknown) => Promise<unknown>>)[op];
+        if (!f) throw new Error(`unexpected call ${op}`);
+        return f(a);
+      },
+    ]),
   );
   const bridge = { ...table, subscribe: (l: BridgeListener) => (listeners.add(l), () => listeners.delete(l)) } as unknown as Bridge;
   return { bridge, calls, push: (e: BridgeEvent) => listeners.forEach((l) => l(e)), listeners };
@@ -23,11 +26,13 @@ function fakeBridge(overrides: Partial<{ [K in keyof BridgeOps]: (a: BridgeOps[K
 const conv: Conversation = { id: "c1", title: "Hello", createdAt: 1, updatedAt: 1, messages: [] };
 const stage = { source: null, name: null, loaded: false, error: null, progress: null };
 const snapshot = {
-  tau: 0.3, conversations: [{ id: "c1", title: "Hello", createdAt: 1, updatedAt: 1, messageCount: 0 }],
+  tau: 0.3,
+  conversations: [{ id: "c1", title: "Hello", createdAt: 1, updatedAt: 1, messageCount: 0 }],
   models: { slm: stage, llm: stage, router: "r", download: null },
   cloud: { kind: "none" as const, url: "", hasToken: false, state: "disabled" as const, detail: null, model: null },
   stats: { active: null, totals: { answers: 0, tokens: 0, cloudTokens: 0, fallbackTokens: 0, cloudCalls: 0, bytesUp: 0, bytesDown: 0 } },
-  notices: [], activeRequest: null,
+  notices: [],
+  activeRequest: null,
 };
 
 describe("controller + stores", () => {
@@ -59,7 +64,12 @@ describe("controller + stores", () => {
     await ctl.send("hi");
     const sent = f.calls.find(([op]) => op === "send")![1] as { requestId: string; text: string };
     expect(sent.text).toBe("hi");
-    f.push({ type: "answer-start", handle: { requestId: sent.requestId, conversationId: "c1", messageId: "a1", userMessageId: "u1" }, tau: 0.3, user: { id: "u1", role: "user", content: "hi", createdAt: 1 } });
+    f.push({
+      type: "answer-start",
+      handle: { requestId: sent.requestId, conversationId: "c1", messageId: "a1", userMessageId: "u1" },
+      tau: 0.3,
+      user: { id: "u1", role: "user", content: "hi", createdAt: 1 },
+    });
     await ctl.send("again");
     expect(f.calls.filter(([op]) => op === "send")).toHaveLength(1);
     await ctl.stop();
@@ -69,7 +79,13 @@ describe("controller + stores", () => {
   it("a failing call becomes a visible error, not an unhandled rejection", async () => {
     const stores = createStores();
     const errors: string[] = [];
-    const f = fakeBridge({ snapshot: async () => snapshot, getConversation: async () => conv, setTau: async () => { throw new Error("τ must be in [0, 1]"); } });
+    const f = fakeBridge({
+      snapshot: async () => snapshot,
+      getConversation: async () => conv,
+      setTau: async () => {
+        throw new Error("τ must be in [0, 1]");
+      },
+    });
     const ctl = createController(f.bridge, stores, (m) => errors.push(m));
     await ctl.setTau(3);
     expect(errors).toEqual(["τ must be in [0, 1]"]);

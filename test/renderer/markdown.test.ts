@@ -14,7 +14,9 @@ describe("Markdown of an answer", () => {
   });
 
   it("raw HTML in the output is shown as the text it is, never as elements", () => {
-    const html = render('hi <img src=x onerror="alert(1)"> <script>alert(2)</script>\n\n<iframe src="https://evil"></iframe>\n\n<svg onload=alert(3)>');
+    const html = render(
+      'hi <img src=x onerror="alert(1)"> <script>alert(2)</script>\n\n<iframe src="https://evil"></iframe>\n\n<svg onload=alert(3)>',
+    );
     expect(html).not.toMatch(/<(img|script|iframe|svg)\b/i);
     // escaped, so the reader sees what the model wrote
     expect(html).toContain("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;");
@@ -23,7 +25,9 @@ describe("Markdown of an answer", () => {
   });
 
   it("javascript:, data: and relative links lose their target; http(s) links open outside the app", () => {
-    const html = render("[a](javascript:alert(1)) [b](JaVaScRiPt:alert(1)) [c](data:text/html,<script>x</script>) [d](/etc/passwd) [e](https://example.org/x)");
+    const html = render(
+      "[a](javascript:alert(1)) [b](JaVaScRiPt:alert(1)) [c](data:text/html,<script>x</script>) [d](/etc/passwd) [e](https://example.org/x)",
+    );
     expect(html).not.toMatch(/javascript:|data:text/i);
     expect(html).not.toContain("/etc/passwd");
     expect(html.match(/<a /g)).toHaveLength(1);
@@ -41,7 +45,16 @@ describe("Markdown of an answer", () => {
   it("safeHref keeps absolute http(s) and mailto only", () => {
     expect(safeHref("https://a.b/c?d#e")).toBe("https://a.b/c?d#e");
     expect(safeHref("mailto:x@y.z")).toBe("mailto:x@y.z");
-    for (const bad of ["javascript:alert(1)", " javascript:alert(1)", "vbscript:x", "data:text/html,x", "file:///etc/passwd", "/relative", "#top", ""]) {
+    for (const bad of [
+      "javascript:alert(1)",
+      " javascript:alert(1)",
+      "vbscript:x",
+      "data:text/html,x",
+      "file:///etc/passwd",
+      "/relative",
+      "#top",
+      "",
+    ]) {
       expect(safeHref(bad), bad).toBeNull();
     }
   });

@@ -48,7 +48,13 @@ function render(tokens: TokenLike[]): { tree: Root; pieces: Piece[] } {
       if (c.type !== "element") continue;
       if (c.properties.dataIndex !== undefined) {
         const text = c.children.map((x) => (x.type === "text" ? x.value : "")).join("");
-        pieces.push({ index: Number(c.properties.dataIndex), origin: String(c.properties.dataOrigin), text, path, mark: (c.properties.className as string[]).includes("tok-mark") });
+        pieces.push({
+          index: Number(c.properties.dataIndex),
+          origin: String(c.properties.dataOrigin),
+          text,
+          path,
+          mark: (c.properties.className as string[]).includes("tok-mark"),
+        });
       } else walk(c, [...path, c.tagName]);
     }
   };
@@ -56,8 +62,13 @@ function render(tokens: TokenLike[]): { tree: Root; pieces: Piece[] } {
   return { tree, pieces };
 }
 
-const textOf = (pieces: Piece[], index: number) => pieces.filter((p) => p.index === index).map((p) => p.text).join("");
-const every = (tokens: TokenLike[], pieces: Piece[]) => tokens.every((t) => pieces.some((p) => p.index === t.index && p.origin === t.origin));
+const textOf = (pieces: Piece[], index: number) =>
+  pieces
+    .filter((p) => p.index === index)
+    .map((p) => p.text)
+    .join("");
+const every = (tokens: TokenLike[], pieces: Piece[]) =>
+  tokens.every((t) => pieces.some((p) => p.index === t.index && p.origin === t.origin));
 /** pieces and markers stand in token order: a marker is where its syntax was */
 const inOrder = (pieces: Piece[]) => pieces.every((p, i) => i === 0 || pieces[i - 1].index <= p.index);
 
@@ -65,7 +76,12 @@ describe("token spans", () => {
   it("lay tokens end to end; spanAt finds the token of an offset, skipping empty ones", () => {
     const { source, spans } = layoutTokens(toks(["ab", "", "c", "dé"]));
     expect(source).toBe("abcdé");
-    expect(spans.map((s) => [s.start, s.end])).toEqual([[0, 2], [2, 2], [2, 3], [3, 5]]);
+    expect(spans.map((s) => [s.start, s.end])).toEqual([
+      [0, 2],
+      [2, 2],
+      [2, 3],
+      [3, 5],
+    ]);
     expect([0, 1, 2, 3, 4].map((o) => spanAt(spans, o))).toEqual([0, 0, 2, 3, 3]);
   });
 });
@@ -122,10 +138,22 @@ describe("tokens in the rendered Markdown", () => {
     expect(every(tokens, pieces)).toBe(true);
     const cell = (i: number) => pieces.filter((p) => p.index === i && p.text.trim());
     expect(cell(0)[0].path.slice(-1)).toEqual(["th"]);
-    expect(cell(0).map((p) => p.text.trim()).join("")).toBe("a");
-    expect(cell(1).map((p) => p.text.trim()).join("")).toBe("b");
+    expect(
+      cell(0)
+        .map((p) => p.text.trim())
+        .join(""),
+    ).toBe("a");
+    expect(
+      cell(1)
+        .map((p) => p.text.trim())
+        .join(""),
+    ).toBe("b");
     expect(cell(5)[0].path.slice(-1)).toEqual(["td"]);
-    expect(cell(6).map((p) => p.text.trim()).join("")).toBe("2");
+    expect(
+      cell(6)
+        .map((p) => p.text.trim())
+        .join(""),
+    ).toBe("2");
     for (const p of pieces) expect(["table", "thead", "tbody", "tr"]).not.toContain(p.path[p.path.length - 1]);
   });
 
@@ -153,7 +181,8 @@ describe("tokens in the rendered Markdown", () => {
     const texts = ["Hello", " **", "world", "**", "\n\n", "- one", "\n", "- two", "\n\n", "`x`", " & ", "&amp;", " <b>", "raw", "</b>"];
     const plain = unified().use(remarkParse).use(remarkGfm).use(remarkRehype, { allowDangerousHtml: true });
     // raw HTML counts as the characters it is, as react-markdown shows it
-    const text = (t: Root | RootContent): string => ("value" in t && (t.type === "text" || t.type === "raw") ? t.value : "children" in t ? t.children.map(text).join("") : "");
+    const text = (t: Root | RootContent): string =>
+      "value" in t && (t.type === "text" || t.type === "raw") ? t.value : "children" in t ? t.children.map(text).join("") : "";
     const expected = text(plain.runSync(plain.parse(texts.join(""))) as Root);
     expect(expected).toContain("<b>raw</b>");
     const { tree, pieces } = render(toks(texts));

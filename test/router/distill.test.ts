@@ -10,7 +10,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import { LocalModel } from "../../inference/localModel.js";
 import { SelfDistiller } from "../../electron/engine/selfDistill.js";
 import { ConfidenceSamples, collectConfidenceSamples, distillRouter, fidelity, overlapAt, spearman } from "../../router/distill.js";
-import { DISTILLED_TARGET, distilledRouterFileName, encodeRouterFile, routerFileName, writeRouterFile, type SlmBinding } from "../../router/file.js";
+import {
+  DISTILLED_TARGET,
+  distilledRouterFileName,
+  encodeRouterFile,
+  routerFileName,
+  writeRouterFile,
+  type SlmBinding,
+} from "../../router/file.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { initMlp, routerSizes, sigmoid } from "../../router/mlp.js";
 import { Rng } from "../../shared/prng.js";
@@ -25,15 +32,24 @@ describe("fidelity", () => {
   const rng = new Rng(5);
   const exact = Array.from({ length: 1000 }, () => rng.next());
   it("is perfect for the same ranking, whatever the scale", () => {
-    const f = fidelity(exact, exact.map((x) => x / 3));
+    const f = fidelity(
+      exact,
+      exact.map((x) => x / 3),
+    );
     expect(f.spearman).toBeCloseTo(1, 6);
     for (const o of f.overlap) expect(o.overlap).toBe(1);
   });
   it("is zero overlap for the reversed ranking and chance level for an unrelated one", () => {
-    const rev = fidelity(exact, exact.map((x) => 1 - x));
+    const rev = fidelity(
+      exact,
+      exact.map((x) => 1 - x),
+    );
     expect(rev.spearman).toBeCloseTo(-1, 6);
     for (const o of rev.overlap) expect(o.overlap).toBe(0);
-    const unrelated = fidelity(exact, exact.map(() => rng.next()));
+    const unrelated = fidelity(
+      exact,
+      exact.map(() => rng.next()),
+    );
     expect(Math.abs(unrelated.spearman)).toBeLessThan(0.1);
     expect(overlapAt(unrelated, 0.2)).toBeLessThan(0.35); // chance: 0.2
   });
@@ -97,7 +113,10 @@ describe("SelfDistiller (the app's learner)", () => {
   });
 
   it("keeps the confidence router when the probability cannot be read from the hidden state", async () => {
-    const d = new SelfDistiller({ ...slmA, identity: { ...slmA.identity, name: "model-noise" } }, { dir, minSamples: 600, minAnswers: 5, retryEvery: 400, maxSamples: 1400 });
+    const d = new SelfDistiller(
+      { ...slmA, identity: { ...slmA.identity, name: "model-noise" } },
+      { dir, minSamples: 600, minAnswers: 5, retryEvery: 400, maxSamples: 1400 },
+    );
     feed(d, 6, 200, false, 2);
     const first = await d.afterAnswer();
     expect(first).toMatchObject({ kind: "not-yet" });
@@ -114,10 +133,21 @@ describe("router selection", () => {
     const sel = path.join(dir, "sel");
     expect(loadRouterFor(slmA, { dir: sel }).kind).toBe("confidence");
     const hiddenOnly = { hidden: true, top1: false, dist: false, topK: 0 };
-    writeRouterFile(path.join(sel, distilledRouterFileName(bindingA)), encodeRouterFile({ slm: bindingA, features: hiddenOnly, params: initMlp([H, 4, 1], 1), training: { target: DISTILLED_TARGET } }));
+    writeRouterFile(
+      path.join(sel, distilledRouterFileName(bindingA)),
+      encodeRouterFile({ slm: bindingA, features: hiddenOnly, params: initMlp([H, 4, 1], 1), training: { target: DISTILLED_TARGET } }),
+    );
     const d = loadRouterFor(slmA, { dir: sel });
     expect([d.kind, d.router.name]).toEqual(["distilled", expect.stringMatching(/^distilled confidence/)]);
-    writeRouterFile(path.join(sel, routerFileName(bindingA)), encodeRouterFile({ slm: bindingA, features: { ...hiddenOnly, top1: true }, params: initMlp(routerSizes(H + 1, H), 1), training: { target: "soft" } }));
+    writeRouterFile(
+      path.join(sel, routerFileName(bindingA)),
+      encodeRouterFile({
+        slm: bindingA,
+        features: { ...hiddenOnly, top1: true },
+        params: initMlp(routerSizes(H + 1, H), 1),
+        training: { target: "soft" },
+      }),
+    );
     expect(loadRouterFor(slmA, { dir: sel }).kind).toBe("learned");
   });
 });

@@ -3,7 +3,16 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { decodeSeen, encodeRouterFile, encodeSeen, routerFileName, RouterFileError, RouterMismatchError, writeRouterFile, type SlmBinding } from "../../router/file.js";
+import {
+  decodeSeen,
+  encodeRouterFile,
+  encodeSeen,
+  routerFileName,
+  RouterFileError,
+  RouterMismatchError,
+  writeRouterFile,
+  type SlmBinding,
+} from "../../router/file.js";
 import { LearnedRouter, loadRouterFor } from "../../router/learnedRouter.js";
 import { initMlp, routerSizes } from "../../router/mlp.js";
 import { ConfidenceRouter } from "../../shared/router.js";
@@ -41,7 +50,11 @@ describe("router file", () => {
   it.each([
     ["another name", { ...slmA, identity: { ...slmA.identity, name: "model-b" } }, /name "model-a" ≠ "model-b"/],
     ["another hidden size", { ...slmA, hiddenSize: 8 }, /hidden size 6 ≠ 8/],
-    ["another vocabulary", { ...slmA, identity: { ...slmA.identity, vocabHash: "b".repeat(64) } }, /vocabulary aaaaaaaaaaaa… ≠ bbbbbbbbbbbb…/],
+    [
+      "another vocabulary",
+      { ...slmA, identity: { ...slmA.identity, vocabHash: "b".repeat(64) } },
+      /vocabulary aaaaaaaaaaaa… ≠ bbbbbbbbbbbb…/,
+    ],
   ])("refuses to load for %s, naming both models", (_, other, detail) => {
     const file = writeFor(bindingA);
     let err: unknown;
@@ -76,8 +89,14 @@ it("carries the sequences it was trained on (for the evaluation's unseen-context
 describe("loadRouterFor", () => {
   it("uses the learned router whose file matches the SLM, and says so", () => {
     const d = fs.mkdtempSync(path.join(dir, "match-"));
-    writeRouterFile(path.join(d, "other.router.json"), encodeRouterFile({ slm: { ...bindingA, name: "other" }, features: spec, params: initMlp([H + 1, 2 * H, H, 1], 1) }));
-    writeRouterFile(path.join(d, "mine.router.json"), encodeRouterFile({ slm: bindingA, features: spec, params: initMlp([H + 1, 2 * H, H, 1], 1) }));
+    writeRouterFile(
+      path.join(d, "other.router.json"),
+      encodeRouterFile({ slm: { ...bindingA, name: "other" }, features: spec, params: initMlp([H + 1, 2 * H, H, 1], 1) }),
+    );
+    writeRouterFile(
+      path.join(d, "mine.router.json"),
+      encodeRouterFile({ slm: bindingA, features: spec, params: initMlp([H + 1, 2 * H, H, 1], 1) }),
+    );
     const c = loadRouterFor(slmA, { dir: d });
     expect(c.kind).toBe("learned");
     expect(c.router).toBeInstanceOf(LearnedRouter);
@@ -86,7 +105,10 @@ describe("loadRouterFor", () => {
 
   it("falls back to the confidence router when no file matches (or the folder is missing)", () => {
     const d = fs.mkdtempSync(path.join(dir, "nomatch-"));
-    writeRouterFile(path.join(d, "other.router.json"), encodeRouterFile({ slm: { ...bindingA, hiddenSize: 8 }, features: spec, params: initMlp([9, 16, 8, 1], 1) }));
+    writeRouterFile(
+      path.join(d, "other.router.json"),
+      encodeRouterFile({ slm: { ...bindingA, hiddenSize: 8 }, features: spec, params: initMlp([9, 16, 8, 1], 1) }),
+    );
     fs.writeFileSync(path.join(d, "junk.router.json"), "{not json");
     const c = loadRouterFor(slmA, { dir: d });
     expect(c.kind).toBe("confidence");

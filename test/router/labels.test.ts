@@ -12,7 +12,10 @@ describe("CITER label rules", () => {
     expect(labelPosition({ slmTok: 5, llmTok: 7, refTok: 7 })).toEqual({ label: 0, rule: "llm-matches" });
   });
   it("both differ, checkable: the rollouts decide; neither correct → needs the LLM", () => {
-    expect(labelPosition({ slmTok: 1, llmTok: 2, refTok: 3, rollout: { slmCorrect: true, llmCorrect: false } })).toEqual({ label: 1, rule: "rollout" });
+    expect(labelPosition({ slmTok: 1, llmTok: 2, refTok: 3, rollout: { slmCorrect: true, llmCorrect: false } })).toEqual({
+      label: 1,
+      rule: "rollout",
+    });
     expect(labelPosition({ slmTok: 1, llmTok: 2, refTok: 3, rollout: { slmCorrect: true, llmCorrect: true } }).label).toBe(1);
     expect(labelPosition({ slmTok: 1, llmTok: 2, refTok: 3, rollout: { slmCorrect: false, llmCorrect: true } }).label).toBe(0);
     expect(labelPosition({ slmTok: 1, llmTok: 2, refTok: 3, rollout: { slmCorrect: false, llmCorrect: false } }).label).toBe(0);

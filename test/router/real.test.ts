@@ -121,7 +121,13 @@ describe.skipIf(!hasStories)("learned router on the stories260K pair (real infer
     let router: LearnedRouter;
     beforeAll(async () => {
       const set = newLabelSet(slm, llm, parseFeatureSpec("hidden,top1,dist"));
-      await collectTeacherForced(set, slm, llm, prompts.map((p) => ({ prompt: slm.tokenizeText(p) })), { continuationTokens: 24 });
+      await collectTeacherForced(
+        set,
+        slm,
+        llm,
+        prompts.map((p) => ({ prompt: slm.tokenizeText(p) })),
+        { continuationTokens: 24 },
+      );
       trainFromLabels(set, { seed: 1, maxEpochs: 5, outDir: dir });
       const choice = loadRouterFor(slm, { dir });
       expect(choice.kind).toBe("learned");

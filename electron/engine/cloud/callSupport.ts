@@ -6,7 +6,14 @@
  */
 import type { z } from "zod";
 import { CloudCallError, type CloudState } from "./peer.js";
-import { describeIssue, LogprobSchema, tokenIdsSchema, tokenLogprobSchema, isTokenId, type TokenLogprob } from "../../../shared/protocol.js";
+import {
+  describeIssue,
+  LogprobSchema,
+  tokenIdsSchema,
+  tokenLogprobSchema,
+  isTokenId,
+  type TokenLogprob,
+} from "../../../shared/protocol.js";
 import { errorMessage } from "../../../shared/errors.js";
 
 export interface HealthOptions {
@@ -196,13 +203,26 @@ interface CheckedToken {
  * ≤ 0 (a tiny positive rounding error allowed), well-formed top-k. A misbehaving server must never
  * put an impossible token into the answer.
  */
-export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number): CheckedToken & { logprob: number };
+export function checkTokenReply(
+  r: { tokenId: unknown; logprob?: unknown; top: unknown },
+  vocabSize: number,
+): CheckedToken & { logprob: number };
 /** `wantLogprob` false: the request asked for the token only (NextRequest.logprob), so it may be absent */
-export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob: boolean): CheckedToken;
-export function checkTokenReply(r: { tokenId: unknown; logprob?: unknown; top: unknown }, vocabSize: number, wantLogprob = true): CheckedToken {
-  if (!isTokenId(r.tokenId, vocabSize)) throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
+export function checkTokenReply(
+  r: { tokenId: unknown; logprob?: unknown; top: unknown },
+  vocabSize: number,
+  wantLogprob: boolean,
+): CheckedToken;
+export function checkTokenReply(
+  r: { tokenId: unknown; logprob?: unknown; top: unknown },
+  vocabSize: number,
+  wantLogprob = true,
+): CheckedToken {
+  if (!isTokenId(r.tokenId, vocabSize))
+    throw new CloudCallError("malformed", `the cloud returned token ${JSON.stringify(r.tokenId)}, outside the vocabulary`);
   const logprob = r.logprob === undefined && !wantLogprob ? undefined : r.logprob;
-  if (logprob !== undefined && !LogprobSchema.safeParse(logprob).success) throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
+  if (logprob !== undefined && !LogprobSchema.safeParse(logprob).success)
+    throw new CloudCallError("malformed", "the cloud returned an invalid log-probability");
   const top = tokenLogprobSchema(vocabSize).array().safeParse(r.top);
   if (!top.success) throw new CloudCallError("malformed", "the cloud returned invalid top-k entries");
   return { tokenId: r.tokenId, logprob: logprob as number | undefined, top: top.data };
@@ -221,6 +241,7 @@ export function parseReply<S extends z.ZodType>(schema: S, json: unknown, what: 
 /** Checks a continuation (NextResponse.draft): at most `asked` in-vocabulary token IDs. */
 export function checkDraftReply(draft: unknown, asked: number, vocabSize: number): number[] {
   if (draft === undefined) return [];
-  if (!tokenIdsSchema(vocabSize, asked).safeParse(draft).success) throw new CloudCallError("malformed", "the cloud returned an invalid continuation");
+  if (!tokenIdsSchema(vocabSize, asked).safeParse(draft).success)
+    throw new CloudCallError("malformed", "the cloud returned an invalid continuation");
   return draft as number[];
 }

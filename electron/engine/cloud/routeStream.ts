@@ -71,7 +71,8 @@ export class RouteStream {
       if (entry) return { kind: "entry", entry };
       if (this.endedWith !== undefined) return { kind: "ended", error: this.endedWith };
       const left = deadline - performance.now();
-      if (left <= 0) return { kind: "timeout", error: new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`) };
+      if (left <= 0)
+        return { kind: "timeout", error: new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`) };
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

@@ -41,9 +41,28 @@ import type { z } from "zod";
 import type { Router } from "../../../shared/router.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../inference/modelFile.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "./peer.js";
+import {
+  CloudCallError,
+  type CloudPeer,
+  type CloudState,
+  type CloudStats,
+  type CloudStep,
+  type NextOptions,
+  type RouteOptions,
+} from "./peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
-import { CloudHealth, classifyFailure, cloudFetch, cloudRequest, deadlineSignal, parseCloudUrl, parseReply, readBounded, type HealthOptions, type RawReply } from "./callSupport.js";
+import {
+  CloudHealth,
+  classifyFailure,
+  cloudFetch,
+  cloudRequest,
+  deadlineSignal,
+  parseCloudUrl,
+  parseReply,
+  readBounded,
+  type HealthOptions,
+  type RawReply,
+} from "./callSupport.js";
 import { HttpError } from "../../../shared/errors.js";
 
 export interface TandemClientOptions extends HealthOptions {
@@ -183,7 +202,9 @@ export class TandemCloudClient implements CloudPeer {
         latencyMs: performance.now() - t0,
         evaluated: res.evaluated,
         ...(res.draft ? { draft: res.draft } : {}),
-        ...(res.draft && typeof res.draftMs === "number" && Number.isFinite(res.draftMs) && res.draftMs >= 0 ? { draftMs: res.draftMs } : {}),
+        ...(res.draft && typeof res.draftMs === "number" && Number.isFinite(res.draftMs) && res.draftMs >= 0
+          ? { draftMs: res.draftMs }
+          : {}),
       };
     } catch (err) {
       this.stats.failures++;
@@ -264,7 +285,13 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
-  private async sendRoute(history: readonly number[], opts: RouteOptions, stream: RouteStream, signal: AbortSignal, optimistic: boolean): Promise<void> {
+  private async sendRoute(
+    history: readonly number[],
+    opts: RouteOptions,
+    stream: RouteStream,
+    signal: AbortSignal,
+    optimistic: boolean,
+  ): Promise<void> {
     const router = await this.replicaRouter(opts.router, signal);
     const base = await this.deltaBase(history, signal, optimistic);
     const body: RouteRequest = {
@@ -285,8 +312,10 @@ export class TandemCloudClient implements CloudPeer {
     for await (const line of ndjsonLines(res, this.stats)) {
       const l = parseReply(lineSchema, line, "route line");
       if ("tokenId" in l) {
-        if (stream.entries.length === 0 && !l.routed) throw new CloudCallError("malformed", "a route stream must begin with the LLM's token");
-        if (stream.entries.length >= body.max) throw new CloudCallError("malformed", `the cloud sent more than the ${body.max} positions asked for`);
+        if (stream.entries.length === 0 && !l.routed)
+          throw new CloudCallError("malformed", "a route stream must begin with the LLM's token");
+        if (stream.entries.length >= body.max)
+          throw new CloudCallError("malformed", `the cloud sent more than the ${body.max} positions asked for`);
         if (l.routed && epoch === this.epoch) this.confirmed = held(stream.entries.length);
         stream.push({ tokenId: l.tokenId, routed: l.routed });
       } else if ("end" in l) {
@@ -306,7 +335,14 @@ export class TandemCloudClient implements CloudPeer {
    * by the stream that needs it.
    */
   prepareRoute(router: Router): void {
-    if (this.opts.replica === false || this.closed || !this.sessionId || router.replica?.kind !== "mlp" || !this.replica?.routers.includes("mlp")) return;
+    if (
+      this.opts.replica === false ||
+      this.closed ||
+      !this.sessionId ||
+      router.replica?.kind !== "mlp" ||
+      !this.replica?.routers.includes("mlp")
+    )
+      return;
     if (!this.uploaded.has(router)) this.upload(router, AbortSignal.timeout(Math.max(this.deadlineMs, 5000))).catch(() => {});
   }
 
@@ -320,7 +356,13 @@ export class TandemCloudClient implements CloudPeer {
     const r = router.replica as { kind: "mlp"; network(): unknown };
     const uploads = this.uploaded;
     const done = (async () => {
-      const res = await this.call(`/v1/sessions/${this.sessionId}/router`, r.network(), signal, RouterUploadResponseSchema, "router upload reply");
+      const res = await this.call(
+        `/v1/sessions/${this.sessionId}/router`,
+        r.network(),
+        signal,
+        RouterUploadResponseSchema,
+        "router upload reply",
+      );
       return res.digest;
     })();
     uploads.set(router, done);
@@ -357,7 +399,13 @@ export class TandemCloudClient implements CloudPeer {
     try {
       while (base < target.length) {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-        const r = await this.call(`/v1/sessions/${this.sessionId}/append`, delta(target, base, chunk), signal, AppendResponseSchema, "append reply");
+        const r = await this.call(
+          `/v1/sessions/${this.sessionId}/append`,
+          delta(target, base, chunk),
+          signal,
+          AppendResponseSchema,
+          "append reply",
+        );
         this.expectLength(r.length, base + chunk.length);
         base = r.length;
         if (epoch === this.epoch) this.confirmed = target.slice(0, base);
@@ -404,11 +452,22 @@ export class TandemCloudClient implements CloudPeer {
 
   private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
     const base = await this.deltaBase(history, signal, optimistic);
-    const body: NextRequest = { ...delta(history, base, history.slice(base)), topK: this.topK, ...(draft > 0 ? { draft } : {}), ...(this.opts.logprob === false ? { logprob: false } : {}) };
+    const body: NextRequest = {
+      ...delta(history, base, history.slice(base)),
+      topK: this.topK,
+      ...(draft > 0 ? { draft } : {}),
+      ...(this.opts.logprob === false ? { logprob: false } : {}),
+    };
     const epoch = ++this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
-    const r = await this.call(`/v1/sessions/${this.sessionId}/next`, body, signal, nextResponseSchema(this.device!.vocabSize, draft), "next-token reply");
+    const r = await this.call(
+      `/v1/sessions/${this.sessionId}/next`,
+      body,
+      signal,
+      nextResponseSchema(this.device!.vocabSize, draft),
+      "next-token reply",
+    );
     const continuation = r.draft ?? [];
     // with a continuation the server also evaluated the predicted token and all but its last token
     const held = continuation.length > 0 ? [...history, r.tokenId, ...continuation.slice(0, -1)] : history.slice();
@@ -429,7 +488,13 @@ export class TandemCloudClient implements CloudPeer {
     if (optimistic) base = this.optimisticBase(history, base);
     while (history.length - base > PROTOCOL_LIMITS.maxDeltaTokens) {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
-      const r = await this.call(`/v1/sessions/${this.sessionId}/append`, delta(history, base, chunk), signal, AppendResponseSchema, "append reply");
+      const r = await this.call(
+        `/v1/sessions/${this.sessionId}/append`,
+        delta(history, base, chunk),
+        signal,
+        AppendResponseSchema,
+        "append reply",
+      );
       this.expectLength(r.length, base + chunk.length);
       this.confirmed = history.slice(0, r.length);
       base = r.length;
@@ -452,7 +517,9 @@ export class TandemCloudClient implements CloudPeer {
     for (const { h } of inFlight) if (h.length > best && commonPrefixLength(h, history) === h.length) best = h.length;
     if (best === base) return base;
     // a call that asked for a continuation leaves tokens beyond its history, unknown until it answers
-    const safe = inFlight.every(({ h, extra }) => (extra && h.length < best ? false : commonPrefixLength(h, history) >= Math.min(best, h.length)));
+    const safe = inFlight.every(({ h, extra }) =>
+      extra && h.length < best ? false : commonPrefixLength(h, history) >= Math.min(best, h.length),
+    );
     return safe ? best : base;
   }
 
@@ -490,7 +557,10 @@ export class TandemCloudClient implements CloudPeer {
     this.uploaded = new WeakMap();
     // a replica is used only if it runs the very weights of the device's SLM (ModelIdentity.weights)
     const r = res.replica;
-    this.replica = r && r.model.weights !== undefined && r.model.weights === this.device!.weights && r.model.vocabHash === this.device!.vocabHash ? r : undefined;
+    this.replica =
+      r && r.model.weights !== undefined && r.model.weights === this.device!.weights && r.model.vocabHash === this.device!.vocabHash
+        ? r
+        : undefined;
     this.stats.sessions++;
   }
 
@@ -506,7 +576,9 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
-    return this.reply(await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats, PROTOCOL_LIMITS.maxReplyBytes));
+    return this.reply(
+      await cloudRequest(this.base + path, method, body, this.opts.token, signal, this.stats, PROTOCOL_LIMITS.maxReplyBytes),
+    );
   }
 
   /** A reply's JSON object; a refusal is a ServerError with the server's error body, when it sent one. */
@@ -533,7 +605,11 @@ export class TandemCloudClient implements CloudPeer {
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
     const e =
       err instanceof ServerError
-        ? new CloudCallError("http", `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`, err.status)
+        ? new CloudCallError(
+            "http",
+            `cloud error: HTTP ${err.status}${err.body ? ` ${err.body.code}: ${err.body.message}` : ""}`,
+            err.status,
+          )
         : classifyFailure(err, deadline, deadlineMs);
     // a failed or timed-out call may have left the server anywhere after the common prefix: the next
     // call's `base` (≤ what it holds) makes it truncate, so the mirror stays truthful. A request the
@@ -565,7 +641,8 @@ async function* ndjsonLines(res: Response, stats: { bytesDown: number }): AsyncG
     stats.bytesDown += chunk.byteLength;
     total += chunk.byteLength;
     // leaving the loop by this throw cancels the body, which closes the connection
-    if (total > MAX_ROUTE_BYTES) throw new CloudCallError("malformed", `the route stream carried more than ${MAX_ROUTE_BYTES} bytes: refused`);
+    if (total > MAX_ROUTE_BYTES)
+      throw new CloudCallError("malformed", `the route stream carried more than ${MAX_ROUTE_BYTES} bytes: refused`);
     buffered += decoder.decode(chunk, { stream: true });
     let nl: number;
     while ((nl = buffered.indexOf("\n")) >= 0) {

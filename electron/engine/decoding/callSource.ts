@@ -26,7 +26,12 @@ export class CallSource implements TokenSource {
  * One call for the position after `history`, asking for `continuation` tokens of the LLM's
  * continuation: the cloud's token, or the SLM's own marked fallback when the call fails (never rejects).
  */
-export async function callCloud(cloud: CloudPeer, history: readonly number[], signal: AbortSignal | undefined, continuation: number): Promise<RoutedResult> {
+export async function callCloud(
+  cloud: CloudPeer,
+  history: readonly number[],
+  signal: AbortSignal | undefined,
+  continuation: number,
+): Promise<RoutedResult> {
   const t0 = performance.now();
   try {
     const c = await cloud.next(history, signal, continuation > 0 ? { draft: continuation } : undefined);

@@ -50,7 +50,13 @@ export async function acceptContinuation(
     let event = answer.decide(at, token.index + 1 + skipped + j);
     if (wasRouted(event)) {
       // the server sends a continuation's tokens without log-probabilities
-      event = routedEvent(event, { kind: "cloud", tokenId: tokens[j]!, latencyMs: null, verdict: { tokenId: tokens[j]!, top: [], fromDraft: true }, continuation: [] });
+      event = routedEvent(event, {
+        kind: "cloud",
+        tokenId: tokens[j]!,
+        latencyMs: null,
+        verdict: { tokenId: tokens[j]!, top: [], fromDraft: true },
+        continuation: [],
+      });
     } else if (at.tokenId !== tokens[j]) {
       // the reference decoder keeps the SLM's token here; the continuation no longer applies
       events.push(event);

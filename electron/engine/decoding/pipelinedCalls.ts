@@ -19,7 +19,13 @@ export const MAX_PIPELINED_CALLS = 3;
  * The call about the routed guessed position `event`, after the committed tokens and `guessed` (the
  * routed position's guess and the guesses after it); null when it must wait for the answers before it.
  */
-export function askAhead(answer: AnswerState, calls: TokenSource | null, guessed: readonly number[], event: TokenEvent, earlier: readonly { pending: Pending | null }[]): Pending | null {
+export function askAhead(
+  answer: AnswerState,
+  calls: TokenSource | null,
+  guessed: readonly number[],
+  event: TokenEvent,
+  earlier: readonly { pending: Pending | null }[],
+): Pending | null {
   if (!calls || !answer.learnt.guesses.pipeline) return null;
   if (earlier.filter((g) => g.pending).length >= MAX_PIPELINED_CALLS) return null;
   return calls.ask({

@@ -31,7 +31,13 @@ export interface ReferenceOptions {
   continuation?: number;
 }
 
-export async function* referenceDecode(slm: LocalModel, router: Router, cloud: CloudPeer | null, prompt: readonly number[], opts: ReferenceOptions): AsyncGenerator<TokenEvent, StopReason> {
+export async function* referenceDecode(
+  slm: LocalModel,
+  router: Router,
+  cloud: CloudPeer | null,
+  prompt: readonly number[],
+  opts: ReferenceOptions,
+): AsyncGenerator<TokenEvent, StopReason> {
   const history = [...prompt];
   const text = new TokenTextStream((t, last) => slm.detokenize(t, last), opts.stop ?? []);
   const cloudToken = blockingCloud(cloud, opts.continuation ?? 0);
@@ -68,7 +74,12 @@ export async function* referenceDecode(slm: LocalModel, router: Router, cloud: C
 /** The cloud's token after `history`: from a call, or from the last call's continuation where the text since that call is the continuation's. */
 function blockingCloud(cloud: CloudPeer | null, maxContinuation: number) {
   let known: { from: number; tokens: readonly number[] } | null = null;
-  return async (history: readonly number[], room: number, previousRouted: boolean, signal: AbortSignal | undefined): Promise<RoutedResult> => {
+  return async (
+    history: readonly number[],
+    room: number,
+    previousRouted: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<RoutedResult> => {
     if (!cloud) return { kind: "fallback", reason: "no cloud configured", latencyMs: null };
     const j = known ? history.length - known.from : -1;
     if (known && j < known.tokens.length && known.tokens.slice(0, j).every((t, i) => history[known!.from + i] === t)) {

@@ -98,7 +98,8 @@ export class ReplicaSource implements TokenSource {
   }
 
   private open(at: RoutedAt, t0: number): Promise<StreamAnswer> | null {
-    const stream = this.cloud.route?.(at.history, { tau: at.tau, router: this.router, position: at.position, max: at.room + 1 }, at.signal) ?? null;
+    const stream =
+      this.cloud.route?.(at.history, { tau: at.tau, router: this.router, position: at.position, max: at.room + 1 }, at.signal) ?? null;
     if (!stream) {
       this.unavailable = true;
       return null;

@@ -46,7 +46,13 @@ export function runAheadLimit(answer: AnswerState, speculate: number): number {
 }
 
 /** Runs ahead of `routed` while `pending` is awaited, at most `limit` tokens; `calls` asks pipelined calls (null: none). */
-export async function runAhead(answer: AnswerState, routed: RoutedStep, pending: Pending, limit: number, calls: TokenSource | null): Promise<Guesses> {
+export async function runAhead(
+  answer: AnswerState,
+  routed: RoutedStep,
+  pending: Pending,
+  limit: number,
+  calls: TokenSource | null,
+): Promise<Guesses> {
   const guesses: Guess[] = [];
   let after = await answer.slm.advance(routed.step.tokenId, answer.needs);
   // go on while an answer is awaited and none has overruled a guess yet: every token made meanwhile
@@ -79,7 +85,11 @@ export async function runAhead(answer: AnswerState, routed: RoutedStep, pending:
  * position. Resolves to the events to commit and the SLM's step after them (null after an overruled
  * guess), or null when aborted.
  */
-export async function settleGuesses(answer: AnswerState, ahead: Guesses, committedLength: number): Promise<{ events: TokenEvent[]; after: SlmStep | null } | null> {
+export async function settleGuesses(
+  answer: AnswerState,
+  ahead: Guesses,
+  committedLength: number,
+): Promise<{ events: TokenEvent[]; after: SlmStep | null } | null> {
   const events: TokenEvent[] = [];
   for (const [i, g] of ahead.guesses.entries()) {
     if (!g.pending) {

@@ -135,7 +135,12 @@ export class BrowserWindow extends EventEmitter {
     this.url = url;
     report({ ev: "loadURL", url });
     const res = await appHandler({ url, method: "GET" });
-    report({ ev: "page", status: res.status, csp: res.headers.get("content-security-policy"), bytes: (await res.arrayBuffer()).byteLength });
+    report({
+      ev: "page",
+      status: res.status,
+      csp: res.headers.get("content-security-policy"),
+      bytes: (await res.arrayBuffer()).byteLength,
+    });
     this.emit("ready-to-show");
   }
   show() {
@@ -196,7 +201,12 @@ let engine = null;
 class FakeUtilityProcess extends EventEmitter {
   constructor(modulePath, args, options) {
     super();
-    this.child = fork(modulePath, args ?? [], { execArgv: ["--import", parentPortShim], serialization: "advanced", env: options?.env ?? process.env, stdio: "inherit" });
+    this.child = fork(modulePath, args ?? [], {
+      execArgv: ["--import", parentPortShim],
+      serialization: "advanced",
+      env: options?.env ?? process.env,
+      stdio: "inherit",
+    });
     this.pid = this.child.pid;
     this.child.on("message", (m) => {
       report({ ev: "engine-message", kind: m?.kind });
@@ -240,7 +250,13 @@ process.on("message", async (m) => {
     }
   } else if (m.cmd === "request") {
     const res = await appHandler({ url: m.url, method: m.method ?? "GET" });
-    report({ ev: "response", id: m.id, status: res.status, csp: res.headers.get("content-security-policy"), type: res.headers.get("content-type") });
+    report({
+      ev: "response",
+      id: m.id,
+      status: res.status,
+      csp: res.headers.get("content-security-policy"),
+      type: res.headers.get("content-type"),
+    });
   } else if (m.cmd === "kill-engine") {
     engine?.child.kill("SIGKILL"); // a native crash, as far as the main process can tell
   } else if (m.cmd === "quit") {

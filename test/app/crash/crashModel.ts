@@ -8,7 +8,6 @@ import type { Origin, TokenEvent } from "../../../shared/events.js";
 import { mulberry32 } from "../../../shared/prng.js";
 export { mulberry32 };
 
-
 function hash(s: string): number {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
@@ -169,6 +168,9 @@ export function sameModel(actual: Model, expected: Model): boolean {
 
 export function describeModel(m: Model): string {
   return [...m.values()]
-    .map((c) => `${c.id.slice(0, 8)} "${c.title}": ${c.messages.map((x) => (x.role === "user" ? "U" : `A${x.tokens}${x.status ? x.status[0] : "…"}`)).join(" ")}`)
+    .map(
+      (c) =>
+        `${c.id.slice(0, 8)} "${c.title}": ${c.messages.map((x) => (x.role === "user" ? "U" : `A${x.tokens}${x.status ? x.status[0] : "…"}`)).join(" ")}`,
+    )
     .join("\n");
 }

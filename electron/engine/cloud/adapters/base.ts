@@ -14,7 +14,16 @@
 import { PROTOCOL_LIMITS, type ModelIdentity, type TokenLogprob } from "../../../../shared/protocol.js";
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
 import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "../peer.js";
-import { CloudHealth, checkDraftReply, checkTokenReply, classifyFailure, cloudRequest, deadlineSignal, parseCloudUrl, type HealthOptions } from "../callSupport.js";
+import {
+  CloudHealth,
+  checkDraftReply,
+  checkTokenReply,
+  classifyFailure,
+  cloudRequest,
+  deadlineSignal,
+  parseCloudUrl,
+  type HealthOptions,
+} from "../callSupport.js";
 import { CloudLearning } from "../../cloudPolicy.js";
 import { HttpError } from "../../../../shared/errors.js";
 
@@ -75,7 +84,6 @@ export interface EngineStep {
   msPerGeneratedToken?: number;
 }
 
-
 /**
  * The status Tandem's own token server gives a context overflow (cloud/errors.ts: context_overflow →
  * 413). The adapters report an engine's overflow with it, as TandemCloudClient does, so the decoder
@@ -113,7 +121,11 @@ export function contextOverflow(err: HttpError): { contextLength?: number } | nu
 export function overflowError(kind: string, tokens: number, contextLength: number | undefined, engineSaid?: string): CloudCallError {
   const ctx = contextLength !== undefined ? ` (${contextLength} tokens)` : "";
   const said = engineSaid ? `; the engine answered ${engineSaid.slice(0, 200)}` : "";
-  return new CloudCallError("http", `cloud error: HTTP ${CONTEXT_OVERFLOW_STATUS} context_overflow: the conversation (${tokens} tokens) does not fit the ${kind} engine's context${ctx}${said}`, CONTEXT_OVERFLOW_STATUS);
+  return new CloudCallError(
+    "http",
+    `cloud error: HTTP ${CONTEXT_OVERFLOW_STATUS} context_overflow: the conversation (${tokens} tokens) does not fit the ${kind} engine's context${ctx}${said}`,
+    CONTEXT_OVERFLOW_STATUS,
+  );
 }
 
 export abstract class EngineAdapter implements CloudPeer {
@@ -181,7 +193,9 @@ export abstract class EngineAdapter implements CloudPeer {
         latencyMs: performance.now() - t0,
         evaluated: r.evaluated,
         ...(continuation.length > 0 ? { draft: continuation } : {}),
-        ...(continuation.length > 0 && typeof perToken === "number" && Number.isFinite(perToken) && perToken >= 0 ? { draftMs: perToken * continuation.length } : {}),
+        ...(continuation.length > 0 && typeof perToken === "number" && Number.isFinite(perToken) && perToken >= 0
+          ? { draftMs: perToken * continuation.length }
+          : {}),
       };
     } catch (err) {
       this.stats.failures++;
@@ -195,7 +209,11 @@ export abstract class EngineAdapter implements CloudPeer {
    * an overflow without a request, and an overflow the engine reports teaches the context length, so a
    * request refused only for its continuation is sent once more without it.
    */
-  private async stepWithinContext(history: readonly number[], signal: AbortSignal, asked: number): Promise<{ r: EngineStep; draft: number }> {
+  private async stepWithinContext(
+    history: readonly number[],
+    signal: AbortSignal,
+    asked: number,
+  ): Promise<{ r: EngineStep; draft: number }> {
     for (let attempt = 0; ; attempt++) {
       const room = this.contextLength === undefined ? Infinity : this.contextLength - history.length;
       if (room < 1) throw overflowError(this.kind, history.length, this.contextLength);
@@ -233,7 +251,10 @@ export abstract class EngineAdapter implements CloudPeer {
   }
 
   protected mismatch(detail: string): CloudCallError {
-    return new CloudCallError("vocab_mismatch", `Vocabulary mismatch between the device model ${this.device?.name} and the ${this.kind} engine: ${detail}`);
+    return new CloudCallError(
+      "vocab_mismatch",
+      `Vocabulary mismatch between the device model ${this.device?.name} and the ${this.kind} engine: ${detail}`,
+    );
   }
 
   private validate(r: EngineStep): { tokenId: number; logprob: number; top: TokenLogprob[] } {
@@ -266,7 +287,10 @@ export abstract class EngineAdapter implements CloudPeer {
   /** Classifies a failure, updates the cloud's health, and returns the error to throw. */
   private fail(err: unknown, deadline: AbortSignal, userSignal?: AbortSignal): Error {
     if (userSignal?.aborted) return new CloudCallError("aborted", "aborted");
-    const e = err instanceof HttpError ? new CloudCallError("http", `cloud error: ${err.message}`, err.status) : classifyFailure(err, deadline, this.deadlineMs);
+    const e =
+      err instanceof HttpError
+        ? new CloudCallError("http", `cloud error: ${err.message}`, err.status)
+        : classifyFailure(err, deadline, this.deadlineMs);
     this.health.failed(e);
     return e;
   }

@@ -87,7 +87,9 @@ export class LlamaCppServerPeer extends EngineAdapter {
       // padding starts, any difference is refused.
       const real = this.o.probe?.paddedFrom;
       if (real === undefined || nVocab < real) {
-        throw this.mismatch(`the device has ${device.vocabSize} tokens${real !== undefined && real < device.vocabSize ? ` (${real} before padding)` : ""}, the server's model ${nVocab}`);
+        throw this.mismatch(
+          `the device has ${device.vocabSize} tokens${real !== undefined && real < device.vocabSize ? ` (${real} before padding)` : ""}, the server's model ${nVocab}`,
+        );
       }
       verified.push(`sizes differ only in padding (device ${device.vocabSize}, server ${nVocab}, ${real} real tokens)`);
     }
@@ -101,7 +103,9 @@ export class LlamaCppServerPeer extends EngineAdapter {
     }
     this.requireConfirmation(
       verified,
-      typeof nVocab === "number" ? "only the vocabulary size matched; no probe was given" : "the server reported no vocabulary size and no probe was given",
+      typeof nVocab === "number"
+        ? "only the vocabulary size matched; no probe was given"
+        : "the server reported no vocabulary size and no probe was given",
     );
     return { name, vocabHash: device.vocabHash, vocabSize: typeof nVocab === "number" ? nVocab : device.vocabSize };
   }
@@ -119,7 +123,8 @@ export class LlamaCppServerPeer extends EngineAdapter {
     const r = await this.postJson("/completion", body, signal);
     if (!isObject(r)) throw new CloudCallError("malformed", "llama.cpp reply is not an object");
     const probs = r.completion_probabilities;
-    if (!Array.isArray(probs) || !isObject(probs[0])) throw new CloudCallError("malformed", "llama.cpp reply has no completion_probabilities");
+    if (!Array.isArray(probs) || !isObject(probs[0]))
+      throw new CloudCallError("malformed", "llama.cpp reply has no completion_probabilities");
     const p = probs[0];
     const tokens = r.tokens;
     if (Array.isArray(tokens) && tokens.length > 0 && tokens[0] !== p.id) {
@@ -135,7 +140,8 @@ export class LlamaCppServerPeer extends EngineAdapter {
       evaluated: typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined,
       msPerGeneratedToken: typeof timings?.predicted_per_token_ms === "number" ? timings.predicted_per_token_ms : undefined,
       // the continuation: the generated tokens after the first (it stops early at end of generation)
-      draft: draft > 0 ? (Array.isArray(tokens) ? tokens.slice(1) : probs.slice(1).map((c) => (isObject(c) ? c.id : undefined))) : undefined,
+      draft:
+        draft > 0 ? (Array.isArray(tokens) ? tokens.slice(1) : probs.slice(1).map((c) => (isObject(c) ? c.id : undefined))) : undefined,
     };
   }
 }

@@ -57,7 +57,8 @@ export class SglangPeer extends EngineAdapter {
 
   protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
     const info = await this.modelInfo(signal);
-    if (!isObject(info) || typeof info.model_path !== "string") throw new CloudCallError("malformed", "SGLang /model_info reply has no model_path");
+    if (!isObject(info) || typeof info.model_path !== "string")
+      throw new CloudCallError("malformed", "SGLang /model_info reply has no model_path");
     const tok = typeof info.tokenizer_path === "string" ? info.tokenizer_path : info.model_path;
     const verified: string[] = [];
     let cannot = `SGLang reports only the tokenizer path (${tok}) and no probe was given`;
@@ -104,12 +105,17 @@ export class SglangPeer extends EngineAdapter {
     if (!Array.isArray(out) || out.length < 2) throw new CloudCallError("malformed", "SGLang reply has no meta_info.output_token_logprobs");
     const [logprob, tokenId] = out as unknown[];
     const ids = isObject(r) ? r.output_ids : undefined;
-    if (Array.isArray(ids) && ids.length > 0 && ids[0] !== tokenId) throw new CloudCallError("malformed", "SGLang reply: output_ids and logprobs disagree");
+    if (Array.isArray(ids) && ids.length > 0 && ids[0] !== tokenId)
+      throw new CloudCallError("malformed", "SGLang reply: output_ids and logprobs disagree");
     const topRaw = Array.isArray(meta!.output_top_logprobs) ? meta!.output_top_logprobs[0] : undefined;
     if (!Array.isArray(topRaw)) throw new CloudCallError("malformed", "SGLang reply has no output_top_logprobs");
-    const top = topRaw.map((c) => (Array.isArray(c) ? { tokenId: c[1] as unknown, logprob: c[0] as unknown } : { tokenId: undefined, logprob: undefined }));
+    const top = topRaw.map((c) =>
+      Array.isArray(c) ? { tokenId: c[1] as unknown, logprob: c[0] as unknown } : { tokenId: undefined, logprob: undefined },
+    );
     const evaluated =
-      typeof meta!.prompt_tokens === "number" && typeof meta!.cached_tokens === "number" ? meta!.prompt_tokens - meta!.cached_tokens : undefined;
+      typeof meta!.prompt_tokens === "number" && typeof meta!.cached_tokens === "number"
+        ? meta!.prompt_tokens - meta!.cached_tokens
+        : undefined;
     // the continuation: the generated tokens after the first (it stops early at end of generation)
     const continuation =
       draft === 0

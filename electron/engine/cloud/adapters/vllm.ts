@@ -79,7 +79,8 @@ export class VllmPeer extends EngineAdapter {
     const served = list.map((m) => m.id).filter((id): id is string => typeof id === "string");
     if (served.length === 0) throw new CloudCallError("malformed", "vLLM /v1/models lists no model");
     if (this.model === undefined) this.model = served[0];
-    else if (!served.includes(this.model)) throw new CloudCallError("http", `vLLM does not serve ${this.model} (it serves ${served.join(", ")})`, 404);
+    else if (!served.includes(this.model))
+      throw new CloudCallError("http", `vLLM does not serve ${this.model} (it serves ${served.join(", ")})`, 404);
     const maxLen = list.find((m) => m.id === this.model)?.max_model_len;
     if (typeof maxLen === "number" && Number.isInteger(maxLen) && maxLen > 0) this.contextLength = maxLen;
     const verified: string[] = [];
@@ -120,9 +121,16 @@ export class VllmPeer extends EngineAdapter {
       throw new CloudCallError("malformed", "vLLM reply has no choices[0].logprobs");
     }
     const tokenId = parseTokenId(lp.tokens[0]);
-    if (tokenId === undefined) throw new CloudCallError("malformed", `vLLM reply token ${JSON.stringify(lp.tokens[0])} is not "token_id:N" (is return_tokens_as_token_ids supported?)`);
+    if (tokenId === undefined)
+      throw new CloudCallError(
+        "malformed",
+        `vLLM reply token ${JSON.stringify(lp.tokens[0])} is not "token_id:N" (is return_tokens_as_token_ids supported?)`,
+      );
     const ids = choice!.token_ids;
-    if (Array.isArray(ids) && (ids.length !== (lp.tokens as unknown[]).length || ids.some((t, i) => t !== parseTokenId((lp.tokens as unknown[])[i])))) {
+    if (
+      Array.isArray(ids) &&
+      (ids.length !== (lp.tokens as unknown[]).length || ids.some((t, i) => t !== parseTokenId((lp.tokens as unknown[])[i])))
+    ) {
       throw new CloudCallError("malformed", "vLLM reply: token_ids and logprobs disagree");
     }
     const topMap = lp.top_logprobs[0];
@@ -133,10 +141,16 @@ export class VllmPeer extends EngineAdapter {
     const usage = isObject(r) && isObject(r.usage) ? r.usage : undefined;
     const details = usage && isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
     const evaluated =
-      typeof usage?.prompt_tokens === "number" && typeof details?.cached_tokens === "number" ? usage.prompt_tokens - details.cached_tokens : undefined;
+      typeof usage?.prompt_tokens === "number" && typeof details?.cached_tokens === "number"
+        ? usage.prompt_tokens - details.cached_tokens
+        : undefined;
     // the continuation: the generated tokens after the first (it stops early at end of generation)
     const continuation =
-      draft === 0 ? undefined : Array.isArray(choice!.token_ids) ? choice!.token_ids.slice(1) : lp.tokens.slice(1).map((t) => parseTokenId(t));
+      draft === 0
+        ? undefined
+        : Array.isArray(choice!.token_ids)
+          ? choice!.token_ids.slice(1)
+          : lp.tokens.slice(1).map((t) => parseTokenId(t));
     return { tokenId, logprob: lp.token_logprobs[0], top, evaluated, draft: continuation };
   }
 }

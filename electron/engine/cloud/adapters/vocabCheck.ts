@@ -69,7 +69,6 @@ export const DEFAULTS_PROMPT = "Tom and Sue went to the park. They played and pl
 /** Tokens of the sampling-defaults probe's continuation. */
 export const DEFAULTS_TOKENS = 16;
 
-
 /** Minimal JSON-over-HTTP with a bearer token and a timeout; errors say what failed. */
 class Http {
   constructor(
@@ -84,9 +83,15 @@ class Http {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      res = await fetch(this.base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs) });
+      res = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
     } catch (err) {
-      if ((err as Error)?.name === "TimeoutError") throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`, { cause: err });
+      if ((err as Error)?.name === "TimeoutError")
+        throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`, { cause: err });
       throw new Error(`${method} ${path}: cannot connect (${describeFetchError(err)})`, { cause: err });
     }
     const text = await res.text();
@@ -127,7 +132,14 @@ function stringField(v: unknown, key: string, what: string): string {
 function llamaCppTokenizer(http: Http): EngineTokenizer {
   return {
     tokenize: async (text, special) =>
-      intArray(field(await http.call("POST", "/tokenize", { content: text, add_special: false, parse_special: special }), "tokens", "/tokenize reply"), "/tokenize tokens"),
+      intArray(
+        field(
+          await http.call("POST", "/tokenize", { content: text, add_special: false, parse_special: special }),
+          "tokens",
+          "/tokenize reply",
+        ),
+        "/tokenize tokens",
+      ),
     detokenize: async (ids) => stringField(await http.call("POST", "/detokenize", { tokens: ids }), "content", "/detokenize reply"),
   };
 }
@@ -140,7 +152,10 @@ function llamaCppTokenizer(http: Http): EngineTokenizer {
 function vllmTokenizer(http: Http, model: string): EngineTokenizer {
   return {
     tokenize: async (text) =>
-      intArray(field(await http.call("POST", "/tokenize", { model, prompt: text, add_special_tokens: false }), "tokens", "/tokenize reply"), "/tokenize tokens"),
+      intArray(
+        field(await http.call("POST", "/tokenize", { model, prompt: text, add_special_tokens: false }), "tokens", "/tokenize reply"),
+        "/tokenize tokens",
+      ),
     detokenize: async (ids) => stringField(await http.call("POST", "/detokenize", { model, tokens: ids }), "prompt", "/detokenize reply"),
   };
 }
@@ -149,8 +164,12 @@ function vllmTokenizer(http: Http, model: string): EngineTokenizer {
 function sglangTokenizer(http: Http): EngineTokenizer {
   return {
     tokenize: async (text) =>
-      intArray(field(await http.call("POST", "/tokenize", { prompt: text, add_special_tokens: false }), "tokens", "/tokenize reply"), "/tokenize tokens"),
-    detokenize: async (ids) => stringField(await http.call("POST", "/detokenize", { tokens: ids, skip_special_tokens: false }), "text", "/detokenize reply"),
+      intArray(
+        field(await http.call("POST", "/tokenize", { prompt: text, add_special_tokens: false }), "tokens", "/tokenize reply"),
+        "/tokenize tokens",
+      ),
+    detokenize: async (ids) =>
+      stringField(await http.call("POST", "/detokenize", { tokens: ids, skip_special_tokens: false }), "text", "/detokenize reply"),
   };
 }
 
@@ -189,7 +208,11 @@ async function tokenizerChecks(dev: DeviceVocabulary, tok: EngineTokenizer, add:
     }
   } catch (err) {
     if (err instanceof HttpError && (err.status === 404 || err.status === 405)) {
-      add({ name: "text probes", status: "SKIP", detail: `the server has no /tokenize endpoint (${err.message.slice(0, 60)}); the IDs cannot be compared` });
+      add({
+        name: "text probes",
+        status: "SKIP",
+        detail: `the server has no /tokenize endpoint (${err.message.slice(0, 60)}); the IDs cannot be compared`,
+      });
       add({ name: "special tokens", status: "SKIP", detail: "needs /tokenize" });
       add({ name: "token IDs", status: "SKIP", detail: "needs /detokenize" });
       return;
@@ -198,8 +221,18 @@ async function tokenizerChecks(dev: DeviceVocabulary, tok: EngineTokenizer, add:
   }
   add(
     bad.length === 0
-      ? { name: "text probes", status: "PASS", detail: `${PROBE_TEXTS.length} texts tokenised to the same ${total} IDs`, comparesVocabulary: true }
-      : { name: "text probes", status: "FAIL", detail: `${bad.length} of ${PROBE_TEXTS.length} texts tokenise differently: ${bad.slice(0, 2).join("; ")}`, comparesVocabulary: true },
+      ? {
+          name: "text probes",
+          status: "PASS",
+          detail: `${PROBE_TEXTS.length} texts tokenised to the same ${total} IDs`,
+          comparesVocabulary: true,
+        }
+      : {
+          name: "text probes",
+          status: "FAIL",
+          detail: `${bad.length} of ${PROBE_TEXTS.length} texts tokenise differently: ${bad.slice(0, 2).join("; ")}`,
+          comparesVocabulary: true,
+        },
   );
 
   const step = async (name: string, fn: () => Promise<void>) => {
@@ -224,13 +257,27 @@ async function specialTokenCheck(dev: DeviceVocabulary, tok: EngineTokenizer, ad
   for (const s of specials) {
     const mine = dev.tokenize(s.text, true);
     const theirs = await tok.tokenize(s.text, true);
-    if (mine.length !== theirs.length || firstDifference(mine, theirs) < mine.length) wrong.push(`${short(s.text, 20)} (ID ${s.id}): server ${ids(theirs)}`);
+    if (mine.length !== theirs.length || firstDifference(mine, theirs) < mine.length)
+      wrong.push(`${short(s.text, 20)} (ID ${s.id}): server ${ids(theirs)}`);
   }
-  const names = specials.slice(0, 4).map((s) => s.text).join(" ");
+  const names = specials
+    .slice(0, 4)
+    .map((s) => s.text)
+    .join(" ");
   add(
     wrong.length === 0
-      ? { name: "special tokens", status: "PASS", detail: `${specials.length} special tokens (${names}${specials.length > 4 ? " …" : ""}) have the same IDs`, comparesVocabulary: true }
-      : { name: "special tokens", status: "FAIL", detail: `${wrong.length} of ${specials.length} differ: ${wrong.slice(0, 3).join("; ")}`, comparesVocabulary: true },
+      ? {
+          name: "special tokens",
+          status: "PASS",
+          detail: `${specials.length} special tokens (${names}${specials.length > 4 ? " …" : ""}) have the same IDs`,
+          comparesVocabulary: true,
+        }
+      : {
+          name: "special tokens",
+          status: "FAIL",
+          detail: `${wrong.length} of ${specials.length} differ: ${wrong.slice(0, 3).join("; ")}`,
+          comparesVocabulary: true,
+        },
   );
 }
 
@@ -244,11 +291,21 @@ async function tokenIdCheck(dev: DeviceVocabulary, tok: EngineTokenizer, add: (c
   } catch (err) {
     // llama-server answers 500 for an ID beyond its vocabulary: the vocabularies differ in size
     if (!(err instanceof HttpError)) throw err;
-    add({ name: "token IDs", status: "FAIL", detail: `the server rejects the device's IDs (up to ${sample.at(-1)}): ${err.message.slice(0, 160)}`, comparesVocabulary: true });
+    add({
+      name: "token IDs",
+      status: "FAIL",
+      detail: `the server rejects the device's IDs (up to ${sample.at(-1)}): ${err.message.slice(0, 160)}`,
+      comparesVocabulary: true,
+    });
     return;
   }
   if (sameText(mine, theirs)) {
-    add({ name: "token IDs", status: "PASS", detail: `${sample.length} IDs from ${sample[0]} to ${sample.at(-1)} detokenise to the same text`, comparesVocabulary: true });
+    add({
+      name: "token IDs",
+      status: "PASS",
+      detail: `${sample.length} IDs from ${sample[0]} to ${sample.at(-1)} detokenise to the same text`,
+      comparesVocabulary: true,
+    });
   } else {
     const diffs: string[] = [];
     for (const id of sample) {
@@ -257,7 +314,12 @@ async function tokenIdCheck(dev: DeviceVocabulary, tok: EngineTokenizer, add: (c
       const b = await tok.detokenize([id]);
       if (!sameText(a, b)) diffs.push(`ID ${id}: device ${short(a, 16)} vs server ${short(b, 16)}`);
     }
-    add({ name: "token IDs", status: "FAIL", detail: `the ${sample.length} sampled IDs detokenise differently: ${diffs.join("; ") || `${short(mine)} vs ${short(theirs)}`}`, comparesVocabulary: true });
+    add({
+      name: "token IDs",
+      status: "FAIL",
+      detail: `the ${sample.length} sampled IDs detokenise differently: ${diffs.join("; ") || `${short(mine)} vs ${short(theirs)}`}`,
+      comparesVocabulary: true,
+    });
   }
 }
 
@@ -273,7 +335,11 @@ function sizeCheck(dev: DeviceVocabulary, nVocab: unknown): CheckLine {
       detail: `device ${size} entries, server ${nVocab}: the device's entries from ${dev.realSize} on are [PAD] padding, so the sizes may differ only in padding (as Qwen2.5 0.5B and 32B do); the probes decide`,
     };
   }
-  return { name: "vocabulary size", status: "FAIL", detail: `the server has ${nVocab} tokens, fewer than the device's ${dev.realSize} real tokens` };
+  return {
+    name: "vocabulary size",
+    status: "FAIL",
+    detail: `the server has ${nVocab} tokens, fewer than the device's ${dev.realSize} real tokens`,
+  };
 }
 
 /** The Tandem server's vocabulary hash (over the real entries, padding set aside: modelFile.ts). */
@@ -281,7 +347,12 @@ function hashCheck(dev: DeviceVocabulary, cloud: ModelIdentity): CheckLine {
   const mine = dev.identity;
   const h = (s: string) => `${s.slice(0, 12)}…`;
   if (cloud.vocabHash === mine.vocabHash && cloud.vocabSize === mine.vocabSize) {
-    return { name: "vocabulary hash", status: "PASS", detail: `sha256 ${h(mine.vocabHash)} over ${dev.realSize} token strings, identical`, comparesVocabulary: true };
+    return {
+      name: "vocabulary hash",
+      status: "PASS",
+      detail: `sha256 ${h(mine.vocabHash)} over ${dev.realSize} token strings, identical`,
+      comparesVocabulary: true,
+    };
   }
   if (cloud.vocabHash === mine.vocabHash) {
     return {
@@ -315,7 +386,10 @@ async function nextTokenCheck(o: CloudCheckOptions, timeoutMs: number): Promise<
     await peer.connect(dev.identity);
     const first = await peer.next(prompt);
     const second = await peer.next([...prompt, first.tokenId]);
-    const evaluated = second.evaluated === undefined ? "the server does not report how many tokens it evaluated" : `the second call evaluated ${second.evaluated} of ${prompt.length + 1} tokens`;
+    const evaluated =
+      second.evaluated === undefined
+        ? "the server does not report how many tokens it evaluated"
+        : `the second call evaluated ${second.evaluated} of ${prompt.length + 1} tokens`;
     return {
       name: "next token",
       status: "PASS",
@@ -336,7 +410,9 @@ async function reportedDefaults(o: CloudCheckOptions, http: Http): Promise<strin
     const dgs = isObject(props) && isObject(props.default_generation_settings) ? props.default_generation_settings : undefined;
     const p = dgs && isObject(dgs.params) ? dgs.params : {};
     const neutral: Record<string, number> = { repeat_penalty: 1, presence_penalty: 0, frequency_penalty: 0, dry_multiplier: 0 };
-    return Object.entries(neutral).filter(([k, v]) => typeof p[k] === "number" && p[k] !== v).map(([k]) => `${k} ${p[k] as number}`);
+    return Object.entries(neutral)
+      .filter(([k, v]) => typeof p[k] === "number" && p[k] !== v)
+      .map(([k]) => `${k} ${p[k] as number}`);
   }
   if (o.kind === "sglang") {
     const info = await http.call("GET", "/model_info").catch(() => http.call("GET", "/get_model_info").catch(() => undefined));
@@ -350,15 +426,33 @@ async function reportedDefaults(o: CloudCheckOptions, http: Http): Promise<strin
 async function bareContinuation(o: CloudCheckOptions, http: Http, prompt: number[], model: string | undefined): Promise<number[]> {
   const n = DEFAULTS_TOKENS;
   if (o.kind === "llama.cpp") {
-    return intArray(field(await http.call("POST", "/completion", { prompt, n_predict: n, temperature: 0, return_tokens: true }), "tokens", "/completion reply"), "tokens");
+    return intArray(
+      field(
+        await http.call("POST", "/completion", { prompt, n_predict: n, temperature: 0, return_tokens: true }),
+        "tokens",
+        "/completion reply",
+      ),
+      "tokens",
+    );
   }
   if (o.kind === "vllm") {
-    const r = await http.call("POST", "/v1/completions", { model, prompt, max_tokens: n, temperature: 0, return_token_ids: true, logprobs: 1, return_tokens_as_token_ids: true });
+    const r = await http.call("POST", "/v1/completions", {
+      model,
+      prompt,
+      max_tokens: n,
+      temperature: 0,
+      return_token_ids: true,
+      logprobs: 1,
+      return_tokens_as_token_ids: true,
+    });
     const choice = isObject(r) && Array.isArray(r.choices) ? r.choices[0] : undefined;
     if (isObject(choice) && Array.isArray(choice.token_ids)) return intArray(choice.token_ids, "token_ids");
     // a vLLM too old for return_token_ids: the tokens of the log-probabilities ("token_id:N")
     const lp = isObject(choice) && isObject(choice.logprobs) && Array.isArray(choice.logprobs.tokens) ? choice.logprobs.tokens : undefined;
-    return intArray(lp?.map((t) => (typeof t === "string" ? Number(/^token_id:(\d+)$/.exec(t)?.[1]) : NaN)), "/v1/completions logprobs.tokens");
+    return intArray(
+      lp?.map((t) => (typeof t === "string" ? Number(/^token_id:(\d+)$/.exec(t)?.[1]) : NaN)),
+      "/v1/completions logprobs.tokens",
+    );
   }
   const r = await http.call("POST", "/generate", { input_ids: prompt, sampling_params: { max_new_tokens: n, temperature: 0 } });
   return intArray(field(r, "output_ids", "/generate reply"), "output_ids");
@@ -376,7 +470,16 @@ async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: st
   const dev = o.device;
   const prompt = [...(dev.bos !== undefined ? [dev.bos] : []), ...dev.tokenize(DEFAULTS_PROMPT, false)];
   const reported = await reportedDefaults(o, http);
-  const peer = createCloudPeer({ kind: o.kind, url: o.url, token: o.token, model, probe: dev.probe, deadlineMs: timeoutMs, backoffMs: 0, assumeSameVocabulary: true });
+  const peer = createCloudPeer({
+    kind: o.kind,
+    url: o.url,
+    token: o.token,
+    model,
+    probe: dev.probe,
+    deadlineMs: timeoutMs,
+    backoffMs: 0,
+    assumeSameVocabulary: true,
+  });
   let explicit: number[];
   let bare: number[];
   try {
@@ -385,18 +488,28 @@ async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: st
     explicit = [s.tokenId, ...(s.draft ?? [])];
     bare = await bareContinuation(o, http, prompt, model);
   } catch (err) {
-    return { name, status: reported.length ? "WARN" : "SKIP", detail: `${reported.length ? `the engine reports ${reported.join(", ")}; ` : ""}the probe failed: ${errorMessage(err).slice(0, 160)}` };
+    return {
+      name,
+      status: reported.length ? "WARN" : "SKIP",
+      detail: `${reported.length ? `the engine reports ${reported.join(", ")}; ` : ""}the probe failed: ${errorMessage(err).slice(0, 160)}`,
+    };
   } finally {
     await peer.close();
   }
   const i = firstDifference(explicit, bare);
   const changed = i < Math.min(explicit.length, bare.length);
   if (!changed && reported.length === 0) {
-    return { name, status: "PASS", detail: `${explicit.length} greedy tokens after ${short(DEFAULTS_PROMPT, 24)} are the same with the engine's defaults as with every field set` };
+    return {
+      name,
+      status: "PASS",
+      detail: `${explicit.length} greedy tokens after ${short(DEFAULTS_PROMPT, 24)} are the same with the engine's defaults as with every field set`,
+    };
   }
   const what = [
     ...(reported.length ? [`the engine reports ${reported.join(", ")}`] : []),
-    ...(changed ? [`with only the temperature set, token ${i} of the probe's continuation is ${bare[i]} instead of the greedy ${explicit[i]}`] : []),
+    ...(changed
+      ? [`with only the temperature set, token ${i} of the probe's continuation is ${bare[i]} instead of the greedy ${explicit[i]}`]
+      : []),
   ].join("; ");
   return {
     name,
@@ -429,7 +542,8 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
       await guarded("vocabulary hash", async () => {
         const h = await http.call("GET", "/health");
         const model = isObject(h) ? (h as Partial<HealthResponse>).model : undefined;
-        if (!isObject(model) || typeof model.vocabHash !== "string" || typeof model.vocabSize !== "number") throw new Error("/health reply has no model identity: is this a Tandem token server?");
+        if (!isObject(model) || typeof model.vocabHash !== "string" || typeof model.vocabSize !== "number")
+          throw new Error("/health reply has no model identity: is this a Tandem token server?");
         add(hashCheck(dev, model as ModelIdentity));
       });
       break;
@@ -445,9 +559,12 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
       let model = o.model;
       await guarded("served model", async () => {
         const list = await http.call("GET", "/v1/models");
-        const served = (isObject(list) && Array.isArray(list.data) ? list.data : []).map((m: unknown) => (isObject(m) ? m.id : undefined)).filter((id): id is string => typeof id === "string");
+        const served = (isObject(list) && Array.isArray(list.data) ? list.data : [])
+          .map((m: unknown) => (isObject(m) ? m.id : undefined))
+          .filter((id): id is string => typeof id === "string");
         if (served.length === 0) throw new Error("/v1/models lists no model");
-        if (model !== undefined && !served.includes(model)) throw new Error(`the server does not serve ${model} (it serves ${served.join(", ")})`);
+        if (model !== undefined && !served.includes(model))
+          throw new Error(`the server does not serve ${model} (it serves ${served.join(", ")})`);
         model ??= served[0]!;
         add({ name: "served model", status: "PASS", detail: model });
       });

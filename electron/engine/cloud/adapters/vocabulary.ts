@@ -57,7 +57,8 @@ export function deviceVocabulary(model: LlamaModel): DeviceVocabulary {
   const realSize = unpaddedLength(tokens);
   // fileInfo.metadata is typed per architecture; the tokenizer block is common to all of them
   const types = (model.fileInfo.metadata as { tokenizer?: { ggml?: { token_type?: unknown } } }).tokenizer?.ggml?.token_type;
-  const typeOf = (id: number): number | undefined => (Array.isArray(types) && typeof types[id] === "number" ? (types[id] as number) : undefined);
+  const typeOf = (id: number): number | undefined =>
+    Array.isArray(types) && typeof types[id] === "number" ? (types[id] as number) : undefined;
   const specials: Array<{ id: number; text: string }> = [];
   for (let id = 0; id < realSize; id++) {
     const t = typeOf(id);
