@@ -3,6 +3,7 @@ import { useEffect } from "react";
 import { useApp, useSlice } from "../context";
 import { selectActiveConversation } from "../state/chatReducer";
 import { Composer } from "./Composer";
+import { ErrorBoundary } from "./ErrorBoundary";
 import { Inspector } from "./Inspector";
 import { ModelSetup } from "./ModelSetup";
 import { MessageList } from "./Messages";
@@ -45,9 +46,13 @@ export function App() {
 
   return (
     <div className={`app${showOrigins ? "" : " origins-hidden"}`}>
-      <Sidebar />
+      <ErrorBoundary what="the conversation list">
+        <Sidebar />
+      </ErrorBoundary>
       <main className="main">
-        <TopBar />
+        <ErrorBoundary what="the top bar">
+          <TopBar />
+        </ErrorBoundary>
         {!connected && (
           <div className="banner warn" data-testid="disconnected">
             Connecting to the Tandem engine…
@@ -69,10 +74,18 @@ export function App() {
             ))}
           </div>
         )}
-        <div className="chat">{needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}</div>
-        <Composer />
+        <div className="chat">
+          <ErrorBoundary what="this conversation" resetKey={conv?.id}>
+            {needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}
+          </ErrorBoundary>
+        </div>
+        <ErrorBoundary what="the message box">
+          <Composer />
+        </ErrorBoundary>
       </main>
-      <Inspector />
+      <ErrorBoundary what="the inspector" resetKey={conv?.id}>
+        <Inspector />
+      </ErrorBoundary>
     </div>
   );
 }
