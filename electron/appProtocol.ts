@@ -7,7 +7,7 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { CONTENT_SECURITY_POLICY } from "../shared/csp.js";
+import { STATIC_SECURITY_HEADERS, staticContentType } from "../shared/csp.js";
 
 export const APP_SCHEME = "app";
 export const APP_HOST = "tandem";
@@ -16,23 +16,7 @@ export const APP_INDEX_URL = `${APP_SCHEME}://${APP_HOST}/index.html`;
 /** Scheme privileges for protocol.registerSchemesAsPrivileged: a secure, standard origin (no others). */
 export const APP_SCHEME_PRIVILEGES = { standard: true, secure: true, supportFetchAPI: true } as const;
 
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".png": "image/png",
-  ".woff2": "font/woff2",
-  ".woff": "font/woff",
-  ".ttf": "font/ttf",
-  ".json": "application/json",
-};
-
-const HEADERS = {
-  "content-security-policy": CONTENT_SECURITY_POLICY,
-  "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
-};
+const HEADERS = { ...STATIC_SECURITY_HEADERS };
 
 /** The response to one `app://` request: a file under `rootDir`, or 403/404/405. */
 export async function appResponse(request: { url: string; method: string }, rootDir: string): Promise<Response> {
@@ -44,7 +28,7 @@ export async function appResponse(request: { url: string; method: string }, root
     const body = request.method === "HEAD" ? null : await readFile(file);
     return new Response(body, {
       status: 200,
-      headers: { ...HEADERS, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" },
+      headers: { ...HEADERS, "content-type": staticContentType(path.extname(file)) },
     });
   } catch {
     return new Response("not found", { status: 404, headers: HEADERS });

@@ -7,31 +7,13 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { BridgeApi, BridgeEvent } from "../shared/bridge.js";
-import { CONTENT_SECURITY_POLICY } from "../shared/csp.js";
+import { CONTENT_SECURITY_POLICY, STATIC_SECURITY_HEADERS, staticContentType } from "../shared/csp.js";
 import { attachWsBridge } from "./wsBridge.js";
 
 /** The same policy as the Electron window: no inline script, nothing from elsewhere (one definition: shared/csp.ts). */
 export { CONTENT_SECURITY_POLICY };
 
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".svg": "image/svg+xml",
-  ".png": "image/png",
-  ".ico": "image/x-icon",
-  ".woff2": "font/woff2",
-  ".woff": "font/woff",
-  ".ttf": "font/ttf",
-  ".json": "application/json",
-};
-
-const HEADERS = {
-  "content-security-policy": CONTENT_SECURITY_POLICY,
-  "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
-  "cache-control": "no-store",
-};
+const HEADERS = { ...STATIC_SECURITY_HEADERS, "cache-control": "no-store" };
 
 class BadRequest extends Error {}
 
@@ -61,7 +43,7 @@ async function serveStatic(root: string, req: http.IncomingMessage, res: http.Se
   try {
     if (!(await stat(file)).isFile()) throw new Error("not a file");
     const body = await readFile(file);
-    res.writeHead(200, { ...HEADERS, "content-type": TYPES[path.extname(file)] ?? "application/octet-stream" });
+    res.writeHead(200, { ...HEADERS, "content-type": staticContentType(path.extname(file)) });
     res.end(req.method === "HEAD" ? undefined : body);
   } catch {
     const missingBuild = rel === "/index.html";
