@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -201,6 +202,34 @@ describe.skipIf(!hasStories)("cloud:check", () => {
     expect(byName(r)["vocabulary size"]!.detail).toMatch(/cannot connect \(ECONNREFUSED\)/);
     expect(byName(r)["next token"]).toMatchObject({ status: "FAIL" });
     expect(r.result).toBe("FAIL");
+  });
+
+  it("an engine that answers without end → FAIL at the reply bound, memory kept, no crash", async () => {
+    // every request gets 1 MiB chunks until 100 MiB or the client hangs up
+    let sent = 0;
+    const chunk = Buffer.alloc(1 << 20, 0x61);
+    const flood = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      const pump = () => {
+        while (sent < 100 << 20 && !res.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => flood.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(flood.address() as net.AddressInfo).port}`;
+      const r = await runCloudCheck({ kind: "llama.cpp", url, device: slm, timeoutMs: 20_000 });
+      expect(byName(r)["vocabulary size"]).toMatchObject({ status: "FAIL" });
+      expect(byName(r)["vocabulary size"]!.detail).toMatch(/larger than \d+ bytes/);
+      expect(r.result).toBe("FAIL");
+    } finally {
+      flood.closeAllConnections();
+      await new Promise((r) => flood.close(r));
+    }
   });
 
   describe("Tandem's token server", () => {

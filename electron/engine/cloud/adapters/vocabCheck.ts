@@ -22,7 +22,7 @@
  * compare the vocabularies, PASS otherwise.
  */
 import type { HealthResponse, ModelIdentity } from "../../../../shared/protocol.js";
-import { describeFetchError, parseCloudUrl } from "../callSupport.js";
+import { describeFetchError, parseCloudUrl, readBounded } from "../callSupport.js";
 import { CloudCallError, type CloudPeer } from "../peer.js";
 import { TandemCloudClient } from "../tandemClient.js";
 import { isObject } from "./base.js";
@@ -70,6 +70,9 @@ export const DEFAULTS_PROMPT = "Tom and Sue went to the park. They played and pl
 export const DEFAULTS_TOKENS = 16;
 
 /** Minimal JSON-over-HTTP with a bearer token and a timeout; errors say what failed. */
+/** Largest reply `cloud:check` reads: a 152k-token vocabulary as JSON is ~5 MB. */
+const MAX_CHECK_REPLY_BYTES = 64 << 20;
+
 class Http {
   constructor(
     private readonly base: string,
@@ -94,7 +97,8 @@ class Http {
         throw new Error(`${method} ${path}: no answer within ${this.timeoutMs} ms`, { cause: err });
       throw new Error(`${method} ${path}: cannot connect (${describeFetchError(err)})`, { cause: err });
     }
-    const text = await res.text();
+    // a vocabulary dump is a few MB; a server sending without end must not fill the memory
+    const text = await readBounded(res, MAX_CHECK_REPLY_BYTES, { bytesDown: 0 });
     if (!res.ok) throw new HttpError(res.status, text);
     try {
       return JSON.parse(text);
