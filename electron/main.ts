@@ -10,7 +10,7 @@
 import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell, utilityProcess } from "electron";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { defaultModelsDir } from "./engine/appFolders.js";
+import { defaultModelsDir } from "../inference/appFolders.js";
 import { engineStartOptions } from "./appConfig.js";
 import { APP_INDEX_URL, APP_SCHEME, APP_SCHEME_PRIVILEGES } from "./appProtocol.js";
 import { chooseModelOverrides } from "./modelDialog.js";

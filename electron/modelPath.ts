@@ -3,7 +3,7 @@
  * packaged app's working directory is `/` when it is opened from the Finder (it would name a file the
  * user never meant). `hf:` URIs and URLs pass through to the engine, which knows them.
  */
-import { expandHome } from "./engine/appFolders.js";
+import { expandHome } from "../inference/appFolders.js";
 import path from "node:path";
 
 export function normaliseModelPath(input: string, home?: string): string {

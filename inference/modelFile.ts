@@ -10,6 +10,8 @@ import { resolveModelFile, type LlamaModel, type Llama } from "node-llama-cpp";
 import type { ModelIdentity } from "../shared/protocol.js";
 import { threadsFor } from "./llama.js";
 import { ModelFileError, preflightModelFile } from "./modelPreflight.js";
+import { defaultModelsDir } from "./appFolders.js";
+import { DEFAULT_DOWNLOAD_LIMITS, downloadedModelPath, downloadModelFile, isDirectModelUri } from "./httpDownload.js";
 import { TandemError, errorMessage } from "../shared/errors.js";
 
 export function isRemoteModelUri(src: string): boolean {
@@ -17,7 +19,7 @@ export function isRemoteModelUri(src: string): boolean {
 }
 
 export interface ResolveOptions {
-  /** where downloaded models live (the user's data folder); node-llama-cpp's default otherwise */
+  /** where downloaded models live; the user's models folder (appFolders.ts) otherwise */
   directory?: string;
   /** false: fail fast instead of downloading a missing remote model */
   download?: boolean;
@@ -25,20 +27,40 @@ export interface ResolveOptions {
   signal?: AbortSignal;
 }
 
-/** A local path stays as it is; an `hf:` URI or URL is resolved (and downloaded unless told not to). */
+/** The longest node-llama-cpp may take to resolve and download a repository tag (`hf:user/repo:Q4`). */
+const TAG_DOWNLOAD_DEADLINE_MS = DEFAULT_DOWNLOAD_LIMITS.deadlineMs;
+
+/**
+ * A local path stays as it is; an `hf:` URI or URL is resolved (and downloaded unless told not to).
+ * A URL or an `hf:` file URI goes through our bounded downloader (deadline, stall bound, cancel, no
+ * endless retry, a verified file); a repository tag needs the hub's file listing, which node-llama-cpp
+ * resolves: it runs under an overall deadline, and the path it gives must be a file that passes the
+ * preflight. Either way the caller never gets the path of a file that does not exist.
+ */
 export async function resolveModelSource(src: string, opts: ResolveOptions = {}): Promise<string> {
   if (!isRemoteModelUri(src)) return path.resolve(src);
+  const directory = opts.directory ?? defaultModelsDir();
+  const signal = opts.signal ?? new AbortController().signal;
   try {
-    return await resolveModelFile(src, {
-      directory: opts.directory,
+    if (isDirectModelUri(src)) {
+      const onProgress = opts.onProgress && ((d: number, t: number) => opts.onProgress!({ downloadedSize: d, totalSize: t }));
+      if (opts.download !== false) return await downloadModelFile(src, directory, signal, DEFAULT_DOWNLOAD_LIMITS, onProgress);
+      const file = await downloadedModelPath(src, directory);
+      if (!file) throw new Error(`not downloaded into ${directory}, and downloading was not allowed`);
+      return file;
+    }
+    const file = await resolveModelFile(src, {
+      directory,
       download: opts.download === false ? false : "auto",
       cli: false,
       onProgress: opts.onProgress,
-      signal: opts.signal,
+      signal: AbortSignal.any([signal, AbortSignal.timeout(TAG_DOWNLOAD_DEADLINE_MS)]),
       deleteTempFileOnCancel: false, // keep partial downloads so they can resume
     });
+    await preflightModelFile(file);
+    return file;
   } catch (err) {
-    throw new ModelFileError(`Cannot get model ${src}: ${errorMessage(err)}`, src);
+    throw new ModelFileError(`Cannot get model ${src}: ${errorMessage(err)}`, src, { cause: err });
   }
 }
 

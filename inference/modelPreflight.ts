@@ -22,8 +22,9 @@ export class ModelFileError extends TandemError {
   constructor(
     message: string,
     readonly file: string,
+    options?: { cause?: unknown },
   ) {
-    super("model_file", message);
+    super("model_file", message, options);
     this.name = "ModelFileError";
   }
 }

@@ -17,7 +17,7 @@ import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
 import { preflightModelFile } from "../inference/modelPreflight.js";
 import { isRemoteModelUri } from "../inference/modelFile.js";
-import { defaultModelsDir } from "../electron/engine/appFolders.js";
+import { defaultModelsDir } from "../inference/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
 import { errorMessage } from "../shared/errors.js";

@@ -7,11 +7,9 @@
  * checked like any model file (modelPreflight.ts) before its path is returned: a file that fails is
  * set aside, never handed to the loader. Files land in the user's data folder, never the working directory.
  */
-import { mkdir, rename, stat } from "node:fs/promises";
-import path from "node:path";
+import { stat } from "node:fs/promises";
 import type { DownloadState } from "../../shared/bridge.js";
-import { preflightModelFile } from "../../inference/modelPreflight.js";
-import { DownloadError, httpDownload } from "./httpDownload.js";
+import { DEFAULT_DOWNLOAD_LIMITS, downloadModelFile, type DownloadLimits } from "../../inference/httpDownload.js";
 import { errorMessage } from "../../shared/errors.js";
 
 export interface DownloadRequest {
@@ -22,18 +20,7 @@ export interface DownloadRequest {
   dir: string;
 }
 
-export interface DownloadLimits {
-  /** the whole download, every retry included */
-  deadlineMs: number;
-  /** longest wait for the next byte */
-  stallMs: number;
-  /** attempts in a row that bring no new byte */
-  maxFutileAttempts: number;
-  /** the largest file accepted */
-  maxBytes: number;
-}
-
-export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { deadlineMs: 6 * 3600_000, stallMs: 60_000, maxFutileAttempts: 5, maxBytes: 64e9 };
+export { DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits };
 
 export class ModelDownloads {
   private current: { req: DownloadRequest; abort: AbortController } | null = null;
@@ -59,23 +46,11 @@ export class ModelDownloads {
       this.set({ id: req.id, totalBytes: total, downloadedBytes: done, status, error });
     set("downloading");
     try {
-      const url = downloadUrl(req.uri);
-      const dest = path.join(req.dir, fileNameOf(url));
-      if (!(await usable(dest))) {
-        await mkdir(req.dir, { recursive: true });
-        await httpDownload({
-          url,
-          dest,
-          signal: abort.signal,
-          ...this.limits,
-          onProgress: (d, t) => {
-            done = d;
-            total = t;
-            set("downloading");
-          },
-        });
-        await verify(dest);
-      }
+      const dest = await downloadModelFile(req.uri, req.dir, abort.signal, this.limits, (d, t) => {
+        done = d;
+        total = t;
+        set("downloading");
+      });
       total = done = (await stat(dest)).size;
       set("done");
       return dest;
@@ -100,39 +75,5 @@ export class ModelDownloads {
   private set(s: DownloadState): void {
     this.state = s;
     this.onChange(s);
-  }
-}
-
-/** The URL to fetch: an http(s) URL as given, an `hf:<user>/<repo>/<file>` URI as the hub's file URL. */
-export function downloadUrl(uri: string): string {
-  if (/^https?:\/\//.test(uri)) return new URL(uri).href;
-  const m = /^(?:hf|huggingface):([\w.-]+)\/([\w.-]+)\/([\w./-]+\.gguf)$/.exec(uri);
-  if (!m || m[3].split("/").includes("..")) throw new DownloadError(`${uri} is not a model URL or an hf:<user>/<repo>/<file>.gguf URI`);
-  return `https://huggingface.co/${m[1]}/${m[2]}/resolve/main/${m[3]}`;
-}
-
-function fileNameOf(url: string): string {
-  const base = decodeURIComponent(new URL(url).pathname.split("/").pop() ?? "");
-  const safe = base.replace(/[^\w.-]/g, "_").replace(/^\.+/, "");
-  return safe.endsWith(".gguf") ? safe : `${safe || "model"}.gguf`;
-}
-
-/** A file already downloaded and whole (skip the download), else false. */
-async function usable(file: string): Promise<boolean> {
-  if (!(await stat(file).catch(() => null))) return false;
-  return verify(file).then(
-    () => true,
-    () => false, // verify moved it aside: download again
-  );
-}
-
-/** The finished file must be a model the app can load; one that is not is moved aside, not returned. */
-async function verify(file: string): Promise<void> {
-  try {
-    await preflightModelFile(file);
-  } catch (err) {
-    const aside = `${file}.corrupt-${Date.now()}`;
-    await rename(file, aside).catch(() => {});
-    throw new DownloadError(`the downloaded file is not a usable model (${errorMessage(err)}); it was moved aside to ${aside}`);
   }
 }

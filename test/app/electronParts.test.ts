@@ -16,7 +16,7 @@ import type { FromEngine, ToEngine } from "../../electron/engineProtocol.js";
 import { appMenuTemplate } from "../../electron/menu.js";
 import { normaliseModelPath } from "../../electron/modelPath.js";
 import { BRIDGE_OPS, type BridgeApi, type BridgeEvent } from "../../shared/bridge.js";
-import { defaultModelsDir, expandHome } from "../../electron/engine/appFolders.js";
+import { defaultModelsDir, expandHome } from "../../inference/appFolders.js";
 import { SelfDistiller } from "../../electron/engine/selfDistill.js";
 import { sigmoid } from "../../router/mlp.js";
 import { Rng } from "../../shared/prng.js";

@@ -8,9 +8,10 @@
  * indefinitely, returned the path of a file that did not exist after a timeout, and a write error
  * (ENOSPC) escaped it and ended the process.
  */
-import { open, rename, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rename, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { TandemError, errorMessage } from "../../shared/errors.js";
+import { TandemError, errorMessage } from "../shared/errors.js";
+import { MAX_SPLIT_PARTS, preflightModelFile } from "./modelPreflight.js";
 
 export interface HttpDownloadOptions {
   url: string;
@@ -159,4 +160,115 @@ async function sizeOf(file: string): Promise<number> {
 
 export async function removeQuietly(file: string): Promise<void> {
   await unlink(file).catch(() => {});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Model files: where a URI's file goes, and a download that hands back only a file the loader may open
+
+export interface DownloadLimits {
+  /** the whole download, every retry included */
+  deadlineMs: number;
+  /** longest wait for the next byte */
+  stallMs: number;
+  /** attempts in a row that bring no new byte */
+  maxFutileAttempts: number;
+  /** the largest file accepted */
+  maxBytes: number;
+}
+
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { deadlineMs: 6 * 3600_000, stallMs: 60_000, maxFutileAttempts: 5, maxBytes: 64e9 };
+
+/**
+ * Downloads the model at `uri` (an http(s) URL or `hf:<user>/<repo>/<file>.gguf`) into `dir`, resuming
+ * a partial file, within `limits`; resolves with the path of a file that exists and passes the preflight.
+ * A file already there and whole is returned at once.
+ */
+export async function downloadModelFile(
+  uri: string,
+  dir: string,
+  signal: AbortSignal,
+  limits: DownloadLimits = DEFAULT_DOWNLOAD_LIMITS,
+  onProgress?: (downloaded: number, total: number) => void,
+): Promise<string> {
+  const { urls, files } = modelFiles(uri, dir);
+  const dest = files[0]!;
+  if (await downloadedModelPath(uri, dir)) return dest;
+  await mkdir(dir, { recursive: true });
+  for (const [i, url] of urls.entries()) {
+    // a part under its final name is whole (httpDownload renames it there only once complete); one the
+    // check above found unusable has been moved aside, so it is fetched again
+    if (!(await isFile(files[i]!))) await httpDownload({ url, dest: files[i]!, signal, ...limits, onProgress });
+  }
+  await verify(dest);
+  return dest;
+}
+
+/** The model at `uri` as already downloaded into `dir` (every part present, the preflight passed), else null. */
+export async function downloadedModelPath(uri: string, dir: string): Promise<string | null> {
+  const { files } = modelFiles(uri, dir);
+  if (!(await Promise.all(files.map(isFile))).every(Boolean)) return null;
+  return (await usable(files[0]!)) ? files[0]! : null;
+}
+
+/** Where the parts of the model at `uri` go in `dir`: a split model is named by its first part. */
+function modelFiles(uri: string, dir: string): { urls: string[]; files: string[] } {
+  const urls = splitPartUrls(downloadUrl(uri));
+  return { urls, files: urls.map((url) => path.join(dir, fileNameOf(url))) };
+}
+
+async function isFile(f: string): Promise<boolean> {
+  return !!(await stat(f).catch(() => null))?.isFile();
+}
+
+/** The URLs of every part of a split model named by its first part (`…-00001-of-00003.gguf`); else the URL alone. */
+function splitPartUrls(url: string): string[] {
+  const m = /-00001-of-(\d{5})\.gguf$/.exec(url);
+  const count = m ? Number(m[1]) : 1;
+  if (!m || count < 2 || count > MAX_SPLIT_PARTS) return [url];
+  const stem = url.slice(0, m.index);
+  return Array.from({ length: count }, (_, i) => `${stem}-${String(i + 1).padStart(5, "0")}-of-${m[1]}.gguf`);
+}
+
+/** Whether `uri` names one file directly (an http(s) URL or an hf: file URI), not a repository tag. */
+export function isDirectModelUri(uri: string): boolean {
+  try {
+    downloadUrl(uri);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The URL to fetch: an http(s) URL as given, an `hf:<user>/<repo>/<file>` URI as the hub's file URL. */
+export function downloadUrl(uri: string): string {
+  if (/^https?:\/\//.test(uri)) return new URL(uri).href;
+  const m = /^(?:hf|huggingface):([\w.-]+)\/([\w.-]+)\/([\w./-]+\.gguf)$/.exec(uri);
+  if (!m || m[3].split("/").includes("..")) throw new DownloadError(`${uri} is not a model URL or an hf:<user>/<repo>/<file>.gguf URI`);
+  return `https://huggingface.co/${m[1]}/${m[2]}/resolve/main/${m[3]}`;
+}
+
+function fileNameOf(url: string): string {
+  const base = decodeURIComponent(new URL(url).pathname.split("/").pop() ?? "");
+  const safe = base.replace(/[^\w.-]/g, "_").replace(/^\.+/, "");
+  return safe.endsWith(".gguf") ? safe : `${safe || "model"}.gguf`;
+}
+
+/** A file already downloaded and whole (skip the download), else false. */
+async function usable(file: string): Promise<boolean> {
+  if (!(await stat(file).catch(() => null))) return false;
+  return verify(file).then(
+    () => true,
+    () => false, // verify moved it aside: download again
+  );
+}
+
+/** The finished file must be a model the app can load; one that is not is moved aside, not returned. */
+async function verify(file: string): Promise<void> {
+  try {
+    await preflightModelFile(file);
+  } catch (err) {
+    const aside = `${file}.corrupt-${Date.now()}`;
+    await rename(file, aside).catch(() => {});
+    throw new DownloadError(`the downloaded file is not a usable model (${errorMessage(err)}); it was moved aside to ${aside}`);
+  }
 }
