@@ -159,6 +159,8 @@ export class TandemService implements BridgeApi {
   private saving: Promise<unknown> = Promise.resolve();
   /** A finished download being loaded and remembered: close() waits for it so the choice is never lost. */
   private adopting: Promise<void> | null = null;
+  /** The inspector's re-evaluation of a stored answer on the SLM: an answer starting meanwhile waits for it. */
+  private inspecting: Promise<unknown> = Promise.resolve();
   /** this engine's hold on its data folder, released by close() */
   private lock: DataFolderLock | null = null;
   private readonly downloads = new ModelDownloads((download) => {
@@ -470,7 +472,8 @@ export class TandemService implements BridgeApi {
     const user = conv.messages.find((m) => m.id === userMessageId)!;
     this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
     this.emitConversations();
-    active.done = this.runAnswer(slm, active, conv, assistant, planned.tokens);
+    // the SLM has one sequence: an inspector re-evaluation still running finishes first
+    active.done = this.inspecting.then(() => this.runAnswer(slm, active, conv, assistant, planned.tokens));
     return handle;
   }
 
@@ -598,7 +601,9 @@ export class TandemService implements BridgeApi {
   async candidates({ conversationId, messageId, index }: OpArg<"candidates">): Promise<OpResult<"candidates">> {
     if (this.active || this.adopting) throw new Error("Candidates are computed once the answer has ended");
     if (!this.slm) throw new Error("The local model is not loaded yet");
-    return { candidates: await candidatesAt(this.slm, this.store.get(String(conversationId)), String(messageId), Number(index)) };
+    const run = candidatesAt(this.slm, this.store.get(String(conversationId)), String(messageId), Number(index));
+    this.inspecting = run.catch(() => undefined);
+    return { candidates: await run };
   }
 
   async cancelDownload(_arg: OpArg<"cancelDownload"> = {}): Promise<ModelStatus> {
