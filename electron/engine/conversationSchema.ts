@@ -9,6 +9,7 @@
 import { z } from "zod";
 import type { Conversation } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
+import { samplingConfigSchema, samplingSettingsSchema } from "../../shared/sampling.js";
 
 /** Conversation ids are file names: letters, digits and dashes only (no dot, no space, no separator). */
 export const CONVERSATION_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -57,6 +58,7 @@ const message = z.object({
   createdAt: z.number(),
   tokens: z.array(tokenEventSchema).optional(),
   summary: summary.optional(),
+  sampling: samplingSettingsSchema.optional(),
   status: z.enum(["complete", "stopped", "error"]).optional(),
   error: z.string().optional(),
 });
@@ -67,12 +69,23 @@ export const conversationSchema = z.object({
   createdAt: z.number(),
   updatedAt: z.number(),
   messages: z.array(message),
+  systemPrompt: z.string().optional(),
+  sampling: samplingConfigSchema.optional(),
 });
 
 export const journalLineSchema = z.object({ m: z.string(), t: tokenEventSchema });
 
 // the schema and the app's types must describe the same thing: a field added to one fails the type check
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+// (keys compared too: an optional field missing from the schema would otherwise pass, and be dropped on load)
+type Same<A, B> = [A] extends [B]
+  ? [B] extends [A]
+    ? [keyof A] extends [keyof B]
+      ? [keyof B] extends [keyof A]
+        ? true
+        : false
+      : false
+    : false
+  : false;
 const sameConversation: Same<z.infer<typeof conversationSchema>, Conversation> = true;
 const sameToken: Same<z.infer<typeof tokenEventSchema>, TokenEvent> = true;
 void sameConversation;

@@ -50,6 +50,7 @@ import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { errorMessage } from "../../shared/errors.js";
+import { DEFAULT_CHAT_SAMPLING, samplingConfigSchema, type SamplingConfig } from "../../shared/sampling.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -74,6 +75,8 @@ export interface ServiceOptions {
   secrets?: SecretStore;
   /** the default system prompt for this run */
   systemPrompt?: string;
+  /** the default sampling for this run (a command-line flag); absent: the saved one, else Balanced */
+  sampling?: SamplingConfig;
   /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
   llm?: StageStatus;
   tau?: number;
@@ -153,6 +156,7 @@ export class TandemService implements BridgeApi {
   /** the chosen context size; null: the model's own */
   private contextChoice: number | null;
   private defaultSystemPrompt: string;
+  private defaultSampling: SamplingConfig;
   /** per conversation, the first message the last answer read (the context window's start, contextWindow.ts) */
   private readonly keepFrom = new Map<string, number>();
   /** settings writes, one after another; close() waits for them */
@@ -180,6 +184,7 @@ export class TandemService implements BridgeApi {
     this.theme = saved.theme ?? "system";
     this.contextChoice = opts.contextSize ?? saved.contextSize ?? null;
     this.defaultSystemPrompt = opts.systemPrompt ?? saved.systemPrompt ?? "";
+    this.defaultSampling = opts.sampling ?? saved.sampling ?? DEFAULT_CHAT_SAMPLING;
     const savedCloud: CloudSettings | undefined = saved.cloudKind
       ? { kind: saved.cloudKind, url: saved.cloudUrl ?? "", token: savedToken ?? "" }
       : undefined;
@@ -699,6 +704,7 @@ export class TandemService implements BridgeApi {
       contextSize: this.contextChoice,
       loadedContextSize: this.slm?.contextSize ?? null,
       systemPrompt: this.defaultSystemPrompt,
+      sampling: this.defaultSampling,
     };
   }
 
@@ -715,6 +721,7 @@ export class TandemService implements BridgeApi {
     }
     if (p.theme !== undefined) this.theme = p.theme;
     if (p.systemPrompt !== undefined) this.defaultSystemPrompt = p.systemPrompt;
+    if (p.sampling !== undefined) this.defaultSampling = p.sampling;
     if (p.contextSize !== undefined && p.contextSize !== this.contextChoice) {
       this.contextChoice = p.contextSize;
       // the context is made with the model: load it again at the new size
@@ -736,6 +743,22 @@ export class TandemService implements BridgeApi {
     await this.store.save(conv.id);
     this.emitConversations();
     return conv;
+  }
+
+  async setSampling({ conversationId, sampling }: OpArg<"setSampling">): Promise<Conversation> {
+    const conv = this.store.get(String(conversationId));
+    const checked = sampling === null ? null : checkSampling(sampling);
+    if (checked === null) delete conv.sampling;
+    else conv.sampling = checked;
+    conv.updatedAt = Date.now();
+    await this.store.save(conv.id);
+    this.emitConversations();
+    return conv;
+  }
+
+  /** The sampling a conversation's answers use: its own, or the app's default. */
+  samplingOf(conv: Conversation): SamplingConfig {
+    return conv.sampling ?? this.defaultSampling;
   }
 
   /** Saves settings in the background, in order; a failing disk is a notice, never an error of the operation. */
@@ -865,7 +888,17 @@ function checkSettingsPatch(patch: SettingsPatch): SettingsPatch {
     }
     out.systemPrompt = patch.systemPrompt;
   }
+  if (patch.sampling !== undefined) out.sampling = checkSampling(patch.sampling);
   return out;
+}
+
+function checkSampling(value: unknown): SamplingConfig {
+  const r = samplingConfigSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new Error(`Invalid sampling setting ${issue?.path.join(".") || ""}: ${issue?.message ?? "bad value"}`.replace("  ", " "));
+  }
+  return r.data;
 }
 
 function titleFrom(text: string): string {
@@ -922,6 +955,7 @@ export function bindService(s: TandemService): BridgeApi {
     getSettings: () => s.getSettings(),
     updateSettings: (a) => s.updateSettings(a),
     setSystemPrompt: (a) => s.setSystemPrompt(a),
+    setSampling: (a) => s.setSampling(a),
     candidates: (a) => s.candidates(a),
   };
 }
