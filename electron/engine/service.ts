@@ -73,6 +73,8 @@ export interface ServiceOptions {
   cloudDefault?: CloudSettings;
   /** where the cloud token is kept; default a 0600 file in the data folder (settings.ts) */
   secrets?: SecretStore;
+  /** the data folder's lock, when the caller took it before anything else (browser mode); released at close */
+  dataLock?: DataFolderLock;
   /** the default system prompt for this run */
   systemPrompt?: string;
   /** the default sampling for this run (a command-line flag); absent: the saved one, else Balanced */
@@ -204,7 +206,7 @@ export class TandemService implements BridgeApi {
   /** Opens the store only: the service answers at once (the app's window first), models load after. */
   static async open(opts: ServiceOptions): Promise<TandemService> {
     // a second engine on this folder is refused before it touches anything (dataLock.ts)
-    const lock = await lockDataFolder(opts.dataDir);
+    const lock = opts.dataLock ?? (await lockDataFolder(opts.dataDir));
     try {
       const store = await ConversationStore.open(opts.dataDir);
       const settings = await SettingsStore.open(opts.dataDir, opts.secrets);
