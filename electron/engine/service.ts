@@ -13,6 +13,7 @@ import { defaultSlm, modelsForRole } from "../../models/catalogue.js";
 import type {
   AnswerHandle,
   BridgeApi,
+  BridgeOp,
   CatalogueItem,
   BridgeEvent,
   BridgeListener,
@@ -30,6 +31,7 @@ import type {
   StoredMessage,
   Theme,
 } from "../../shared/bridge.js";
+import { BRIDGE_OPS } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
@@ -930,36 +932,13 @@ export function defaultCatalogue(): CatalogueItem[] {
     .sort((a, b) => a.sizeBytes - b.sizeBytes);
 }
 
-/** Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). */
+/**
+ * Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). Made from
+ * BRIDGE_OPS: the service implements BridgeApi, so an operation is one method and nothing else to list.
+ */
 export function bindService(s: TandemService): BridgeApi {
-  return {
-    snapshot: () => s.snapshot(),
-    send: (a) => s.send(a),
-    stop: (a) => s.stop(a),
-    regenerate: (a) => s.regenerate(a),
-    editAndResend: (a) => s.editAndResend(a),
-    setTau: (a) => s.setTau(a),
-    listConversations: () => s.listConversations(),
-    getConversation: (a) => s.getConversation(a),
-    createConversation: (a) => s.createConversation(a),
-    renameConversation: (a) => s.renameConversation(a),
-    deleteConversation: (a) => s.deleteConversation(a),
-    exportConversation: (a) => s.exportConversation(a),
-    modelStatus: () => s.modelStatus(),
-    openLocalModel: (a) => s.openLocalModel(a),
-    chooseLocalModel: () => s.chooseLocalModel(),
-    catalogue: () => s.catalogue(),
-    downloadModel: (a) => s.downloadModel(a),
-    cancelDownload: () => s.cancelDownload(),
-    cloudStatus: () => s.cloudStatus(),
-    setCloudSettings: (a) => s.setCloudSettings(a),
-    stats: () => s.stats(),
-    getSettings: () => s.getSettings(),
-    updateSettings: (a) => s.updateSettings(a),
-    setSystemPrompt: (a) => s.setSystemPrompt(a),
-    setSampling: (a) => s.setSampling(a),
-    candidates: (a) => s.candidates(a),
-  };
+  const bound = (op: BridgeOp) => (arg: never) => (s[op] as (a: never) => Promise<unknown>).call(s, arg);
+  return Object.fromEntries(BRIDGE_OPS.map((op) => [op, bound(op)])) as BridgeApi;
 }
 
 function checkRequestId(requestId: unknown): void {
