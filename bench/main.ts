@@ -120,7 +120,11 @@ async function figureA(slmFile: string): Promise<void> {
   const BALANCED: SamplingSettings = { ...B, seed: 1 };
   const ownBalanced = {
     ...{ temperature: B.temperature, topK: B.topK, topP: B.topP, minP: B.minP, seed: 1 },
-    repeatPenalty: { punishTokens: () => seq.contextTokens.slice(-B.repeatLastN), penalty: B.repeatPenalty, maxPunishTokens: B.repeatLastN },
+    repeatPenalty: {
+      punishTokens: () => seq.contextTokens.slice(-B.repeatLastN),
+      penalty: B.repeatPenalty,
+      maxPunishTokens: B.repeatLastN,
+    },
   };
   const variants: Record<string, () => Promise<Timing>> = { baseline: own({ temperature: 0 }) };
   variants[OWN_BALANCED] = own(ownBalanced);

@@ -265,7 +265,13 @@ async function main(): Promise<number> {
     const sampling = resolveSampling(cli.sampling);
     if (!cli.json) log(describeSampling(sampling));
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
-    const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.candidates, sampling });
+    const answer = decoder.generate(prompt, {
+      tau: cli.tau,
+      maxTokens: cli.maxTokens,
+      signal: abort.signal,
+      topK: cli.candidates,
+      sampling,
+    });
     for await (const ev of answer) {
       if (cli.json) process.stdout.write(jsonEvent(ev, sampling) + "\n");
       else process.stdout.write(paint(ev, cli.color));

@@ -267,8 +267,13 @@ export class Predictor {
       ]);
       this.counters.tokensEvaluated += tokens.length;
       const next = results[tokens.length - 1]?.next;
-      if (next?.token == null || (greedy && ask.logprob && next.confidence === undefined)) throw new Error("node-llama-cpp returned no next token");
-      if (!greedy) return drawnPrediction(drawToken({ token: next.token, probabilities: next.probabilities }, ask.sampling, path, history.length), ask.logprob);
+      if (next?.token == null || (greedy && ask.logprob && next.confidence === undefined))
+        throw new Error("node-llama-cpp returned no next token");
+      if (!greedy)
+        return drawnPrediction(
+          drawToken({ token: next.token, probabilities: next.probabilities }, ask.sampling, path, history.length),
+          ask.logprob,
+        );
       if (!ask.logprob) return { tokenId: next.token, top: [] };
       return { tokenId: next.token, logprob: safeLog(next.confidence!), top: topLogprobs(next.probabilities, ask.topK) };
     } catch (err) {

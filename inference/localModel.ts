@@ -73,8 +73,8 @@ export class LocalModel {
   evaluatedTokens = 0;
   /** the running generation loop and the features it was started for; null until the first step */
   private stepper: { gen: StepGenerator; key: string } | null = null;
-  /** the tokens the penalties of the position being predicted look back on (read by the stepper's sampler) */
-  private penaltyHistory: readonly number[] = [];
+  /** the tokens the penalties of the position being predicted look back on (read by the stepper's sampler, only with penalties on) */
+  private penaltyHistory: () => readonly number[] = () => [];
 
   private constructor(
     readonly model: LlamaModel,
@@ -240,12 +240,12 @@ export class LocalModel {
   /** Verifies a run of tokens in one batch: the SLM's token (greedy or drawn) after each of them. */
   async evaluateAll(tokens: readonly number[], needs: StepNeeds): Promise<SlmStep[]> {
     const path = samplePath(needs.sampling, needs);
-    const before = [...this.sequence.contextTokens];
+    const before = this.sequence.contextTokens; // a copy: what was held before these tokens
     this.evaluatedTokens += tokens.length;
     const out = await this.sequence.controlledEvaluate(
       tokens.map((t, i) => {
-        const history = [...before, ...tokens.slice(0, i + 1)];
-        return [t as Token, { generateNext: this.generateNextOptions(needs, path, () => history) }];
+        const history = () => [...before, ...tokens.slice(0, i + 1)];
+        return [t as Token, { generateNext: this.generateNextOptions(needs, path, history) }];
       }),
     );
     return out.map((r, i) => this.toStep(r?.next, needs, path, before.length + i + 1, i === tokens.length - 1));
@@ -273,8 +273,10 @@ export class LocalModel {
     const { seed: _seed, ...params } = needs.sampling ?? {};
     const key = `${needs.top1Prob}/${needs.topK > 0}/${path}/${JSON.stringify(params)}`;
     let result: IteratorResult<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void>;
-    this.penaltyHistory = [...this.sequence.contextTokens, ...tokens];
-    const position = this.penaltyHistory.length;
+    // a copy (node-llama-cpp's getter slices): what was held before these tokens
+    const held = this.sequence.contextTokens;
+    this.penaltyHistory = () => [...held, ...tokens];
+    const position = held.length + tokens.length;
     this.evaluatedTokens += tokens.length;
     try {
       if (this.stepper?.key === key) {
@@ -286,7 +288,7 @@ export class LocalModel {
           { confidence: needs.top1Prob, probabilities: needs.topK > 0 || needsProbabilities(path) },
           // greedy: temperature 0, and probabilities over the whole vocabulary (not a truncated set);
           // end-of-generation tokens are the router's and the caller's to judge, not the loop's
-          { ...samplerOptions(needs.sampling, path, () => this.penaltyHistory), yieldEogToken: true },
+          { ...samplerOptions(needs.sampling, path, () => this.penaltyHistory()), yieldEogToken: true },
         );
         this.stepper = { gen, key };
         result = await gen.next();

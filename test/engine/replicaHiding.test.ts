@@ -96,7 +96,8 @@ describe.each(MODES)("following the cloud's SLM replica, %s: same tokens and ori
     const c: number[] = [];
     for (const p of prompts) {
       await slm.clear();
-      for await (const e of new CollaborativeDecoder(slm, router, null).generate(p, { tau: 0, maxTokens: MAX, sampling })) c.push(e.confidence);
+      for await (const e of new CollaborativeDecoder(slm, router, null).generate(p, { tau: 0, maxTokens: MAX, sampling }))
+        c.push(e.confidence);
     }
     c.sort((a, b) => a - b);
     const k = Math.floor(c.length * q);

@@ -29,7 +29,10 @@ export async function distributionAfter(
         : undefined;
     const out = await seq.controlledEvaluate([
       ...ids.slice(0, -1),
-      [ids[ids.length - 1]!, { generateNext: { probabilities: true, options: { temperature: 0, ...(repeatPenalty ? { repeatPenalty } : {}) } } }],
+      [
+        ids[ids.length - 1]!,
+        { generateNext: { probabilities: true, options: { temperature: 0, ...(repeatPenalty ? { repeatPenalty } : {}) } } },
+      ],
     ]);
     const probs = out[ids.length - 1]?.next?.probabilities;
     if (!probs) throw new Error("no probabilities");

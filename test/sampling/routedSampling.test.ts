@@ -22,7 +22,11 @@ import { distributionAfter, sampleAlone } from "./plainSampling.js";
 const MAX = 32;
 const BALANCED: SamplingSettings = { ...SAMPLING_PRESETS.balanced, seed: 77 };
 /** A router that reads nothing: the SLM's steps take the fast path (llama.cpp's top-k), as the app's default router does. */
-const scoreOnly = (score: number): Router => ({ name: `constant ${score}`, needs: { top1Prob: false, topK: 0, hidden: false }, score: () => score });
+const scoreOnly = (score: number): Router => ({
+  name: `constant ${score}`,
+  needs: { top1Prob: false, topK: 0, hidden: false },
+  score: () => score,
+});
 
 describe("sampling with routing", () => {
   let files: PairFiles;
@@ -58,19 +62,23 @@ describe("sampling with routing", () => {
   it.each([
     ["the confidence router (full path)", () => new ConfidenceRouter()],
     ["a router reading nothing (fast path)", () => scoreOnly(0.5)],
-  ])("τ = 0: the SLM sampling alone; τ = 1: the LLM sampling alone, same seed and settings — %s", async (_name, router) => {
-    const slmAlone = await sampleAlone(pair.slm.model, prompt, BALANCED, MAX);
-    const llmAlone = await sampleAlone(llm.model, prompt, BALANCED, MAX);
-    expect(slmAlone).not.toEqual(llmAlone);
-    for (const how of ["decoder", "reference"] as const) {
-      const local = await decode(router(), 0, BALANCED, how);
-      expect(tokens(local)).toEqual(slmAlone);
-      expect(local.every((e) => e.origin === "local" && e.slmProb! > 0 && e.slmProb! <= 1)).toBe(true);
-      const remote = await decode(router(), 1, BALANCED, how);
-      expect(tokens(remote)).toEqual(llmAlone);
-      expect(remote.every((e) => e.origin === "cloud")).toBe(true);
-    }
-  }, 120_000);
+  ])(
+    "τ = 0: the SLM sampling alone; τ = 1: the LLM sampling alone, same seed and settings — %s",
+    async (_name, router) => {
+      const slmAlone = await sampleAlone(pair.slm.model, prompt, BALANCED, MAX);
+      const llmAlone = await sampleAlone(llm.model, prompt, BALANCED, MAX);
+      expect(slmAlone).not.toEqual(llmAlone);
+      for (const how of ["decoder", "reference"] as const) {
+        const local = await decode(router(), 0, BALANCED, how);
+        expect(tokens(local)).toEqual(slmAlone);
+        expect(local.every((e) => e.origin === "local" && e.slmProb! > 0 && e.slmProb! <= 1)).toBe(true);
+        const remote = await decode(router(), 1, BALANCED, how);
+        expect(tokens(remote)).toEqual(llmAlone);
+        expect(remote.every((e) => e.origin === "cloud")).toBe(true);
+      }
+    },
+    120_000,
+  );
 
   it("different seeds give different answers; the same seed the same, and the summary carries the settings", async () => {
     const router = new ConfidenceRouter();

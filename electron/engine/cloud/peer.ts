@@ -67,7 +67,7 @@ export interface CloudPeer {
   readonly learnt: CloudLearning;
   /** Opens a session and checks the vocabulary. Throws VocabularyMismatchError on a mismatch. */
   connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
-  /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */
+  /** The LLM's next token after `history` (all tokens of the conversation so far): greedy, or drawn with `opts.sampling`. */
   next(history: readonly number[], signal?: AbortSignal, opts?: NextOptions): Promise<CloudStep>;
   /**
    * The committed history so far (called after every token). A peer that can keeps the server's copy

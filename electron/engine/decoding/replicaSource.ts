@@ -99,7 +99,11 @@ export class ReplicaSource implements TokenSource {
 
   private open(at: RoutedAt, t0: number): Promise<StreamAnswer> | null {
     const stream =
-      this.cloud.route?.(at.history, { tau: at.tau, router: this.router, position: at.position, max: at.room + 1, sampling: at.sampling }, at.signal) ?? null;
+      this.cloud.route?.(
+        at.history,
+        { tau: at.tau, router: this.router, position: at.position, max: at.room + 1, sampling: at.sampling },
+        at.signal,
+      ) ?? null;
     if (!stream) {
       this.unavailable = true;
       return null;
