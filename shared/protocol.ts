@@ -22,7 +22,7 @@
  */
 
 import { z } from "zod";
-import { samplingSettingsSchema } from "./sampling.js";
+import { samplingWireSchema } from "./sampling.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -280,14 +280,17 @@ function nextRequestSchemaOf(vocabSize: number) {
        * Draw the token, and each continuation token, with these settings (shared/sampling.ts): each at
        * its position with the number keyed by (seed, position), so a continuation's token is what a call
        * at that history returns. Absent: greedy. With it, `logprob` is the drawn token's in the
-       * distribution it was drawn from, and `top` is empty: the LLM's distribution is never sent.
+       * distribution it was drawn from, and `top` is empty: the LLM's distribution is never sent. The
+       * fields at their "off" value may be left out (shared/sampling.ts SAMPLING_OFF).
        */
-      sampling: samplingSettingsSchema.optional(),
+      sampling: samplingWireSchema.optional(),
     })
     .refine((r) => r.logprob !== false || !r.topK, { error: "needs logprob (the alternatives are log-probabilities)", path: ["topK"] });
 }
 export const nextRequestSchema = memo(nextRequestSchemaOf);
 export type NextRequest = z.infer<ReturnType<typeof nextRequestSchema>>;
+/** A /next body as sent (the sampling settings compact: `compactSampling`) */
+export type NextRequestBody = z.input<ReturnType<typeof nextRequestSchema>>;
 
 /**
  * The device's routed decoding continued on the server, from the position after the session's tokens
@@ -317,11 +320,13 @@ function routeRequestSchemaOf(vocabSize: number) {
     /** most positions to cover, the first included (1..maxRoute) */
     max: integer(1, PROTOCOL_LIMITS.maxRoute),
     /** how the answer is sampled (absent: greedy): the replica's SLM and the LLM draw as the device does */
-    sampling: samplingSettingsSchema.optional(),
+    sampling: samplingWireSchema.optional(),
   });
 }
 export const routeRequestSchema = memo(routeRequestSchemaOf);
 export type RouteRequest = z.infer<ReturnType<typeof routeRequestSchema>>;
+/** A /route body as sent (the sampling settings compact: `compactSampling`) */
+export type RouteRequestBody = z.input<ReturnType<typeof routeRequestSchema>>;
 
 /** Fingerprint of the first `length` tokens (FNV-1a in two 32-bit lanes, 16 hex digits). */
 export function prefixHash(tokens: ArrayLike<number>, length = tokens.length): string {

@@ -31,15 +31,15 @@ import {
   type CreateSessionResponse,
   type ErrorBody,
   type ModelIdentity,
-  type NextRequest,
+  type NextRequestBody,
   type NextResponse,
   type ReplicaInfo,
   type ReplicaRouter,
-  type RouteRequest,
+  type RouteRequestBody,
 } from "../../../shared/protocol.js";
 import type { z } from "zod";
 import type { Router } from "../../../shared/router.js";
-import type { SamplingSettings } from "../../../shared/sampling.js";
+import { compactSampling, type SamplingSettings } from "../../../shared/sampling.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../inference/modelFile.js";
 import {
@@ -295,11 +295,11 @@ export class TandemCloudClient implements CloudPeer {
   ): Promise<void> {
     const router = await this.replicaRouter(opts.router, signal);
     const base = await this.deltaBase(history, signal, optimistic);
-    const body: RouteRequest = {
+    const body: RouteRequestBody = {
       ...delta(history, base, history.slice(base)),
       tau: opts.tau,
       router,
-      ...(opts.sampling ? { sampling: opts.sampling } : {}),
+      ...(opts.sampling ? { sampling: compactSampling(opts.sampling) } : {}),
       position: opts.position,
       max: Math.max(1, Math.min(PROTOCOL_LIMITS.maxRoute, Math.floor(opts.max))),
     };
@@ -465,12 +465,12 @@ export class TandemCloudClient implements CloudPeer {
     sampling: SamplingSettings | undefined,
   ): Promise<NextResponse> {
     const base = await this.deltaBase(history, signal, optimistic);
-    const body: NextRequest = {
+    const body: NextRequestBody = {
       ...delta(history, base, history.slice(base)),
       topK: this.topK,
       ...(draft > 0 ? { draft } : {}),
       // with every call, not once per answer: calls may overtake each other, and sessions be re-made (docs/sampling.md)
-      ...(sampling ? { sampling } : {}),
+      ...(sampling ? { sampling: compactSampling(sampling) } : {}),
       ...(this.opts.logprob === false ? { logprob: false } : {}),
     };
     const epoch = ++this.epoch;
