@@ -22,6 +22,7 @@
  */
 
 import { z } from "zod";
+import { samplingWireSchema } from "./sampling.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -275,11 +276,21 @@ function nextRequestSchemaOf(vocabSize: number) {
        * node-llama-cpp (~12 ms of CPU on Qwen's 152k), which bounds how many calls a server answers.
        */
       logprob: z.boolean({ error: "must be true or false" }).optional(),
+      /**
+       * Draw the token, and each continuation token, with these settings (shared/sampling.ts): each at
+       * its position with the number keyed by (seed, position), so a continuation's token is what a call
+       * at that history returns. Absent: greedy. With it, `logprob` is the drawn token's in the
+       * distribution it was drawn from, and `top` is empty: the LLM's distribution is never sent. The
+       * fields at their "off" value may be left out (shared/sampling.ts SAMPLING_OFF).
+       */
+      sampling: samplingWireSchema.optional(),
     })
     .refine((r) => r.logprob !== false || !r.topK, { error: "needs logprob (the alternatives are log-probabilities)", path: ["topK"] });
 }
 export const nextRequestSchema = memo(nextRequestSchemaOf);
 export type NextRequest = z.infer<ReturnType<typeof nextRequestSchema>>;
+/** A /next body as sent (the sampling settings compact: `compactSampling`) */
+export type NextRequestBody = z.input<ReturnType<typeof nextRequestSchema>>;
 
 /**
  * The device's routed decoding continued on the server, from the position after the session's tokens
@@ -308,10 +319,14 @@ function routeRequestSchemaOf(vocabSize: number) {
     position: integer(0),
     /** most positions to cover, the first included (1..maxRoute) */
     max: integer(1, PROTOCOL_LIMITS.maxRoute),
+    /** how the answer is sampled (absent: greedy): the replica's SLM and the LLM draw as the device does */
+    sampling: samplingWireSchema.optional(),
   });
 }
 export const routeRequestSchema = memo(routeRequestSchemaOf);
 export type RouteRequest = z.infer<ReturnType<typeof routeRequestSchema>>;
+/** A /route body as sent (the sampling settings compact: `compactSampling`) */
+export type RouteRequestBody = z.input<ReturnType<typeof routeRequestSchema>>;
 
 /** Fingerprint of the first `length` tokens (FNV-1a in two 32-bit lanes, 16 hex digits). */
 export function prefixHash(tokens: ArrayLike<number>, length = tokens.length): string {

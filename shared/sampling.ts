@@ -131,6 +131,32 @@ export function resolveSampling(config: SamplingConfig, newSeed: () => number = 
   return { ...params, seed: config.seed ?? newSeed() };
 }
 
+/**
+ * Each parameter's value where it does nothing (repeatLastN: llama.cpp's default window): what the
+ * wire may leave out (`compactSampling`), and what a reader fills in for a field left out.
+ */
+export const SAMPLING_OFF = {
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repeatPenalty: 1,
+  repeatLastN: 64,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+} as const satisfies Partial<SamplingParams>;
+
+/** The settings on the wire: the fields at their `SAMPLING_OFF` value left out (Balanced: 92 bytes of JSON with a 10-digit seed instead of 159). */
+export const samplingWireSchema = samplingSettingsSchema
+  .partial({ topK: true, topP: true, minP: true, repeatPenalty: true, repeatLastN: true, presencePenalty: true, frequencyPenalty: true })
+  .transform((s): SamplingSettings => ({ ...SAMPLING_OFF, ...s }));
+export type SamplingWire = z.input<typeof samplingWireSchema>;
+
+export function compactSampling(s: SamplingSettings): SamplingWire {
+  const out: Record<string, number> = { ...s };
+  for (const [k, off] of Object.entries(SAMPLING_OFF)) if (out[k] === off) delete out[k];
+  return out as SamplingWire;
+}
+
 export function isGreedy(p: SamplingParams): boolean {
   return p.temperature === 0;
 }

@@ -6,6 +6,7 @@
  */
 import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import type { RouteStream } from "./routeStream.js";
 import type { CloudLearning } from "../cloudPolicy.js";
 import { TandemError } from "../../../shared/errors.js";
@@ -28,6 +29,11 @@ export interface CloudStep {
 export interface NextOptions {
   /** tokens of the LLM's continuation to return after the predicted one (a peer may return fewer) */
   draft?: number;
+  /**
+   * Draw the token (and each continuation token) with these settings at its position
+   * (shared/sampling.ts); absent: greedy. A peer that cannot sample with them throws CloudCallError.
+   */
+  sampling?: SamplingSettings;
 }
 
 export interface RouteOptions {
@@ -38,6 +44,8 @@ export interface RouteOptions {
   position: number;
   /** most positions the stream may cover */
   max: number;
+  /** how the answer is sampled (absent: greedy): the replica and the LLM draw with it */
+  sampling?: SamplingSettings;
 }
 
 export interface CloudStats {
@@ -59,7 +67,7 @@ export interface CloudPeer {
   readonly learnt: CloudLearning;
   /** Opens a session and checks the vocabulary. Throws VocabularyMismatchError on a mismatch. */
   connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity>;
-  /** The LLM's greedy next token after `history` (all tokens of the conversation so far). */
+  /** The LLM's next token after `history` (all tokens of the conversation so far): greedy, or drawn with `opts.sampling`. */
   next(history: readonly number[], signal?: AbortSignal, opts?: NextOptions): Promise<CloudStep>;
   /**
    * The committed history so far (called after every token). A peer that can keeps the server's copy

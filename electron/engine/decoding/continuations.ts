@@ -30,8 +30,8 @@ export function usableContinuation(continuation: readonly number[], ahead: reado
  * tokens `ahead` holds, which the continuation agrees with): the tokens the reference decoder would
  * have produced anyway. At each position, the SLM is evaluated on the continuation so far (one batch
  * for all of it) and the router decides that step as it would have: a position it sends to the cloud
- * gets the LLM's token from the continuation — the LLM's greedy token after exactly this history,
- * what a call would have returned — and a position it keeps gets the SLM's own token, which continues
+ * gets the LLM's token from the continuation — the LLM's token after exactly this history (greedy,
+ * or drawn with the number keyed by its position), what a call would have returned — and a position it keeps gets the SLM's own token, which continues
  * the verified run only while it equals the continuation's. The first position where they differ ends
  * the run with the SLM's token. `committedLength` is the committed length before `token`, `index` its
  * answer position.
