@@ -19,9 +19,9 @@ import { ConfidenceRouter, type FeatureNeeds, type Router, type RouterFeatures }
 import type { ModelIdentity } from "../shared/protocol.js";
 import { LearnedRouter } from "../router/learnedRouter.js";
 import { citerSizes, initMlp } from "../router/mlp.js";
-import { collectConfidenceSamples, distillRouter, DISTILLED_FEATURES, distilledSizes } from "../router/distill.js";
+import { collectConfidenceSamples, distillRouter, DISTILLED_FEATURES, distilledSizes } from "../router/training/distill.js";
 import { bindingOf, describeFidelity } from "../router/file.js";
-import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../router/text.js";
+import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../router/training/text.js";
 import { startFaultProxy } from "./faultProxy.js";
 import { median, percentile, type Figure } from "./stats.js";
 import { figureE } from "./figureE.js";

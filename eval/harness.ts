@@ -17,11 +17,11 @@
 import type { LocalModel } from "../inference/localModel.js";
 import { routesToCloud, type FeatureNeeds, type Router } from "../shared/router.js";
 import { decide } from "../shared/routing.js";
-import { tauForShare } from "../router/collect.js";
-import { OracleBudget, oracleAgreement } from "../router/labels.js";
-import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/pair.js";
+import { tauForShare } from "../router/training/collect.js";
+import { OracleBudget, oracleAgreement } from "../router/training/labels.js";
+import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/training/pair.js";
 import { Rng } from "../shared/prng.js";
-import type { NgramIndex } from "../router/text.js";
+import type { NgramIndex } from "../router/training/text.js";
 import { gapClosed, interpolate, mean } from "./metrics.js";
 
 export const REQUIRED_SHARES = [0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3];
@@ -72,7 +72,7 @@ export interface EvalOptions {
   maxTokens: number;
   seed: number;
   index: NgramIndex;
-  /** distilled: the confidence router's student (router/distill.ts), when one exists for the SLM */
+  /** distilled: the confidence router's student (router/training/distill.ts), when one exists for the SLM */
   routers: { confidence: Router; learned: Router | null; distilled?: Router | null };
   detokenize: (tokens: number[]) => string;
   log?: (s: string) => void;

@@ -9,9 +9,9 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalModel } from "../../inference/localModel.js";
-import { collectTeacherForced, newLabelSet } from "../../router/collect.js";
+import { collectTeacherForced, newLabelSet } from "../../router/training/collect.js";
 import { parseFeatureSpec } from "../../router/features.js";
-import { trainFromLabels } from "../../router/pipeline.js";
+import { trainFromLabels } from "../../router/training/pipeline.js";
 import { hasStories, noteMissingShared, repoRoot } from "../helpers/shared.js";
 import { storiesPair } from "../helpers/pair.js";
 

@@ -3,9 +3,9 @@
  * label collection and evaluation. At each position we know the SLM's step (greedy token + router
  * features), the LLM's greedy token and, when scoring, the LLM's probability of any token.
  */
-import type { LocalModel, SlmStep } from "../inference/localModel.js";
-import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
-import { keptFeatures } from "../shared/routing.js";
+import type { LocalModel, SlmStep } from "../../inference/localModel.js";
+import type { FeatureNeeds, RouterFeatures } from "../../shared/router.js";
+import { keptFeatures } from "../../shared/routing.js";
 
 export interface PairPosition {
   slmTok: number;
