@@ -3,11 +3,16 @@
  *
  *   npm run chat -- [--slm <path|uri>] [--llm <path|uri>] [--cloud <url>] [--token T] [--tau x]
  *                   [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
- *                   [--max-tokens n] [--deadline-ms n] [--top-k k] [--json] [--no-color] "prompt"
+ *                   [--max-tokens n] [--deadline-ms n] [--candidates k] [--json] [--no-color]
+ *                   [--preset precise|balanced|creative] [--temperature x] [--top-k n] [--top-p x]
+ *                   [--min-p x] [--repeat-penalty x] [--seed n] "prompt"
  *   npm run demo -- [same options]      (the stories260K-derived pair and an in-process cloud)
  *
+ * Sampling (cli/samplingFlags.ts): Balanced by default with a new seed per answer, printed so it can be
+ * reproduced; the demo defaults to Balanced with seed 1, the same answer every run.
+ *
  * With --llm the cloud token server starts in-process on loopback with a random bearer token.
- * With --json: one JSON object per token event, then {"summary": {...}}.
+ * With --json: one JSON object per token event, then {"summary": {...}}; both carry the sampling settings and seed.
  * With --interactive: a REPL, one line a message (cli/interactive.ts), the history under the app's
  * context policy; --system sets the system prompt, --context the SLM's window (default: the model's).
  */
@@ -35,10 +40,13 @@ import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { planPrompt, truncationNotice } from "../electron/engine/conversationPrompt.js";
 import type { ContextUsage } from "../shared/chat.js";
 import { errorMessage, UsageError } from "../shared/errors.js";
+import { resolveSampling, type SamplingConfig, type SamplingSettings } from "../shared/sampling.js";
+import { describeSampling, SAMPLING_FLAG_OPTIONS, SAMPLING_USAGE, samplingFromFlags } from "./samplingFlags.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
                       [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
-                      [--tau x] [--max-tokens n] [--deadline-ms n] [--top-k k] [--router FILE]
+                      [--tau x] [--max-tokens n] [--deadline-ms n] [--candidates k] [--router FILE]
+                      ${SAMPLING_USAGE}
                       [--system "text"] [--context n] [--json] [--no-color] "prompt"
        npm run chat -- --interactive [same options]   (a REPL: one line a message; /system, /reset, /tau x, /exit)
        npm run demo -- [same options]`;
@@ -62,7 +70,10 @@ interface Cli {
   tau: number;
   maxTokens: number;
   deadlineMs: number;
-  topK: number;
+  /** the SLM's candidates shown with each token (--candidates) */
+  candidates: number;
+  /** how answers are sampled (--preset and the fields that override it) */
+  sampling: SamplingConfig;
   json: boolean;
   color: boolean;
   prompt: string;
@@ -99,7 +110,8 @@ function cliFrom(argv: string[]): Cli {
       tau: { type: "string" },
       "max-tokens": { type: "string" },
       "deadline-ms": { type: "string" },
-      "top-k": { type: "string" },
+      candidates: { type: "string" },
+      ...SAMPLING_FLAG_OPTIONS,
       json: { type: "boolean", default: false },
       "no-color": { type: "boolean", default: false },
       interactive: { type: "boolean", short: "i", default: false },
@@ -144,7 +156,8 @@ function cliFrom(argv: string[]): Cli {
     tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
     maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
     deadlineMs: num("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, (n) => n > 0),
-    topK: num("top-k", values["top-k"], 0, (n) => Number.isInteger(n) && n >= 0 && n <= 20),
+    candidates: num("candidates", values.candidates, 0, (n) => Number.isInteger(n) && n >= 0 && n <= 20),
+    sampling: samplingFromFlags(values, demo),
     json: values.json!,
     color: !values["no-color"] && !process.env.NO_COLOR,
     prompt,
@@ -227,7 +240,8 @@ async function main(): Promise<number> {
           system: cli.system,
           tau: cli.tau,
           maxTokens: cli.maxTokens,
-          topK: cli.topK,
+          topK: cli.candidates,
+          sampling: cli.sampling,
           json: cli.json,
           paint: (ev) => paint(ev, cli.color),
           format: formatSummary,
@@ -248,10 +262,12 @@ async function main(): Promise<number> {
       maxTokens: cli.maxTokens,
     });
     if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
+    const sampling = resolveSampling(cli.sampling);
+    if (!cli.json) log(describeSampling(sampling));
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
-    const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
+    const answer = decoder.generate(prompt, { tau: cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.candidates, sampling });
     for await (const ev of answer) {
-      if (cli.json) process.stdout.write(terminalJson(ev) + "\n");
+      if (cli.json) process.stdout.write(jsonEvent(ev, sampling) + "\n");
       else process.stdout.write(paint(ev, cli.color));
     }
     const summary = await answer.summary;
@@ -272,8 +288,13 @@ function paint(ev: TokenEvent, color: boolean): string {
 }
 
 function jsonSummary(s: AnswerSummary) {
-  const { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router } = s;
-  return { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router };
+  const { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router, sampling } = s;
+  return { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router, sampling };
+}
+
+/** A --json token line: the event and what it was sampled with (so any line says how to reproduce it). */
+function jsonEvent(ev: TokenEvent, sampling: SamplingSettings): string {
+  return terminalJson({ ...ev, sampling });
 }
 
 function formatSummary(s: AnswerSummary, usage?: ContextUsage): string {
@@ -283,7 +304,8 @@ function formatSummary(s: AnswerSummary, usage?: ContextUsage): string {
     : "";
   return (
     `— ${s.tokens} tokens · ${s.cloudTokens} cloud (${share}%) · ${s.fallbackTokens} fallback · ${s.cloudCalls} cloud calls · ` +
-    `${s.bytesUp} B up / ${s.bytesDown} B down · ${s.tokensPerSecond.toFixed(1)} tokens/s · stop: ${s.stopReason}${context}`
+    `${s.bytesUp} B up / ${s.bytesDown} B down · ${s.tokensPerSecond.toFixed(1)} tokens/s · stop: ${s.stopReason}${context}` +
+    (s.sampling && s.sampling.temperature > 0 ? ` · seed ${s.sampling.seed}` : "")
   );
 }
 

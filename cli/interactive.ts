@@ -14,6 +14,7 @@ import { planPrompt, truncationNotice } from "../electron/engine/conversationPro
 import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { terminalJson, terminalSafe } from "./terminalText.js";
 import { errorMessage } from "../shared/errors.js";
+import { resolveSampling, type SamplingConfig } from "../shared/sampling.js";
 
 export interface ReplOptions {
   decoder: CollaborativeDecoder;
@@ -21,6 +22,8 @@ export interface ReplOptions {
   tau: number;
   maxTokens: number;
   topK: number;
+  /** how answers are sampled: a new seed per answer unless it fixes one */
+  sampling: SamplingConfig;
   json: boolean;
   /** writes a token event as the user sees it (coloured or not) */
   paint: (ev: TokenEvent) => string;
@@ -108,14 +111,16 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
   const usage = planned.plan.usage;
   if (usage.truncated) process.stderr.write(`notice: ${truncationNotice(usage.window)}\n`);
   state.abort = new AbortController();
+  const sampling = resolveSampling(opts.sampling);
   try {
     const run = opts.decoder.generate(planned.tokens, {
       tau: () => state.tau,
       maxTokens: opts.maxTokens,
       signal: state.abort.signal,
       topK: opts.topK,
+      sampling,
     });
-    for await (const ev of run) process.stdout.write(opts.json ? terminalJson(ev) + "\n" : opts.paint(ev));
+    for await (const ev of run) process.stdout.write(opts.json ? terminalJson({ ...ev, sampling }) + "\n" : opts.paint(ev));
     const summary = await run.summary;
     state.turns = [...turns, { role: "assistant", content: summary.text }];
     state.keepFrom = planned.plan.keepFrom;

@@ -1,10 +1,17 @@
 /**
  * The predictor of the cloud server: what runs on a session once the pool has queued it — the delta
- * applied, the LLM's greedy next token (with its log-probability and top-k when asked), a greedy
- * continuation (NextRequest.draft), and the routed decoding continued with the SLM replica (/route).
+ * applied, the LLM's next token (greedy, with its log-probability and top-k when asked, or drawn with
+ * the answer's sampling settings), a continuation drawn the same way (NextRequest.draft), and the
+ * routed decoding continued with the SLM replica (/route).
+ *
+ * Sampling: each token is drawn by inference/sampling.ts, the code path the device's SLM uses, at its
+ * position with the number keyed by (seed, position) and the penalties over the session's history: a
+ * token depends on the history alone, so a continuation's token is what a call there would return.
  */
 import type { Token } from "node-llama-cpp";
 import type { AppendResponse, NextResponse, RouteEnd, RouteLine, TokenLogprob } from "../shared/protocol.js";
+import type { SamplingSettings } from "../shared/sampling.js";
+import { drawToken, needsProbabilities, samplePath, samplerOptions, type SamplePath } from "../inference/sampling.js";
 import { CloudError } from "./errors.js";
 import type { ReplicaRun } from "./replica.js";
 import type { SessionPool } from "./sessionPool.js";
@@ -12,6 +19,22 @@ import { ContextShiftRefused, type Session } from "./sessionTypes.js";
 
 /** ln of the smallest positive double: stands in for ln(0), which JSON cannot carry (-Infinity → null). */
 const LOG_FLOOR = Math.log(Number.MIN_VALUE);
+
+/**
+ * How the LLM evaluates a sampled position: from the settings alone (never from what the reply
+ * carries), so a call, a continuation and a /route stream draw from the same candidates.
+ */
+const llmPath = (sampling: SamplingSettings | undefined): SamplePath => samplePath(sampling, { top1Prob: false, topK: 0 });
+
+/** What a route request carries besides the delta. */
+interface RouteAsk {
+  base: number;
+  tokens: readonly number[];
+  prefix?: string;
+  max: number;
+  position: number;
+  sampling?: SamplingSettings;
+}
 
 export class Predictor {
   constructor(private readonly pool: SessionPool) {}
@@ -47,7 +70,7 @@ export class Predictor {
    */
   route(
     id: string,
-    req: { base: number; tokens: readonly number[]; prefix?: string; max: number; position: number },
+    req: RouteAsk,
     follow: (session: string, history: readonly number[]) => Promise<ReplicaRun | null>,
     emit: (line: RouteLine) => void,
     signal: AbortSignal,
@@ -62,7 +85,7 @@ export class Predictor {
       following.catch(noop); // awaited below; a failure here must not count as unhandled meanwhile
       let first: number;
       try {
-        first = (await this.evaluate(s, delta, 0, false)).tokenId;
+        first = (await this.predict(s, delta, { topK: 0, logprob: false, sampling: req.sampling })).tokenId;
       } catch (err) {
         void following.then((run) => run?.release(), noop);
         throw err;
@@ -87,7 +110,7 @@ export class Predictor {
     s: Session,
     history: number[],
     run: ReplicaRun,
-    req: { max: number; position: number },
+    req: RouteAsk,
     emit: (line: RouteLine) => void,
     signal: AbortSignal,
   ): Promise<RouteEnd> {
@@ -102,7 +125,7 @@ export class Predictor {
       const d = run.decide(req.position + k);
       let token = d.tokenId;
       if (d.routes) {
-        token = (await this.evaluate(s, pending, 0, false)).tokenId;
+        token = (await this.predict(s, pending, { topK: 0, logprob: false, sampling: req.sampling })).tokenId;
         pending.length = 0;
         this.counters.routeRouted++;
       }
@@ -117,8 +140,9 @@ export class Predictor {
   }
 
   /**
-   * Applies the delta and predicts, greedily, the token after the session's history; with `draft`,
-   * goes on predicting that many more tokens (the verified continuation: NextRequest.draft).
+   * Applies the delta and predicts the token after the session's history (greedily, or drawn with
+   * `sampling`); with `draft`, goes on predicting that many more tokens (the verified continuation:
+   * NextRequest.draft).
    */
   next(
     id: string,
@@ -128,14 +152,15 @@ export class Predictor {
     draft = 0,
     prefix?: string,
     logprob = true,
+    sampling?: SamplingSettings,
   ): Promise<NextResponse> {
     return this.pool.enqueue(id, async (s) => {
       const { delta, keep } = this.predictionDelta(s, base, tokens, prefix);
       await this.pool.rollback(s, keep);
-      const prediction = await this.evaluate(s, delta, logprob ? topK : 0, logprob);
+      const prediction = await this.predict(s, delta, { topK: logprob ? topK : 0, logprob, sampling });
       this.counters.predictions++;
       const t0 = performance.now();
-      const continuation = draft > 0 ? await this.continueGreedily(s, prediction.tokenId, draft) : undefined;
+      const continuation = draft > 0 ? await this.continueFrom(s, prediction.tokenId, draft, sampling) : undefined;
       return {
         length: s.sequence.nextTokenIndex,
         evaluated: delta.length + (continuation?.length ?? 0),
@@ -162,71 +187,104 @@ export class Predictor {
   }
 
   /**
-   * The LLM's greedy continuation after `token`: up to `n` tokens, one decode each (batched with
-   * other sessions' work like any evaluation), stopping after an end-of-generation token or where
-   * the session is full. Leaves `token` and all continuation tokens but the last evaluated.
+   * The LLM's continuation after `token`: up to `n` tokens, each drawn at its position as a call there
+   * would (greedy without `sampling`), one decode each (batched with other sessions' work like any
+   * evaluation), stopping after an end-of-generation token or where the session is full. Leaves
+   * `token` and all continuation tokens but the last evaluated.
    */
-  private async continueGreedily(s: Session, token: number, n: number): Promise<number[]> {
+  private async continueFrom(s: Session, token: number, n: number, sampling: SamplingSettings | undefined): Promise<number[]> {
     const out: number[] = [];
     // each step evaluates one more token; a sequence holds at most `capacity` tokens
     const room = Math.min(n, this.capacity - s.sequence.nextTokenIndex);
     if (room <= 0) return out;
-    // node-llama-cpp's own loop: one sampler for the whole continuation, and the token only — no
-    // confidence, which would sort the whole vocabulary (NextResponse.draft)
-    const gen = s.sequence.evaluate([token as Token], { temperature: 0, yieldEogToken: true });
+    const path = llmPath(sampling);
+    const history: number[] = [...s.sequence.contextTokens, token];
+    // node-llama-cpp's own loop: one sampler for the whole continuation, and no confidence, which
+    // would sort the whole vocabulary (NextResponse.draft); our draw goes back into it with next()
+    const gen = s.sequence.evaluateWithMetadata(
+      [token as Token],
+      { probabilities: needsProbabilities(path) },
+      { ...samplerOptions(sampling, path, () => history), yieldEogToken: true },
+    );
     try {
-      for await (const next of gen) {
+      for (let r = await gen.next(); !r.done; r = await gen.next(out[out.length - 1] as Token)) {
+        const next = drawToken(r.value, sampling, path, history.length).tokenId;
         this.counters.tokensEvaluated++;
         this.counters.draftTokens++;
         out.push(next);
-        if (out.length >= room || this.context.model.isEogToken(next)) break;
+        history.push(next);
+        if (out.length >= room || this.context.model.isEogToken(next as Token)) break;
       }
     } catch (err) {
-      if (err instanceof ContextShiftRefused) throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);
-      throw err;
+      throw overflow(err, this.capacity);
+    } finally {
+      await gen.return(undefined);
     }
     return out;
   }
-  private async evaluate(s: Session, tokens: readonly number[]): Promise<void>;
-  private async evaluate(
-    s: Session,
-    tokens: readonly number[],
-    topK: number,
-    logprob: boolean,
-  ): Promise<Omit<NextResponse, keyof AppendResponse>>;
-  private async evaluate(
-    s: Session,
-    tokens: readonly number[],
-    topK?: number,
-    logprob = true,
-  ): Promise<Omit<NextResponse, keyof AppendResponse> | void> {
+
+  /** Evaluates `tokens` after the session's history, predicting nothing (background sync). */
+  private async evaluate(s: Session, tokens: readonly number[]): Promise<void> {
     try {
-      if (topK === undefined) {
-        if (tokens.length > 0) await s.sequence.evaluateWithoutGeneratingNewTokens(asTokens(tokens));
-        this.counters.tokensEvaluated += tokens.length;
-        return;
-      }
+      if (tokens.length > 0) await s.sequence.evaluateWithoutGeneratingNewTokens(asTokens(tokens));
+      this.counters.tokensEvaluated += tokens.length;
+    } catch (err) {
+      throw overflow(err, this.capacity);
+    }
+  }
+
+  /**
+   * Evaluates `tokens` (at least one) after the session's history and predicts the token after them:
+   * greedy (with its log-probability and top-k when `logprob`), or drawn with `sampling` (with the
+   * drawn token's log-probability in the distribution it was drawn from when `logprob`; no top-k).
+   */
+  private async predict(
+    s: Session,
+    tokens: readonly number[],
+    ask: { topK: number; logprob: boolean; sampling?: SamplingSettings },
+  ): Promise<Omit<NextResponse, keyof AppendResponse>> {
+    const path = llmPath(ask.sampling);
+    const history = [...s.sequence.contextTokens, ...tokens];
+    const greedy = path === "greedy";
+    try {
       const ids = asTokens(tokens);
-      const last = ids[ids.length - 1];
       const results = await s.sequence.controlledEvaluate([
         ...ids.slice(0, -1),
-        // temperature 0: greedy, and the probabilities are the full softmax, not renormalised over a
-        // truncated candidate set (docs/FACTS.md)
-        // the log-probability (`confidence`) sorts the whole vocabulary: only when asked (NextRequest.logprob)
-        [last, { generateNext: { token: true, confidence: logprob, probabilities: logprob && topK > 0, options: { temperature: 0 } } }],
+        // greedy: temperature 0, and the probabilities are the full softmax, not renormalised over a
+        // truncated candidate set (docs/FACTS.md); the log-probability (`confidence`) sorts the whole
+        // vocabulary: only when asked (NextRequest.logprob)
+        [
+          ids[ids.length - 1]!,
+          {
+            generateNext: {
+              token: true,
+              confidence: greedy && ask.logprob,
+              probabilities: (greedy && ask.logprob && ask.topK > 0) || needsProbabilities(path),
+              options: samplerOptions(ask.sampling, path, () => history),
+            },
+          },
+        ],
       ]);
       this.counters.tokensEvaluated += tokens.length;
       const next = results[tokens.length - 1]?.next;
-      if (next?.token == null || (logprob && next.confidence === undefined)) throw new Error("node-llama-cpp returned no next token");
-      if (!logprob) return { tokenId: next.token, top: [] };
-      return { tokenId: next.token, logprob: safeLog(next.confidence!), top: topLogprobs(next.probabilities, topK) };
+      if (next?.token == null || (greedy && ask.logprob && next.confidence === undefined)) throw new Error("node-llama-cpp returned no next token");
+      if (!greedy) return drawnPrediction(drawToken({ token: next.token, probabilities: next.probabilities }, ask.sampling, path, history.length), ask.logprob);
+      if (!ask.logprob) return { tokenId: next.token, top: [] };
+      return { tokenId: next.token, logprob: safeLog(next.confidence!), top: topLogprobs(next.probabilities, ask.topK) };
     } catch (err) {
-      if (err instanceof ContextShiftRefused) {
-        throw new CloudError("context_overflow", `The session is full (${this.capacity} tokens)`);
-      }
-      throw err;
+      throw overflow(err, this.capacity);
     }
   }
+}
+
+/** A drawn token's reply: its log-probability where asked, and never the LLM's distribution. */
+function drawnPrediction(drawn: { tokenId: number; prob?: number }, logprob: boolean): Omit<NextResponse, keyof AppendResponse> {
+  return logprob ? { tokenId: drawn.tokenId, logprob: safeLog(drawn.prob ?? 1), top: [] } : { tokenId: drawn.tokenId, top: [] };
+}
+
+/** A full session is the client's to know about (context_overflow); anything else is ours. */
+function overflow(err: unknown, capacity: number): unknown {
+  return err instanceof ContextShiftRefused ? new CloudError("context_overflow", `The session is full (${capacity} tokens)`) : err;
 }
 
 /** node-llama-cpp brands token IDs; these were range-checked against the vocabulary in checkDelta(). */

@@ -19,6 +19,7 @@ import type { Llama, LlamaModel } from "node-llama-cpp";
 import type { ModelIdentity, ReplicaInfo, ReplicaRouter } from "../shared/protocol.js";
 import { ConfidenceRouter, type Router } from "../shared/router.js";
 import { decideStep } from "../shared/routing.js";
+import type { SamplingSettings } from "../shared/sampling.js";
 import { LocalModel, type SlmStep } from "../inference/localModel.js";
 import { loadModelFile, modelIdentity, weightsFingerprint } from "../inference/modelFile.js";
 import { LearnedRouter } from "../router/learnedRouter.js";
@@ -38,7 +39,7 @@ export interface ReplicaOptions {
 
 /** One stretch of routed decoding on the replica: the SLM's step at the current position and the router's decision. */
 export interface ReplicaRun {
-  /** the SLM's greedy token at the current position, and whether the router sends the position to the LLM */
+  /** the SLM's token at the current position (greedy, or drawn as the device draws it), and whether the router sends the position to the LLM */
   decide(position: number): { tokenId: number; routes: boolean };
   /** commits `token` at the current position and steps to the next */
   advance(token: number): Promise<void>;
@@ -150,11 +151,18 @@ export class SlmReplica {
    * session's last stream when the slot is still the session's), or null when every slot is busy or
    * the history is longer than a slot holds.
    */
-  async follow(session: string, history: readonly number[], router: Router, tau: number): Promise<ReplicaRun | null> {
+  async follow(
+    session: string,
+    history: readonly number[],
+    router: Router,
+    tau: number,
+    sampling?: SamplingSettings,
+  ): Promise<ReplicaRun | null> {
     if (this.disposed || history.length >= this.contextSize - 1) return null; // a history longer than a slot holds cannot be followed
     const slot = this.acquire(session);
     if (!slot) return null;
-    const needs = router.needs;
+    // the device's SLM draws its tokens with the same settings, the same code (inference/sampling.ts)
+    const needs = { ...router.needs, sampling };
     let step: SlmStep;
     try {
       step = await slot.slm.begin(history, needs);

@@ -453,7 +453,7 @@ class Api {
         return sendJson(res, 200, { ok: true });
       case "next": {
         const r = parseNext(parseJson(body), vocab);
-        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft, r.prefix, r.logprob));
+        return sendJson(res, 200, await this.sessions.next(id, r.base, r.tokens, r.topK, r.draft, r.prefix, r.logprob, r.sampling));
       }
       case "append": {
         const r = parseAppend(parseJson(body), vocab);
@@ -498,7 +498,7 @@ class Api {
       const done = await this.sessions.route(
         id,
         r,
-        (session, history) => replica.follow(session, history, router, r.tau),
+        (session, history) => replica.follow(session, history, router, r.tau, r.sampling),
         emit,
         left.signal,
       );

@@ -30,6 +30,7 @@
  * and the predictor (predictor.ts: next, continuation, route). This class is the one the server uses.
  */
 import type { AppendResponse, NextResponse, RouteEnd, RouteLine } from "../shared/protocol.js";
+import type { SamplingSettings } from "../shared/sampling.js";
 import type { ReplicaRun } from "./replica.js";
 import { Predictor } from "./predictor.js";
 import { SessionPool } from "./sessionPool.js";
@@ -96,14 +97,15 @@ export class SessionManager {
     draft = 0,
     prefix?: string,
     logprob = true,
+    sampling?: SamplingSettings,
   ): Promise<NextResponse> {
-    return this.predictor.next(id, base, tokens, topK, draft, prefix, logprob);
+    return this.predictor.next(id, base, tokens, topK, draft, prefix, logprob, sampling);
   }
 
   /** The routed decoding continued with the replica, each position to `emit` as decided (Predictor.route). */
   route(
     id: string,
-    req: { base: number; tokens: readonly number[]; prefix?: string; max: number; position: number },
+    req: { base: number; tokens: readonly number[]; prefix?: string; max: number; position: number; sampling?: SamplingSettings },
     follow: (session: string, history: readonly number[]) => Promise<ReplicaRun | null>,
     emit: (line: RouteLine) => void,
     signal: AbortSignal,

@@ -85,7 +85,7 @@ export function parseAppend(v: unknown, vocabSize: number): AppendRequest {
   return parseMessage(appendRequestSchema(vocabSize), v);
 }
 
-export function parseNext(v: unknown, vocabSize: number): Required<Omit<NextRequest, "prefix">> & Pick<NextRequest, "prefix"> {
+export function parseNext(v: unknown, vocabSize: number): Required<Omit<NextRequest, "prefix" | "sampling">> & Pick<NextRequest, "prefix" | "sampling"> {
   const r = parseMessage(nextRequestSchema(vocabSize), v);
   return { ...r, topK: r.topK ?? 0, draft: r.draft ?? 0, logprob: r.logprob !== false };
 }

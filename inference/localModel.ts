@@ -19,17 +19,28 @@ import type { ChatMessage } from "../shared/chat.js";
 import type { Candidate } from "../shared/events.js";
 import type { ModelIdentity } from "../shared/protocol.js";
 import type { FeatureNeeds } from "../shared/router.js";
+import type { SamplingSettings } from "../shared/sampling.js";
 import { getTandemLlama } from "./llama.js";
 import { loadModelFile, modelIdentity, resolveModelSource, weightsFingerprint, type ResolveOptions } from "./modelFile.js";
 import { hiddenStateContextOptions, readLastHiddenState } from "./hiddenState.js";
+import { drawToken, needsProbabilities, samplePath, samplerOptions, type SamplePath } from "./sampling.js";
 
 /** What one SLM step yields for the position after the committed history. */
 export interface SlmStep {
-  /** the SLM's greedy (temperature 0) next token */
+  /**
+   * the SLM's next token: its greedy (temperature 0) token, or the token drawn with the sampling
+   * settings at this position (shared/sampling.ts)
+   */
   tokenId: number;
-  /** its probability under the full softmax; NaN when not requested */
+  /** the drawn token's probability in the distribution it was drawn from; absent when greedy */
+  sampledProb?: number;
+  /**
+   * the probability of the (penalised) distribution's most likely token under the full softmax; NaN
+   * when not requested. Without penalties, that of the greedy token; the features are never those of
+   * the sampling distribution (docs/sampling.md)
+   */
   top1Prob: number;
-  /** top candidates, highest first, when requested */
+  /** top candidates of the (penalised) distribution, highest first, when requested */
   top?: Candidate[];
   /** post-final-norm hidden state, when requested */
   hidden?: Float64Array;
@@ -45,6 +56,11 @@ export interface LocalModelOptions extends ResolveOptions {
   hiddenState?: boolean;
 }
 
+/** What a step computes: the router's features (and the candidates shown), and how the token is chosen (absent: greedy). */
+export interface StepNeeds extends FeatureNeeds {
+  sampling?: SamplingSettings;
+}
+
 /** node-llama-cpp's generation loop, suspended after each predicted token (see `LocalModel.step`). */
 type StepGenerator = AsyncGenerator<
   { token: Token; confidence?: number; probabilities?: Map<Token, number> },
@@ -57,6 +73,8 @@ export class LocalModel {
   evaluatedTokens = 0;
   /** the running generation loop and the features it was started for; null until the first step */
   private stepper: { gen: StepGenerator; key: string } | null = null;
+  /** the tokens the penalties of the position being predicted look back on (read by the stepper's sampler) */
+  private penaltyHistory: readonly number[] = [];
 
   private constructor(
     readonly model: LlamaModel,
@@ -180,7 +198,7 @@ export class LocalModel {
    * Makes the KV cache hold exactly `prompt` (reusing the longest common prefix already evaluated)
    * and predicts the next token.
    */
-  async begin(prompt: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
+  async begin(prompt: readonly number[], needs: StepNeeds): Promise<SlmStep> {
     if (prompt.length === 0) throw new Error("The prompt is empty");
     if (prompt.length >= this.contextSize) {
       throw new Error(`The prompt (${prompt.length} tokens) does not fit the SLM's context (${this.contextSize} tokens)`);
@@ -194,7 +212,7 @@ export class LocalModel {
   }
 
   /** Commits `token` (chosen by the SLM or the cloud) and predicts the one after it. */
-  async advance(token: number, needs: FeatureNeeds): Promise<SlmStep> {
+  async advance(token: number, needs: StepNeeds): Promise<SlmStep> {
     return this.step([token], needs);
   }
 
@@ -219,12 +237,18 @@ export class LocalModel {
     if (held > 0) await this.sequence.eraseContextTokenRanges([{ start: 0, end: held }]);
   }
 
-  /** Verifies a run of tokens in one batch: the SLM's greedy prediction after each of them. */
-  async evaluateAll(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep[]> {
-    const want = this.generateNextOptions(needs);
+  /** Verifies a run of tokens in one batch: the SLM's token (greedy or drawn) after each of them. */
+  async evaluateAll(tokens: readonly number[], needs: StepNeeds): Promise<SlmStep[]> {
+    const path = samplePath(needs.sampling, needs);
+    const before = [...this.sequence.contextTokens];
     this.evaluatedTokens += tokens.length;
-    const out = await this.sequence.controlledEvaluate(tokens.map((t) => [t as Token, { generateNext: want }]));
-    return out.map((r, i) => this.toStep(r?.next, needs, i === tokens.length - 1));
+    const out = await this.sequence.controlledEvaluate(
+      tokens.map((t, i) => {
+        const history = [...before, ...tokens.slice(0, i + 1)];
+        return [t as Token, { generateNext: this.generateNextOptions(needs, path, () => history) }];
+      }),
+    );
+    return out.map((r, i) => this.toStep(r?.next, needs, path, before.length + i + 1, i === tokens.length - 1));
   }
 
   async dispose(): Promise<void> {
@@ -243,9 +267,14 @@ export class LocalModel {
    * and batch verifications between steps are safe. A new loop starts only when the features asked
    * for change or the loop ended.
    */
-  private async step(tokens: readonly number[], needs: FeatureNeeds): Promise<SlmStep> {
-    const key = `${needs.top1Prob}/${needs.topK > 0}`;
+  private async step(tokens: readonly number[], needs: StepNeeds): Promise<SlmStep> {
+    const path = samplePath(needs.sampling, needs);
+    // the seed is not node-llama-cpp's to know (the draw is ours): a new answer keeps the loop
+    const { seed: _seed, ...params } = needs.sampling ?? {};
+    const key = `${needs.top1Prob}/${needs.topK > 0}/${path}/${JSON.stringify(params)}`;
     let result: IteratorResult<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void>;
+    this.penaltyHistory = [...this.sequence.contextTokens, ...tokens];
+    const position = this.penaltyHistory.length;
     this.evaluatedTokens += tokens.length;
     try {
       if (this.stepper?.key === key) {
@@ -254,10 +283,10 @@ export class LocalModel {
         await this.stopStepper();
         const gen: StepGenerator = this.sequence.evaluateWithMetadata(
           tokens as Token[],
-          { confidence: needs.top1Prob, probabilities: needs.topK > 0 },
-          // temperature 0: greedy, and probabilities over the whole vocabulary (not a truncated set);
+          { confidence: needs.top1Prob, probabilities: needs.topK > 0 || needsProbabilities(path) },
+          // greedy: temperature 0, and probabilities over the whole vocabulary (not a truncated set);
           // end-of-generation tokens are the router's and the caller's to judge, not the loop's
-          { temperature: 0, yieldEogToken: true },
+          { ...samplerOptions(needs.sampling, path, () => this.penaltyHistory), yieldEogToken: true },
         );
         this.stepper = { gen, key };
         result = await gen.next();
@@ -270,7 +299,7 @@ export class LocalModel {
       this.stepper = null;
       throw new Error("The SLM produced no next token (the model may not support generation)");
     }
-    return this.toStep(result.value, needs, true);
+    return this.toStep(result.value, needs, path, position, true);
   }
 
   private async stopStepper(): Promise<void> {
@@ -279,32 +308,33 @@ export class LocalModel {
     await s?.gen.return(undefined);
   }
 
-  private generateNextOptions(needs: FeatureNeeds) {
+  private generateNextOptions(needs: StepNeeds, path: SamplePath, history: () => readonly number[]) {
     return {
       token: true,
-      // temperature 0: greedy, and probabilities over the whole vocabulary (not a truncated set)
-      options: { temperature: 0 },
+      // greedy: temperature 0, and probabilities over the whole vocabulary (not a truncated set)
+      options: samplerOptions(needs.sampling, path, history),
       confidence: needs.top1Prob,
       // node-llama-cpp 3.21 offers top-k only through the full probability map (costly on a 152k
       // vocabulary: the bench reports it); ask for it only when a consumer wants candidates
-      probabilities: needs.topK > 0,
+      probabilities: needs.topK > 0 || needsProbabilities(path),
     };
   }
 
   private toStep(
     next: { token?: Token | null; confidence?: number; probabilities?: Map<Token, number> } | undefined,
-    needs: FeatureNeeds,
+    needs: StepNeeds,
+    path: SamplePath,
+    position: number,
     isLastOfDecode: boolean,
   ): SlmStep {
     if (next?.token == null) throw new Error("The SLM produced no next token (the model may not support generation)");
-    const step: SlmStep = { tokenId: next.token, top1Prob: next.confidence ?? Number.NaN };
-    if (needs.topK > 0 && next.probabilities) {
-      step.top = [];
-      for (const [tokenId, prob] of next.probabilities) {
-        if (step.top.length >= needs.topK) break;
-        step.top.push({ tokenId, prob });
-      }
-      if (Number.isNaN(step.top1Prob)) step.top1Prob = step.top[0]?.prob ?? Number.NaN;
+    const drawn = drawToken({ token: next.token, probabilities: next.probabilities }, needs.sampling, path, position);
+    const step: SlmStep = { tokenId: drawn.tokenId, top1Prob: next.confidence ?? Number.NaN };
+    if (drawn.prob !== undefined) step.sampledProb = drawn.prob;
+    // the fast path's probabilities are the sampler's top-k at temperature 1: not features
+    if (path !== "fast" && next.probabilities) {
+      if (needs.topK > 0) step.top = topCandidates(next.probabilities, needs.topK);
+      if (Number.isNaN(step.top1Prob) && step.top) step.top1Prob = step.top[0]?.prob ?? Number.NaN;
     }
     // the hidden state is that of the last output row of the most recent decode only
     if (needs.hidden && this.hiddenEnabled && isLastOfDecode) step.hidden = readLastHiddenState(this.context, this.hiddenSize);
@@ -315,4 +345,14 @@ export class LocalModel {
     const t = (this.model.fileInfo.metadata as { tokenizer?: { chat_template?: unknown } }).tokenizer?.chat_template;
     return typeof t === "string" && t.trim() !== "" ? t : null;
   }
+}
+
+/** The first `k` entries of node-llama-cpp's probability map (sorted, most likely first). */
+function topCandidates(probabilities: Map<Token, number>, k: number): Candidate[] {
+  const top: Candidate[] = [];
+  for (const [tokenId, prob] of probabilities) {
+    if (top.length >= k) break;
+    top.push({ tokenId, prob });
+  }
+  return top;
 }

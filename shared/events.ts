@@ -1,3 +1,5 @@
+import type { SamplingSettings } from "./sampling.js";
+
 /**
  * Token events: what the collaborative decoder emits for every token it commits.
  * One definition, used by the engine (producer), the terminal chat, the bridge and the renderer.
@@ -49,8 +51,13 @@ export interface TokenEvent {
   tau: number;
   /** wall time of the cloud call for this token in ms; null when no call was made */
   cloudLatencyMs: number | null;
-  /** the SLM's greedy token at this position (equal to tokenId unless origin is "cloud") */
+  /** the SLM's token at this position, greedy or drawn (equal to tokenId unless origin is "cloud") */
   slmTokenId: number;
+  /**
+   * In a sampled answer: the probability of `slmTokenId` in the distribution the SLM drew it from
+   * (after penalties, truncation and temperature). The LLM's probability of a cloud token is `cloud.logprob`.
+   */
+  slmProb?: number;
   /** the SLM's top candidates, when the engine was asked for them */
   slmTop?: Candidate[];
   cloud?: CloudVerdict;
@@ -74,6 +81,8 @@ export interface AnswerSummary {
   /** name of the router that scored the tokens */
   router: string;
   elapsedMs: number;
+  /** what the answer was sampled with (seed included): enough to reproduce it; absent: greedy, as before sampling */
+  sampling?: SamplingSettings;
 }
 
 /** Pure fold of token events into the counters of a summary (used by the CLI and the UI). */

@@ -22,6 +22,7 @@
  */
 
 import { z } from "zod";
+import { samplingSettingsSchema } from "./sampling.js";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -275,6 +276,13 @@ function nextRequestSchemaOf(vocabSize: number) {
        * node-llama-cpp (~12 ms of CPU on Qwen's 152k), which bounds how many calls a server answers.
        */
       logprob: z.boolean({ error: "must be true or false" }).optional(),
+      /**
+       * Draw the token, and each continuation token, with these settings (shared/sampling.ts): each at
+       * its position with the number keyed by (seed, position), so a continuation's token is what a call
+       * at that history returns. Absent: greedy. With it, `logprob` is the drawn token's in the
+       * distribution it was drawn from, and `top` is empty: the LLM's distribution is never sent.
+       */
+      sampling: samplingSettingsSchema.optional(),
     })
     .refine((r) => r.logprob !== false || !r.topK, { error: "needs logprob (the alternatives are log-probabilities)", path: ["topK"] });
 }
@@ -308,6 +316,8 @@ function routeRequestSchemaOf(vocabSize: number) {
     position: integer(0),
     /** most positions to cover, the first included (1..maxRoute) */
     max: integer(1, PROTOCOL_LIMITS.maxRoute),
+    /** how the answer is sampled (absent: greedy): the replica's SLM and the LLM draw as the device does */
+    sampling: samplingSettingsSchema.optional(),
   });
 }
 export const routeRequestSchema = memo(routeRequestSchemaOf);

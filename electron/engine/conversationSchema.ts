@@ -32,6 +32,7 @@ export const tokenEventSchema = z.object({
   tau: z.number(),
   cloudLatencyMs: z.number().nullable(),
   slmTokenId: int,
+  slmProb: z.number().optional(),
   slmTop: z.array(candidate).optional(),
   cloud: cloudVerdict.optional(),
   fallbackReason: z.string().optional(),
@@ -49,6 +50,7 @@ const summary = z.object({
   stopReason: z.enum(["eog", "stop-string", "max-tokens", "abort", "context-full"]),
   router: z.string(),
   elapsedMs: z.number(),
+  sampling: samplingSettingsSchema.optional(),
 });
 
 const message = z.object({

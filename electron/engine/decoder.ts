@@ -190,6 +190,7 @@ export class CollaborativeDecoder {
       continuation: Math.min(Math.max(0, Math.floor(opts.continuation ?? opts.draft ?? DEFAULT_CONTINUATION)), room),
       previousRouted: previous !== undefined && wasRouted(previous),
       signal: opts.signal,
+      sampling: opts.sampling,
     });
     const speculate = Math.max(0, Math.floor(opts.speculate ?? DEFAULT_SPECULATION));
     const pipeline = opts.pipeline !== false && pending.pipelinable ? calls : null;

@@ -50,7 +50,7 @@ import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { errorMessage } from "../../shared/errors.js";
-import { DEFAULT_CHAT_SAMPLING, samplingConfigSchema, type SamplingConfig } from "../../shared/sampling.js";
+import { DEFAULT_CHAT_SAMPLING, resolveSampling, samplingConfigSchema, type SamplingConfig } from "../../shared/sampling.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -453,6 +453,8 @@ export class TandemService implements BridgeApi {
       createdAt: Date.now(),
       tokens: [],
       context: usage,
+      // a new seed per answer unless the conversation fixes one: Regenerate differs, and this reproduces it
+      sampling: resolveSampling(this.samplingOf(conv)),
     };
     conv.messages.push(assistant);
     conv.updatedAt = Date.now();
@@ -501,6 +503,7 @@ export class TandemService implements BridgeApi {
         maxTokens: this.maxTokens,
         signal: a.abort.signal,
         topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
+        sampling: msg.sampling,
       });
       let journalFailed = false;
       for await (const ev of answer) {

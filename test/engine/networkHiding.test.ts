@@ -3,7 +3,9 @@
  * running ahead while a call is in flight, rolled back when the cloud disagrees, pipelined calls,
  * verified continuations), and each of those ways alone, is run against the reference decoder
  * (decoding/reference.ts: no sync, idle wait, one token per call) on the same prompts, through a fault proxy on loopback in front of a real cloud token server, under the
- * same induced delays and failures: tokens, origins and text must be identical, for greedy decoding.
+ * same induced delays and failures: tokens, origins and text must be identical, for greedy decoding
+ * and for a sampled answer (Balanced, a fixed seed: every token is drawn with the number keyed by its
+ * position, so the same history draws the same token whoever asks).
  *
  * Failures are keyed on the answer position a request is about, not on time or request count, so both
  * clients meet them at the same tokens (and back-off is off, since its window is measured in ms — the
@@ -17,6 +19,7 @@ import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { PROTOCOL_LIMITS } from "../../shared/protocol.js";
 import { ConfidenceRouter } from "../../shared/router.js";
+import { SAMPLING_PRESETS, type SamplingSettings } from "../../shared/sampling.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder, type GenerateOptions } from "../../electron/engine/decoder.js";
 import { referenceDecode } from "../../electron/engine/decoding/reference.js";
@@ -41,6 +44,8 @@ const DRAFT = 4;
 type Scenario = (position: number, req: ProxiedRequest, run: RunState) => Fault | Promise<Fault>;
 interface RunState {
   restarted: boolean;
+  /** a server restart in progress: requests arriving meanwhile wait for it, as they would for a server behind a load balancer */
+  restarting?: Promise<void>;
 }
 /** One way of hiding the network alone: the decoder's options and whether the client syncs in the background. */
 interface Strategy {
@@ -58,7 +63,13 @@ const ALONE: [string, Strategy][] = [
   ["continuations", { options: { speculate: 0, continuation: DRAFT, pipeline: false }, sync: false }],
 ];
 
-describe("network hiding: same tokens and origins as the reference decoder", () => {
+/** greedy (no settings, as before sampling), and a sampled answer with a fixed seed */
+const MODES: [string, SamplingSettings | undefined][] = [
+  ["greedy", undefined],
+  ["sampled, Balanced, seed 1234", { ...SAMPLING_PRESETS.balanced, seed: 1234 }],
+];
+
+describe.each(MODES)("network hiding, %s: same tokens and origins as the reference decoder", (_mode, sampling) => {
   let files: PairFiles;
   let slm: LocalModel;
   let server: CloudServer;
@@ -133,6 +144,7 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
           tau: TAU,
           maxTokens: MAX,
           continuation: draft,
+          sampling,
         }))
           events.push(e);
         return events;
@@ -144,6 +156,7 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
         speculate: 8,
         continuation: draft,
         pipeline,
+        sampling,
         ...alone?.options,
       }))
         events.push(e);
@@ -342,10 +355,14 @@ describe("network hiding: same tokens and origins as the reference decoder", () 
       async (pos, _req, run) => {
         if (pos >= restartAt && !run.restarted) {
           run.restarted = true;
-          await server.close();
-          server = await startServer(port);
-          sessionsBefore.value++;
+          run.restarting = (async () => {
+            await server.close();
+            server = await startServer(port);
+            sessionsBefore.value++;
+          })();
         }
+        // a background append may start the restart while a call is on its way: the call waits too
+        await run.restarting;
         return { kind: "pass" };
         // the restart is triggered by the first request about a later position: a pipelined call asks
         // about one while the call before it is still in flight, so the server would die under that call

@@ -2,7 +2,8 @@
  * Following the cloud's SLM replica (/route, decoding/replicaSource.ts) must not change the answer
  * either: the replica client is run against the reference decoder (decoding/reference.ts: no sync,
  * one /next per routed position) on the same prompts, through the fault proxy in front of a real token server that runs the device's SLM
- * beside its LLM, under the same delays and failures: tokens and origins must be identical.
+ * beside its LLM, under the same delays and failures: tokens and origins must be identical — greedy,
+ * and sampled with a fixed seed (the replica's SLM draws as the device's does, the LLM as a call would).
  *
  * A failure is keyed on the answer position it is about, as in networkHiding.test.ts. A stream answers
  * many positions with one request, so a position's failure is put where the stream carries that
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, type Router } from "../../shared/router.js";
+import { SAMPLING_PRESETS, type SamplingSettings } from "../../shared/sampling.js";
 import { TandemCloudClient } from "../../electron/engine/cloud/tandemClient.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
 import { referenceDecode } from "../../electron/engine/decoding/reference.js";
@@ -38,7 +40,13 @@ interface RunState {
   restarting?: Promise<void>;
 }
 
-describe("following the cloud's SLM replica: same tokens and origins as the reference decoder", () => {
+/** greedy (no settings, as before sampling), and a sampled answer with a fixed seed */
+const MODES: [string, SamplingSettings | undefined][] = [
+  ["greedy", undefined],
+  ["sampled, Balanced, seed 4321", { ...SAMPLING_PRESETS.balanced, seed: 4321 }],
+];
+
+describe.each(MODES)("following the cloud's SLM replica, %s: same tokens and origins as the reference decoder", (_mode, sampling) => {
   let files: PairFiles;
   let slm: LocalModel;
   let server: CloudServer;
@@ -88,7 +96,7 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
     const c: number[] = [];
     for (const p of prompts) {
       await slm.clear();
-      for await (const e of new CollaborativeDecoder(slm, router, null).generate(p, { tau: 0, maxTokens: MAX })) c.push(e.confidence);
+      for await (const e of new CollaborativeDecoder(slm, router, null).generate(p, { tau: 0, maxTokens: MAX, sampling })) c.push(e.confidence);
     }
     c.sort((a, b) => a - b);
     const k = Math.floor(c.length * q);
@@ -136,8 +144,8 @@ describe("following the cloud's SLM replica: same tokens and origins as the refe
       const t = router instanceof ConfidenceRouter ? tau : mlpTau;
       const decoded =
         kind === "reference"
-          ? referenceDecode(slm, router, client, prompt, { tau: t, maxTokens: MAX })
-          : new CollaborativeDecoder(slm, router, client).generate(prompt, { tau: t, maxTokens: MAX });
+          ? referenceDecode(slm, router, client, prompt, { tau: t, maxTokens: MAX, sampling })
+          : new CollaborativeDecoder(slm, router, client).generate(prompt, { tau: t, maxTokens: MAX, sampling });
       for await (const e of decoded) events.push(e);
       return events;
     } finally {

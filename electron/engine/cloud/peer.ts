@@ -6,6 +6,7 @@
  */
 import type { ModelIdentity, TokenLogprob } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import type { RouteStream } from "./routeStream.js";
 import type { CloudLearning } from "../cloudPolicy.js";
 import { TandemError } from "../../../shared/errors.js";
@@ -28,6 +29,11 @@ export interface CloudStep {
 export interface NextOptions {
   /** tokens of the LLM's continuation to return after the predicted one (a peer may return fewer) */
   draft?: number;
+  /**
+   * Draw the token (and each continuation token) with these settings at its position
+   * (shared/sampling.ts); absent: greedy. A peer that cannot sample with them throws CloudCallError.
+   */
+  sampling?: SamplingSettings;
 }
 
 export interface RouteOptions {
@@ -38,6 +44,8 @@ export interface RouteOptions {
   position: number;
   /** most positions the stream may cover */
   max: number;
+  /** how the answer is sampled (absent: greedy): the replica and the LLM draw with it */
+  sampling?: SamplingSettings;
 }
 
 export interface CloudStats {

@@ -39,6 +39,7 @@ import {
 } from "../../../shared/protocol.js";
 import type { z } from "zod";
 import type { Router } from "../../../shared/router.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import { RouteStream } from "./routeStream.js";
 import { VocabularyMismatchError } from "../../../inference/modelFile.js";
 import {
@@ -192,7 +193,7 @@ export class TandemCloudClient implements CloudPeer {
     this.callsInFlight.set(snapshot, { draft: draft > 0 });
     try {
       await this.ensureSession(deadline);
-      const res = await this.nextWithResync(snapshot, deadline, draft);
+      const res = await this.nextWithResync(snapshot, deadline, draft, opts.sampling);
       this.health.online();
       this.syncPaused = false;
       return {
@@ -298,6 +299,7 @@ export class TandemCloudClient implements CloudPeer {
       ...delta(history, base, history.slice(base)),
       tau: opts.tau,
       router,
+      ...(opts.sampling ? { sampling: opts.sampling } : {}),
       position: opts.position,
       max: Math.max(1, Math.min(PROTOCOL_LIMITS.maxRoute, Math.floor(opts.max))),
     };
@@ -439,23 +441,36 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   /** Applies the delta and predicts; re-creates a lost session and re-syncs once. */
-  private async nextWithResync(history: readonly number[], signal: AbortSignal, draft: number): Promise<NextResponse> {
+  private async nextWithResync(
+    history: readonly number[],
+    signal: AbortSignal,
+    draft: number,
+    sampling: SamplingSettings | undefined,
+  ): Promise<NextResponse> {
     for (let attempt = 0; ; attempt++) {
       const session = this.sessionId;
       try {
-        return await this.sendNext(history, signal, attempt === 0, draft);
+        return await this.sendNext(history, signal, attempt === 0, draft, sampling);
       } catch (err) {
         if (attempt >= 3 || !(await this.resync(err, signal, session))) throw err;
       }
     }
   }
 
-  private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
+  private async sendNext(
+    history: readonly number[],
+    signal: AbortSignal,
+    optimistic: boolean,
+    draft: number,
+    sampling: SamplingSettings | undefined,
+  ): Promise<NextResponse> {
     const base = await this.deltaBase(history, signal, optimistic);
     const body: NextRequest = {
       ...delta(history, base, history.slice(base)),
       topK: this.topK,
       ...(draft > 0 ? { draft } : {}),
+      // with every call, not once per answer: calls may overtake each other, and sessions be re-made (docs/sampling.md)
+      ...(sampling ? { sampling } : {}),
       ...(this.opts.logprob === false ? { logprob: false } : {}),
     };
     const epoch = ++this.epoch;

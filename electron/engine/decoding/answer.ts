@@ -5,9 +5,10 @@
  */
 import type { AnswerSummary, StopReason, TokenEvent } from "../../../shared/events.js";
 import { countOrigins } from "../../../shared/events.js";
-import { routesToCloud, validateTau, type FeatureNeeds, type Router } from "../../../shared/router.js";
+import { routesToCloud, validateTau, type Router } from "../../../shared/router.js";
 import { decideStep } from "../../../shared/routing.js";
-import type { LocalModel, SlmStep } from "../../../inference/localModel.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
+import type { LocalModel, SlmStep, StepNeeds } from "../../../inference/localModel.js";
 import type { CloudPeer } from "../cloud/peer.js";
 import { CloudLearning } from "../cloudPolicy.js";
 import { TokenTextStream } from "../textStream.js";
@@ -19,6 +20,8 @@ export interface AnswerOptions {
   signal?: AbortSignal;
   /** SLM candidates to attach to each event (the router may need more) */
   topK?: number;
+  /** how tokens are chosen (shared/sampling.ts); absent: greedy, as before sampling */
+  sampling?: SamplingSettings;
 }
 
 /** Whether the router sent this event's position to the cloud. */
@@ -28,8 +31,8 @@ export class AnswerState {
   /** the prompt and every token committed since: what the SLM's KV cache holds */
   readonly committed: number[] = [];
   readonly events: TokenEvent[] = [];
-  /** what the SLM computes at each step: the router's needs, and the candidates shown */
-  readonly needs: FeatureNeeds;
+  /** what the SLM computes at each step: the router's needs, the candidates shown, and how its token is chosen */
+  readonly needs: StepNeeds;
   /** what is learnt about the cloud across answers (a fresh one without a cloud) */
   readonly learnt: CloudLearning;
   /** how the answer ended; anything but the ends set by the decoder means its consumer stopped it */
@@ -45,7 +48,8 @@ export class AnswerState {
     readonly source: TokenSource,
     private readonly opts: AnswerOptions,
   ) {
-    this.needs = { top1Prob: router.needs.top1Prob, topK: Math.max(router.needs.topK, opts.topK ?? 0), hidden: router.needs.hidden };
+    const topK = Math.max(router.needs.topK, opts.topK ?? 0);
+    this.needs = { top1Prob: router.needs.top1Prob, topK, hidden: router.needs.hidden, sampling: opts.sampling };
     this.learnt = cloud?.learnt ?? new CloudLearning();
     this.text = new TokenTextStream((t, last) => slm.detokenize(t, last), opts.stop ?? []);
     this.bytesAtStart = { up: cloud?.stats.bytesUp ?? 0, down: cloud?.stats.bytesDown ?? 0 };
@@ -53,6 +57,10 @@ export class AnswerState {
 
   get signal(): AbortSignal | undefined {
     return this.opts.signal;
+  }
+
+  get sampling(): SamplingSettings | undefined {
+    return this.opts.sampling;
   }
 
   get committedLength(): number {
@@ -104,6 +112,7 @@ export class AnswerState {
       stopReason: this.stopReason,
       router: this.router.name,
       elapsedMs,
+      ...(this.opts.sampling ? { sampling: this.opts.sampling } : {}),
     };
   }
 }

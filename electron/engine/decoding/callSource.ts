@@ -4,6 +4,7 @@
  * in the background when it can (`observe`: background sync), so a call carries only the last tokens.
  */
 import { errorMessage } from "../../../shared/errors.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import { CloudCallError, type CloudPeer } from "../cloud/peer.js";
 import { Pending, type RoutedAt, type RoutedResult, type TokenSource } from "./routed.js";
 
@@ -12,7 +13,7 @@ export class CallSource implements TokenSource {
 
   ask(at: RoutedAt): Pending {
     const asked = this.cloud.learnt.continuations.ask(at.continuation, at.previousRouted);
-    return new Pending(callCloud(this.cloud, at.history, at.signal, asked));
+    return new Pending(callCloud(this.cloud, at.history, at.signal, asked, at.sampling));
   }
 
   committed(history: readonly number[]): void {
@@ -24,17 +25,19 @@ export class CallSource implements TokenSource {
 
 /**
  * One call for the position after `history`, asking for `continuation` tokens of the LLM's
- * continuation: the cloud's token, or the SLM's own marked fallback when the call fails (never rejects).
+ * continuation (drawn with `sampling`, absent: greedy): the cloud's token, or the SLM's own marked fallback when the call fails (never rejects).
  */
 export async function callCloud(
   cloud: CloudPeer,
   history: readonly number[],
   signal: AbortSignal | undefined,
   continuation: number,
+  sampling?: SamplingSettings,
 ): Promise<RoutedResult> {
   const t0 = performance.now();
   try {
-    const c = await cloud.next(history, signal, continuation > 0 ? { draft: continuation } : undefined);
+    const opts = { ...(continuation > 0 ? { draft: continuation } : {}), ...(sampling ? { sampling } : {}) };
+    const c = await cloud.next(history, signal, continuation > 0 || sampling ? opts : undefined);
     cloud.learnt.continuations.observe(c);
     const verdict = { tokenId: c.tokenId, logprob: c.logprob, top: c.top };
     return { kind: "cloud", tokenId: c.tokenId, latencyMs: c.latencyMs, verdict, continuation: c.draft?.slice(0, continuation) ?? [] };

@@ -36,5 +36,6 @@ export function askAhead(
     continuation: 0, // the text after it is the next call's to answer
     previousRouted: false,
     signal: answer.signal,
+    sampling: answer.sampling,
   });
 }

@@ -2,7 +2,7 @@
  * The reference decoder: what every answer is, token for token, however the network is hidden.
  *
  *   at each position: the SLM's step → the router decides (shared/routing.ts)
- *     kept   → the SLM's greedy token                                    origin "local"
+ *     kept   → the SLM's token (greedy, or drawn: shared/sampling.ts)   origin "local"
  *     routed → wait for the cloud's token after exactly this history    origin "cloud"
  *              (or the SLM's own, should that call fail)                  origin "fallback"
  *   → commit the token (the SLM reads it) → next position
@@ -11,11 +11,15 @@
  * sooner; the identity tests (test/engine/networkHiding.test.ts, replicaHiding.test.ts) compare each of
  * its ways of hiding the network with this one. `continuation` > 0 asks calls for the LLM's next
  * tokens as the faster decoder does, and takes one where the text since that call is the
- * continuation's own — the LLM's greedy token after this very history, which a call would return.
+ * continuation's own — the LLM's token after this very history, which a call would return.
+ *
+ * Sampling: a token is drawn with the number keyed by (seed, its position in the context), by the
+ * SLM and the cloud alike, so it depends on the history alone and every faster client draws the same.
  */
 import type { StopReason, TokenEvent } from "../../../shared/events.js";
 import type { Router } from "../../../shared/router.js";
 import { decideStep } from "../../../shared/routing.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import type { LocalModel } from "../../../inference/localModel.js";
 import type { CloudPeer } from "../cloud/peer.js";
 import { TokenTextStream } from "../textStream.js";
@@ -29,6 +33,8 @@ export interface ReferenceOptions {
   signal?: AbortSignal;
   /** most tokens of the LLM's continuation a call asks for (when `ContinuationPolicy` says so); default 0 */
   continuation?: number;
+  /** how tokens are chosen; absent: greedy */
+  sampling?: SamplingSettings;
 }
 
 export async function* referenceDecode(
@@ -40,11 +46,12 @@ export async function* referenceDecode(
 ): AsyncGenerator<TokenEvent, StopReason> {
   const history = [...prompt];
   const text = new TokenTextStream((t, last) => slm.detokenize(t, last), opts.stop ?? []);
-  const cloudToken = blockingCloud(cloud, opts.continuation ?? 0);
+  const cloudToken = blockingCloud(cloud, opts.continuation ?? 0, opts.sampling);
+  const needs = { ...router.needs, sampling: opts.sampling };
   let last: TokenEvent | undefined;
   let previousRouted = false;
   try {
-    let step = await slm.begin(prompt, router.needs);
+    let step = await slm.begin(prompt, needs);
     for (let index = 0; index < opts.maxTokens; index++) {
       if (opts.signal?.aborted) return "abort";
       const decision = decideStep(router, step, index, opts.tau);
@@ -63,7 +70,7 @@ export async function* referenceDecode(
       yield (last = event);
       if (released.stopped) return "stop-string";
       if (index + 1 < opts.maxTokens && history.length >= slm.contextSize) return "context-full";
-      step = await slm.advance(event.tokenId, router.needs);
+      step = await slm.advance(event.tokenId, needs);
     }
     return "max-tokens";
   } finally {
@@ -72,7 +79,7 @@ export async function* referenceDecode(
 }
 
 /** The cloud's token after `history`: from a call, or from the last call's continuation where the text since that call is the continuation's. */
-function blockingCloud(cloud: CloudPeer | null, maxContinuation: number) {
+function blockingCloud(cloud: CloudPeer | null, maxContinuation: number, sampling: SamplingSettings | undefined) {
   let known: { from: number; tokens: readonly number[] } | null = null;
   return async (
     history: readonly number[],
@@ -86,7 +93,8 @@ function blockingCloud(cloud: CloudPeer | null, maxContinuation: number) {
       const tokenId = known.tokens[j]!;
       return { kind: "cloud", tokenId, latencyMs: null, verdict: { tokenId, top: [], fromDraft: true }, continuation: [] };
     }
-    const result = await callCloud(cloud, history, signal, cloud.learnt.continuations.ask(Math.min(maxContinuation, room), previousRouted));
+    const asked = cloud.learnt.continuations.ask(Math.min(maxContinuation, room), previousRouted);
+    const result = await callCloud(cloud, history, signal, asked, sampling);
     known = result.kind === "cloud" && result.continuation.length > 0 ? { from: history.length + 1, tokens: result.continuation } : null;
     return result;
   };

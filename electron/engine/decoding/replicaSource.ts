@@ -46,7 +46,7 @@ export class ReplicaSource implements TokenSource {
     const followed = this.unavailable ? null : this.follow(at);
     if (!followed) return this.calls.ask(at);
     // a stream answers later positions itself: no pipelined calls beside it
-    const result = followed.then((a) => (a.kind === "unavailable" ? callCloud(this.cloud, at.history, at.signal, 0) : a));
+    const result = followed.then((a) => (a.kind === "unavailable" ? callCloud(this.cloud, at.history, at.signal, 0, at.sampling) : a));
     return new Pending(result, ready, false);
   }
 
@@ -78,7 +78,7 @@ export class ReplicaSource implements TokenSource {
   private follow(at: RoutedAt): Promise<StreamAnswer> | null {
     const t0 = performance.now();
     this.check(at.history);
-    if (this.stream && at.tau !== this.tau) this.drop(); // the replica decides with the τ it was given
+    if (this.stream && at.tau !== this.tau) this.drop(); // the replica decides with the τ it was given (an answer's sampling is fixed)
     const stream = this.stream;
     if (!stream) return this.open(at, t0);
     return stream.at(at.history.length - this.start, at.signal).then((w): Promise<StreamAnswer> | StreamAnswer => {
@@ -99,7 +99,7 @@ export class ReplicaSource implements TokenSource {
 
   private open(at: RoutedAt, t0: number): Promise<StreamAnswer> | null {
     const stream =
-      this.cloud.route?.(at.history, { tau: at.tau, router: this.router, position: at.position, max: at.room + 1 }, at.signal) ?? null;
+      this.cloud.route?.(at.history, { tau: at.tau, router: this.router, position: at.position, max: at.room + 1, sampling: at.sampling }, at.signal) ?? null;
     if (!stream) {
       this.unavailable = true;
       return null;

@@ -4,6 +4,7 @@
  */
 import type { Candidate, CloudVerdict, TokenEvent } from "../../../shared/events.js";
 import type { RoutingDecision } from "../../../shared/routing.js";
+import type { SamplingSettings } from "../../../shared/sampling.js";
 import type { LocalModel, SlmStep } from "../../../inference/localModel.js";
 
 /** What a routed position got: the cloud's token, the SLM's own marked fallback, or nothing (aborted). */
@@ -34,6 +35,7 @@ export function localEvent(slm: Pick<LocalModel, "detokenize">, step: SlmStep, d
     cloudLatencyMs: null,
     slmTokenId: step.tokenId,
   };
+  if (step.sampledProb !== undefined) event.slmProb = step.sampledProb;
   if (step.top) event.slmTop = step.top.map((c): Candidate => ({ ...c, text: slm.detokenize([c.tokenId]) }));
   return event;
 }
@@ -60,6 +62,8 @@ export interface RoutedAt {
   /** whether the position before was routed too (a continuation is likely to be used then) */
   previousRouted: boolean;
   signal: AbortSignal | undefined;
+  /** how the answer is sampled (absent: greedy): the cloud draws its token with the same settings */
+  sampling?: SamplingSettings;
 }
 
 /** The answer at a routed position as it comes: `settled` is set once `result` has resolved. */
