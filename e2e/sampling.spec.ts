@@ -109,12 +109,13 @@ describe.skipIf(!!skip)("sampling: the panel, Regenerate and seeds (local model)
   }
 
   /** The seed the last answer was drawn with, as the inspector shows it. */
-  async function inspectedSeed(chat: ChatPage): Promise<{ text: string; seed: number }> {
+  async function inspectedSeed(chat: ChatPage, shotName?: string): Promise<{ text: string; seed: number }> {
     await chat.showTokens();
     await chat.tokens().first().click();
     const line = chat.page.getByTestId("insp-sampling");
     await line.waitFor();
     const text = (await line.textContent()) ?? "";
+    if (shotName) await shot(chat.page, shotName);
     await chat.page.keyboard.press("Escape");
     await chat.lastAnswer().getByTestId("toggle-view").click(); // back to the rendered answer
     return { text, seed: Number(/seed (\d+)$/.exec(text)?.[1]) };
@@ -175,7 +176,7 @@ describe.skipIf(!!skip)("sampling: the panel, Regenerate and seeds (local model)
     await sampling.apply();
     const first = await regenerate(chat);
     expect(first, "Creative differs from the greedy answer").not.toBe(greedy);
-    const a = await inspectedSeed(chat);
+    const a = await inspectedSeed(chat, "wide-light-inspector");
     expect(a.text).toMatch(
       /^Creative: temperature 1 · top-k 100 · top-p 0\.95 · min-p 0\.05 · repetition penalty 1\.1 over 64 tokens · seed \d+$/,
     );
