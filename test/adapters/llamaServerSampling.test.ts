@@ -16,6 +16,11 @@ import { vocabularyProbe } from "../../electron/engine/cloud/adapters/index.js";
 import { candidatesOrEngine } from "../../electron/engine/cloud/adapters/sampling.js";
 import { SAMPLING_PRESETS, penaltyWindow, sampleToken, uniformAt, type SamplingSettings } from "../../shared/sampling.js";
 import { hasStories, noteMissingShared } from "../helpers/shared.js";
+import type { TokenEvent } from "../../shared/events.js";
+import { ConfidenceRouter } from "../../shared/router.js";
+import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
+import { LocalModel } from "../../inference/localModel.js";
+import { sampleAlone } from "../sampling/plainSampling.js";
 import { RealBackend } from "./engines.js";
 import { hasLlamaServer, noteMissingLlamaServer, startLlamaServer, type LlamaServer } from "./llamaServerProcess.js";
 
@@ -29,12 +34,13 @@ const PENALISED: SamplingSettings = { ...WARM, repeatPenalty: 1, presencePenalty
 
 describe.skipIf(!hasStories || !hasLlamaServer)("sampled answers from llama-server through the adapter", () => {
   let server: LlamaServer;
+  let files: Awaited<ReturnType<typeof ensureFixtures>>;
   let reference: RealBackend;
   let device: ModelIdentity;
   let prompt: number[];
 
   beforeAll(async () => {
-    const files = await ensureFixtures();
+    files = await ensureFixtures();
     server = await startLlamaServer(files.storiesLlm!, { parallel: 2 });
     reference = await RealBackend.load(files.storiesLlm!);
     device = modelIdentity(reference.model);
@@ -142,6 +148,29 @@ describe.skipIf(!hasStories || !hasLlamaServer)("sampled answers from llama-serv
     }
     // the comparison has power: some candidate was a token of the window, penalised
     expect(penalisedSeen).toBe(true);
+  });
+
+  it("the routed decoder at τ = 1, Balanced, through the adapter: the LLM sampling alone, with every client strategy", async () => {
+    const slm = await LocalModel.load(files.storiesSlm!, { contextSize: 1024 });
+    try {
+      const p = await peer();
+      const dec = new CollaborativeDecoder(slm, new ConfidenceRouter(), p);
+      const balanced: SamplingSettings = { ...SAMPLING_PRESETS.balanced, seed: 2024 };
+      const want = await sampleAlone(reference.model, prompt, balanced, 24);
+      expect(want.length).toBeGreaterThan(5);
+      const strategies = [{}, { pipeline: false }, { speculate: 0, continuation: 0, pipeline: false }, { continuation: 4, speculate: 8 }];
+      for (const strategy of strategies) {
+        const events: TokenEvent[] = [];
+        for await (const e of dec.generate(prompt, { tau: 1, maxTokens: want.length, sampling: balanced, ...strategy })) events.push(e);
+        expect(
+          events.map((e) => e.tokenId),
+          JSON.stringify(strategy),
+        ).toEqual(want);
+        expect(events.every((e) => e.origin === "cloud")).toBe(true);
+      }
+    } finally {
+      await slm.dispose();
+    }
   });
 
   it("top-k off: the server samples itself with a seed per position, reproducibly", async () => {
