@@ -34,6 +34,20 @@ export default tseslint.config(
       "no-constant-condition": ["error", { checkLoops: false }],
       // TypeScript checks names; the few plain .mjs files (test fakes) run in Node
       "no-undef": "off",
+      // what the app loads to score tokens never pulls in the router's training tools; the engine
+      // trains only through electron/engine/selfDistill.ts (the distilled router, from the user's answers)
+      "import-x/no-restricted-paths": [
+        "error",
+        {
+          zones: [
+            {
+              target: ["./router/*.ts", "./shared", "./inference", "./cloud", "./cli", "./web", "./renderer"],
+              from: "./router/training",
+            },
+            { target: "./electron/**/!(selfDistill).ts", from: "./router/training" },
+          ],
+        },
+      ],
     },
   },
 );

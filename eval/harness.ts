@@ -12,17 +12,24 @@
  *                  the target shares); random routes each token with probability = share; the oracle
  *                  routes where the SLM's greedy ≠ the LLM's greedy, within a running budget of `share`.
  *
+ * With sampling (`EvalOptions.sampling`), free-running decoding draws each token from the model that
+ * writes it (shared/sampling.ts, as on the device) and is repeated for every seed: a row's free-running
+ * values are their mean over the seeds, with the spread (sample standard deviation) beside them.
+ * Teacher-forced values do not depend on sampling. Without it (greedy, eval's default: Precise) every
+ * table is as before.
+ *
  * Only positions whose preceding `novelN` tokens never occur in the router's training text count.
  */
 import type { LocalModel } from "../inference/localModel.js";
 import { routesToCloud, type FeatureNeeds, type Router } from "../shared/router.js";
 import { decide } from "../shared/routing.js";
-import { tauForShare } from "../router/collect.js";
-import { OracleBudget, oracleAgreement } from "../router/labels.js";
-import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/pair.js";
+import { tauForShare } from "../router/training/collect.js";
+import { OracleBudget, oracleAgreement } from "../router/training/labels.js";
+import { llmGreedy, runRouted, teacherForce, type RoutePolicy } from "../router/training/pair.js";
 import { Rng } from "../shared/prng.js";
-import type { NgramIndex } from "../router/text.js";
-import { gapClosed, interpolate, mean } from "./metrics.js";
+import type { NgramIndex } from "../router/training/text.js";
+import type { SamplingParams } from "../shared/sampling.js";
+import { gapClosed, interpolate, mean, spread } from "./metrics.js";
 
 export const REQUIRED_SHARES = [0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3];
 
@@ -47,6 +54,8 @@ export interface EvalRow {
   accuracy: number | null;
   cloudCalls: number;
   tokensPerSecond: number;
+  /** with sampling: the seeds' count and the spread (standard deviation) of the free-running values over them */
+  spread?: { seeds: number; freeCloudShare: number; meanLogprob: number; logprobGapClosed: number; accuracy: number | null };
 }
 
 export interface SummaryRow {
@@ -72,8 +81,10 @@ export interface EvalOptions {
   maxTokens: number;
   seed: number;
   index: NgramIndex;
-  /** distilled: the confidence router's student (router/distill.ts), when one exists for the SLM */
+  /** distilled: the confidence router's student (router/training/distill.ts), when one exists for the SLM */
   routers: { confidence: Router; learned: Router | null; distilled?: Router | null };
+  /** sample the free-running decodings with these parameters, once per seed (absent or temperature 0: greedy) */
+  sampling?: { params: SamplingParams; seeds: readonly number[] };
   detokenize: (tokens: number[]) => string;
   log?: (s: string) => void;
 }
@@ -147,7 +158,9 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
 
   // ---- free-running --------------------------------------------------------------------------
   type Run = { share: number; logprob: number; accuracy: number | null; calls: number; tps: number; counted: number };
-  const runAll = async (policyFor: () => RoutePolicy): Promise<Run> => {
+  const sampling = o.sampling && o.sampling.params.temperature > 0 ? o.sampling : undefined;
+  const seeds: (number | undefined)[] = sampling ? [...sampling.seeds] : [undefined];
+  const runAll = async (policyFor: () => RoutePolicy, seed?: number): Promise<Run> => {
     const lps: number[] = [];
     let routedCounted = 0;
     let calls = 0;
@@ -156,7 +169,14 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
     let checkable = 0;
     const t0 = performance.now();
     for (const p of prompts) {
-      const steps = await runRouted(slm, llm, p.prompt, policyFor(), { maxTokens: o.maxTokens, slmNeeds: needs, score: true });
+      const run = { maxTokens: o.maxTokens, slmNeeds: needs, score: true };
+      const steps = await runRouted(
+        slm,
+        llm,
+        p.prompt,
+        policyFor(),
+        seed === undefined ? run : { ...run, sampling: { ...sampling!.params, seed } },
+      );
       const seq = [...p.prompt, ...steps.map((s) => s.chosen)];
       steps.forEach((s, j) => {
         tokens++;
@@ -181,25 +201,27 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
     };
   };
 
-  const slmOnly = await runAll(() => () => false);
-  const llmOnly = await runAll(() => () => true);
+  /** a policy's runs, one per seed (one greedy run without sampling) */
+  const runSeeds = async (policyFor: () => RoutePolicy): Promise<Run[]> => {
+    const runs: Run[] = [];
+    for (const seed of seeds) runs.push(await runAll(policyFor, seed));
+    return runs;
+  };
+  const slmOnly = await runSeeds(() => () => false);
+  const llmOnly = await runSeeds(() => () => true);
   o.log?.(
-    `free-running: SLM-only mean log-prob ${slmOnly.logprob.toFixed(3)}, LLM-only ${llmOnly.logprob.toFixed(3)} (${slmOnly.counted} counted tokens)`,
+    `free-running${sampling ? `, sampled (${seeds.length} seeds)` : ""}: SLM-only mean log-prob ${mean(slmOnly.map((r) => r.logprob)).toFixed(3)}, ` +
+      `LLM-only ${mean(llmOnly.map((r) => r.logprob)).toFixed(3)} (${slmOnly[0]!.counted} counted tokens)`,
   );
   const rows: EvalRow[] = [];
-  const push = (router: string, s: number, t: { tau: number | null; share: number; agreement: number }, f: Run) =>
+  const push = (router: string, s: number, t: { tau: number | null; share: number; agreement: number }, runs: Run[]) =>
     rows.push({
       router,
       tau: t.tau,
       targetShare: s,
       cloudShare: t.share,
       llmAgreement: t.agreement,
-      freeCloudShare: f.share,
-      meanLogprob: f.logprob,
-      logprobGapClosed: gapClosed(f.logprob, slmOnly.logprob, llmOnly.logprob),
-      accuracy: f.accuracy,
-      cloudCalls: f.calls,
-      tokensPerSecond: f.tps,
+      ...freeRunning(runs, slmOnly, llmOnly),
     });
   push("slm-only", 0, { tau: 0, share: 0, agreement: slmAgree }, slmOnly);
   push("llm-only", 1, { tau: 1, share: 1, agreement: 1 }, llmOnly);
@@ -207,16 +229,15 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
   for (const s of o.shares) {
     for (const [n, r] of scoreRouters) {
       const t = tf.get(key(n, s))!;
-      const f = await runAll(() => (p) => decide(r, p.features, t.tau!).toCloud);
-      push(n, s, t, f);
+      push(n, s, t, await runSeeds(() => (p) => decide(r, p.features, t.tau!).toCloud));
     }
     const rrng = new Rng(o.seed * 7919 + Math.round(s * 1000));
-    push("random", s, tf.get(key("random", s))!, await runAll(() => () => rrng.next() < s));
+    push("random", s, tf.get(key("random", s))!, await runSeeds(() => () => rrng.next() < s));
     push(
       "oracle",
       s,
       tf.get(key("oracle", s))!,
-      await runAll(() => {
+      await runSeeds(() => {
         const b = new OracleBudget(s);
         return (p) => b.route(p.slmTok, p.llmTok);
       }),
@@ -227,9 +248,46 @@ export async function evaluate(slm: LocalModel, llm: LocalModel, prompts: readon
   return {
     rows,
     summary: summarise(rows, REQUIRED_SHARES.filter((s) => o.shares.includes(s)).length ? REQUIRED_SHARES : o.shares),
-    counted: { teacherForced: N, teacherForcedAll: all, freeRunningSlmOnly: slmOnly.counted },
+    counted: { teacherForced: N, teacherForcedAll: all, freeRunningSlmOnly: Math.round(mean(slmOnly.map((r) => r.counted))) },
     disagreementRate: 1 - slmAgree,
     routerCostMs: Object.fromEntries([...cost].map(([n, ms]) => [n, ms / N])),
+  };
+}
+
+type FreeRunning = Pick<
+  EvalRow,
+  "freeCloudShare" | "meanLogprob" | "logprobGapClosed" | "accuracy" | "cloudCalls" | "tokensPerSecond" | "spread"
+>;
+
+/**
+ * A row's free-running values from its runs, one per seed: each seed's gap closed is measured against
+ * the same seed's SLM-only and LLM-only runs; the row holds the means and, with several seeds, the spread.
+ */
+export function freeRunning(
+  runs: readonly { share: number; logprob: number; accuracy: number | null; calls: number; tps: number }[],
+  slmOnly: readonly { logprob: number }[],
+  llmOnly: readonly { logprob: number }[],
+): FreeRunning {
+  const gaps = runs.map((r, i) => gapClosed(r.logprob, slmOnly[i]!.logprob, llmOnly[i]!.logprob));
+  const acc = runs.map((r) => r.accuracy).filter((a): a is number => a !== null);
+  const out: FreeRunning = {
+    freeCloudShare: mean(runs.map((r) => r.share)),
+    meanLogprob: mean(runs.map((r) => r.logprob)),
+    logprobGapClosed: mean(gaps),
+    accuracy: acc.length ? mean(acc) : null,
+    cloudCalls: mean(runs.map((r) => r.calls)),
+    tokensPerSecond: mean(runs.map((r) => r.tps)),
+  };
+  if (runs.length < 2) return out;
+  return {
+    ...out,
+    spread: {
+      seeds: runs.length,
+      freeCloudShare: spread(runs.map((r) => r.share)),
+      meanLogprob: spread(runs.map((r) => r.logprob)),
+      logprobGapClosed: spread(gaps),
+      accuracy: acc.length ? spread(acc) : null,
+    },
   };
 }
 

@@ -2,28 +2,36 @@
  * npm run eval -- [--slm PATH] [--llm PATH] [--router FILE] [--distilled FILE] [--text FILE | --dataset NAME] [--limit N]
  *                 [--max-tokens N] [--prompt-tokens N] [--shares 0.025,0.05,...] [--novel-ngram N]
  *                 [--out DIR] [--seed N] [--no-train] [--json]
+ *                 [--preset precise|balanced|creative] [--temperature x] [--top-k n] [--top-p x] [--min-p x] [--seeds n]
  *
  * Default: the stories260K fixture pair, continuation of prompts from the held-out last 20% of
  * ../shared/data/tinystories_sample_train.txt (the router trains on the first 80%). When no learned
  * router matches the SLM, one is labelled and trained first (about a minute here) unless --no-train.
  * Writes <out>/table.txt, results.csv, results.json and plot.svg; with --json the last line is
  * {"eval": {"rows": [...]}}.
+ *
+ * Sampling: eval is greedy by default (the Precise preset), so its tables compare routers, not luck.
+ * `--temperature x` (or a preset, and the other flags) samples the free-running decodings as the app
+ * does, once per seed (`--seeds n`, default 3: seeds --seed, --seed + 1, …), and reports each value's
+ * mean and spread over the seeds. Penalties stay off (eval reads probabilities, not logits).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { LocalModel } from "../inference/localModel.js";
 import { ConfidenceRouter } from "../shared/router.js";
-import { defaultLabelsFile, defaultPair } from "../router/args.js";
-import { readLabelFile, writeLabelFile } from "../router/labelFile.js";
+import { defaultLabelsFile, defaultPair } from "../router/training/args.js";
+import { readLabelFile, writeLabelFile } from "../router/training/labelFile.js";
 import { defaultRouterDir, loadRouterFor, LearnedRouter } from "../router/learnedRouter.js";
-import { DEFAULT_LABEL_OPTIONS, labelAndTrain } from "../router/pipeline.js";
+import { DEFAULT_LABEL_OPTIONS, labelAndTrain } from "../router/training/pipeline.js";
 import { bindingOf, decodeRouterFile, decodeSeen, distilledRouterFileName, readRouterFileJson } from "../router/file.js";
-import { defaultTrainingTextPath, NgramIndex, readText, repoRoot, samplePrompts, splitText } from "../router/text.js";
-import { loadDataset } from "./datasets.js";
+import { defaultTrainingTextPath, NgramIndex, readText, repoRoot, samplePrompts, splitText } from "../router/training/text.js";
+import { loadDataset } from "../router/training/datasets.js";
 import { measureFeatureCost } from "./featureCost.js";
 import { evaluate, REQUIRED_SHARES, type EvalPrompt } from "./harness.js";
 import { jsonLine, rowsTable, summaryTable, toCsv, toSvg } from "./report.js";
+import { evalSampling, samplingLabel, type EvalSampling } from "./samplingArgs.js";
+import { UsageError } from "../shared/errors.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -42,8 +50,23 @@ const { values: a } = parseArgs({
     seed: { type: "string" },
     "no-train": { type: "boolean" },
     json: { type: "boolean" },
+    preset: { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    "min-p": { type: "string" },
+    seeds: { type: "string" },
   },
 });
+// checked before any model loads: a bad flag is a usage error, not a failed run
+let sampling: EvalSampling | undefined;
+try {
+  sampling = evalSampling(a, Number(a.seed ?? 1));
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  console.error(`npm run eval: ${err.message}`);
+  process.exit(2);
+}
 
 const log = (s: string) => (a.json ? process.stderr.write(s + "\n") : console.log(s));
 const t0 = performance.now();
@@ -102,7 +125,8 @@ try {
   if (prompts.length === 0) throw new Error("No prompts: the text is too short");
   const shares = a.shares ? a.shares.split(",").map(Number) : REQUIRED_SHARES;
   log(
-    `evaluating ${what}: ${prompts.length} prompts × ${maxTokens} tokens, shares ${shares.map((s) => `${s * 100}%`).join(" ")}, unseen ${novelN}-token contexts only`,
+    `evaluating ${what}: ${prompts.length} prompts × ${maxTokens} tokens, shares ${shares.map((s) => `${s * 100}%`).join(" ")}, unseen ${novelN}-token contexts only` +
+      (sampling ? `; ${samplingLabel(sampling)}` : ""),
   );
 
   const res = await evaluate(slm, llm, prompts, {
@@ -111,12 +135,15 @@ try {
     seed,
     index,
     routers: { confidence: new ConfidenceRouter(), learned, distilled },
+    ...(sampling ? { sampling } : {}),
     detokenize: (t) => slm.detokenize(t),
     log,
   });
 
   const featureCost = await measureFeatureCost(slm, prompts[0]!.prompt);
-  const title = `${slm.identity.name} → ${llm.identity.name} · ${what} · ${res.counted.teacherForced} teacher-forced positions`;
+  const title =
+    `${slm.identity.name} → ${llm.identity.name} · ${what} · ${res.counted.teacherForced} teacher-forced positions` +
+    (sampling ? ` · ${samplingLabel(sampling)}` : "");
   const costs = Object.entries(res.routerCostMs)
     .map(([n, ms]) => `${n} ${(ms * 1000).toFixed(1)} µs`)
     .join(", ");
@@ -127,7 +154,9 @@ try {
     "",
     summaryTable(res.summary, REQUIRED_SHARES.filter((s) => shares.includes(s)).length ? REQUIRED_SHARES : shares),
     "",
-    "all runs (τ calibrated teacher-forced; free-running shares measured)",
+    sampling
+      ? `all runs (τ calibrated teacher-forced; free-running: mean ±sd over ${sampling.seeds.length} seeds)`
+      : "all runs (τ calibrated teacher-forced; free-running shares measured)",
     rowsTable(res.rows),
   ].join("\n");
   const out = path.resolve(

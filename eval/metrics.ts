@@ -23,3 +23,10 @@ export function gapClosed(value: number, slmOnly: number, llmOnly: number): numb
 export function mean(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
 }
+
+/** Sample standard deviation (n − 1); NaN below two values. */
+export function spread(xs: readonly number[]): number {
+  if (xs.length < 2) return NaN;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+}

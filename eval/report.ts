@@ -13,6 +13,10 @@ function table(head: string[], body: string[][]): string {
   return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...body.map(line)].join("\n");
 }
 
+/** A free-running value, and with sampling its spread over the seeds: "12.3% ±1.5%". */
+const withSpread = (value: string, sd: number | null | undefined, f: (x: number | null) => string) =>
+  sd === undefined ? value : `${value} ±${f(sd)}`;
+
 export function rowsTable(rows: readonly EvalRow[]): string {
   return table(
     ["router", "target", "τ", "share(TF)", "LLM agree", "share(free)", "mean logprob", "gap closed", "accuracy", "calls", "tok/s"],
@@ -22,11 +26,11 @@ export function rowsTable(rows: readonly EvalRow[]): string {
       r.tau == null ? "—" : num(r.tau, 4),
       pct(r.cloudShare),
       pct(r.llmAgreement),
-      pct(r.freeCloudShare),
-      num(r.meanLogprob),
-      pct(r.logprobGapClosed),
-      pct(r.accuracy),
-      String(r.cloudCalls),
+      withSpread(pct(r.freeCloudShare), r.spread?.freeCloudShare, pct),
+      withSpread(num(r.meanLogprob), r.spread?.meanLogprob, num),
+      withSpread(pct(r.logprobGapClosed), r.spread?.logprobGapClosed, pct),
+      withSpread(pct(r.accuracy), r.spread && r.accuracy != null ? r.spread.accuracy : undefined, pct),
+      r.spread ? r.cloudCalls.toFixed(1) : String(r.cloudCalls),
       r.tokensPerSecond.toFixed(0),
     ]),
   );
@@ -66,7 +70,12 @@ export function toCsv(rows: readonly EvalRow[]): string {
     "tokensPerSecond",
   ];
   const cell = (v: unknown) => (v == null || (typeof v === "number" && !Number.isFinite(v)) ? "" : String(v));
-  return [cols.join(","), ...rows.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
+  // with sampling: the seeds and each free-running value's spread over them
+  const spreadCols = ["seeds", "freeCloudShare", "meanLogprob", "logprobGapClosed", "accuracy"] as const;
+  const sampled = rows.some((r) => r.spread);
+  const head = [...cols, ...(sampled ? spreadCols.map((c) => (c === "seeds" ? c : `${c}Sd`)) : [])];
+  const line = (r: EvalRow) => [...cols.map((c) => cell(r[c])), ...(sampled ? spreadCols.map((c) => cell(r.spread?.[c])) : [])];
+  return [head.join(","), ...rows.map((r) => line(r).join(","))].join("\n") + "\n";
 }
 
 /** The `--json` last line: {"eval": {"rows": [...]}} with the fields the issue names first. */
@@ -83,6 +92,7 @@ export function jsonLine(res: EvalResult): string {
     meanLogprob: r.meanLogprob,
     cloudCalls: r.cloudCalls,
     tokensPerSecond: r.tokensPerSecond,
+    ...(r.spread ? { spread: r.spread } : {}),
   }));
   return JSON.stringify({ eval: { rows, summary: res.summary, counted: res.counted, disagreementRate: res.disagreementRate } });
 }

@@ -11,7 +11,6 @@ import * as path from "node:path";
 import type { ModelIdentity } from "../shared/protocol.js";
 import type { FeatureSpec } from "./features.js";
 import type { MlpParams } from "./mlp.js";
-import type { TrainReport } from "./train.js";
 import { TandemError, errorMessage } from "../shared/errors.js";
 
 export const ROUTER_FORMAT = "tandem-router";
@@ -23,6 +22,20 @@ export interface SlmBinding {
   name: string;
   vocabHash: string;
   hiddenSize: number;
+}
+
+/** What training reports about a router: stored in its file. */
+export interface TrainReport {
+  seed: number;
+  rows: { train: number; val: number };
+  positiveShare: number;
+  balanced: boolean;
+  epochs: number;
+  bestEpoch: number;
+  trainLoss: number[];
+  valLoss: number[];
+  valAuc: number;
+  valAccuracy: number;
 }
 
 export interface RouterFileJson {

@@ -35,7 +35,7 @@ export class LearnedRouter implements Router {
     readonly features: FeatureSpec,
     readonly slm: SlmBinding,
     readonly file: string | null = null,
-    /** trained on the LLM's preferences, or distilled from the SLM's own confidence (router/distill.ts) */
+    /** trained on the LLM's preferences, or distilled from the SLM's own confidence (router/training/distill.ts) */
     readonly kind: "learned" | "distilled" = "learned",
   ) {
     const d = featureDim(features, slm.hiddenSize);

@@ -4,6 +4,7 @@
  */
 import type { Conversation, ExportedConversation, ExportFormat } from "../../shared/bridge.js";
 import { countOrigins } from "../../shared/events.js";
+import { describeSettings } from "../../shared/samplingText.js";
 
 export function exportConversation(c: Conversation, format: ExportFormat): ExportedConversation {
   const base = slug(c.title) || "conversation";
@@ -22,6 +23,7 @@ export function exportConversation(c: Conversation, format: ExportFormat): Expor
       const share = ((100 * n.cloudTokens) / n.tokens).toFixed(1);
       lines.push(
         `> ${n.tokens} tokens · ${n.cloudTokens} from the cloud (${share}%) · ${n.fallbackTokens} fallback${m.status === "stopped" ? " · stopped" : ""}`,
+        ...(m.sampling ? [">", `> sampled: ${describeSettings(m.sampling)}`] : []),
         "",
       );
     }

@@ -1,5 +1,5 @@
 /**
- * The app makes the distilled confidence router (router/distill.ts) from the user's own answers.
+ * The app makes the distilled confidence router (router/training/distill.ts) from the user's own answers.
  *
  * With no router file for the loaded SLM, the app routes with the confidence router, whose top-1
  * probability costs a full-vocabulary sort per token (+12–15 ms on Qwen's 152k vocabulary on a CPU).
@@ -12,7 +12,7 @@
  */
 import * as path from "node:path";
 import { clampConfidence, type FeatureNeeds, type Router, type RouterFeatures } from "../../shared/router.js";
-import { ConfidenceSamples, distillRouter, DISTILL_NEEDS, type Distilled } from "../../router/distill.js";
+import { ConfidenceSamples, distillRouter, DISTILL_NEEDS, type Distilled } from "../../router/training/distill.js";
 import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "../../router/file.js";
 import type { LocalModel } from "../../inference/localModel.js";
 import { errorMessage } from "../../shared/errors.js";

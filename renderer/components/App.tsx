@@ -7,6 +7,7 @@ import { ErrorBoundary } from "./ErrorBoundary";
 import { Inspector } from "./Inspector";
 import { ModelSetup } from "./ModelSetup";
 import { MessageList } from "./Messages";
+import { SamplingBar } from "./SamplingPanel";
 import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
 
@@ -79,6 +80,9 @@ export function App() {
             {needsModel ? <ModelSetup /> : conv ? <MessageList conversation={conv} /> : <Welcome />}
           </ErrorBoundary>
         </div>
+        <ErrorBoundary what="the sampling settings" resetKey={conv?.id}>
+          <SamplingBar />
+        </ErrorBoundary>
         <ErrorBoundary what="the message box">
           <Composer />
         </ErrorBoundary>

@@ -10,6 +10,7 @@ import { useApp, useSlice } from "../context";
 import { selectInspected } from "../state/stores";
 import { ORIGIN_HELP } from "./Legend";
 import { VisibleText, visibleText } from "./VisibleText";
+import { describeSettings } from "../../shared/samplingText";
 
 /** What a router's score means, in one line (shown under the score). */
 export function routerMeaning(router: string): string {
@@ -169,6 +170,12 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
           <>
             <dt>fallback because</dt>
             <dd>{t.fallbackReason}</dd>
+          </>
+        )}
+        {message.sampling && (
+          <>
+            <dt>the answer was sampled with</dt>
+            <dd data-testid="insp-sampling">{describeSettings(message.sampling)}</dd>
           </>
         )}
       </dl>

@@ -31,6 +31,11 @@ export interface Controller {
   exportConversation(id: string, format: ExportFormat): Promise<{ filename: string; mime: string; content: string }>;
   /** the SLM's top candidates at one token, computed on demand (the pinned token) */
   candidates(ref: { messageId: string; index: number }): Promise<Candidate[]>;
+  /** the open conversation's own sampling (null: back to the app's default); throws the engine's reason */
+  setSampling(sampling: SamplingChoice | null): Promise<void>;
+  /** the app's default sampling: new chats, and chats without their own */
+  defaultSampling(): Promise<SamplingChoice>;
+  setDefaultSampling(sampling: SamplingChoice): Promise<void>;
   dispose(): void;
 }
 
@@ -39,6 +44,7 @@ const STALE_ONCE_LOADED = /local model is not loaded|model is (still )?loading/i
 
 let counter = 0;
 const newRequestId = () => `r${Date.now().toString(36)}-${(counter++).toString(36)}`;
+type SamplingChoice = NonNullable<Parameters<Bridge["setSampling"]>[0]["sampling"]>;
 
 export function createController(bridge: Bridge, stores: Stores, onError: (msg: string) => void = () => {}): Controller {
   const chat = () => stores.chat.getState();
@@ -182,6 +188,17 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       const conversationId = chat().activeId;
       if (!conversationId) return [];
       return (await bridge.candidates({ conversationId, messageId, index })).candidates;
+    },
+    async setSampling(sampling) {
+      const conversationId = chat().activeId;
+      if (!conversationId) throw new Error("No conversation is open");
+      dispatch({ type: "loaded", conversation: await bridge.setSampling({ conversationId, sampling }) });
+    },
+    async defaultSampling() {
+      return (await bridge.getSettings({})).sampling;
+    },
+    async setDefaultSampling(sampling) {
+      await bridge.updateSettings({ sampling });
     },
     dispose() {
       unsubscribe();

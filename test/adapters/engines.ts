@@ -6,6 +6,12 @@
  * log-probabilities reported before any penalty, vLLM's block-granular prefix cache, `token_ids` only
  * with `return_token_ids`, its 20-logprob cap and `prompt_tokens_details` only when enabled, each
  * engine's context-length refusal, an API key checked on every endpoint, SGLang's `/model_info`.
+ * Sampling as each engine does it (the adapters' headers): its chain in its order (llama.cpp's
+ * `samplers` list; vLLM penalties → temperature → min-p → top-k → top-p; SGLang temperature, then
+ * top-k, top-p, min-p), a draw from a generator seeded by the request's `seed` (SGLang: `sampling_seed`
+ * only with --enable-deterministic-inference, keyed by the position too) or an unseeded one, and the
+ * probabilities after the chain where asked (llama.cpp `post_sampling_probs`, vLLM
+ * `--logprobs-mode processed_logprobs`).
  * With neutral sampling the token they return is the model's real greedy token. A per-conversation prefix cache (one KV-cached
  * sequence, longest common prefix reused) stands in for the engines' prefix caches, so the evaluated
  * counts they report are real too. /tokenize and /detokenize answer in each engine's shape (llama.cpp
@@ -17,6 +23,7 @@ import type { AddressInfo } from "node:net";
 import type { LlamaContext, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { getTandemLlama } from "../../inference/llama.js";
 import { modelIdentity } from "../../inference/modelFile.js";
+import { Rng } from "../../shared/prng.js";
 
 export type EngineKind = "llama.cpp" | "vllm" | "sglang";
 export type EngineFault = "none" | "garbage" | "missing" | "outOfVocab" | "status500" | "slow" | "disagree";
@@ -153,6 +160,12 @@ export interface FakeEngineOptions {
   blockSize?: number;
   /** SGLang: "both" (default: /model_info and its deprecated alias /get_model_info), "new" or "legacy" only */
   modelInfo?: "both" | "new" | "legacy";
+  /** vLLM: --logprobs-mode (default raw_logprobs) */
+  logprobsMode?: "raw_logprobs" | "processed_logprobs";
+  /** SGLang: --enable-deterministic-inference (default false): `sampling_seed` is read; /server_info says so */
+  deterministicInference?: boolean;
+  /** SGLang: serve /server_info (default: when deterministicInference is given; false: a server too old for it) */
+  serverInfo?: boolean;
 }
 
 /** One generation request, read in the engine's own field names. */
@@ -168,6 +181,15 @@ interface GenRequest {
   frequency?: number;
   /** llama.cpp: the penalty window (repeat_last_n, default 64) */
   lastN?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  /** the request's seed (SGLang: sampling_seed) */
+  seed?: number;
+  /** llama.cpp: the sampler chain's order */
+  samplers?: string[];
+  /** llama.cpp: post_sampling_probs */
+  postSampling: boolean;
   /** vLLM: return_token_ids */
   tokenIds: boolean;
 }
@@ -185,6 +207,11 @@ function readRequest(kind: EngineKind, body: Record<string, unknown>): GenReques
       repetition: num(sp.repetition_penalty),
       presence: num(sp.presence_penalty),
       frequency: num(sp.frequency_penalty),
+      topK: num(sp.top_k),
+      topP: num(sp.top_p),
+      minP: num(sp.min_p),
+      seed: num(sp.sampling_seed),
+      postSampling: false,
       tokenIds: true,
     };
   }
@@ -198,6 +225,12 @@ function readRequest(kind: EngineKind, body: Record<string, unknown>): GenReques
     presence: num(body.presence_penalty),
     frequency: num(body.frequency_penalty),
     lastN: llama ? (num(body.repeat_last_n) ?? 64) : undefined,
+    topK: num(body.top_k),
+    topP: num(body.top_p),
+    minP: num(body.min_p),
+    seed: num(body.seed),
+    samplers: llama && Array.isArray(body.samplers) ? (body.samplers as string[]) : undefined,
+    postSampling: llama && body.post_sampling_probs === true,
     tokenIds: body.return_token_ids === true,
   };
 }
@@ -211,13 +244,23 @@ const DEFAULT_TEMPERATURE: Record<EngineKind, number> = { "llama.cpp": 0.8, vllm
  */
 const LOGIT_SHIFT = 10;
 
+/** llama.cpp's default chain (common/common.h); the samplers the fake does not model are neutral in every request. */
+const LLAMA_DEFAULT_SAMPLERS = ["penalties", "dry", "top_n_sigma", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature"];
+const DEFAULT_TOP_K: Record<EngineKind, number> = { "llama.cpp": 40, vllm: -1, sglang: -1 };
+
 /**
- * The token the engine picks: the penalised greedy token (or a sample when the temperature is not 0).
- * The repetition penalty is the engines' formula on the logit (divided by the penalty when positive,
- * multiplied when negative); presence and frequency subtract. What each engine penalises: vLLM the
- * prompt and the output, llama.cpp the last `repeat_last_n` tokens of both, SGLang the output only.
+ * Logits after the penalties. The repetition penalty is the engines' formula on the logit (divided by
+ * the penalty when positive, multiplied when negative); presence and frequency subtract. What each
+ * engine penalises: vLLM the prompt and the output, llama.cpp the last `repeat_last_n` tokens of both,
+ * SGLang the output only.
  */
-function choose(kind: EngineKind, p: Prediction, r: GenRequest, generated: readonly number[], d: EngineDefaults): number {
+function penalised(
+  kind: EngineKind,
+  p: Prediction,
+  r: GenRequest,
+  generated: readonly number[],
+  d: EngineDefaults,
+): Array<[number, number]> {
   const rep = r.repetition ?? d.repetitionPenalty ?? 1;
   const presence = r.presence ?? d.presencePenalty ?? 0;
   const frequency = r.frequency ?? d.frequencyPenalty ?? 0;
@@ -233,13 +276,84 @@ function choose(kind: EngineKind, p: Prediction, r: GenRequest, generated: reado
     const logit = lp + LOGIT_SHIFT;
     return (repeated.has(id) ? (logit < 0 ? logit * rep : logit / rep) : logit) - frequency * c - (c > 0 ? presence : 0);
   };
-  const scored = [...p.logprobs].map(([id, lp]) => [id, score(id, lp)] as const);
-  const temperature = r.temperature ?? DEFAULT_TEMPERATURE[kind];
-  if (temperature <= 0) return scored.reduce((a, b) => (b[1] > a[1] ? b : a))[0];
-  const w = scored.map(([id, s]) => [id, Math.exp(s / temperature)] as const);
-  let x = Math.random() * w.reduce((a, [, v]) => a + v, 0);
-  for (const [id, v] of w) if ((x -= v) <= 0) return id;
-  return w[w.length - 1]![0];
+  return [...p.logprobs].map(([id, lp]) => [id, score(id, lp)] as [number, number]);
+}
+
+/** One sampler of a chain on logits sorted most likely first (each leaves at least one token). */
+function applySampler(name: string, sorted: Array<[number, number]>, r: GenRequest, kind: EngineKind): Array<[number, number]> {
+  const probs = () => {
+    const z = sorted.reduce((a, [, l]) => a + Math.exp(l - sorted[0]![1]), 0);
+    return sorted.map(([, l]) => Math.exp(l - sorted[0]![1]) / z);
+  };
+  switch (name) {
+    case "top_k": {
+      const k = r.topK ?? DEFAULT_TOP_K[kind];
+      return k > 0 ? sorted.slice(0, k) : sorted;
+    }
+    case "top_p": {
+      const topP = r.topP ?? 1;
+      if (topP >= 1) return sorted;
+      let acc = 0;
+      const q = probs();
+      const n = q.findIndex((x) => (acc += x) >= topP);
+      return sorted.slice(0, n < 0 ? sorted.length : n + 1);
+    }
+    case "min_p": {
+      const minP = r.minP ?? 0;
+      return minP > 0 ? sorted.filter(([, l]) => l >= sorted[0]![1] + Math.log(minP)) : sorted;
+    }
+    case "temperature": {
+      const t = r.temperature ?? DEFAULT_TEMPERATURE[kind];
+      return t <= 0 ? sorted.slice(0, 1) : sorted.map(([id, l]) => [id, l / t]);
+    }
+    default:
+      return sorted; // neutral in every request the adapters send
+  }
+}
+
+/** The chain after the penalties, in the engine's order (llama.cpp: the request's `samplers`). */
+function chainOf(kind: EngineKind, r: GenRequest): string[] {
+  if (kind === "llama.cpp") return (r.samplers ?? LLAMA_DEFAULT_SAMPLERS).filter((n) => n !== "penalties");
+  const t = r.temperature ?? DEFAULT_TEMPERATURE[kind];
+  if (t <= 0) return ["temperature"]; // greedy: the penalised argmax
+  return kind === "vllm" ? ["temperature", "min_p", "top_k", "top_p"] : ["temperature", "top_k", "top_p", "min_p"];
+}
+
+/** The engine's distribution after its chain: the kept tokens and their probabilities, most likely first. */
+function distribution(
+  kind: EngineKind,
+  p: Prediction,
+  r: GenRequest,
+  generated: readonly number[],
+  d: EngineDefaults,
+): Array<[number, number]> {
+  const withPenalties = kind !== "llama.cpp" || (r.samplers ?? LLAMA_DEFAULT_SAMPLERS).includes("penalties");
+  let sorted = (
+    withPenalties
+      ? penalised(kind, p, r, generated, d)
+      : penalised(kind, p, { ...r, repetition: 1, presence: 0, frequency: 0 }, generated, {})
+  ).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  for (const name of chainOf(kind, r)) sorted = applySampler(name, sorted, r, kind);
+  const top = sorted[0]![1];
+  const z = sorted.reduce((a, [, l]) => a + Math.exp(l - top), 0);
+  return sorted.map(([id, l]) => [id, Math.exp(l - top) / z]);
+}
+
+/** The engine's random numbers for one request: seeded where the engine reads the seed, else unseeded. */
+function generatorOf(kind: EngineKind, r: GenRequest, deterministic: boolean): (position: number) => number {
+  const seed = r.seed;
+  const seeded = seed !== undefined && seed >= 0 && seed !== 0xffffffff && (kind !== "sglang" || deterministic);
+  if (!seeded) return () => Math.random();
+  // SGLang keys its draw by the seed and the position; llama.cpp and vLLM draw from one generator a request
+  if (kind === "sglang") return (position) => new Rng(seed ^ Math.imul(position + 1, 0x9e3779b1)).next();
+  const rng = new Rng(seed);
+  return () => rng.next();
+}
+
+function draw(dist: Array<[number, number]>, u: number): number {
+  let x = u;
+  for (const [id, q] of dist) if ((x -= q) < 0) return id;
+  return dist[dist.length - 1]![0];
 }
 
 /** vLLM's prefix cache: whole KV blocks only, and at least one prompt token is always computed. */
@@ -373,12 +487,15 @@ async function generate(
   // llama.cpp stops at the end of its context; n_predict -1 means "until then"
   const n = kind === "llama.cpp" ? Math.min(r.n < 0 ? ctx : r.n, ctx - r.ids.length) : r.n;
   const cachedBlocks = blocks.cached(r.ids);
-  const steps: Array<{ p: Prediction; token: number }> = [];
+  const steps: Step[] = [];
   if (f === "outOfVocab") steps.push({ p: await backend.predict(r.ids, r.k), token: backend.vocabSize + 7 });
+  const random = generatorOf(kind, r, opts.deterministicInference === true);
+  const reportAfterChain = r.postSampling || (kind === "vllm" && opts.logprobsMode === "processed_logprobs");
   while (steps.length < Math.max(1, n) && f !== "outOfVocab") {
     const generated = steps.map((s) => s.token);
     const p = await backend.predict([...r.ids, ...generated], r.k);
-    steps.push({ p, token: choose(kind, p, r, generated, defaults) });
+    const dist = distribution(kind, p, r, generated, defaults);
+    steps.push({ p, token: draw(dist, random(r.ids.length + generated.length)), ...(reportAfterChain ? { after: dist } : {}) });
   }
   if (kind === "vllm") blocks.add([...r.ids, ...steps.slice(0, -1).map((s) => s.token)]);
   const first = steps[0]!;
@@ -396,6 +513,13 @@ async function generate(
       details: opts.promptTokensDetails === true,
     }),
   );
+}
+
+/** A generated token: the model's prediction, and the distribution after the chain when the reply reports that one. */
+interface Step {
+  p: Prediction;
+  token: number;
+  after?: Array<[number, number]>;
 }
 
 interface EngineSetup {
@@ -453,6 +577,9 @@ function describeReply(kind: EngineKind, route: string, body: Record<string, unk
       preferred_sampling_params: preferred,
     });
   }
+  // SGLang's server arguments; a server without the flag in its options stands for one too old to report it
+  if (kind === "sglang" && route === "GET /server_info" && opts.deterministicInference !== undefined && opts.serverInfo !== false)
+    return send(200, { enable_deterministic_inference: opts.deterministicInference, attention_backend: "fa3" });
   if (route === "POST /tokenize" && opts.tokenize !== false) {
     // llama.cpp parses special-token text unless parse_special is false; HF-based engines always do
     const text = (kind === "llama.cpp" ? body.content : body.prompt) as string;
@@ -478,23 +605,36 @@ interface FormatInfo {
   details: boolean;
 }
 
-function format(kind: EngineKind, steps: Array<{ p: Prediction; token: number }>, o: FormatInfo): unknown {
+/** vLLM's OpenAI server writes -inf as -9999 */
+const vllmLogprob = (x: number) => Math.max(x, -9999);
+
+function format(kind: EngineKind, steps: Step[], o: FormatInfo): unknown {
   const evaluated = o.promptTokens - o.cached;
   const n = steps.length;
   const tokens = [o.idsFirst, ...steps.slice(1).map((s) => s.token)];
-  // the chosen token's own log-probability (before any penalty), and the top k before any penalty
-  const lp = (s: { p: Prediction; token: number }) => s.p.logprobs.get(s.token) ?? -Infinity;
+  // the chosen token's log-probability and the top k: before any penalty, or after the chain where asked
+  const lp = (s: Step) => (s.after ? Math.log(s.after.find(([id]) => id === s.token)?.[1] ?? 0) : (s.p.logprobs.get(s.token) ?? -Infinity));
+  const topOf = (s: Step) => (s.after ? s.after.slice(0, s.p.top.length).map(([id, q]) => ({ id, logprob: Math.log(q) })) : s.p.top);
   switch (kind) {
     case "llama.cpp":
       return {
         content: "",
         tokens,
-        completion_probabilities: steps.map((s) => ({
-          id: s.token,
-          token: "",
-          logprob: lp(s),
-          top_logprobs: s.p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })),
-        })),
+        completion_probabilities: steps.map((s) =>
+          s.after
+            ? {
+                id: s.token,
+                token: "",
+                prob: Math.exp(lp(s)),
+                top_probs: topOf(s).map((c) => ({ id: c.id, token: "", prob: Math.exp(c.logprob) })),
+              }
+            : {
+                id: s.token,
+                token: "",
+                logprob: lp(s),
+                top_logprobs: s.p.top.map((c) => ({ id: c.id, token: "", logprob: c.logprob })),
+              },
+        ),
         tokens_cached: o.cached,
         tokens_evaluated: o.promptTokens,
         stop_type: "limit",
@@ -512,10 +652,13 @@ function format(kind: EngineKind, steps: Array<{ p: Prediction; token: number }>
             ...(o.tokenIds ? { token_ids: tokens } : {}),
             logprobs: {
               tokens: steps.map((s) => `token_id:${s.token}`),
-              token_logprobs: steps.map(lp),
+              token_logprobs: steps.map((s) => vllmLogprob(lp(s))),
               // the top k, and the sampled token when it is not among them
               top_logprobs: steps.map((s) =>
-                Object.fromEntries([...s.p.top.map((c) => [`token_id:${c.id}`, c.logprob]), [`token_id:${s.token}`, lp(s)]]),
+                Object.fromEntries([
+                  ...topOf(s).map((c) => [`token_id:${c.id}`, vllmLogprob(c.logprob)]),
+                  [`token_id:${s.token}`, vllmLogprob(lp(s))],
+                ]),
               ),
               text_offset: steps.map(() => 0),
             },

@@ -2,11 +2,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { DATASETS, lastNumber, loadDataset, readChoice } from "../../eval/datasets.js";
+import { DATASETS, lastNumber, loadDataset, readChoice } from "../../router/training/datasets.js";
 import { summarise, type EvalResult, type EvalRow } from "../../eval/harness.js";
 import { gapClosed, interpolate } from "../../eval/metrics.js";
 import { jsonLine, toCsv, toSvg } from "../../eval/report.js";
-import { defaultSharedDir } from "../../router/text.js";
+import { defaultSharedDir } from "../../router/training/text.js";
 
 const row = (router: string, s: number, agree: number, freeShare: number, gap: number): EvalRow => ({
   router,

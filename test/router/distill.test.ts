@@ -1,5 +1,5 @@
 /**
- * The distilled confidence router (router/distill.ts): the fidelity measure, the sample set, router
+ * The distilled confidence router (router/training/distill.ts): the fidelity measure, the sample set, router
  * selection (learned > distilled > confidence), the app's learner (SelfDistiller) on synthetic
  * features with and without a learnable relation, and the real thing on the stories260K SLM.
  */
@@ -9,7 +9,14 @@ import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalModel } from "../../inference/localModel.js";
 import { SelfDistiller } from "../../electron/engine/selfDistill.js";
-import { ConfidenceSamples, collectConfidenceSamples, distillRouter, fidelity, overlapAt, spearman } from "../../router/distill.js";
+import {
+  ConfidenceSamples,
+  collectConfidenceSamples,
+  distillRouter,
+  fidelity,
+  overlapAt,
+  spearman,
+} from "../../router/training/distill.js";
 import {
   DISTILLED_TARGET,
   distilledRouterFileName,
@@ -21,7 +28,7 @@ import {
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { initMlp, routerSizes, sigmoid } from "../../router/mlp.js";
 import { Rng } from "../../shared/prng.js";
-import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../../router/text.js";
+import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "../../router/training/text.js";
 import { storiesPair } from "../helpers/pair.js";
 import { noteMissingShared } from "../helpers/shared.js";
 

@@ -1,7 +1,7 @@
 /** The label rules, the oracle's definition and τ calibration (pure). */
 import { describe, expect, it } from "vitest";
-import { tauForShare } from "../../router/collect.js";
-import { labelPosition, OracleBudget, oracleAgreement } from "../../router/labels.js";
+import { tauForShare } from "../../router/training/collect.js";
+import { labelPosition, OracleBudget, oracleAgreement } from "../../router/training/labels.js";
 import { routesToCloud } from "../../shared/router.js";
 
 describe("CITER label rules", () => {

@@ -1,8 +1,9 @@
 /** Training the router network on small synthetic problems (no models needed). */
 import { describe, expect, it } from "vitest";
-import { initMlp, mlpLogit, MlpTrainer, sigmoid } from "../../router/mlp.js";
+import { initMlp, mlpLogit, sigmoid } from "../../router/mlp.js";
+import { MlpTrainer } from "../../router/training/mlpTrainer.js";
 import { Rng } from "../../shared/prng.js";
-import { auc, splitByGroup, trainRouter, type TrainData } from "../../router/train.js";
+import { auc, splitByGroup, trainRouter, type TrainData } from "../../router/training/train.js";
 
 /** n points in d dims; label from `f`; each point its own group. */
 function synth(n: number, d: number, seed: number, f: (x: number[]) => boolean): TrainData {

@@ -13,7 +13,7 @@
  */
 import { PROTOCOL_LIMITS, type ModelIdentity, type TokenLogprob } from "../../../../shared/protocol.js";
 import { DEFAULT_DEADLINE_MS } from "../tandemClient.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions } from "../peer.js";
+import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep } from "../peer.js";
 import {
   CloudHealth,
   checkDraftReply,
@@ -26,6 +26,8 @@ import {
 } from "../callSupport.js";
 import { CloudLearning } from "../../cloudPolicy.js";
 import { HttpError } from "../../../../shared/errors.js";
+import { isGreedy, type SamplingSettings } from "../../../../shared/sampling.js";
+import { drawAmong, type SampledNextOptions, type SamplingPlan } from "./sampling.js";
 
 /** A sample text and the device tokenizer's IDs for it: the engine must tokenise it identically. */
 export interface VocabularyProbe {
@@ -82,6 +84,14 @@ export interface EngineStep {
   draft?: unknown;
   /** ms the engine reports it spent generating one token, when it does */
   msPerGeneratedToken?: number;
+  /** a "candidates" plan's answer: the engine's top-K after penalties at temperature 1 (weights ∝ probabilities) */
+  candidates?: Array<{ tokenId: unknown; weight: unknown }>;
+}
+
+/** A sampled position: how the engine answers it (./sampling.ts) and the answer's settings. */
+export interface SampledStep {
+  plan: SamplingPlan;
+  s: SamplingSettings;
 }
 
 /**
@@ -157,9 +167,15 @@ export abstract class EngineAdapter implements CloudPeer {
   protected abstract verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity>;
   /**
    * One request: the engine's greedy next token after `history`, and with `draft` > 0 up to that
-   * many more tokens of its greedy continuation (one generation request of 1 + draft tokens).
+   * many more tokens of its greedy continuation (one generation request of 1 + draft tokens). With
+   * `sampled`, one token only, answered as its plan says.
    */
-  protected abstract step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep>;
+  protected abstract step(history: readonly number[], signal: AbortSignal, draft: number, sampled?: SampledStep): Promise<EngineStep>;
+  /**
+   * How this engine answers a position sampled with `s` after `history` (never greedy settings);
+   * throws `cannotSample` where it cannot answer reproducibly.
+   */
+  protected abstract samplingPlan(s: SamplingSettings, history: readonly number[]): SamplingPlan;
 
   async connect(device: ModelIdentity, signal?: AbortSignal): Promise<ModelIdentity> {
     this.device = device;
@@ -174,17 +190,23 @@ export abstract class EngineAdapter implements CloudPeer {
     }
   }
 
-  async next(history: readonly number[], signal?: AbortSignal, opts: NextOptions = {}): Promise<CloudStep> {
+  async next(history: readonly number[], signal?: AbortSignal, opts: SampledNextOptions = {}): Promise<CloudStep> {
     if (!this.device) throw new Error("connect() first");
     if (history.length === 0) throw new CloudCallError("malformed", "empty history");
     this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
     const deadline = deadlineSignal(signal, this.deadlineMs);
-    const asked = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
     try {
-      const { r, draft } = await this.stepWithinContext(history, deadline, asked);
-      const v = this.validate(r);
+      const s = opts.sampling;
+      const sampled = s && !isGreedy(s) ? { plan: this.samplingPlan(s, history), s } : undefined;
+      // a sampled call asks for no continuation (./sampling.ts)
+      const asked = sampled ? 0 : Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
+      const { r, draft } = await this.stepWithinContext(history, deadline, asked, sampled);
+      const v =
+        sampled?.plan.how === "candidates"
+          ? drawAmong(r.candidates ?? [], sampled.s, history.length, this.device.vocabSize, this.topK)
+          : this.validate(r);
       const continuation = checkDraftReply(draft > 0 ? (r.draft ?? []) : undefined, draft, this.device.vocabSize);
       this.health.online();
       const perToken = r.msPerGeneratedToken;
@@ -213,13 +235,14 @@ export abstract class EngineAdapter implements CloudPeer {
     history: readonly number[],
     signal: AbortSignal,
     asked: number,
+    sampled: SampledStep | undefined,
   ): Promise<{ r: EngineStep; draft: number }> {
     for (let attempt = 0; ; attempt++) {
       const room = this.contextLength === undefined ? Infinity : this.contextLength - history.length;
       if (room < 1) throw overflowError(this.kind, history.length, this.contextLength);
       const draft = Math.min(asked, room - 1);
       try {
-        return { r: await this.step(history, signal, draft), draft };
+        return { r: await this.step(history, signal, draft, sampled), draft };
       } catch (err) {
         const o = err instanceof HttpError ? contextOverflow(err) : null;
         if (!o) throw err;

@@ -19,6 +19,16 @@
  * penalty is neutral besides. The reported probabilities are taken before the chain
  * (`post_sampling_probs: false`).
  *
+ * Sampled positions (./sampling.ts), one token a request (`n_predict: 1`). The server feeds the whole
+ * prompt to its penalties sampler (server-context.cpp `init_sampler` accepts every prompt token), so
+ * its window is the last `repeat_last_n` tokens of the history, as Tandem's is. With top-k on, the
+ * chain is `penalties → top_k` at temperature 1 and `post_sampling_probs: true, n_probs: K` returns the
+ * K candidates renormalised among themselves (the `dist` sampler's softmax over the chain's output):
+ * the device draws from them as Tandem's server does (Tandem's semantics; the server's own draw is
+ * ignored). With top-k off (0) the K are unbounded, and the server samples itself with Tandem's order
+ * (`penalties → top_k → top_p → min_p → temperature`, the distribution Tandem defines) and a seed for
+ * that position: reproducible on this server, drawn with its random numbers.
+ *
  * Context: `n_ctx` of a slot from `/v1/models` (`meta.n_ctx`); a longer prompt is answered 400
  * `exceed_context_size_error`, reported as a context overflow (base.ts).
  *
@@ -33,7 +43,9 @@
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep, type SampledStep } from "./base.js";
+import type { SamplingParams, SamplingSettings } from "../../../../shared/sampling.js";
+import { candidatesOrEngine, type SamplingPlan } from "./sampling.js";
 
 /**
  * Every sampling field of llama.cpp's /completion set to greedy and neutral (tools/server/server-schema.cpp
@@ -59,6 +71,41 @@ export const GREEDY_LLAMA_CPP = {
   ignore_eos: false,
   post_sampling_probs: false,
 } as const;
+
+/** Tandem's order of llama.cpp's samplers (shared/sampling.ts); the chain ends with llama.cpp's own draw. */
+const TANDEM_SAMPLERS = ["penalties", "top_k", "top_p", "min_p", "temperature"];
+/** Most candidates asked of the server (Tandem's top-k limit): a reply stays well within the 1 MiB bound. */
+export const MAX_LLAMA_CPP_CANDIDATES = 1000;
+
+const penalties = (s: SamplingParams) => ({
+  repeat_penalty: s.repeatPenalty,
+  repeat_last_n: s.repeatLastN,
+  presence_penalty: s.presencePenalty,
+  frequency_penalty: s.frequencyPenalty,
+});
+
+/** A sampled request's sampling fields: every field set, as for greedy (GREEDY_LLAMA_CPP). */
+export function sampledLlamaCpp({ plan, s }: SampledStep, topK: number): Record<string, unknown> {
+  const base = { ...GREEDY_LLAMA_CPP, ...penalties(s), seed: plan.seed, min_keep: 0 };
+  if (plan.how === "candidates")
+    return {
+      ...base,
+      samplers: ["penalties", "top_k", "temperature"],
+      temperature: 1,
+      top_k: plan.k,
+      n_probs: plan.k,
+      post_sampling_probs: true,
+    };
+  return {
+    ...base,
+    samplers: TANDEM_SAMPLERS,
+    temperature: s.temperature,
+    top_k: s.topK,
+    top_p: s.topP,
+    min_p: s.minP,
+    n_probs: Math.max(1, topK),
+  };
+}
 
 export interface LlamaCppServerOptions extends AdapterOptions {
   /** the server slot this conversation uses (`id_slot`); default: the server picks */
@@ -110,14 +157,18 @@ export class LlamaCppServerPeer extends EngineAdapter {
     return { name, vocabHash: device.vocabHash, vocabSize: typeof nVocab === "number" ? nVocab : device.vocabSize };
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
+  protected samplingPlan(s: SamplingSettings, history: readonly number[]): SamplingPlan {
+    return candidatesOrEngine(s, history.length, MAX_LLAMA_CPP_CANDIDATES);
+  }
+
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number, sampled?: SampledStep): Promise<EngineStep> {
     const body: Record<string, unknown> = {
       prompt: history,
       n_predict: 1 + draft,
       cache_prompt: true,
       n_probs: Math.max(1, this.topK),
       return_tokens: true,
-      ...GREEDY_LLAMA_CPP,
+      ...(sampled ? sampledLlamaCpp(sampled, this.topK) : GREEDY_LLAMA_CPP),
     };
     if (this.o.slot !== undefined) body.id_slot = this.o.slot;
     const r = await this.postJson("/completion", body, signal);
@@ -130,14 +181,23 @@ export class LlamaCppServerPeer extends EngineAdapter {
     if (Array.isArray(tokens) && tokens.length > 0 && tokens[0] !== p.id) {
       throw new CloudCallError("malformed", "llama.cpp reply: tokens and completion_probabilities disagree");
     }
+    const timings = isObject(r.timings) ? r.timings : undefined;
+    const evaluated = typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined;
+    if (sampled?.plan.how === "candidates") {
+      // post_sampling_probs: probabilities, not log-probabilities, under top_probs
+      if (!Array.isArray(p.top_probs)) throw new CloudCallError("malformed", "llama.cpp reply has no top_probs");
+      const candidates = p.top_probs.map((c) =>
+        isObject(c) ? { tokenId: c.id, weight: c.prob } : { tokenId: undefined, weight: undefined },
+      );
+      return { tokenId: p.id, logprob: undefined, top: [], evaluated, candidates };
+    }
     const topRaw = Array.isArray(p.top_logprobs) ? p.top_logprobs : null;
     if (!topRaw) throw new CloudCallError("malformed", "llama.cpp reply has no top_logprobs");
-    const timings = isObject(r.timings) ? r.timings : undefined;
     return {
       tokenId: p.id,
       logprob: p.logprob,
       top: topRaw.map((c) => (isObject(c) ? { tokenId: c.id, logprob: c.logprob } : { tokenId: undefined, logprob: undefined })),
-      evaluated: typeof timings?.prompt_n === "number" ? timings.prompt_n : undefined,
+      evaluated,
       msPerGeneratedToken: typeof timings?.predicted_per_token_ms === "number" ? timings.predicted_per_token_ms : undefined,
       // the continuation: the generated tokens after the first (it stops early at end of generation)
       draft:

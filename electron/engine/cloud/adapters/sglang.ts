@@ -16,6 +16,16 @@
  * generation config, so every request sets every field (GREEDY_SGLANG). Its penalties count the
  * output tokens only: they change a continuation, not a single token.
  *
+ * Sampled positions (./sampling.ts): SGLang returns log-probabilities but not its candidates after
+ * the sampling chain, so it always samples itself, one token a request (`max_new_tokens: 1`), with the
+ * settings and `sampling_seed` derived for the position. `sampling_seed` is read only by a server
+ * started with `--enable-deterministic-inference` (SamplingBatchInfo keeps the seeds only then; the
+ * draw is a Gumbel-max keyed by the seed and the position); any other server draws from its global
+ * generator and a sampled answer could not be reproduced, so there the adapter refuses sampled
+ * positions (they fall back to the device's token) and greedy stays exact. The connect check reads
+ * the flag from `/server_info` (`/get_server_info` on older servers); `deterministicInference` states
+ * it where those are unavailable. Penalties: none reach a single token (see above).
+ *
  * Context: a request beyond the context length is answered 400 ("The input (M tokens) is longer than
  * the model's context length (N tokens)"), reported as a context overflow (base.ts); the length is
  * learned from that message.
@@ -30,10 +40,15 @@
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep, type SampledStep } from "./base.js";
 import { HttpError } from "../../../../shared/errors.js";
+import type { SamplingSettings } from "../../../../shared/sampling.js";
+import { cannotSample, engineSeed, type SamplingPlan } from "./sampling.js";
 
-export type SglangOptions = AdapterOptions;
+export interface SglangOptions extends AdapterOptions {
+  /** the server runs with --enable-deterministic-inference (default: what /server_info says) */
+  deterministicInference?: boolean;
+}
 
 /** SGLang's SamplingParams fields that can change the greedy token, set to greedy and neutral. */
 export const GREEDY_SGLANG = {
@@ -48,11 +63,54 @@ export const GREEDY_SGLANG = {
   ignore_eos: false,
 } as const;
 
+/** A sampled request's sampling parameters: every field set, as for greedy (GREEDY_SGLANG). */
+export function sampledSglang({ plan, s }: SampledStep): Record<string, unknown> {
+  return {
+    ...GREEDY_SGLANG,
+    temperature: s.temperature,
+    top_p: s.topP,
+    top_k: s.topK > 0 ? s.topK : -1,
+    min_p: s.minP,
+    repetition_penalty: s.repeatLastN > 0 ? s.repeatPenalty : 1,
+    presence_penalty: s.presencePenalty,
+    frequency_penalty: s.frequencyPenalty,
+    sampling_seed: plan.seed,
+  };
+}
+
 export class SglangPeer extends EngineAdapter {
   readonly kind = "sglang";
+  /** whether the server reads `sampling_seed` (--enable-deterministic-inference), as stated or read at connect */
+  private deterministic: boolean | undefined;
 
-  constructor(o: SglangOptions) {
+  constructor(private readonly o: SglangOptions) {
     super(o);
+    this.deterministic = o.deterministicInference;
+  }
+
+  protected samplingPlan(s: SamplingSettings, history: readonly number[]): SamplingPlan {
+    if (!this.deterministic)
+      throw cannotSample(
+        this.kind,
+        this.deterministic === false
+          ? "the server runs without --enable-deterministic-inference, so it ignores sampling_seed"
+          : "the server did not say it runs with --enable-deterministic-inference, without which it ignores sampling_seed",
+      );
+    return { how: "engine", seed: engineSeed(s.seed, history.length) };
+  }
+
+  /** `enable_deterministic_inference` of the server's arguments, when it reports them. */
+  private async readDeterministic(signal: AbortSignal): Promise<boolean | undefined> {
+    for (const path of ["/server_info", "/get_server_info"]) {
+      try {
+        const info = await this.getJson(path, signal);
+        const flag = isObject(info) ? info.enable_deterministic_inference : undefined;
+        return typeof flag === "boolean" ? flag : undefined;
+      } catch (err) {
+        if (!(err instanceof HttpError && err.status === 404)) return undefined;
+      }
+    }
+    return undefined;
   }
 
   protected async verify(device: ModelIdentity, signal: AbortSignal): Promise<ModelIdentity> {
@@ -62,12 +120,12 @@ export class SglangPeer extends EngineAdapter {
     const tok = typeof info.tokenizer_path === "string" ? info.tokenizer_path : info.model_path;
     const verified: string[] = [];
     let cannot = `SGLang reports only the tokenizer path (${tok}) and no probe was given`;
-    if (this.opts.probe) {
+    if (this.o.probe) {
       try {
-        const r = await this.postJson("/tokenize", { prompt: this.opts.probe.text, add_special_tokens: false }, signal);
+        const r = await this.postJson("/tokenize", { prompt: this.o.probe.text, add_special_tokens: false }, signal);
         const tokens = isObject(r) ? r.tokens : undefined;
         if (!Array.isArray(tokens)) throw new CloudCallError("malformed", "SGLang /tokenize reply has no tokens");
-        if (!sameTokens(tokens, this.opts.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
+        if (!sameTokens(tokens, this.o.probe.tokens)) throw this.mismatch("the probe text tokenises differently");
         verified.push(`probe text tokenised identically (${tokens.length} tokens)`);
       } catch (err) {
         if (!(err instanceof HttpError && err.status === 404)) throw err;
@@ -75,6 +133,7 @@ export class SglangPeer extends EngineAdapter {
       }
     }
     this.requireConfirmation(verified, cannot);
+    this.deterministic ??= await this.readDeterministic(signal);
     return { name: info.model_path, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
@@ -88,12 +147,12 @@ export class SglangPeer extends EngineAdapter {
     }
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number, sampled?: SampledStep): Promise<EngineStep> {
     const r = await this.postJson(
       "/generate",
       {
         input_ids: history,
-        sampling_params: { max_new_tokens: 1 + draft, ...GREEDY_SGLANG },
+        sampling_params: { max_new_tokens: 1 + draft, ...(sampled ? sampledSglang(sampled) : GREEDY_SGLANG) },
         return_logprob: true,
         top_logprobs_num: Math.max(1, this.topK),
         logprob_start_len: -1,

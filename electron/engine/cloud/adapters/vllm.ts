@@ -20,6 +20,19 @@
  * 1.05, and reports log-probabilities taken before the penalty. So every request sets every field
  * (GREEDY_VLLM); `--generation-config vllm` on the server is the belt to these braces.
  *
+ * Sampled positions (./sampling.ts), one token a request (`max_tokens: 1`), each with its own `seed`
+ * (a per-request generator). vLLM's penalties differ from llama.cpp's, which Tandem uses: the
+ * repetition penalty covers the whole prompt (no window), presence and frequency count generated
+ * tokens only (none with one token). Its log-probabilities are raw unless the server runs with
+ * `--logprobs-mode processed_logprobs` (v1/sample/sampler.py): then they are taken after the
+ * penalties, temperature, min-p and top-k/top-p (ops/topk_topp_sampler.py), so at temperature 1 with
+ * top-k K (≤ 20, --max-logprobs) they are the penalised top K renormalised among themselves. With that
+ * mode declared (`processedLogprobs`), top-k between 1 and 20 and penalties vLLM applies as Tandem does
+ * (none, or only the repetition penalty with a window covering the whole history), the device draws
+ * from those candidates: Tandem's semantics. Otherwise vLLM samples itself with the settings and the
+ * position's seed: reproducible on this server, drawn with vLLM's sampler (temperature before top-p,
+ * its penalties as above).
+ *
  * Context: `max_model_len` from `/v1/models`; prompt plus max_tokens beyond it is answered 400 ("... the
  * model's context length is only N tokens ..."), reported as a context overflow (base.ts).
  *
@@ -31,8 +44,10 @@
  */
 import type { ModelIdentity } from "../../../../shared/protocol.js";
 import { CloudCallError } from "../peer.js";
-import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep } from "./base.js";
+import { EngineAdapter, isObject, sameTokens, type AdapterOptions, type EngineStep, type SampledStep } from "./base.js";
 import { HttpError } from "../../../../shared/errors.js";
+import { hasPenalties, type SamplingSettings } from "../../../../shared/sampling.js";
+import { candidatesOrEngine, engineSeed, type SamplingPlan } from "./sampling.js";
 
 /**
  * vLLM's CompletionRequest sampling fields that a generation config can fill, set to greedy and
@@ -54,7 +69,34 @@ export const GREEDY_VLLM = {
 export interface VllmOptions extends AdapterOptions {
   /** served model name; default: the first of GET /v1/models */
   model?: string;
+  /** the server runs with `--logprobs-mode processed_logprobs` (see the header): sampling can be Tandem's own */
+  processedLogprobs?: boolean;
 }
+
+/** vLLM's default --max-logprobs: the most candidates a request may ask for. */
+export const VLLM_MAX_CANDIDATES = 20;
+
+/** A sampled request's sampling fields: every field set, as for greedy (GREEDY_VLLM). */
+export function sampledVllm({ plan, s }: SampledStep, topK: number): Record<string, unknown> {
+  const repetition = s.repeatLastN > 0 ? s.repeatPenalty : 1;
+  if (plan.how === "candidates")
+    return { ...GREEDY_VLLM, temperature: 1, top_k: plan.k, repetition_penalty: repetition, seed: plan.seed, logprobs: plan.k };
+  return {
+    ...GREEDY_VLLM,
+    temperature: s.temperature,
+    top_p: s.topP,
+    top_k: s.topK > 0 ? s.topK : -1,
+    min_p: s.minP,
+    repetition_penalty: repetition,
+    presence_penalty: s.presencePenalty,
+    frequency_penalty: s.frequencyPenalty,
+    seed: plan.seed,
+    logprobs: Math.max(1, topK),
+  };
+}
+
+/** The logprob vLLM's OpenAI server reports for -inf (a token outside the processed top-k). */
+const VLLM_MIN_LOGPROB = -9999;
 
 const TOKEN_ID = /^token_id:(\d+)$/;
 
@@ -101,7 +143,14 @@ export class VllmPeer extends EngineAdapter {
     return { name: this.model!, vocabHash: device.vocabHash, vocabSize: device.vocabSize };
   }
 
-  protected async step(history: readonly number[], signal: AbortSignal, draft: number): Promise<EngineStep> {
+  protected samplingPlan(s: SamplingSettings, history: readonly number[]): SamplingPlan {
+    // penalties vLLM applies as Tandem does: none, or a repetition penalty whose window is the whole history
+    const samePenalties = !hasPenalties(s) || (s.presencePenalty === 0 && s.frequencyPenalty === 0 && s.repeatLastN >= history.length);
+    if (this.o.processedLogprobs && samePenalties) return candidatesOrEngine(s, history.length, VLLM_MAX_CANDIDATES);
+    return { how: "engine", seed: engineSeed(s.seed, history.length) };
+  }
+
+  protected async step(history: readonly number[], signal: AbortSignal, draft: number, sampled?: SampledStep): Promise<EngineStep> {
     const r = await this.postJson(
       "/v1/completions",
       {
@@ -111,7 +160,7 @@ export class VllmPeer extends EngineAdapter {
         logprobs: Math.max(1, this.topK),
         return_tokens_as_token_ids: true,
         return_token_ids: true,
-        ...GREEDY_VLLM,
+        ...(sampled ? sampledVllm(sampled, this.topK) : GREEDY_VLLM),
       },
       signal,
     );
@@ -135,6 +184,13 @@ export class VllmPeer extends EngineAdapter {
     }
     const topMap = lp.top_logprobs[0];
     if (!isObject(topMap)) throw new CloudCallError("malformed", "vLLM reply has no top_logprobs");
+    if (sampled?.plan.how === "candidates") {
+      const candidates = Object.entries(topMap).map(([k, v]) => ({
+        tokenId: parseTokenId(k) as unknown,
+        weight: typeof v === "number" ? (v > VLLM_MIN_LOGPROB ? Math.exp(v) : 0) : v,
+      }));
+      return { tokenId, logprob: undefined, top: [], candidates };
+    }
     const top = Object.entries(topMap)
       .map(([k, v]) => ({ tokenId: parseTokenId(k) as unknown, logprob: v }))
       .sort((a, b) => (typeof a.logprob === "number" && typeof b.logprob === "number" ? b.logprob - a.logprob : 0));

@@ -12,14 +12,14 @@
  * against the answer key — CITER's rule).
  */
 import { parseArgs } from "node:util";
-import { LocalModel } from "../inference/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { defaultLabelsFile, defaultPair } from "./args.js";
-import { parseFeatureSpec } from "./features.js";
+import { parseFeatureSpec } from "../features.js";
 import { writeLabelFile } from "./labelFile.js";
-import { loadRouterFor, LearnedRouter } from "./learnedRouter.js";
+import { loadRouterFor, LearnedRouter } from "../learnedRouter.js";
 import { buildLabels, DEFAULT_LABEL_OPTIONS } from "./pipeline.js";
 import { defaultTrainingTextPath, readText } from "./text.js";
-import { loadDataset } from "../eval/datasets.js";
+import { loadDataset } from "./datasets.js";
 
 const { values: a } = parseArgs({
   options: {

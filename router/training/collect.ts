@@ -8,11 +8,11 @@
  *     decoder visits is labelled against the LLM's greedy token there. This covers the states the
  *     router meets when free-running, which teacher forcing never shows it.
  */
-import type { LocalModel } from "../inference/localModel.js";
-import type { Router } from "../shared/router.js";
-import { decide } from "../shared/routing.js";
-import { featureDim, featureNeeds, featureVector, type FeatureSpec } from "./features.js";
-import { bindingOf } from "./file.js";
+import type { LocalModel } from "../../inference/localModel.js";
+import type { Router } from "../../shared/router.js";
+import { decide } from "../../shared/routing.js";
+import { featureDim, featureNeeds, featureVector, type FeatureSpec } from "../features.js";
+import { bindingOf } from "../file.js";
 import { emptyLabelSet, type LabelSet } from "./labelFile.js";
 import { labelPosition } from "./labels.js";
 import { llmGreedy, runRouted, teacherForce } from "./pair.js";

@@ -6,9 +6,9 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { ModelIdentity } from "../shared/protocol.js";
-import type { FeatureSpec } from "./features.js";
-import type { SlmBinding } from "./file.js";
+import type { ModelIdentity } from "../../shared/protocol.js";
+import type { FeatureSpec } from "../features.js";
+import type { SlmBinding } from "../file.js";
 import type { LabelRule } from "./labels.js";
 import type { TrainData } from "./train.js";
 

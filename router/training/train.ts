@@ -5,8 +5,10 @@
  * validation loss with the best epoch restored, class weights when one class is rare. Seeded: the same
  * data and seed give the same weights.
  */
-import { bce, columnStats, initMlp, MlpTrainer, routerSizes, type MlpParams } from "./mlp.js";
-import { Rng } from "../shared/prng.js";
+import type { TrainReport } from "../file.js";
+import { initMlp, routerSizes, type MlpParams } from "../mlp.js";
+import { bce, columnStats, MlpTrainer } from "./mlpTrainer.js";
+import { Rng } from "../../shared/prng.js";
 
 export interface TrainData {
   /** row-major features, n × d */
@@ -37,19 +39,6 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** explicit layer widths (tests); default routerSizes(d, hiddenSize) */
   sizes?: number[];
-}
-
-export interface TrainReport {
-  seed: number;
-  rows: { train: number; val: number };
-  positiveShare: number;
-  balanced: boolean;
-  epochs: number;
-  bestEpoch: number;
-  trainLoss: number[];
-  valLoss: number[];
-  valAuc: number;
-  valAccuracy: number;
 }
 
 export function splitByGroup(groups: Int32Array, valFraction: number, seed: number): { train: number[]; val: number[] } {

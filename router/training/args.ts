@@ -1,8 +1,8 @@
 /** Shared command-line bits of the router scripts: model defaults (the stories260K fixture pair). */
 import * as path from "node:path";
-import { ensureFixtures } from "../models/fixtures.js";
-import { bindingOf, routerFileName } from "./file.js";
-import type { LocalModel } from "../inference/localModel.js";
+import { ensureFixtures } from "../../models/fixtures.js";
+import { bindingOf, routerFileName } from "../file.js";
+import type { LocalModel } from "../../inference/localModel.js";
 
 export async function defaultPair(slm?: string, llm?: string): Promise<{ slm: string; llm: string }> {
   if (slm && llm) return { slm, llm };
@@ -16,6 +16,7 @@ export async function defaultPair(slm?: string, llm?: string): Promise<{ slm: st
 export function defaultLabelsFile(slm: LocalModel): string {
   return path.join(
     path.dirname(new URL(import.meta.url).pathname),
+    "..",
     ".data",
     routerFileName(bindingOf(slm)).replace(/\.router\.json$/, ".labels.json"),
   );

@@ -16,13 +16,13 @@
  * How good it is, is measured, not assumed: `fidelity` compares its routing decisions with the
  * confidence router's on held-out sequences, and the router is used only when they agree enough.
  */
-import type { LocalModel } from "../inference/localModel.js";
-import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
-import type { FeatureSpec } from "./features.js";
-import { routerSizes } from "./mlp.js";
-import { bindingOf, DISTILLED_TARGET, encodeRouterFile, type Fidelity, type RouterFileJson } from "./file.js";
-import { LearnedRouter } from "./learnedRouter.js";
-import { splitByGroup, trainRouterInSlices, type TrainData, type TrainReport } from "./train.js";
+import type { LocalModel } from "../../inference/localModel.js";
+import type { FeatureNeeds, RouterFeatures } from "../../shared/router.js";
+import type { FeatureSpec } from "../features.js";
+import { routerSizes } from "../mlp.js";
+import { bindingOf, DISTILLED_TARGET, encodeRouterFile, type Fidelity, type RouterFileJson, type TrainReport } from "../file.js";
+import { LearnedRouter } from "../learnedRouter.js";
+import { splitByGroup, trainRouterInSlices, type TrainData } from "./train.js";
 
 export const DISTILLED_FEATURES: FeatureSpec = { hidden: true, top1: false, dist: false, topK: 0 };
 /** What each collection step computes: the teacher's score and the student's input. */

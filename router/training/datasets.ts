@@ -5,8 +5,8 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Rng } from "../shared/prng.js";
-import { defaultSharedDir } from "../router/text.js";
+import { Rng } from "../../shared/prng.js";
+import { defaultSharedDir } from "./text.js";
 
 export interface TaskItem {
   id: string;

@@ -3,14 +3,14 @@
  * `npm run router:train` and the evaluation (which trains a router itself when none matches).
  */
 import * as path from "node:path";
-import type { LocalModel } from "../inference/localModel.js";
+import type { LocalModel } from "../../inference/localModel.js";
 import { collectRouted, collectTeacherForced, newLabelSet, tauForShare, type LabelItem } from "./collect.js";
-import { DEFAULT_FEATURES, featureSpecName, type FeatureSpec } from "./features.js";
-import { bindingOf, encodeRouterFile, routerFileName, writeRouterFile } from "./file.js";
+import { DEFAULT_FEATURES, featureSpecName, type FeatureSpec } from "../features.js";
+import { encodeRouterFile, routerFileName, writeRouterFile, type TrainReport } from "../file.js";
 import { toTrainData, type LabelSet } from "./labelFile.js";
-import { defaultRouterDir, LearnedRouter } from "./learnedRouter.js";
+import { defaultRouterDir, LearnedRouter } from "../learnedRouter.js";
 import { samplePrompts, splitText } from "./text.js";
-import { trainRouter, type TrainOptions, type TrainReport } from "./train.js";
+import { trainRouter, type TrainOptions } from "./train.js";
 
 export interface LabelOptions {
   /** the whole training text; its first `trainFraction` is used (the rest is the default held-out text) */
@@ -121,5 +121,3 @@ export async function labelAndTrain(
   o.log?.(`iteration 2: val AUC ${r2.report.valAuc.toFixed(3)} → ${r2.file}`);
   return { file: r2.file, report: r2.report, set: second };
 }
-
-export { bindingOf };

@@ -3,9 +3,11 @@
  * label collection and evaluation. At each position we know the SLM's step (greedy token + router
  * features), the LLM's greedy token and, when scoring, the LLM's probability of any token.
  */
-import type { LocalModel, SlmStep } from "../inference/localModel.js";
-import type { FeatureNeeds, RouterFeatures } from "../shared/router.js";
-import { keptFeatures } from "../shared/routing.js";
+import type { LocalModel, SlmStep } from "../../inference/localModel.js";
+import type { FeatureNeeds, RouterFeatures } from "../../shared/router.js";
+import { keptFeatures } from "../../shared/routing.js";
+import { hasPenalties, isGreedy, sampleToken, uniformAt, type SamplingSettings } from "../../shared/sampling.js";
+import { UsageError } from "../../shared/errors.js";
 
 export interface PairPosition {
   slmTok: number;
@@ -90,25 +92,47 @@ export interface RoutedStep {
 export type RoutePolicy = (p: { features: RouterFeatures; slmTok: number; llmTok: number; index: number }) => boolean;
 
 /**
- * Free-running routed decoding with both models local: the chosen token (the LLM's greedy where the
- * policy routes, else the SLM's) is fed to both, so both always hold the same history — the decoding
- * the engine does, minus the network, plus the LLM's score of every token.
+ * The token a routed decoding emits from `step` (the model that writes the position) at `position`
+ * (tokens before it, prompt included): its greedy token, or with sampling Tandem's draw
+ * (shared/sampling.ts) from the model's full distribution with the keyed number of (seed, position) —
+ * the same number whichever model writes the position, as on the device.
+ */
+function emitted(step: SlmStep, sampling: SamplingSettings | undefined, position: number): number {
+  if (!sampling || isGreedy(sampling)) return step.tokenId;
+  const cands = (step.top ?? []).map((c) => ({ tokenId: c.tokenId, weight: c.prob }));
+  return sampleToken(cands, sampling, uniformAt(sampling.seed, position)).tokenId;
+}
+
+/** A step as a router reads it: the candidates it asked for (sampling reads the whole distribution). */
+const asRouterSees = (step: SlmStep, needs: FeatureNeeds): SlmStep =>
+  needs.topK > 0 ? { ...step, top: step.top?.slice(0, needs.topK) } : { ...step, top: undefined };
+
+/**
+ * Free-running routed decoding with both models local: the chosen token (the LLM's where the policy
+ * routes, else the SLM's; greedy, or drawn with `sampling`) is fed to both, so both always hold the
+ * same history — the decoding the engine does, minus the network, plus the LLM's score of every token.
+ * Sampling reads each model's full distribution at temperature 0, unpenalised: eval samples without
+ * the penalties, which need the logits themselves (shared/sampling.ts).
  */
 export async function runRouted(
   slm: LocalModel,
   llm: LocalModel,
   prompt: readonly number[],
   policy: RoutePolicy,
-  opts: { maxTokens: number; slmNeeds: FeatureNeeds; score: boolean },
+  opts: { maxTokens: number; slmNeeds: FeatureNeeds; score: boolean; sampling?: SamplingSettings },
 ): Promise<RoutedStep[]> {
-  const ln = llmNeeds(llm, opts.score);
-  let s = await slm.begin(prompt, opts.slmNeeds);
+  const sampled = opts.sampling && !isGreedy(opts.sampling) ? opts.sampling : undefined;
+  if (sampled && hasPenalties(sampled))
+    throw new UsageError("eval samples without penalties: leave the repetition, presence and frequency penalties off");
+  const ln = llmNeeds(llm, opts.score || sampled !== undefined);
+  const sn = sampled ? { ...opts.slmNeeds, topK: slm.vocabSize } : opts.slmNeeds;
+  let s = await slm.begin(prompt, sn);
   let l = await llm.begin(prompt, ln);
   const steps: RoutedStep[] = [];
   for (let index = 0; index < opts.maxTokens; index++) {
-    const features = keptFeatures(s, index);
+    const features = keptFeatures(sampled ? asRouterSees(s, opts.slmNeeds) : s, index);
     const routed = policy({ features, slmTok: s.tokenId, llmTok: l.tokenId, index });
-    const chosen = routed ? l.tokenId : s.tokenId;
+    const chosen = emitted(routed ? l : s, sampled, prompt.length + steps.length);
     if (slm.isEndOfGeneration(chosen)) break;
     const prob = opts.score ? probLookup(l) : null;
     const p = prob ? prob(chosen) : NaN;
@@ -116,7 +140,7 @@ export async function runRouted(
     steps.push({ slmTok: s.tokenId, llmTok: l.tokenId, chosen, routed, features, llmLogprob: Math.log(Math.max(p, 1e-12)), softLabel });
     if (index + 1 >= opts.maxTokens) break;
     if (prompt.length + steps.length >= Math.min(slm.contextSize, llm.contextSize) - 1) break;
-    s = await slm.advance(chosen, opts.slmNeeds);
+    s = await slm.advance(chosen, sn);
     l = await llm.advance(chosen, ln);
   }
   return steps;

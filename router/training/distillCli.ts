@@ -2,7 +2,7 @@
  * npm run router:distill -- [--slm PATH] [--text FILE] [--sequences N] [--tokens N] [--out-dir DIR]
  *                           [--seed N] [--force]
  *
- * Makes the distilled confidence router for an SLM (router/distill.ts): the SLM alone, no LLM, no
+ * Makes the distilled confidence router for an SLM (router/training/distill.ts): the SLM alone, no LLM, no
  * labels. Collects (hidden state, top-1 probability) along `--sequences` prompts of the text (default:
  * the first 80% of ../shared/data/tinystories_sample_train.txt, which the eval does not use), each
  * teacher-forced for `--tokens` tokens and then continued greedily as long, trains the student, measures
@@ -12,11 +12,11 @@
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { LocalModel } from "../inference/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { defaultPair } from "./args.js";
 import { collectConfidenceSamples, distillRouter, MIN_OVERLAP_AT_10 } from "./distill.js";
-import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "./file.js";
-import { defaultRouterDir } from "./learnedRouter.js";
+import { bindingOf, describeFidelity, distilledRouterFileName, writeRouterFile } from "../file.js";
+import { defaultRouterDir } from "../learnedRouter.js";
 import { defaultTrainingTextPath, readText, samplePrompts, splitText } from "./text.js";
 
 const { values: a } = parseArgs({

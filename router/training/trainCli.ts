@@ -12,9 +12,9 @@
  */
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
-import { LocalModel } from "../inference/localModel.js";
+import { LocalModel } from "../../inference/localModel.js";
 import { defaultLabelsFile, defaultPair } from "./args.js";
-import { featureSpecName } from "./features.js";
+import { featureSpecName } from "../features.js";
 import { mergeLabelSets, readLabelFile } from "./labelFile.js";
 import { trainFromLabels } from "./pipeline.js";
 

@@ -9,9 +9,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Rng } from "../shared/prng.js";
+import { Rng } from "../../shared/prng.js";
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export function defaultSharedDir(): string {
   return process.env.TANDEM_SHARED_DIR ? path.resolve(process.env.TANDEM_SHARED_DIR) : path.resolve(repoRoot, "..", "shared");
