@@ -31,6 +31,14 @@ export interface StoredMessage {
   error?: string;
   /** assistant answers: how much of the context window the prompt took, and what was left out */
   context?: ContextUsage;
+  /**
+   * The other versions of this point of the conversation (a regenerated answer, an edited message),
+   * each the conversation's continuation from here in that version, its own forks inside it
+   * (electron/engine/conversationVersions.ts). Absent: this is the only version.
+   */
+  versions?: StoredMessage[][];
+  /** this version's place among all `versions.length + 1` of them, from 0 (with `versions`) */
+  version?: number;
 }
 
 export interface Conversation {
@@ -223,10 +231,12 @@ export interface BridgeOps {
   send: [{ requestId: string; conversationId: string; text: string }, AnswerHandle];
   /** Ends the answer of that request within one token (its partial answer is kept, status "stopped"). */
   stop: [{ requestId: string }, { stopped: boolean }];
-  /** Replaces the last assistant answer of the conversation with a new one. */
+  /** A new answer to the last user message; the earlier answers stay as versions of it (‹ 1/2 ›). */
   regenerate: [{ requestId: string; conversationId: string }, AnswerHandle];
-  /** Replaces a user message's text, drops everything after it, and answers again. */
+  /** The edited user message and a new answer become a new branch; the old branch stays a version of it. */
   editAndResend: [{ requestId: string; conversationId: string; messageId: string; text: string }, AnswerHandle];
+  /** Makes version `version` (from 0) active where the message `messageId` of the active path has several. */
+  selectVersion: [{ conversationId: string; messageId: string; version: number }, Conversation];
   /** τ for the next token, also in the middle of an answer. */
   setTau: [{ tau: number }, { tau: number }];
   listConversations: [Record<string, never>, ConversationMeta[]];
@@ -275,6 +285,7 @@ export const BRIDGE_OPS = [
   "stop",
   "regenerate",
   "editAndResend",
+  "selectVersion",
   "setTau",
   "listConversations",
   "getConversation",
@@ -310,9 +321,18 @@ export function isBridgeOp(name: unknown): name is BridgeOp {
 // Pushed events
 
 export type BridgeEvent =
-  /** `user` is the message answered: appended (send), replaced with everything after it dropped (edit), or
-   *  kept with the answers after it dropped (regenerate); then an empty assistant message starts. */
-  | { type: "answer-start"; handle: AnswerHandle; tau: number; user: StoredMessage; context?: ContextUsage }
+  /** `user` is the message answered, at position `at` of the active path: appended (send), a new branch
+   *  (edit: the old one is a version of it), or kept (regenerate: the earlier answers are versions of
+   *  the new one); the active path is then the messages before `at`, `user` and `answer` (empty). */
+  | {
+      type: "answer-start";
+      handle: AnswerHandle;
+      tau: number;
+      user: StoredMessage;
+      at?: number;
+      answer?: StoredMessage;
+      context?: ContextUsage;
+    }
   /** new tokens of an answer, in order; batched (many per message) */
   | { type: "answer-delta"; requestId: string; conversationId: string; messageId: string; tokens: TokenEvent[] }
   | { type: "answer-end"; requestId: string; conversationId: string; message: StoredMessage }
@@ -377,6 +397,7 @@ export const BRIDGE_ARGS = {
   stop: z.object({ requestId: id }),
   regenerate: z.object({ requestId: id, conversationId: id }),
   editAndResend: z.object({ requestId: id, conversationId: id, messageId: id, text }),
+  selectVersion: z.object({ conversationId: id, messageId: id, version: z.number().int().min(0).max(100_000) }),
   setTau: z.object({ tau: z.number().min(0).max(1) }),
   listConversations: none,
   getConversation: z.object({ id }),

@@ -40,6 +40,7 @@ import { ConversationStore } from "./conversationStore.js";
 import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
+import { fork, selectVersion } from "./conversationVersions.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
@@ -358,29 +359,28 @@ export class TandemService implements BridgeApi {
     if (!content.trim()) throw new Error("Empty message");
     checkRequestId(requestId);
     this.assertCanAnswer();
-    const undo = undoOf(conv);
     const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     // planned before anything changes: a prompt that cannot fit is refused with the conversation intact
     const planned = this.planFor(conv, [...conv.messages, user]);
-    conv.messages.push(user);
-    if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
-    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
+    const path = [...conv.messages, user, newAnswer(planned)];
+    const title = conv.messages.length === 0 && conv.title === "New chat" ? titleFrom(content) : conv.title;
+    return this.startAnswer(String(requestId), conv, { path, at: conv.messages.length, title }, planned);
   }
 
+  /** A new answer to the last user message; the answers it had stay as earlier versions (‹ 1/2 ›). */
   async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
     checkRequestId(requestId);
     this.assertCanAnswer();
     let end = conv.messages.length;
     while (end > 0 && conv.messages[end - 1].role === "assistant") end--;
-    const user = conv.messages[end - 1];
-    if (!user) throw new Error("Nothing to regenerate");
+    if (!conv.messages[end - 1]) throw new Error("Nothing to regenerate");
     const planned = this.planFor(conv, conv.messages.slice(0, end));
-    const undo = undoOf(conv);
-    conv.messages.splice(end);
-    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
+    const path = fork(conv.messages, end, [newAnswer(planned)]);
+    return this.startAnswer(String(requestId), conv, { path, at: end - 1 }, planned);
   }
 
+  /** The edited message and a new answer become a new branch from that message; the old branch stays a version of it. */
   async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
     checkRequestId(requestId);
@@ -389,12 +389,30 @@ export class TandemService implements BridgeApi {
     if (i < 0) throw new Error("No such message to edit");
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
-    const edited: StoredMessage = { ...conv.messages[i], content, createdAt: Date.now() };
+    const edited: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     const planned = this.planFor(conv, [...conv.messages.slice(0, i), edited]);
-    const undo = undoOf(conv);
-    conv.messages[i] = edited;
-    conv.messages.splice(i + 1);
-    return this.startAnswer(String(requestId), conv, edited.id, planned, undo);
+    const path = fork(conv.messages, i, [edited, newAnswer(planned)]);
+    return this.startAnswer(String(requestId), conv, { path, at: i }, planned);
+  }
+
+  /** Makes another version active where a message has several (‹ 2/3 ›): what the next answer reads. */
+  async selectVersion({ conversationId, messageId, version }: OpArg<"selectVersion">): Promise<Conversation> {
+    const conv = this.store.get(String(conversationId));
+    if (this.active?.handle.conversationId === conv.id) throw new Error("Stop the current answer before switching versions");
+    const at = conv.messages.findIndex((m) => m.id === messageId);
+    if (at < 0) throw new Error("No such message in this conversation");
+    const path = selectVersion(conv.messages, at, Number(version));
+    const before = { messages: conv.messages, updatedAt: conv.updatedAt };
+    Object.assign(conv, { messages: path, updatedAt: Date.now() });
+    try {
+      await this.store.save(conv.id);
+    } catch (err) {
+      Object.assign(conv, before); // the disk still has the other version active: so does the app
+      throw err;
+    }
+    this.keepFrom.delete(conv.id); // another path: its window is planned afresh
+    this.emitConversations();
+    return conv;
   }
 
   async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
@@ -430,28 +448,23 @@ export class TandemService implements BridgeApi {
     return this.opts.maxTokens ?? 256;
   }
 
+  /**
+   * Makes `next.path` (ending with the new, empty answer) the conversation's active path, saves it and
+   * starts the answer; `at` is where the message answered sits. Nothing changes if the save fails.
+   */
   private async startAnswer(
     requestId: string,
     conv: Conversation,
-    userMessageId: string,
+    next: { path: StoredMessage[]; at: number; title?: string },
     planned: PlannedPrompt,
-    undo: () => void,
   ): Promise<AnswerHandle> {
     const slm = this.slm!;
     const { usage } = planned.plan;
-    this.keepFrom.set(conv.id, planned.plan.keepFrom);
-    if (usage.truncated) this.notice(truncationNotice(usage.window));
-    const assistant: StoredMessage = {
-      id: randomUUID(),
-      role: "assistant",
-      content: "",
-      createdAt: Date.now(),
-      tokens: [],
-      context: usage,
-    };
-    conv.messages.push(assistant);
-    conv.updatedAt = Date.now();
-    const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
+    const assistant = next.path[next.path.length - 1];
+    const user = next.path[next.at];
+    const before = { messages: conv.messages, title: conv.title, updatedAt: conv.updatedAt };
+    Object.assign(conv, { messages: next.path, title: next.title ?? conv.title, updatedAt: Date.now() });
+    const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId: user.id };
     const active: ActiveAnswer = {
       handle,
       abort: new AbortController(),
@@ -466,11 +479,12 @@ export class TandemService implements BridgeApi {
     } catch (err) {
       // nothing started: the engine takes the next message, and the conversation is what the disk holds
       this.active = null;
-      undo();
+      Object.assign(conv, before);
       throw new Error(`Could not save the conversation, so the answer was not started (${errorMessage(err)})`, { cause: err });
     }
-    const user = conv.messages.find((m) => m.id === userMessageId)!;
-    this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
+    this.keepFrom.set(conv.id, planned.plan.keepFrom);
+    if (usage.truncated) this.notice(truncationNotice(usage.window));
+    this.emit({ type: "answer-start", handle, tau: this.tau, user, at: next.at, answer: { ...assistant }, context: usage });
     this.emitConversations();
     // the SLM has one sequence: an inspector re-evaluation still running finishes first
     active.done = this.inspecting.then(() => this.runAnswer(slm, active, conv, assistant, planned.tokens));
@@ -922,6 +936,7 @@ export function bindService(s: TandemService): BridgeApi {
     getSettings: () => s.getSettings(),
     updateSettings: (a) => s.updateSettings(a),
     setSystemPrompt: (a) => s.setSystemPrompt(a),
+    selectVersion: (a) => s.selectVersion(a),
     candidates: (a) => s.candidates(a),
   };
 }
@@ -930,8 +945,7 @@ function checkRequestId(requestId: unknown): void {
   if (typeof requestId !== "string" || !requestId || requestId.length > 100) throw new Error("Invalid request id");
 }
 
-/** Restores a conversation's messages and title as they are now (a start that could not be saved). */
-function undoOf(conv: Conversation): () => void {
-  const before = { messages: [...conv.messages], title: conv.title, updatedAt: conv.updatedAt };
-  return () => Object.assign(conv, { messages: before.messages, title: before.title, updatedAt: before.updatedAt });
+/** The empty answer an answer starts as, with the context it reads. */
+function newAnswer(planned: PlannedPrompt): StoredMessage {
+  return { id: randomUUID(), role: "assistant", content: "", createdAt: Date.now(), tokens: [], context: planned.plan.usage };
 }

@@ -5,6 +5,8 @@ import { useApp, useSlice } from "../context";
 import { answerFigures, formatBytes, formatPercent } from "../state/answerStats";
 import { AnswerBody } from "./AnswerBody";
 import { ConfidenceChart } from "./ConfidenceChart";
+import { CopyButton } from "./CopyButton";
+import { VersionSwitch } from "./VersionSwitch";
 import { TokenView } from "./TokenView";
 
 export function MessageList({ conversation }: { conversation: Conversation }) {
@@ -61,22 +63,43 @@ const UserMessage = memo(function UserMessage({ message }: { message: StoredMess
     );
   }
   return (
-    <div className="msg user" data-testid="user-message">
+    <div className="msg user" data-testid="user-message" data-message-id={message.id}>
       <div className="bubble">{message.content}</div>
-      {!streaming && (
-        <button
-          className="link"
-          onClick={() => {
-            setDraft(message.content);
-            stores.ui.setState({ editing: message.id });
-          }}
-        >
-          edit
-        </button>
-      )}
+      <div className="msg-tools">
+        <Versions message={message} streaming={streaming} />
+        <CopyButton className="link" text={() => message.content} label="Copy this message" testId="copy-message" />
+        {!streaming && (
+          <button
+            className="link"
+            data-testid="edit"
+            title="Edit and resend: a new branch; this one stays as a version"
+            onClick={() => {
+              setDraft(message.content);
+              stores.ui.setState({ editing: message.id });
+            }}
+          >
+            edit
+          </button>
+        )}
+      </div>
     </div>
   );
 });
+
+/** ‹ k/n › for a message that has versions; nothing for one that has none. */
+function Versions({ message, streaming }: { message: StoredMessage; streaming: boolean }) {
+  const { controller } = useApp();
+  const count = (message.versions?.length ?? 0) + 1;
+  if (count < 2) return null;
+  return (
+    <VersionSwitch
+      version={message.version ?? 0}
+      count={count}
+      disabled={streaming}
+      onSelect={(k) => void controller.selectVersion(message.id, k)}
+    />
+  );
+}
 
 const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { message: StoredMessage; isLast: boolean }) {
   const { controller, stores } = useApp();
@@ -91,6 +114,10 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
   const liveTps = useSlice(
     (s) => s.session,
     (s) => (live ? (s.stats?.active?.tokensPerSecond ?? null) : null),
+  );
+  const streaming = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming !== null,
   );
   const f = answerFigures(message);
   const showSource = tokenView && !live;
@@ -124,6 +151,8 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
         </div>
         {!live && message.status && (
           <div className="msg-actions">
+            <Versions message={message} streaming={streaming} />
+            <CopyButton className="link" text={() => message.content} label="Copy this answer" testId="copy-message" />
             <button
               className="link"
               data-testid="toggle-view"

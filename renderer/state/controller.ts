@@ -16,6 +16,8 @@ export interface Controller {
   stop(): Promise<void>;
   regenerate(): Promise<void>;
   editAndResend(messageId: string, text: string): Promise<void>;
+  /** ‹ › : makes version `version` (from 0) of that message of the open conversation the active one */
+  selectVersion(messageId: string, version: number): Promise<void>;
   setTau(tau: number): Promise<void>;
   rename(id: string, title: string): Promise<void>;
   remove(id: string): Promise<void>;
@@ -137,6 +139,12 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       const id = chat().activeId;
       stores.ui.setState({ editing: null });
       if (id && !chat().streaming) await guard(bridge.editAndResend({ requestId: newRequestId(), conversationId: id, messageId, text }));
+    },
+    async selectVersion(messageId, version) {
+      const id = chat().activeId;
+      if (!id || chat().streaming) return;
+      const c = await guard(bridge.selectVersion({ conversationId: id, messageId, version }));
+      if (c) dispatch({ type: "loaded", conversation: c });
     },
     async setTau(tau) {
       stores.session.setState({ tau }); // the slider follows the hand at once; the engine confirms
