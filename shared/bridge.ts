@@ -61,6 +61,25 @@ export interface ConversationMeta {
 
 export type ExportFormat = "markdown" | "json";
 
+export interface ImportResult {
+  imported: ConversationMeta[];
+  /** how many came with an id already taken here (or twice in the file) and were given a new one */
+  renamed: number;
+}
+
+/** A conversation that matches a search: where, and a few words around the first match. */
+export interface SearchHit {
+  conversationId: string;
+  title: string;
+  updatedAt: number;
+  /** the first matching message (null: only the title matches) */
+  messageId: string | null;
+  /** the text around the match */
+  snippet: string;
+  /** messages that match */
+  matches: number;
+}
+
 export interface ExportedConversation {
   filename: string;
   mime: string;
@@ -245,6 +264,12 @@ export interface BridgeOps {
   renameConversation: [{ id: string; title: string }, ConversationMeta];
   deleteConversation: [{ id: string }, { deleted: boolean }];
   exportConversation: [{ id: string; format: ExportFormat }, ExportedConversation];
+  /** Every conversation, whole (versions, tokens and origins), as the app's JSON. */
+  exportAll: [Record<string, never>, ExportedConversation];
+  /** Adds the conversations of an export (all, or one); checks all of them first: one invalid refuses the file. */
+  importConversations: [{ content: string }, ImportResult];
+  /** Conversations whose title or message text (any version) contains the query (any case), newest first. */
+  searchConversations: [{ query: string }, SearchHit[]];
   modelStatus: [Record<string, never>, ModelStatus];
   /** Loads a local GGUF as the SLM (clear error for a corrupt file or a vocabulary the cloud refuses). */
   openLocalModel: [{ path: string }, ModelStatus];
@@ -293,6 +318,9 @@ export const BRIDGE_OPS = [
   "renameConversation",
   "deleteConversation",
   "exportConversation",
+  "exportAll",
+  "importConversations",
+  "searchConversations",
   "modelStatus",
   "openLocalModel",
   "chooseLocalModel",
@@ -376,6 +404,9 @@ export function parseWireRequest(raw: string): WireRequest | null {
   return { kind: "call", id: o.id as number, op: o.op, arg: o.arg };
 }
 
+/** Longest import, characters (an export of all conversations) over IPC; browser mode's WebSocket takes MAX_WIRE_MESSAGE_BYTES. */
+export const MAX_IMPORT_CHARS = 256 << 20;
+
 /** Largest message the WebSocket bridge accepts from a page (a long pasted prompt fits comfortably). */
 export const MAX_WIRE_MESSAGE_BYTES = 1 << 20;
 
@@ -405,6 +436,9 @@ export const BRIDGE_ARGS = {
   renameConversation: z.object({ id, title: z.string().max(10_000) }),
   deleteConversation: z.object({ id }),
   exportConversation: z.object({ id, format: z.enum(["markdown", "json"]) }),
+  exportAll: none,
+  importConversations: z.object({ content: z.string().min(1).max(MAX_IMPORT_CHARS) }),
+  searchConversations: z.object({ query: z.string().max(500) }),
   modelStatus: none,
   openLocalModel: z.object({ path: z.string().min(1).max(4096) }),
   catalogue: none,

@@ -202,6 +202,11 @@ export class ConversationStore {
     return [...this.conversations.values()].map(metaOf).sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
+  /** Every conversation, newest first. */
+  all(): Conversation[] {
+    return [...this.conversations.values()].sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
   get(id: string): Conversation {
     const c = this.conversations.get(id);
     if (!c) throw new Error(`No conversation ${id}`);
@@ -223,6 +228,22 @@ export class ConversationStore {
       throw err;
     }
     return c;
+  }
+
+  /**
+   * Adds conversations made elsewhere (an import, checked and given free ids by the caller), each saved.
+   * All or none: if one cannot be saved, those already written are removed again.
+   */
+  async addAll(list: readonly Conversation[]): Promise<void> {
+    const clash = list.find((c) => this.conversations.has(c.id));
+    if (clash) throw new Error(`A conversation ${clash.id} exists already`);
+    for (const c of list) this.conversations.set(c.id, c);
+    try {
+      for (const c of list) await this.save(c.id);
+    } catch (err) {
+      for (const c of list) await this.delete(c.id);
+      throw err;
+    }
   }
 
   async rename(id: string, title: string): Promise<ConversationMeta> {

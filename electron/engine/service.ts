@@ -30,17 +30,20 @@ import type {
   StoredMessage,
   Theme,
 } from "../../shared/bridge.js";
+import { MAX_IMPORT_CHARS } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
 import { resolveModelSource, VocabularyMismatchError } from "../../inference/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
-import { ConversationStore } from "./conversationStore.js";
+import { ConversationStore, metaOf } from "./conversationStore.js";
 import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
 import { fork, selectVersion } from "./conversationVersions.js";
+import { exportAll, readImport } from "./conversationArchive.js";
+import { searchConversations } from "./conversationSearch.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
@@ -343,6 +346,23 @@ export class TandemService implements BridgeApi {
   async exportConversation({ id, format }: OpArg<"exportConversation">): Promise<OpResult<"exportConversation">> {
     if (format !== "markdown" && format !== "json") throw new Error(`Unknown export format ${JSON.stringify(format)}`);
     return exportConversation(this.store.get(String(id)), format);
+  }
+
+  async exportAll(_arg: OpArg<"exportAll"> = {}): Promise<OpResult<"exportAll">> {
+    return exportAll(this.store.all());
+  }
+
+  /** Checks the whole file first (conversationArchive.ts); then adds every conversation, or none. */
+  async importConversations({ content }: OpArg<"importConversations">): Promise<OpResult<"importConversations">> {
+    if (typeof content !== "string" || content.length > MAX_IMPORT_CHARS) throw new Error("An import is the text of an export file");
+    const plan = readImport(content, (id) => this.store.has(id));
+    await this.store.addAll(plan.conversations);
+    this.emitConversations();
+    return { imported: plan.conversations.map(metaOf), renamed: plan.renamed };
+  }
+
+  async searchConversations({ query }: OpArg<"searchConversations">): Promise<OpResult<"searchConversations">> {
+    return searchConversations(this.store.all(), String(query ?? "").slice(0, 500));
   }
 
   private emitConversations(): void {
@@ -924,6 +944,9 @@ export function bindService(s: TandemService): BridgeApi {
     renameConversation: (a) => s.renameConversation(a),
     deleteConversation: (a) => s.deleteConversation(a),
     exportConversation: (a) => s.exportConversation(a),
+    exportAll: () => s.exportAll(),
+    importConversations: (a) => s.importConversations(a),
+    searchConversations: (a) => s.searchConversations(a),
     modelStatus: () => s.modelStatus(),
     openLocalModel: (a) => s.openLocalModel(a),
     chooseLocalModel: () => s.chooseLocalModel(),

@@ -1,9 +1,10 @@
-/** Conversations: new, select, rename (double-click), delete, export. */
+/** Conversations: new, search, select, rename (double-click), delete, export (one or all), import; the one generating is marked. */
 import { useState } from "react";
 import { useApp, useSlice } from "../context";
 import type { ExportFormat } from "../../shared/bridge";
 import { Settings } from "./Settings";
 import { ModelStatusPanel } from "./TopBar";
+import { ArchiveButtons, download, SearchBox } from "./SidebarTools";
 
 export function Sidebar() {
   const { controller } = useApp();
@@ -17,15 +18,11 @@ export function Sidebar() {
   );
   const [renaming, setRenaming] = useState<string | null>(null);
 
-  const download = async (id: string, format: ExportFormat) => {
-    const f = await controller.exportConversation(id, format);
-    const url = URL.createObjectURL(new Blob([f.content], { type: f.mime }));
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = f.filename;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
-  };
+  const streamingId = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming?.conversationId ?? null,
+  );
+  const exportOne = async (id: string, format: ExportFormat) => download(await controller.exportConversation(id, format));
 
   return (
     <nav className="sidebar" aria-label="conversations">
@@ -38,9 +35,15 @@ export function Sidebar() {
       <button className="new-chat" data-testid="new-chat" onClick={() => void controller.newChat()} title="New chat (Ctrl/⌘+N)">
         + New chat
       </button>
+      <SearchBox />
       <ul className="conv-list" data-testid="conversation-list">
         {conversations.map((c) => (
-          <li key={c.id} className={c.id === activeId ? "active" : ""} data-testid="conversation-item">
+          <li
+            key={c.id}
+            className={`${c.id === activeId ? "active" : ""}${c.id === streamingId ? " generating" : ""}`}
+            data-testid="conversation-item"
+            data-generating={c.id === streamingId ? "true" : undefined}
+          >
             {renaming === c.id ? (
               <input
                 autoFocus
@@ -61,14 +64,17 @@ export function Sidebar() {
                 onDoubleClick={() => setRenaming(c.id)}
                 title="double-click to rename"
               >
+                {c.id === streamingId && (
+                  <span className="generating-dot" role="img" aria-label="generating" title="Generating an answer" />
+                )}
                 {c.title}
               </button>
             )}
             <span className="conv-actions">
-              <button title="Export as Markdown" onClick={() => void download(c.id, "markdown")}>
+              <button title="Export as Markdown" onClick={() => void exportOne(c.id, "markdown")}>
                 md
               </button>
-              <button title="Export as JSON, with every token's origin" onClick={() => void download(c.id, "json")}>
+              <button title="Export as JSON, with every token's origin" onClick={() => void exportOne(c.id, "json")}>
                 json
               </button>
               <button
@@ -82,6 +88,7 @@ export function Sidebar() {
           </li>
         ))}
       </ul>
+      <ArchiveButtons />
       <ModelStatusPanel />
       <Settings />
     </nav>

@@ -1,7 +1,16 @@
 /**
  * Wires the bridge to the stores and holds the user's actions. No React: tested with a fake bridge.
  */
-import type { Bridge, BridgeEvent, CatalogueItem, CloudSettings, ExportFormat } from "../../shared/bridge";
+import type {
+  Bridge,
+  BridgeEvent,
+  CatalogueItem,
+  CloudSettings,
+  ExportedConversation,
+  ExportFormat,
+  ImportResult,
+  SearchHit,
+} from "../../shared/bridge";
 import type { Candidate } from "../../shared/events";
 import type { Stores } from "./stores";
 import { errorMessage } from "../../shared/errors.js";
@@ -31,6 +40,12 @@ export interface Controller {
   downloadModel(id: string): Promise<void>;
   cancelDownload(): Promise<void>;
   exportConversation(id: string, format: ExportFormat): Promise<{ filename: string; mime: string; content: string }>;
+  /** every conversation as the app's JSON */
+  exportAll(): Promise<ExportedConversation>;
+  /** the conversations of an export file; a notice says how many (or why none) */
+  importConversations(content: string): Promise<ImportResult | undefined>;
+  /** conversations whose title or text contains the query */
+  search(query: string): Promise<SearchHit[]>;
   /** the SLM's top candidates at one token, computed on demand (the pinned token) */
   candidates(ref: { messageId: string; index: number }): Promise<Candidate[]>;
   dispose(): void;
@@ -185,6 +200,20 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
     },
     async exportConversation(id, format) {
       return bridge.exportConversation({ id, format });
+    },
+    async exportAll() {
+      return bridge.exportAll({});
+    },
+    async importConversations(content) {
+      const r = await guard(bridge.importConversations({ content }));
+      if (!r) return undefined;
+      const n = r.imported.length;
+      const renamed = r.renamed ? ` (${r.renamed} already here, imported as new conversation${r.renamed === 1 ? "" : "s"})` : "";
+      stores.session.setState((s) => ({ notices: [...s.notices, `Imported ${n} conversation${n === 1 ? "" : "s"}${renamed}.`] }));
+      return r;
+    },
+    async search(query) {
+      return (await guard(bridge.searchConversations({ query }))) ?? [];
     },
     async candidates({ messageId, index }) {
       const conversationId = chat().activeId;

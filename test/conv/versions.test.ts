@@ -1,7 +1,7 @@
 /**
  * Versions and branches: Regenerate keeps the earlier answers, an edit forks a branch and the old one
  * stays reachable; the active path is what the model reads; everything round-trips through save and
- * reload; a conversation file of the format before versions (test/conv/fixtures/conversation-v1.json,
+ * reload, export and import; a conversation file of the format before versions (test/conv/fixtures/conversation-v1.json,
  * written by that version of the app) loads unchanged.
  */
 import { randomBytes } from "node:crypto";
@@ -184,5 +184,14 @@ describe.skipIf(!pair)("versions and branches in the engine (real inference, rea
     await expect(service.selectVersion({ conversationId: c.id, messageId: before.messages[0].id, version: 1 })).rejects.toThrow(
       /No version 2 here/,
     );
+    // export all, import into another data folder, restart that: the same versions and branches
+    const file = await service.exportAll({});
+    const otherDir = tmp();
+    let other = await TandemService.open({ dataDir: otherDir, cloud: { kind: "none", url: "", token: "" }, selfDistill: false });
+    await other.importConversations({ content: file.content });
+    await other.close();
+    other = await TandemService.open({ dataDir: otherDir, cloud: { kind: "none", url: "", token: "" }, selfDistill: false });
+    expect(await other.getConversation({ id: c.id })).toEqual(before);
+    await other.close();
   }, 120_000);
 });
