@@ -254,6 +254,8 @@ export interface BridgeOps {
   regenerate: [{ requestId: string; conversationId: string }, AnswerHandle];
   /** The edited user message and a new answer become a new branch; the old branch stays a version of it. */
   editAndResend: [{ requestId: string; conversationId: string; messageId: string; text: string }, AnswerHandle];
+  /** Writes on where the last answer stopped at the token limit (the same message gets more tokens). */
+  continueAnswer: [{ requestId: string; conversationId: string }, AnswerHandle];
   /** Makes version `version` (from 0) active where the message `messageId` of the active path has several. */
   selectVersion: [{ conversationId: string; messageId: string; version: number }, Conversation];
   /** τ for the next token, also in the middle of an answer. */
@@ -311,6 +313,7 @@ export const BRIDGE_OPS = [
   "regenerate",
   "editAndResend",
   "selectVersion",
+  "continueAnswer",
   "setTau",
   "listConversations",
   "getConversation",
@@ -428,6 +431,7 @@ export const BRIDGE_ARGS = {
   stop: z.object({ requestId: id }),
   regenerate: z.object({ requestId: id, conversationId: id }),
   editAndResend: z.object({ requestId: id, conversationId: id, messageId: id, text }),
+  continueAnswer: z.object({ requestId: id, conversationId: id }),
   selectVersion: z.object({ conversationId: id, messageId: id, version: z.number().int().min(0).max(100_000) }),
   setTau: z.object({ tau: z.number().min(0).max(1) }),
   listConversations: none,

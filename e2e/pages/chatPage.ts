@@ -21,10 +21,17 @@ export class ChatPage {
     return answer.getByTestId("token");
   }
 
+  /** New chat: an empty conversation open (one already empty is reused) and the message box focused. */
   async newChat(): Promise<void> {
-    const before = await this.page.getByTestId("conversation-item").count();
     await this.page.getByTestId("new-chat").click();
-    await this.waitFor(async () => (await this.page.getByTestId("conversation-item").count()) === before + 1, "a new conversation");
+    await this.waitFor(
+      async () =>
+        (await this.page.locator(".conv-list li.active").count()) === 1 &&
+        (await this.answers.count()) === 0 &&
+        (await this.page.getByTestId("user-message").count()) === 0 &&
+        (await this.page.getByTestId("composer").evaluate((el) => el === document.activeElement)),
+      "an empty conversation, the message box focused",
+    );
   }
 
   async setTau(tau: number): Promise<void> {

@@ -32,7 +32,7 @@ import type {
 } from "../../shared/bridge.js";
 import { MAX_IMPORT_CHARS } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
-import type { TokenEvent } from "../../shared/events.js";
+import type { AnswerSummary, TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
 import { resolveModelSource, VocabularyMismatchError } from "../../inference/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
@@ -415,6 +415,33 @@ export class TandemService implements BridgeApi {
     return this.startAnswer(String(requestId), conv, { path, at: i }, planned);
   }
 
+  /**
+   * Writes on where the last answer stopped at the token limit: the same message gets more tokens. The
+   * models read the prompt it was answering plus the tokens it has, so the text goes on seamlessly.
+   */
+  async continueAnswer({ requestId, conversationId }: OpArg<"continueAnswer">): Promise<AnswerHandle> {
+    const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
+    this.assertCanAnswer();
+    const at = conv.messages.length - 1;
+    const last = conv.messages[at];
+    if (last?.role !== "assistant" || last.summary?.stopReason !== "max-tokens" || at < 1) {
+      throw new Error("Only an answer that stopped at the token limit can be continued");
+    }
+    const done = last.tokens ?? [];
+    const planned = this.planFor(conv, conv.messages.slice(0, at), this.maxTokens + done.length);
+    const prompt = [...planned.tokens, ...done.map((t) => t.tokenId)];
+    if (prompt.length + Math.min(this.maxTokens, 16) > planned.plan.usage.window) {
+      throw new Error(`This answer fills the ${planned.plan.usage.window}-token context window; it cannot be continued`);
+    }
+    const context = { ...planned.plan.usage, used: prompt.length };
+    // a copy goes on (the stored one is kept if the start cannot be saved); no status while it streams
+    const { status: _s, ...rest } = last;
+    const continued: StoredMessage = { ...rest, tokens: [...done], context };
+    const next = { path: [...conv.messages.slice(0, at), continued], at: at - 1 };
+    return this.startAnswer(String(requestId), conv, next, { tokens: prompt, plan: { ...planned.plan, usage: context } });
+  }
+
   /** Makes another version active where a message has several (‹ 2/3 ›): what the next answer reads. */
   async selectVersion({ conversationId, messageId, version }: OpArg<"selectVersion">): Promise<Conversation> {
     const conv = this.store.get(String(conversationId));
@@ -458,10 +485,10 @@ export class TandemService implements BridgeApi {
    * The prompt for answering `messages` (the conversation as it will be) under the context policy:
    * the system prompt, then the newest turns that fit (contextWindow.ts). Changes nothing.
    */
-  private planFor(conv: Conversation, messages: readonly StoredMessage[]): PlannedPrompt {
+  private planFor(conv: Conversation, messages: readonly StoredMessage[], maxTokens = this.maxTokens): PlannedPrompt {
     const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.defaultSystemPrompt;
     const turns: ChatMessage[] = messages.map((m) => ({ role: m.role, content: m.content }));
-    return planPrompt(this.slm!, { system, turns, keepFrom: this.keepFrom.get(conv.id) ?? 0, maxTokens: this.maxTokens });
+    return planPrompt(this.slm!, { system, turns, keepFrom: this.keepFrom.get(conv.id) ?? 0, maxTokens });
   }
 
   private get maxTokens(): number {
@@ -513,6 +540,8 @@ export class TandemService implements BridgeApi {
 
   private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, prompt: number[]): Promise<void> {
     const { requestId, conversationId, messageId } = a.handle;
+    // what the message holds already: nothing for a new answer, the first part for a continued one
+    const base = { tokens: msg.tokens!.length, content: msg.content, summary: msg.summary };
     const flush = () => {
       if (a.timer) clearTimeout(a.timer);
       a.timer = null;
@@ -532,7 +561,8 @@ export class TandemService implements BridgeApi {
         topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
       });
       let journalFailed = false;
-      for await (const ev of answer) {
+      for await (const decoded of answer) {
+        const ev = base.tokens ? { ...decoded, index: decoded.index + base.tokens } : decoded;
         msg.tokens!.push(ev);
         msg.content += ev.text;
         // committed to the conversation's journal before anyone sees it: a token shown in the UI
@@ -552,10 +582,10 @@ export class TandemService implements BridgeApi {
       const summary = await answer.summary;
       flush();
       // the decoder's text includes text held back until the end (a partial character, a stop prefix)
-      msg.content = summary.text;
-      msg.summary = summary;
+      msg.content = base.content + summary.text;
+      msg.summary = base.summary ? joinSummaries(base.summary, summary) : summary;
       msg.status = summary.stopReason === "abort" ? "stopped" : "complete";
-      this.addTotals(msg.tokens!, summary);
+      this.addTotals(msg.tokens!.slice(base.tokens), summary);
     } catch (err) {
       flush();
       msg.status = "error";
@@ -960,12 +990,31 @@ export function bindService(s: TandemService): BridgeApi {
     updateSettings: (a) => s.updateSettings(a),
     setSystemPrompt: (a) => s.setSystemPrompt(a),
     selectVersion: (a) => s.selectVersion(a),
+    continueAnswer: (a) => s.continueAnswer(a),
     candidates: (a) => s.candidates(a),
   };
 }
 
 function checkRequestId(requestId: unknown): void {
   if (typeof requestId !== "string" || !requestId || requestId.length > 100) throw new Error("Invalid request id");
+}
+
+/** The summary of an answer written in two parts (Continue): counts added, the text joined, the last stop reason. */
+function joinSummaries(a: AnswerSummary, b: AnswerSummary): AnswerSummary {
+  const elapsedMs = a.elapsedMs + b.elapsedMs;
+  const tokens = a.tokens + b.tokens;
+  return {
+    ...b,
+    tokens,
+    cloudTokens: a.cloudTokens + b.cloudTokens,
+    fallbackTokens: a.fallbackTokens + b.fallbackTokens,
+    cloudCalls: a.cloudCalls + b.cloudCalls,
+    bytesUp: a.bytesUp + b.bytesUp,
+    bytesDown: a.bytesDown + b.bytesDown,
+    tokensPerSecond: elapsedMs > 0 ? (1000 * tokens) / elapsedMs : b.tokensPerSecond,
+    text: a.text + b.text,
+    elapsedMs,
+  };
 }
 
 /** The empty answer an answer starts as, with the context it reads. */

@@ -1,6 +1,7 @@
 /** The conversation: user messages (editable) and answers (rendered with their tokens' origins, or their raw token source; stats, chart). */
 import { memo, useEffect, useRef, useState } from "react";
 import type { Conversation, StoredMessage } from "../../shared/bridge";
+import type { AnswerSummary } from "../../shared/events";
 import { useApp, useSlice } from "../context";
 import { answerFigures, formatBytes, formatPercent } from "../state/answerStats";
 import { AnswerBody } from "./AnswerBody";
@@ -131,7 +132,7 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
       <div className="answer-body">
         {showSource ? <TokenView message={message} live={live} /> : <AnswerBody message={message} live={live} />}
         {message.status === "error" && <div className="error">The answer failed: {message.error}</div>}
-        {message.status === "stopped" && <div className="muted small">stopped</div>}
+        {!live && <StopReason message={message} canContinue={isLast && !streaming} />}
       </div>
       <div className="answer-footer">
         <div className="answer-stats" data-testid="answer-stats">
@@ -173,3 +174,29 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
     </div>
   );
 });
+
+const STOP_REASONS: Record<AnswerSummary["stopReason"], string | null> = {
+  eog: null, // the model ended its answer: nothing to say
+  "stop-string": "Ended at a stop string.",
+  "max-tokens": "Stopped at the token limit.",
+  abort: "Stopped.",
+  "context-full": "Stopped: the context window is full.",
+};
+
+/** Why an answer ended, when it is not the model's own end; Continue after the token limit. */
+function StopReason({ message, canContinue }: { message: StoredMessage; canContinue: boolean }) {
+  const { controller } = useApp();
+  const reason = message.summary?.stopReason ?? (message.status === "stopped" ? "abort" : null);
+  const text = reason && STOP_REASONS[reason];
+  if (!text) return null;
+  return (
+    <div className="stop-reason" data-testid="stop-reason" data-reason={reason}>
+      {text}
+      {reason === "max-tokens" && canContinue && (
+        <button className="link" data-testid="continue" onClick={() => void controller.continueAnswer()}>
+          Continue
+        </button>
+      )}
+    </div>
+  );
+}

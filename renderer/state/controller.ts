@@ -24,6 +24,8 @@ export interface Controller {
   send(text: string): Promise<boolean>;
   stop(): Promise<void>;
   regenerate(): Promise<void>;
+  /** writes on where the last answer stopped at the token limit */
+  continueAnswer(): Promise<void>;
   editAndResend(messageId: string, text: string): Promise<void>;
   /** ‹ › : makes version `version` (from 0) of that message of the open conversation the active one */
   selectVersion(messageId: string, version: number): Promise<void>;
@@ -127,10 +129,17 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       stores.ui.setState({ hovered: null, pinned: null, editing: null });
     },
     async newChat() {
-      const c = await guard(bridge.createConversation({}));
-      if (!c) return;
-      dispatch({ type: "loaded", conversation: c });
-      dispatch({ type: "select", id: c.id });
+      // an empty chat is reused (the open one first): New chat never piles up empty conversations
+      const empty = chat().conversations.filter((c) => c.messageCount === 0);
+      const reuse = empty.find((c) => c.id === chat().activeId) ?? empty[0];
+      if (reuse) await ctl.select(reuse.id);
+      else {
+        const c = await guard(bridge.createConversation({}));
+        if (!c) return;
+        dispatch({ type: "loaded", conversation: c });
+        dispatch({ type: "select", id: c.id });
+      }
+      stores.ui.setState((s) => ({ composerFocus: s.composerFocus + 1 }));
     },
     async send(text) {
       if (!text.trim() || chat().streaming) return false;
@@ -149,6 +158,10 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
     async regenerate() {
       const id = chat().activeId;
       if (id && !chat().streaming) await guard(bridge.regenerate({ requestId: newRequestId(), conversationId: id }));
+    },
+    async continueAnswer() {
+      const id = chat().activeId;
+      if (id && !chat().streaming) await guard(bridge.continueAnswer({ requestId: newRequestId(), conversationId: id }));
     },
     async editAndResend(messageId, text) {
       const id = chat().activeId;

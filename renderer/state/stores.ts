@@ -50,6 +50,8 @@ export interface UiState {
   tokenView: Record<string, boolean>;
   /** the user message being edited */
   editing: string | null;
+  /** bumped to put the focus in the message box (New chat) */
+  composerFocus: number;
   /** app-wide: colour every token by its origin (local / cloud / fallback) */
   showOrigins: boolean;
   theme: Theme;
@@ -76,7 +78,7 @@ export function parseDisplaySettings(raw: string | null): DisplaySettings {
 }
 
 export function createUiStore(display: DisplaySettings = defaultDisplay): StoreApi<UiState> {
-  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null, ...display }));
+  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null, composerFocus: 0, ...display }));
 }
 
 /** The inspected token: the hovered one wins over the pinned one while the pointer is on a token. */
