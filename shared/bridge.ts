@@ -13,6 +13,7 @@ import { z } from "zod";
 import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
 import { TandemError } from "./errors.js";
+import { samplingConfigSchema, type SamplingConfig, type SamplingSettings } from "./sampling.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -27,6 +28,8 @@ export interface StoredMessage {
   /** assistant answers: every token with its origin and router data, in order */
   tokens?: TokenEvent[];
   summary?: AnswerSummary;
+  /** assistant answers: the sampling settings and seed it was drawn with (enough to reproduce it) */
+  sampling?: SamplingSettings;
   status?: MessageStatus;
   error?: string;
   /** assistant answers: how much of the context window the prompt took, and what was left out */
@@ -49,6 +52,8 @@ export interface Conversation {
   messages: StoredMessage[];
   /** this conversation's system prompt; absent: the app's default (AppSettings.systemPrompt) */
   systemPrompt?: string;
+  /** this conversation's sampling; absent: the app's default (AppSettings.sampling) */
+  sampling?: SamplingConfig;
 }
 
 export interface ConversationMeta {
@@ -179,6 +184,8 @@ export interface AppSettings {
   contextSize?: number | null;
   /** the system prompt of conversations that have none of their own */
   systemPrompt?: string;
+  /** the sampling of conversations that have none of their own; absent: Balanced */
+  sampling?: SamplingConfig;
 }
 
 /** The settings as in effect (command-line values included), for the Settings form. */
@@ -194,6 +201,7 @@ export interface SettingsView {
   /** the context size of the loaded SLM, null when none is loaded */
   loadedContextSize: number | null;
   systemPrompt: string;
+  sampling: SamplingConfig;
 }
 
 /** The settings the form may change here (the cloud through setCloudSettings, the model through openLocalModel). */
@@ -202,6 +210,7 @@ export interface SettingsPatch {
   theme?: Theme;
   contextSize?: number | null;
   systemPrompt?: string;
+  sampling?: SamplingConfig;
 }
 
 export interface LiveStats {
@@ -293,6 +302,8 @@ export interface BridgeOps {
   updateSettings: [SettingsPatch, SettingsView];
   /** A conversation's own system prompt; null goes back to the app's default. */
   setSystemPrompt: [{ conversationId: string; systemPrompt: string | null }, Conversation];
+  /** A conversation's own sampling; null goes back to the app's default. */
+  setSampling: [{ conversationId: string; sampling: SamplingConfig | null }, Conversation];
   /** The SLM's top candidates at one token of a stored answer, re-evaluated on demand (the inspector's
    *  pinned token; refused while an answer is being generated). */
   candidates: [{ conversationId: string; messageId: string; index: number }, { candidates: Candidate[] }];
@@ -336,6 +347,7 @@ export const BRIDGE_OPS = [
   "getSettings",
   "updateSettings",
   "setSystemPrompt",
+  "setSampling",
   "candidates",
 ] as const satisfies readonly BridgeOp[];
 
@@ -458,8 +470,10 @@ export const BRIDGE_ARGS = {
     theme: z.enum(["system", "light", "dark"]).optional(),
     contextSize: z.number().int().positive().nullable().optional(),
     systemPrompt: z.string().max(100_000).optional(),
+    sampling: samplingConfigSchema.optional(),
   }),
   setSystemPrompt: z.object({ conversationId: id, systemPrompt: z.string().max(100_000).nullable() }),
+  setSampling: z.object({ conversationId: id, sampling: samplingConfigSchema.nullable() }),
   candidates: z.object({ conversationId: id, messageId: id, index: z.number().int().min(0).max(1_000_000) }),
 } as const;
 

@@ -21,6 +21,7 @@ import { defaultModelsDir } from "../inference/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
 import { errorMessage } from "../shared/errors.js";
+import { lockDataFolder } from "../electron/engine/dataLock.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
     throw new Error("Browser mode serves the engine without a login: it listens on loopback only");
   }
   const dataDir = path.resolve(values.data ?? process.env.TANDEM_DATA_DIR ?? path.join(homedir(), ".tandem"));
+  // the folder first: a second instance is refused at once, before it spends a minute loading an LLM
+  const dataLock = await lockDataFolder(dataDir);
   let slm = values.slm;
   let llm = values.llm;
   let fixtures = false;
@@ -85,6 +88,7 @@ async function main(): Promise<void> {
 
   const service = await TandemService.start({
     dataDir,
+    dataLock,
     // the app's models folder (~/Tandem/Models, TANDEM_MODELS_DIR), shared with the Electron app; an
     // explicit --data (tests) keeps its downloads inside it
     modelsDir: values.data && !process.env.TANDEM_MODELS_DIR ? undefined : defaultModelsDir(),

@@ -9,6 +9,7 @@
 import { z } from "zod";
 import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
+import { samplingConfigSchema, samplingSettingsSchema } from "../../shared/sampling.js";
 
 /** Conversation ids are file names: letters, digits and dashes only (no dot, no space, no separator). */
 export const CONVERSATION_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -67,6 +68,7 @@ export const messageSchema = z.object({
   createdAt: z.number(),
   tokens: z.array(tokenEventSchema).optional(),
   summary: summary.optional(),
+  sampling: samplingSettingsSchema.optional(),
   status: z.enum(["complete", "stopped", "error"]).optional(),
   error: z.string().optional(),
   context: contextUsage.optional(),
@@ -84,19 +86,26 @@ export const conversationSchema = z.object({
   updatedAt: z.number(),
   messages: z.array(messageSchema),
   systemPrompt: z.string().optional(),
+  sampling: samplingConfigSchema.optional(),
 });
 
 export const journalLineSchema = z.object({ m: z.string(), t: tokenEventSchema });
 
 // the schema and the app's types must describe the same thing: a field added to one fails the type check
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-// optional fields are invisible to that check (a schema missing one dropped it on every load): the keys too
+// (keys compared too: an optional field missing from the schema would otherwise pass, and be dropped on load)
+type Same<A, B> = [A] extends [B]
+  ? [B] extends [A]
+    ? [keyof A] extends [keyof B]
+      ? [keyof B] extends [keyof A]
+        ? true
+        : false
+      : false
+    : false
+  : false;
 const sameConversation: Same<z.infer<typeof conversationSchema>, Conversation> = true;
 const sameToken: Same<z.infer<typeof tokenEventSchema>, TokenEvent> = true;
-const sameConversationKeys: Same<keyof z.infer<typeof conversationSchema>, keyof Conversation> = true;
-const sameMessageKeys: Same<keyof z.infer<typeof messageSchema>, keyof StoredMessage> = true;
-const sameTokenKeys: Same<keyof z.infer<typeof tokenEventSchema>, keyof TokenEvent> = true;
-void [sameConversation, sameToken, sameConversationKeys, sameMessageKeys, sameTokenKeys];
+const sameMessage: Same<z.infer<typeof messageSchema>, StoredMessage> = true;
+void [sameConversation, sameToken, sameMessage];
 
 /** The first problem zod found, as a short phrase naming where it is ("messages[2].summary.tokensPerSecond: …"). */
 export function describeIssue(err: z.ZodError): string {

@@ -13,6 +13,7 @@ import { defaultSlm, modelsForRole } from "../../models/catalogue.js";
 import type {
   AnswerHandle,
   BridgeApi,
+  BridgeOp,
   CatalogueItem,
   BridgeEvent,
   BridgeListener,
@@ -30,7 +31,7 @@ import type {
   StoredMessage,
   Theme,
 } from "../../shared/bridge.js";
-import { MAX_IMPORT_CHARS } from "../../shared/bridge.js";
+import { BRIDGE_OPS, MAX_IMPORT_CHARS } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import type { AnswerSummary, TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
@@ -54,6 +55,7 @@ import { ModelDownloads } from "./modelDownloads.js";
 import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js";
 import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { errorMessage } from "../../shared/errors.js";
+import { DEFAULT_CHAT_SAMPLING, samplingConfigSchema, type SamplingConfig } from "../../shared/sampling.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -76,8 +78,12 @@ export interface ServiceOptions {
   cloudDefault?: CloudSettings;
   /** where the cloud token is kept; default a 0600 file in the data folder (settings.ts) */
   secrets?: SecretStore;
+  /** the data folder's lock, when the caller took it before anything else (browser mode); released at close */
+  dataLock?: DataFolderLock;
   /** the default system prompt for this run */
   systemPrompt?: string;
+  /** the default sampling for this run (a command-line flag); absent: the saved one, else Balanced */
+  sampling?: SamplingConfig;
   /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
   llm?: StageStatus;
   tau?: number;
@@ -157,6 +163,7 @@ export class TandemService implements BridgeApi {
   /** the chosen context size; null: the model's own */
   private contextChoice: number | null;
   private defaultSystemPrompt: string;
+  private defaultSampling: SamplingConfig;
   /** per conversation, the first message the last answer read (the context window's start, contextWindow.ts) */
   private readonly keepFrom = new Map<string, number>();
   /** settings writes, one after another; close() waits for them */
@@ -184,6 +191,7 @@ export class TandemService implements BridgeApi {
     this.theme = saved.theme ?? "system";
     this.contextChoice = opts.contextSize ?? saved.contextSize ?? null;
     this.defaultSystemPrompt = opts.systemPrompt ?? saved.systemPrompt ?? "";
+    this.defaultSampling = opts.sampling ?? saved.sampling ?? DEFAULT_CHAT_SAMPLING;
     const savedCloud: CloudSettings | undefined = saved.cloudKind
       ? { kind: saved.cloudKind, url: saved.cloudUrl ?? "", token: savedToken ?? "" }
       : undefined;
@@ -203,7 +211,7 @@ export class TandemService implements BridgeApi {
   /** Opens the store only: the service answers at once (the app's window first), models load after. */
   static async open(opts: ServiceOptions): Promise<TandemService> {
     // a second engine on this folder is refused before it touches anything (dataLock.ts)
-    const lock = await lockDataFolder(opts.dataDir);
+    const lock = opts.dataLock ?? (await lockDataFolder(opts.dataDir));
     try {
       const store = await ConversationStore.open(opts.dataDir);
       const settings = await SettingsStore.open(opts.dataDir, opts.secrets);
@@ -763,6 +771,7 @@ export class TandemService implements BridgeApi {
       contextSize: this.contextChoice,
       loadedContextSize: this.slm?.contextSize ?? null,
       systemPrompt: this.defaultSystemPrompt,
+      sampling: this.defaultSampling,
     };
   }
 
@@ -779,6 +788,7 @@ export class TandemService implements BridgeApi {
     }
     if (p.theme !== undefined) this.theme = p.theme;
     if (p.systemPrompt !== undefined) this.defaultSystemPrompt = p.systemPrompt;
+    if (p.sampling !== undefined) this.defaultSampling = p.sampling;
     if (p.contextSize !== undefined && p.contextSize !== this.contextChoice) {
       this.contextChoice = p.contextSize;
       // the context is made with the model: load it again at the new size
@@ -800,6 +810,22 @@ export class TandemService implements BridgeApi {
     await this.store.save(conv.id);
     this.emitConversations();
     return conv;
+  }
+
+  async setSampling({ conversationId, sampling }: OpArg<"setSampling">): Promise<Conversation> {
+    const conv = this.store.get(String(conversationId));
+    const checked = sampling === null ? null : checkSampling(sampling);
+    if (checked === null) delete conv.sampling;
+    else conv.sampling = checked;
+    conv.updatedAt = Date.now();
+    await this.store.save(conv.id);
+    this.emitConversations();
+    return conv;
+  }
+
+  /** The sampling a conversation's answers use: its own, or the app's default. */
+  samplingOf(conv: Conversation): SamplingConfig {
+    return conv.sampling ?? this.defaultSampling;
   }
 
   /** Saves settings in the background, in order; a failing disk is a notice, never an error of the operation. */
@@ -929,7 +955,17 @@ function checkSettingsPatch(patch: SettingsPatch): SettingsPatch {
     }
     out.systemPrompt = patch.systemPrompt;
   }
+  if (patch.sampling !== undefined) out.sampling = checkSampling(patch.sampling);
   return out;
+}
+
+function checkSampling(value: unknown): SamplingConfig {
+  const r = samplingConfigSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new Error(`Invalid sampling setting ${issue?.path.join(".") || ""}: ${issue?.message ?? "bad value"}`.replace("  ", " "));
+  }
+  return r.data;
 }
 
 function titleFrom(text: string): string {
@@ -959,40 +995,13 @@ export function defaultCatalogue(): CatalogueItem[] {
     .sort((a, b) => a.sizeBytes - b.sizeBytes);
 }
 
-/** Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). */
+/**
+ * Every operation of the table, bound to a service, for dispatch by name (IPC, WebSocket). Made from
+ * BRIDGE_OPS: the service implements BridgeApi, so an operation is one method and nothing else to list.
+ */
 export function bindService(s: TandemService): BridgeApi {
-  return {
-    snapshot: () => s.snapshot(),
-    send: (a) => s.send(a),
-    stop: (a) => s.stop(a),
-    regenerate: (a) => s.regenerate(a),
-    editAndResend: (a) => s.editAndResend(a),
-    setTau: (a) => s.setTau(a),
-    listConversations: () => s.listConversations(),
-    getConversation: (a) => s.getConversation(a),
-    createConversation: (a) => s.createConversation(a),
-    renameConversation: (a) => s.renameConversation(a),
-    deleteConversation: (a) => s.deleteConversation(a),
-    exportConversation: (a) => s.exportConversation(a),
-    exportAll: () => s.exportAll(),
-    importConversations: (a) => s.importConversations(a),
-    searchConversations: (a) => s.searchConversations(a),
-    modelStatus: () => s.modelStatus(),
-    openLocalModel: (a) => s.openLocalModel(a),
-    chooseLocalModel: () => s.chooseLocalModel(),
-    catalogue: () => s.catalogue(),
-    downloadModel: (a) => s.downloadModel(a),
-    cancelDownload: () => s.cancelDownload(),
-    cloudStatus: () => s.cloudStatus(),
-    setCloudSettings: (a) => s.setCloudSettings(a),
-    stats: () => s.stats(),
-    getSettings: () => s.getSettings(),
-    updateSettings: (a) => s.updateSettings(a),
-    setSystemPrompt: (a) => s.setSystemPrompt(a),
-    selectVersion: (a) => s.selectVersion(a),
-    continueAnswer: (a) => s.continueAnswer(a),
-    candidates: (a) => s.candidates(a),
-  };
+  const bound = (op: BridgeOp) => (arg: never) => (s[op] as (a: never) => Promise<unknown>).call(s, arg);
+  return Object.fromEntries(BRIDGE_OPS.map((op) => [op, bound(op)])) as BridgeApi;
 }
 
 function checkRequestId(requestId: unknown): void {

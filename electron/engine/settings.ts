@@ -17,6 +17,7 @@ import { z } from "zod";
 import type { AppSettings } from "../../shared/bridge.js";
 import { writeFileAtomic } from "./atomicFile.js";
 import { errorMessage } from "../../shared/errors.js";
+import { samplingConfigSchema } from "../../shared/sampling.js";
 
 export const SETTINGS_FILE = "settings.json";
 export const TOKEN_FILE = "cloud-token";
@@ -35,6 +36,7 @@ const FIELDS = {
   slm: z.string().min(1).max(4096),
   contextSize: z.number().int().min(MIN_CONTEXT_SIZE).max(MAX_CONTEXT_SIZE).nullable(),
   systemPrompt: z.string().max(MAX_SYSTEM_PROMPT_CHARS),
+  sampling: samplingConfigSchema,
 } satisfies { [K in keyof AppSettings]-?: z.ZodType };
 
 /** Where the cloud token is kept. */

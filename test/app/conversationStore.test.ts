@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { ConversationStore, JOURNAL_EXT, STORE_VERSION } from "../../electron/engine/conversationStore.js";
 import { TandemService } from "../../electron/engine/service.js";
 import type { Conversation, StoredMessage } from "../../shared/bridge.js";
+import { presetConfig } from "../../shared/sampling.js";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "tandem-store-"));
 const token = (index: number, text = "x") => ({
@@ -239,5 +240,20 @@ describe("conversation store", () => {
     } finally {
       await service.close();
     }
+  });
+});
+
+describe("a conversation's own settings", () => {
+  it("keeps its system prompt and sampling across a reopen", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "tandem-conv-own-"));
+    const s = await ConversationStore.open(dir);
+    const c = await s.create("own settings");
+    c.systemPrompt = "Answer in French.";
+    c.sampling = { ...presetConfig("creative"), seed: 7 };
+    await s.save(c.id);
+    await s.flush();
+    const again = (await ConversationStore.open(dir)).get(c.id);
+    expect(again.systemPrompt).toBe("Answer in French.");
+    expect(again.sampling).toEqual({ ...presetConfig("creative"), seed: 7 });
   });
 });

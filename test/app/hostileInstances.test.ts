@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { DataFolderLockedError, LOCK_NAME } from "../../electron/engine/dataLock.js";
+import { DataFolderLockedError, LOCK_NAME, lockDataFolder } from "../../electron/engine/dataLock.js";
 import { TandemService } from "../../electron/engine/service.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -91,5 +91,29 @@ describe("two instances on one data folder (issue 16, class 5)", () => {
     expect(firsts.filter((l) => l.startsWith("refused"))).toHaveLength(2);
     for (const k of kids) k.proc.stdin!.end();
     await Promise.all(kids.map((k) => k.exit));
+  }, 60_000);
+
+  it("browser mode on a folder in use is refused before it loads any model", async () => {
+    const dir = tmp();
+    const held = await lockDataFolder(dir);
+    try {
+      const web = spawn(
+        process.execPath,
+        ["--import", "tsx", path.join(here, "..", "..", "web", "main.ts"), "--data", dir, "--port", "0"],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      let out = "";
+      web.stdout!.on("data", (d) => (out += d));
+      web.stderr!.on("data", (d) => (out += d));
+      const code = await new Promise<number | null>((r) => web.on("exit", r));
+      expect(code).toBe(1);
+      expect(out).toMatch(new RegExp(`in use by another Tandem instance \\(process ${process.pid}`));
+      // nothing was loaded: no fixtures made, no in-process cloud started
+      expect(out).not.toMatch(/cloud: in-process|fixtures:/);
+    } finally {
+      await held.release();
+    }
   }, 60_000);
 });

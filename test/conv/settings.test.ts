@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { presetConfig, SAMPLING_PRESETS } from "../../shared/sampling.js";
 import { cipherSecretStore, SETTINGS_FILE, SettingsStore, TOKEN_FILE, type SecretCipher } from "../../electron/engine/settings.js";
 
 const dir = () => mkdtempSync(path.join(tmpdir(), "tandem-settings-"));
@@ -23,6 +24,7 @@ describe("settings store", () => {
       slm: "/m.gguf",
       contextSize: 4096,
       systemPrompt: "Be terse.",
+      sampling: { ...SAMPLING_PRESETS.creative, preset: "creative", seed: 42 },
     } as const;
     await s.update(all);
     const again = await SettingsStore.open(d);
@@ -37,6 +39,7 @@ describe("settings store", () => {
     await s.update({ tau: 0.5 });
     await expect(s.update({ theme: "purple" as never, tau: 0.1 })).rejects.toThrow(/theme/);
     await expect(s.update({ contextSize: 3 })).rejects.toThrow(/contextSize/);
+    await expect(s.update({ sampling: { ...presetConfig("balanced"), topP: 0 } })).rejects.toThrow(/sampling/);
     expect((await SettingsStore.open(d)).get()).toEqual({ tau: 0.5 });
   });
 
