@@ -10,6 +10,8 @@ import type {
   ExportFormat,
   ImportResult,
   SearchHit,
+  SettingsPatch,
+  SettingsView,
 } from "../../shared/bridge";
 import type { Candidate } from "../../shared/events";
 import type { Stores } from "./stores";
@@ -33,6 +35,8 @@ export interface Controller {
   rename(id: string, title: string): Promise<void>;
   remove(id: string): Promise<void>;
   setCloud(settings: CloudSettings): Promise<void>;
+  /** validates, saves and applies; throws the engine's reason (the form shows it beside the field) */
+  updateSettings(patch: SettingsPatch): Promise<void>;
   openLocalModel(path: string): Promise<void>;
   /** the desktop app's file dialog; resolves false when cancelled */
   chooseLocalModel(): Promise<boolean>;
@@ -81,6 +85,9 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       case "stats":
         stores.session.setState({ stats: e.stats });
         break;
+      case "settings":
+        applySettings(e.settings);
+        break;
       case "notice":
         stores.session.setState((s) => ({ notices: [...s.notices, e.message] }));
         break;
@@ -97,6 +104,12 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       onError(errorMessage(err));
       return undefined;
     }
+  };
+
+  /** the settings in the session store; the saved theme is the display's */
+  const applySettings = (settings: SettingsView) => {
+    stores.session.setState({ settings });
+    if (stores.ui.getState().theme !== settings.theme) stores.ui.setState({ theme: settings.theme });
   };
 
   const load = async (id: string) => {
@@ -117,6 +130,8 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       });
       dispatch({ type: "conversations", conversations: snap.conversations });
       dispatch({ type: "streaming", streaming: snap.activeRequest });
+      const settings = await guard(bridge.getSettings({}));
+      if (settings) applySettings(settings);
       const active = chat().activeId ?? snap.activeRequest?.conversationId ?? snap.conversations[0]?.id ?? null;
       if (active) {
         await load(active);
@@ -189,6 +204,11 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
     async setCloud(settings) {
       const cloud = await bridge.setCloudSettings(settings); // errors go to the caller's form
       stores.session.setState({ cloud });
+      const view = await guard(bridge.getSettings({}));
+      if (view) applySettings(view);
+    },
+    async updateSettings(patch) {
+      applySettings(await bridge.updateSettings(patch)); // errors go to the caller's form
     },
     async openLocalModel(path) {
       const models = await bridge.openLocalModel({ path });

@@ -6,7 +6,7 @@
  *   ui      — what the user is looking at: the inspected token, source view per answer, display settings
  */
 import { createStore, type StoreApi } from "zustand/vanilla";
-import type { CloudStatus, LiveStats, ModelStatus } from "../../shared/bridge";
+import type { CloudStatus, LiveStats, ModelStatus, SettingsView } from "../../shared/bridge";
 import { chatReducer, initialChatState, type ChatAction, type ChatState } from "./chatReducer";
 
 export interface ChatStore extends ChatState {
@@ -30,10 +30,12 @@ export interface SessionState {
   cloud: CloudStatus | null;
   stats: LiveStats | null;
   notices: string[];
+  /** the settings in effect (saved values, command-line overrides), for the Settings form */
+  settings: SettingsView | null;
 }
 
 export function createSessionStore(): StoreApi<SessionState> {
-  return createStore<SessionState>()(() => ({ connected: false, tau: 0.5, models: null, cloud: null, stats: null, notices: [] }));
+  return createStore<SessionState>()(() => ({ connected: false, tau: 0.5, models: null, cloud: null, stats: null, notices: [], settings: null }));
 }
 
 export interface TokenRef {
