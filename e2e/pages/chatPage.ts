@@ -108,14 +108,25 @@ export class ChatPage {
 
   /** Cloud settings as a person enters them: open Settings, type, Connect; waits for the call to finish. */
   async connectCloud(url: string, token: string): Promise<void> {
-    const settings = this.page.getByTestId("settings");
-    if ((await settings.getAttribute("open")) === null) await settings.locator("summary").click();
+    await this.openSettings();
     await this.page.getByTestId("settings-kind").selectOption("tandem");
     await this.page.getByTestId("settings-url").fill(url);
     await this.page.getByTestId("settings-token").fill(token);
     const connect = this.page.getByTestId("settings-connect");
     await connect.click();
     await this.waitFor(async () => await connect.isEnabled(), "the cloud settings call to finish");
+  }
+
+  async openSettings(): Promise<void> {
+    const settings = this.page.getByTestId("settings");
+    if ((await settings.getAttribute("open")) === null) await settings.locator("summary").click();
+    await this.page.getByTestId("settings-part-cloud").waitFor();
+  }
+
+  /** The error shown beside one part of the Settings form ("cloud", "context", "system", "model"), or null. */
+  async settingsError(part: string): Promise<string | null> {
+    const e = this.page.getByTestId(`settings-error-${part}`);
+    return (await e.count()) ? e.textContent() : null;
   }
 
   /** The notices banner, one entry per notice shown. */

@@ -191,7 +191,7 @@ function Group({
   children: ReactNode;
 }) {
   return (
-    <fieldset className="settings-group" data-testid={`settings-${part}`}>
+    <fieldset className="settings-group" data-testid={`settings-part-${part}`}>
       <legend>{title}</legend>
       {children}
       {error && (
