@@ -1,5 +1,5 @@
 /** Conversations: new, search, select, rename (double-click), delete, export (one or all), import; the one generating is marked. */
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useApp, useSlice } from "../context";
 import type { ExportFormat } from "../../shared/bridge";
 import { Settings } from "./Settings";
@@ -22,6 +22,17 @@ export function Sidebar() {
     (s) => s.chat,
     (s) => s.streaming?.conversationId ?? null,
   );
+  const list = useRef<HTMLUListElement>(null);
+  useEffect(() => {
+    // the open conversation stays in view in the list (opened from a search, or the list is short)
+    // (the list's own scroll only: scrollIntoView could move the sidebar itself)
+    const ul = list.current;
+    const li = ul?.querySelector("li.active");
+    if (!ul || !li) return;
+    const [box, item] = [ul.getBoundingClientRect(), li.getBoundingClientRect()];
+    if (item.top < box.top) ul.scrollTop -= box.top - item.top;
+    else if (item.bottom > box.bottom) ul.scrollTop += item.bottom - box.bottom;
+  }, [activeId]);
   const exportOne = async (id: string, format: ExportFormat) => download(await controller.exportConversation(id, format));
 
   return (
@@ -36,7 +47,7 @@ export function Sidebar() {
         + New chat
       </button>
       <SearchBox />
-      <ul className="conv-list" data-testid="conversation-list">
+      <ul className="conv-list" data-testid="conversation-list" ref={list}>
         {conversations.map((c) => (
           <li
             key={c.id}
