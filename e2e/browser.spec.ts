@@ -345,7 +345,7 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
     }
   });
 
-  it("invalid cloud settings typed in Settings: a clear notice, the cloud unchanged", async () => {
+  it("invalid cloud settings typed in Settings: a clear error beside the form, the cloud unchanged", async () => {
     await chat.connectCloud("ftp://files.example.com/model", "");
     await chat.waitFor(
       async () => /must start with http:\/\/ or https:\/\//.test((await chat.settingsError("cloud")) ?? ""),
