@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { exportAll, readImport } from "../../electron/engine/conversationArchive.js";
 import { exportConversation } from "../../electron/engine/exportConversation.js";
 import { TandemService } from "../../electron/engine/service.js";
-import type { Conversation, StoredMessage } from "../../shared/bridge.js";
+import { parseBridgeArg, type Conversation, type StoredMessage } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 
 const ORIGINS = ["local", "cloud", "fallback"] as const;
@@ -151,5 +151,24 @@ describe("search across conversations", () => {
     expect((await s.searchConversations({ query: "festival" })).map((h) => [h.conversationId, h.messageId])).toEqual([["a", null]]);
     expect(await s.searchConversations({ query: "   " })).toEqual([]);
     expect(await s.searchConversations({ query: "zebra" })).toEqual([]);
+  });
+});
+
+describe("the new operations' arguments are checked before the service runs", () => {
+  it("refuses malformed calls with the field named", () => {
+    const bad: [Parameters<typeof parseBridgeArg>[0], unknown, RegExp][] = [
+      ["importConversations", { content: "" }, /content/],
+      ["importConversations", { content: 42 }, /content/],
+      ["searchConversations", { query: "x".repeat(501) }, /query/],
+      ["selectVersion", { conversationId: "c", messageId: "m", version: -1 }, /version/],
+      ["selectVersion", { conversationId: "c", messageId: "m", version: 1.5 }, /version/],
+      ["continueAnswer", { conversationId: "c" }, /requestId/],
+    ];
+    for (const [op, arg, why] of bad) expect(() => parseBridgeArg(op, arg), op).toThrow(why);
+    expect(parseBridgeArg("selectVersion", { conversationId: "c", messageId: "m", version: 2, extra: 1 })).toEqual({
+      conversationId: "c",
+      messageId: "m",
+      version: 2,
+    });
   });
 });
