@@ -3,7 +3,8 @@
  * pair (one thread), a real cloud token server process, Debian's Chromium. A conversation continues past
  * a 256-token window with the context meter shown; settings survive a restart of the Node process and
  * the form shows them; Regenerate then ‹ › between versions; an edit makes a branch and the old one is
- * still there; search finds a message; copy puts the text on the clipboard. Screenshots in light and
+ * still there; search finds a message; copy puts the text on the clipboard; a conversation's own system
+ * prompt. Screenshots in light and
  * dark and at 800×600 go to e2e/artifacts/conv-*.png.
  */
 import path from "node:path";
@@ -92,13 +93,23 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
   it("a long conversation continues past the window, the meter showing it; Continue writes on", async () => {
     await chat.newChat();
     await chat.setTau(0.5);
+    // the conversation generating is marked in the sidebar: seen by an observer, as a short answer may end between two polls
+    await page.evaluate(() => {
+      const w = window as unknown as { sawGenerating: string[] };
+      w.sawGenerating = [];
+      new MutationObserver(() => {
+        const li = document.querySelector(".conv-list li[data-generating='true']");
+        if (li) w.sawGenerating.push(li.className);
+      }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-generating"] });
+    });
     for (let i = 1; i <= 6; i++) {
       await chat.send(turn(i));
-      // the conversation generating is marked in the sidebar
-      if (i === 1) expect(await page.locator(".conv-list li.active").getAttribute("data-generating")).toBe("true");
       expect(await chat.waitForAnswerEnd()).toBe("complete");
     }
-    expect(await page.locator(".conv-list li.active").getAttribute("data-generating")).toBeNull();
+    const seen = await page.evaluate(() => (window as unknown as { sawGenerating: string[] }).sawGenerating);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((c) => c.includes("active"))).toBe(true);
+    expect(await page.locator(".conv-list li[data-generating]").count()).toBe(0);
     const meter = page.getByTestId("context-meter");
     const used = Number(await meter.getAttribute("data-used"));
     expect(Number(await meter.getAttribute("data-window"))).toBe(WINDOW);
@@ -113,7 +124,9 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
     await last.getByTestId("continue").click();
     await chat.waitFor(async () => (await chat.statTokens()) > before, "the answer to go on");
     expect(await chat.waitForAnswerEnd()).toBe("complete");
-    expect(await chat.statTokens()).toBe(before + 24);
+    const after = await chat.statTokens();
+    expect(after).toBeGreaterThan(before);
+    expect(after).toBeLessThanOrEqual(before + 24); // at most another 24 (the model may end its story sooner)
     expect(await chat.answers.count()).toBe(6); // the same message, not a new one
     await shot("light-long");
   });
@@ -121,10 +134,10 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
   it("Regenerate keeps the earlier answer: ‹ › moves between the versions", async () => {
     const first = await chat.lastAnswer().getByTestId("answer-text").textContent();
     await chat.lastAnswer().getByTestId("regenerate").click();
-    await chat.waitFor(async () => (await chat.lastAnswer().getAttribute("data-status")) === "streaming", "the new answer");
-    expect(await chat.waitForAnswerEnd()).toBe("complete");
+    // the answer's actions (its ‹ › among them) show once it has ended: a short answer may end before a poll sees it stream
     const label = chat.lastAnswer().getByTestId("version-label");
-    expect(await label.textContent()).toBe("2/2");
+    await chat.waitFor(async () => (await label.count()) === 1 && (await label.textContent()) === "2/2", "the new answer, version 2/2");
+    expect(await chat.lastAnswer().getAttribute("data-status")).toBe("complete");
     const second = await chat.lastAnswer().getByTestId("answer-text").textContent();
     await chat.lastAnswer().getByTestId("version-prev").click();
     await chat.waitFor(async () => (await label.textContent()) === "1/2", "version 1");
@@ -184,6 +197,15 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
     expect(text.replace(/\s+/g, "")).toBe(((await answer.getByTestId("answer-text").textContent()) ?? "").replace(/\s+/g, ""));
   });
 
+  it("a conversation's own system prompt replaces the default one", async () => {
+    const bar = page.getByTestId("system-prompt");
+    expect(await bar.textContent()).toMatch(/System prompt \(default\):\s*Tell a story about animals\./);
+    await bar.getByTestId("edit-system-prompt").click();
+    await bar.locator("textarea").fill("Answer as a pirate.");
+    await bar.getByRole("button", { name: "Save" }).click();
+    await chat.waitFor(async () => /^System prompt:\s*Answer as a pirate\./.test((await bar.textContent()) ?? ""), "its own prompt shown");
+  });
+
   it("settings survive a restart of the Node process, and the form shows them", async () => {
     await page.getByTestId("menu").locator("summary").click();
     await page.getByTestId("theme-select").selectOption("dark");
@@ -204,6 +226,7 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
     await page.getByTestId("search").fill("river bank");
     await page.getByTestId("search-hit").first().click();
     await chat.waitFor(async () => (await page.getByTestId("versions").count()) > 0, "the versions after the restart");
+    expect(await page.getByTestId("system-prompt").textContent()).toMatch(/Answer as a pirate\./);
     await page.getByTestId("search").fill("");
   });
 

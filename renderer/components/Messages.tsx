@@ -7,6 +7,7 @@ import { answerFigures, formatBytes, formatPercent } from "../state/answerStats"
 import { AnswerBody } from "./AnswerBody";
 import { ConfidenceChart } from "./ConfidenceChart";
 import { CopyButton } from "./CopyButton";
+import { SystemPromptBar } from "./SystemPromptBar";
 import { VersionSwitch } from "./VersionSwitch";
 import { TokenView } from "./TokenView";
 
@@ -27,6 +28,7 @@ export function MessageList({ conversation }: { conversation: Conversation }) {
   const lastAssistant = [...conversation.messages].reverse().find((m) => m.role === "assistant")?.id;
   return (
     <div className="messages" data-testid="messages">
+      <SystemPromptBar conversation={conversation} />
       {conversation.messages.map((m) =>
         m.role === "user" ? (
           <UserMessage key={m.id} message={m} />

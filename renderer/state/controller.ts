@@ -32,6 +32,8 @@ export interface Controller {
   /** ‹ › : makes version `version` (from 0) of that message of the open conversation the active one */
   selectVersion(messageId: string, version: number): Promise<void>;
   setTau(tau: number): Promise<void>;
+  /** the open conversation's own system prompt; null: the app's default. Throws the engine's reason */
+  setSystemPrompt(conversationId: string, systemPrompt: string | null): Promise<void>;
   rename(id: string, title: string): Promise<void>;
   remove(id: string): Promise<void>;
   setCloud(settings: CloudSettings): Promise<void>;
@@ -188,6 +190,9 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       if (!id || chat().streaming) return;
       const c = await guard(bridge.selectVersion({ conversationId: id, messageId, version }));
       if (c) dispatch({ type: "loaded", conversation: c });
+    },
+    async setSystemPrompt(conversationId, systemPrompt) {
+      dispatch({ type: "loaded", conversation: await bridge.setSystemPrompt({ conversationId, systemPrompt }) });
     },
     async setTau(tau) {
       stores.session.setState({ tau }); // the slider follows the hand at once; the engine confirms
