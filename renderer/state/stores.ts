@@ -35,7 +35,15 @@ export interface SessionState {
 }
 
 export function createSessionStore(): StoreApi<SessionState> {
-  return createStore<SessionState>()(() => ({ connected: false, tau: 0.5, models: null, cloud: null, stats: null, notices: [], settings: null }));
+  return createStore<SessionState>()(() => ({
+    connected: false,
+    tau: 0.5,
+    models: null,
+    cloud: null,
+    stats: null,
+    notices: [],
+    settings: null,
+  }));
 }
 
 export interface TokenRef {
