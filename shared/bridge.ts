@@ -277,8 +277,9 @@ export interface BridgeOps {
   exportConversation: [{ id: string; format: ExportFormat }, ExportedConversation];
   /** Every conversation, whole (versions, tokens and origins), as the app's JSON. */
   exportAll: [Record<string, never>, ExportedConversation];
-  /** Adds the conversations of an export (all, or one); checks all of them first: one invalid refuses the file. */
-  importConversations: [{ content: string }, ImportResult];
+  /** Adds the conversations of an export (all, or one); checks all of them first: one invalid refuses the file.
+   *  `dryRun`: only checks (browser mode checks every part of a large file before importing any). */
+  importConversations: [{ content: string; dryRun?: boolean }, ImportResult];
   /** Conversations whose title or message text (any version) contains the query (any case), newest first. */
   searchConversations: [{ query: string }, SearchHit[]];
   modelStatus: [Record<string, never>, ModelStatus];
@@ -453,7 +454,7 @@ export const BRIDGE_ARGS = {
   deleteConversation: z.object({ id }),
   exportConversation: z.object({ id, format: z.enum(["markdown", "json"]) }),
   exportAll: none,
-  importConversations: z.object({ content: z.string().min(1).max(MAX_IMPORT_CHARS) }),
+  importConversations: z.object({ content: z.string().min(1).max(MAX_IMPORT_CHARS), dryRun: z.boolean().optional() }),
   searchConversations: z.object({ query: z.string().max(500) }),
   modelStatus: none,
   openLocalModel: z.object({ path: z.string().min(1).max(4096) }),

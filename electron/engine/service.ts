@@ -361,9 +361,10 @@ export class TandemService implements BridgeApi {
   }
 
   /** Checks the whole file first (conversationArchive.ts); then adds every conversation, or none. */
-  async importConversations({ content }: OpArg<"importConversations">): Promise<OpResult<"importConversations">> {
+  async importConversations({ content, dryRun }: OpArg<"importConversations">): Promise<OpResult<"importConversations">> {
     if (typeof content !== "string" || content.length > MAX_IMPORT_CHARS) throw new Error("An import is the text of an export file");
     const plan = readImport(content, (id) => this.store.has(id));
+    if (dryRun === true) return { imported: plan.conversations.map(metaOf), renamed: plan.renamed };
     await this.store.addAll(plan.conversations);
     this.emitConversations();
     return { imported: plan.conversations.map(metaOf), renamed: plan.renamed };

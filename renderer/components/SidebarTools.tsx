@@ -1,6 +1,6 @@
 /** The sidebar's search box (titles and message text, every version) and Export all / Import. */
 import { useEffect, useRef, useState } from "react";
-import { MAX_WIRE_MESSAGE_BYTES, type SearchHit } from "../../shared/bridge";
+import type { SearchHit } from "../../shared/bridge";
 import { useApp } from "../context";
 
 /** Saves a text as a file the browser downloads. */
@@ -71,14 +71,6 @@ export function ArchiveButtons() {
   const onFile = async (f: File | undefined) => {
     if (!f) return;
     const text = await f.text();
-    // browser mode's bridge carries at most MAX_WIRE_MESSAGE_BYTES a call, the text escaped as JSON (the
-    // desktop app has no such limit): a larger call would close the connection, so say so instead
-    const wire = new TextEncoder().encode(JSON.stringify(text)).length + 200;
-    if (!window.tandem && wire > MAX_WIRE_MESSAGE_BYTES) {
-      return note(
-        `${f.name} is ${(f.size / 2 ** 20).toFixed(1)} MB: browser mode imports files up to about 1 MB (the desktop app takes larger ones).`,
-      );
-    }
     await controller.importConversations(text);
   };
   return (

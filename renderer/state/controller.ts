@@ -14,6 +14,7 @@ import type {
   SettingsView,
 } from "../../shared/bridge";
 import type { Candidate } from "../../shared/events";
+import { importParts } from "./importParts";
 import type { Stores } from "./stores";
 import { errorMessage } from "../../shared/errors.js";
 
@@ -117,6 +118,20 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
   const load = async (id: string) => {
     const c = await bridge.getConversation({ id });
     dispatch({ type: "loaded", conversation: c });
+  };
+
+  /** A file too large for one call goes in parts, every part checked before any is imported (importParts.ts). */
+  const importInParts = async (content: string): Promise<ImportResult> => {
+    const parts = importParts(content);
+    if (parts.length === 1) return bridge.importConversations({ content });
+    for (const part of parts) await bridge.importConversations({ content: part, dryRun: true });
+    const all: ImportResult = { imported: [], renamed: 0 };
+    for (const part of parts) {
+      const r = await bridge.importConversations({ content: part });
+      all.imported.push(...r.imported);
+      all.renamed += r.renamed;
+    }
+    return all;
   };
 
   const ctl: Controller = {
@@ -243,7 +258,7 @@ export function createController(bridge: Bridge, stores: Stores, onError: (msg: 
       return bridge.exportAll({});
     },
     async importConversations(content) {
-      const r = await guard(bridge.importConversations({ content }));
+      const r = await guard(importInParts(content));
       if (!r) return undefined;
       const n = r.imported.length;
       const renamed = r.renamed ? ` (${r.renamed} already here, imported as new conversation${r.renamed === 1 ? "" : "s"})` : "";

@@ -119,6 +119,9 @@ describe("export all and import", () => {
     for (const [content, why] of cases) {
       await expect(s.importConversations({ content })).rejects.toThrow(why);
     }
+    // a dry run (browser mode checks every part of a large file first) reports, and changes nothing
+    const dry = await s.importConversations({ content: exportAll([bigConversation("ok", 2)]).content, dryRun: true });
+    expect(dry.imported.map((m) => m.id)).toEqual(["ok"]);
     expect(await s.listConversations({})).toEqual([]);
     expect(readdirSync(path.join(dataDir, "conversations"))).toEqual([]);
   });
