@@ -230,6 +230,18 @@ describe.skipIf(!!skip)("conversations that last (browser mode, end to end)", ()
     await page.getByTestId("search").fill("");
   });
 
+  it("Export all, then Import: the conversations come back as new ones beside the originals", async () => {
+    const before = await page.getByTestId("conversation-item").count();
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export-all").click()]);
+    expect(download.suggestedFilename()).toMatch(/^tandem-conversations-\d{4}-\d\d-\d\d\.json$/);
+    await page.getByTestId("import-file").setInputFiles((await download.path())!);
+    await chat.waitFor(
+      async () => (await chat.notices()).some((n) => n.includes(`Imported ${before} conversations (${before} already here`)),
+      "the import's notice",
+    );
+    await chat.waitFor(async () => (await page.getByTestId("conversation-item").count()) === 2 * before, "twice the conversations");
+  });
+
   it("at 800×600, in light and dark, the conversation reads well", async () => {
     await page.setViewportSize({ width: 800, height: 600 });
     await shot("dark-800x600");
