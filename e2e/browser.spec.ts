@@ -345,16 +345,16 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
     }
   });
 
-  it("invalid cloud settings typed in Settings: a clear notice, the cloud unchanged", async () => {
+  it("invalid cloud settings typed in Settings: a clear error beside the form, the cloud unchanged", async () => {
     await chat.connectCloud("ftp://files.example.com/model", "");
     await chat.waitFor(
-      async () => (await chat.notices()).some((n) => /must start with http:\/\/ or https:\/\//.test(n)),
-      "the notice for ftp://",
+      async () => /must start with http:\/\/ or https:\/\//.test((await chat.settingsError("cloud")) ?? ""),
+      "the error beside the cloud settings for ftp://",
     );
     await chat.connectCloud(cloud.url, "short");
     await chat.waitFor(
-      async () => (await chat.notices()).some((n) => /access token is too short \(5 characters\)/.test(n)),
-      "the notice for a short token",
+      async () => /access token is too short \(5 characters\)/.test((await chat.settingsError("cloud")) ?? ""),
+      "the error beside the cloud settings for a short token",
     );
     expect(await chat.cloudState()).toBe("online"); // nothing changed
     await page.screenshot({ path: path.join(artifactsDir, "light-invalid-settings.png") });

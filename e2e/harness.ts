@@ -110,6 +110,8 @@ export async function startWeb(opts: {
   maxTokens?: number;
   /** start with no local model (the first-run catalogue) */
   firstRun?: boolean;
+  /** no cloud flag at all: the cloud saved in the data folder's settings is used */
+  savedCloud?: boolean;
 }): Promise<WebProc> {
   const args = [
     "--port",
@@ -126,7 +128,7 @@ export async function startWeb(opts: {
   ];
   if (opts.tau !== undefined) args.push("--tau", String(opts.tau));
   if (opts.cloud) args.push("--cloud", opts.cloud.url, "--token", opts.cloud.token);
-  else args.push("--no-cloud");
+  else if (!opts.savedCloud) args.push("--no-cloud");
   const p = await spawnTsx("web/main.ts", args, /Tandem browser mode: (http:\/\/\S+)/);
   p.child.once("exit", () => {});
   return { url: p.match[1], child: p.child, output: p.output };

@@ -6,6 +6,7 @@
  * engineProtocol.ts. Imports no `electron`: Electron hands a utility process `process.parentPort`.
  */
 import { bindService, TandemService } from "./engine/service.js";
+import { relayedSecretStore } from "./engine/settings.js";
 import { callOp, type BridgeApi, type BridgeEvent } from "../shared/bridge.js";
 import { messageOf, parseToEngine, type EngineStartOptions, type FromEngine } from "./engineProtocol.js";
 
@@ -24,7 +25,7 @@ export interface HostableService {
   close(): Promise<void>;
 }
 
-export async function openTandemService(o: EngineStartOptions): Promise<HostableService> {
+export async function openTandemService(o: EngineStartOptions, saveSecret: (token: string) => void = () => {}): Promise<HostableService> {
   const service = await TandemService.open({
     dataDir: o.dataDir,
     modelsDir: o.modelsDir,
@@ -32,6 +33,8 @@ export async function openTandemService(o: EngineStartOptions): Promise<Hostable
     cloud: o.cloud ?? undefined,
     paceMs: o.paceMs,
     maxTokens: o.maxTokens,
+    // the main process keeps the token encrypted (it has safeStorage); absent, the engine's own 0600 file
+    secrets: o.secret ? relayedSecretStore(o.secret.token, saveSecret) : undefined,
   });
   return {
     api: bindService(service),
@@ -44,7 +47,7 @@ export async function openTandemService(o: EngineStartOptions): Promise<Hostable
 /** Serves the engine on `port` until told to close; then `exit(0)` (or `exit(1)` when it cannot start). */
 export function hostEngine(
   port: ParentPortLike,
-  open: (o: EngineStartOptions) => Promise<HostableService>,
+  open: (o: EngineStartOptions, saveSecret: (token: string) => void) => Promise<HostableService>,
   exit: (code: number) => void,
 ): void {
   let service: Promise<HostableService> | null = null;
@@ -52,7 +55,7 @@ export function hostEngine(
   const post = (m: FromEngine) => port.postMessage(m);
 
   const start = async (options: EngineStartOptions): Promise<HostableService> => {
-    const s = await open(options);
+    const s = await open(options, (token) => post({ kind: "secret", token }));
     s.subscribe((event) => post({ kind: "event", event }));
     post({ kind: "ready" });
     // the window is already up and answering; the model loads behind it, its progress as `models` events

@@ -20,7 +20,10 @@ export interface EngineChildLike {
 
 export interface EngineProcessOptions {
   fork(): EngineChildLike;
-  start: EngineStartOptions;
+  /** read at every (re)start: the saved cloud token may have changed since the last one */
+  start: EngineStartOptions | (() => EngineStartOptions);
+  /** the engine changed the cloud token: encrypt and save it (main.ts, engineSecrets.ts); a failure becomes a notice */
+  onSecret?(token: string): Promise<void>;
   /** how long quitting waits for the engine to flush and exit before killing it (default 10 s) */
   closeTimeoutMs?: number;
   /** restarts allowed within `restartWindowMs` before giving up (default 3 in 60 s) */
@@ -95,7 +98,8 @@ export class EngineProcess {
       });
     });
     this.ready.catch(() => undefined); // seen by callers of whenReady/call
-    child.postMessage({ kind: "start", options: this.opts.start });
+    const { start } = this.opts;
+    child.postMessage({ kind: "start", options: typeof start === "function" ? start() : start });
     if (restart)
       void this.ready.then(
         () => this.resync(),
@@ -115,6 +119,10 @@ export class EngineProcess {
       this.emit(m.event);
     } else if (m.kind === "closed") {
       if (this.closing) child.kill(); // flushed: nothing left to wait for
+    } else if (m.kind === "secret") {
+      void (this.opts.onSecret?.(m.token) ?? Promise.resolve()).catch((err: Error) =>
+        this.emit({ type: "notice", message: `Could not save the cloud token in the keychain: ${err.message}` }),
+      );
     }
   }
 

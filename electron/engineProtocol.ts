@@ -14,6 +14,12 @@ export interface EngineStartOptions {
   cloud: { kind: "tandem"; url: string; token: string } | null;
   paceMs?: number;
   maxTokens?: number;
+  /**
+   * The saved cloud token, decrypted by the main process with Electron's `safeStorage` (the utility
+   * process has none): the engine keeps it in memory and sends changes back as `secret` messages.
+   * Absent: the OS offers no encryption, and the engine keeps the token in its own 0600 file.
+   */
+  secret?: { token: string | null };
 }
 
 export type ToEngine =
@@ -28,7 +34,9 @@ export type FromEngine =
   | { kind: "result"; id: number; ok: false; error: string }
   | { kind: "event"; event: BridgeEvent }
   /** service.close() finished: conversations flushed, the model released */
-  | { kind: "closed" };
+  | { kind: "closed" }
+  /** the cloud token changed ("" removes it): the main process encrypts and saves it (EngineStartOptions.secret) */
+  | { kind: "secret"; token: string };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -51,6 +59,8 @@ export function parseFromEngine(v: unknown): FromEngine | null {
       return { kind: v.kind };
     case "failed":
       return typeof v.error === "string" ? { kind: "failed", error: v.error } : null;
+    case "secret":
+      return typeof v.token === "string" && v.token.length <= 4096 ? { kind: "secret", token: v.token } : null;
     case "event":
       return isObject(v.event) && typeof v.event.type === "string" ? { kind: "event", event: v.event as unknown as BridgeEvent } : null;
     case "result":

@@ -7,7 +7,7 @@
  * loading, inference, router training and file writes never block this process, and a native crash in
  * llama.cpp restarts the engine instead of taking the app down.
  */
-import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, session, shell, utilityProcess } from "electron";
+import { app, BrowserWindow, dialog, ipcMain, Menu, protocol, safeStorage, session, shell, utilityProcess } from "electron";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaultModelsDir } from "../inference/appFolders.js";
@@ -16,6 +16,7 @@ import { APP_INDEX_URL, APP_SCHEME, APP_SCHEME_PRIVILEGES } from "./appProtocol.
 import { chooseModelOverrides } from "./modelDialog.js";
 import { appMenuTemplate } from "./menu.js";
 import { EngineProcess, type EngineChildLike } from "./engineProcess.js";
+import { keychainKeeper } from "./engineSecrets.js";
 import { startShell, type ShellPlatform } from "./shell.js";
 import { errorMessage } from "../shared/errors.js";
 
@@ -57,9 +58,13 @@ async function startEngine(): Promise<EngineProcess> {
   const dataDir = app.getPath("userData");
   // a data folder given explicitly (tests) keeps its models inside it; otherwise the shared, visible folder
   const modelsDir = explicitData && !process.env.TANDEM_MODELS_DIR ? path.join(dataDir, "models") : defaultModelsDir();
+  // the cloud token, encrypted by the OS keychain here: the engine's utility process has no safeStorage
+  const keeper = await keychainKeeper(dataDir, safeStorage);
+  const start = engineStartOptions({ dataDir, modelsDir }, process.env);
   const engine = new EngineProcess({
     fork: () => utilityProcess.fork(path.join(here, "engineHost.js"), [], { serviceName: "Tandem Engine" }) as unknown as EngineChildLike,
-    start: engineStartOptions({ dataDir, modelsDir }, process.env),
+    start: () => (keeper ? { ...start, secret: keeper.secret() } : start),
+    onSecret: keeper ? (token) => keeper.save(token) : undefined,
     onGiveUp: (message) => dialog.showErrorBox("Tandem's engine keeps stopping", message),
   });
   await engine.whenReady();

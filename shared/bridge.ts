@@ -34,6 +34,14 @@ export interface StoredMessage {
   error?: string;
   /** assistant answers: how much of the context window the prompt took, and what was left out */
   context?: ContextUsage;
+  /**
+   * The other versions of this point of the conversation (a regenerated answer, an edited message),
+   * each the conversation's continuation from here in that version, its own forks inside it
+   * (electron/engine/conversationVersions.ts). Absent: this is the only version.
+   */
+  versions?: StoredMessage[][];
+  /** this version's place among all `versions.length + 1` of them, from 0 (with `versions`) */
+  version?: number;
 }
 
 export interface Conversation {
@@ -57,6 +65,25 @@ export interface ConversationMeta {
 }
 
 export type ExportFormat = "markdown" | "json";
+
+export interface ImportResult {
+  imported: ConversationMeta[];
+  /** how many came with an id already taken here (or twice in the file) and were given a new one */
+  renamed: number;
+}
+
+/** A conversation that matches a search: where, and a few words around the first match. */
+export interface SearchHit {
+  conversationId: string;
+  title: string;
+  updatedAt: number;
+  /** the first matching message (null: only the title matches) */
+  messageId: string | null;
+  /** the text around the match */
+  snippet: string;
+  /** messages that match */
+  matches: number;
+}
 
 export interface ExportedConversation {
   filename: string;
@@ -232,10 +259,14 @@ export interface BridgeOps {
   send: [{ requestId: string; conversationId: string; text: string }, AnswerHandle];
   /** Ends the answer of that request within one token (its partial answer is kept, status "stopped"). */
   stop: [{ requestId: string }, { stopped: boolean }];
-  /** Replaces the last assistant answer of the conversation with a new one. */
+  /** A new answer to the last user message; the earlier answers stay as versions of it (‹ 1/2 ›). */
   regenerate: [{ requestId: string; conversationId: string }, AnswerHandle];
-  /** Replaces a user message's text, drops everything after it, and answers again. */
+  /** The edited user message and a new answer become a new branch; the old branch stays a version of it. */
   editAndResend: [{ requestId: string; conversationId: string; messageId: string; text: string }, AnswerHandle];
+  /** Writes on where the last answer stopped at the token limit (the same message gets more tokens). */
+  continueAnswer: [{ requestId: string; conversationId: string }, AnswerHandle];
+  /** Makes version `version` (from 0) active where the message `messageId` of the active path has several. */
+  selectVersion: [{ conversationId: string; messageId: string; version: number }, Conversation];
   /** τ for the next token, also in the middle of an answer. */
   setTau: [{ tau: number }, { tau: number }];
   listConversations: [Record<string, never>, ConversationMeta[]];
@@ -244,6 +275,13 @@ export interface BridgeOps {
   renameConversation: [{ id: string; title: string }, ConversationMeta];
   deleteConversation: [{ id: string }, { deleted: boolean }];
   exportConversation: [{ id: string; format: ExportFormat }, ExportedConversation];
+  /** Every conversation, whole (versions, tokens and origins), as the app's JSON. */
+  exportAll: [Record<string, never>, ExportedConversation];
+  /** Adds the conversations of an export (all, or one); checks all of them first: one invalid refuses the file.
+   *  `dryRun`: only checks (browser mode checks every part of a large file before importing any). */
+  importConversations: [{ content: string; dryRun?: boolean }, ImportResult];
+  /** Conversations whose title or message text (any version) contains the query (any case), newest first. */
+  searchConversations: [{ query: string }, SearchHit[]];
   modelStatus: [Record<string, never>, ModelStatus];
   /** Loads a local GGUF as the SLM (clear error for a corrupt file or a vocabulary the cloud refuses). */
   openLocalModel: [{ path: string }, ModelStatus];
@@ -286,6 +324,8 @@ export const BRIDGE_OPS = [
   "stop",
   "regenerate",
   "editAndResend",
+  "selectVersion",
+  "continueAnswer",
   "setTau",
   "listConversations",
   "getConversation",
@@ -293,6 +333,9 @@ export const BRIDGE_OPS = [
   "renameConversation",
   "deleteConversation",
   "exportConversation",
+  "exportAll",
+  "importConversations",
+  "searchConversations",
   "modelStatus",
   "openLocalModel",
   "chooseLocalModel",
@@ -322,9 +365,18 @@ export function isBridgeOp(name: unknown): name is BridgeOp {
 // Pushed events
 
 export type BridgeEvent =
-  /** `user` is the message answered: appended (send), replaced with everything after it dropped (edit), or
-   *  kept with the answers after it dropped (regenerate); then an empty assistant message starts. */
-  | { type: "answer-start"; handle: AnswerHandle; tau: number; user: StoredMessage; context?: ContextUsage }
+  /** `user` is the message answered, at position `at` of the active path: appended (send), a new branch
+   *  (edit: the old one is a version of it), or kept (regenerate: the earlier answers are versions of
+   *  the new one); the active path is then the messages before `at`, `user` and `answer` (empty). */
+  | {
+      type: "answer-start";
+      handle: AnswerHandle;
+      tau: number;
+      user: StoredMessage;
+      at?: number;
+      answer?: StoredMessage;
+      context?: ContextUsage;
+    }
   /** new tokens of an answer, in order; batched (many per message) */
   | { type: "answer-delta"; requestId: string; conversationId: string; messageId: string; tokens: TokenEvent[] }
   | { type: "answer-end"; requestId: string; conversationId: string; message: StoredMessage }
@@ -368,6 +420,9 @@ export function parseWireRequest(raw: string): WireRequest | null {
   return { kind: "call", id: o.id as number, op: o.op, arg: o.arg };
 }
 
+/** Longest import, characters (an export of all conversations) over IPC; browser mode's WebSocket takes MAX_WIRE_MESSAGE_BYTES. */
+export const MAX_IMPORT_CHARS = 256 << 20;
+
 /** Largest message the WebSocket bridge accepts from a page (a long pasted prompt fits comfortably). */
 export const MAX_WIRE_MESSAGE_BYTES = 1 << 20;
 
@@ -389,6 +444,8 @@ export const BRIDGE_ARGS = {
   stop: z.object({ requestId: id }),
   regenerate: z.object({ requestId: id, conversationId: id }),
   editAndResend: z.object({ requestId: id, conversationId: id, messageId: id, text }),
+  continueAnswer: z.object({ requestId: id, conversationId: id }),
+  selectVersion: z.object({ conversationId: id, messageId: id, version: z.number().int().min(0).max(100_000) }),
   setTau: z.object({ tau: z.number().min(0).max(1) }),
   listConversations: none,
   getConversation: z.object({ id }),
@@ -396,6 +453,9 @@ export const BRIDGE_ARGS = {
   renameConversation: z.object({ id, title: z.string().max(10_000) }),
   deleteConversation: z.object({ id }),
   exportConversation: z.object({ id, format: z.enum(["markdown", "json"]) }),
+  exportAll: none,
+  importConversations: z.object({ content: z.string().min(1).max(MAX_IMPORT_CHARS), dryRun: z.boolean().optional() }),
+  searchConversations: z.object({ query: z.string().max(500) }),
   modelStatus: none,
   openLocalModel: z.object({ path: z.string().min(1).max(4096) }),
   catalogue: none,

@@ -21,10 +21,17 @@ export class ChatPage {
     return answer.getByTestId("token");
   }
 
+  /** New chat: an empty conversation open (one already empty is reused) and the message box focused. */
   async newChat(): Promise<void> {
-    const before = await this.page.getByTestId("conversation-item").count();
     await this.page.getByTestId("new-chat").click();
-    await this.waitFor(async () => (await this.page.getByTestId("conversation-item").count()) === before + 1, "a new conversation");
+    await this.waitFor(
+      async () =>
+        (await this.page.locator(".conv-list li.active").count()) === 1 &&
+        (await this.answers.count()) === 0 &&
+        (await this.page.getByTestId("user-message").count()) === 0 &&
+        (await this.page.getByTestId("composer").evaluate((el) => el === document.activeElement)),
+      "an empty conversation, the message box focused",
+    );
   }
 
   async setTau(tau: number): Promise<void> {
@@ -101,14 +108,25 @@ export class ChatPage {
 
   /** Cloud settings as a person enters them: open Settings, type, Connect; waits for the call to finish. */
   async connectCloud(url: string, token: string): Promise<void> {
-    const settings = this.page.getByTestId("settings");
-    if ((await settings.getAttribute("open")) === null) await settings.locator("summary").click();
+    await this.openSettings();
     await this.page.getByTestId("settings-kind").selectOption("tandem");
     await this.page.getByTestId("settings-url").fill(url);
     await this.page.getByTestId("settings-token").fill(token);
     const connect = this.page.getByTestId("settings-connect");
     await connect.click();
     await this.waitFor(async () => await connect.isEnabled(), "the cloud settings call to finish");
+  }
+
+  async openSettings(): Promise<void> {
+    const settings = this.page.getByTestId("settings");
+    if ((await settings.getAttribute("open")) === null) await settings.locator("summary").click();
+    await this.page.getByTestId("settings-part-cloud").waitFor();
+  }
+
+  /** The error shown beside one part of the Settings form ("cloud", "context", "system", "model"), or null. */
+  async settingsError(part: string): Promise<string | null> {
+    const e = this.page.getByTestId(`settings-error-${part}`);
+    return (await e.count()) ? e.textContent() : null;
   }
 
   /** The notices banner, one entry per notice shown. */

@@ -7,7 +7,7 @@
  * next snapshot's JSON.stringify overflow the stack and the store refuse to open.
  */
 import { z } from "zod";
-import type { Conversation } from "../../shared/bridge.js";
+import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { samplingConfigSchema, samplingSettingsSchema } from "../../shared/sampling.js";
 
@@ -53,8 +53,18 @@ const summary = z.object({
   sampling: samplingSettingsSchema.optional(),
 });
 
-const message = z.object({
-  id: z.string().min(1),
+const contextUsage = z.object({
+  used: int,
+  window: int,
+  reserved: int,
+  droppedMessages: int,
+  slid: z.boolean(),
+  truncated: z.boolean(),
+});
+
+/** A message of the conversation's active path, or of a version kept beside it (conversationVersions.ts). */
+export const messageSchema = z.object({
+  id: z.string().min(1).max(200),
   role: z.enum(["user", "assistant"]),
   content: z.string(),
   createdAt: z.number(),
@@ -63,6 +73,12 @@ const message = z.object({
   sampling: samplingSettingsSchema.optional(),
   status: z.enum(["complete", "stopped", "error"]).optional(),
   error: z.string().optional(),
+  context: contextUsage.optional(),
+  // recursive: a version's continuation holds its own forks (depth bounded before zod sees it: MAX_FORK_DEPTH)
+  get versions(): z.ZodOptional<z.ZodArray<z.ZodArray<typeof messageSchema>>> {
+    return z.array(z.array(messageSchema).min(1)).optional();
+  },
+  version: int.min(0).optional(),
 });
 
 export const conversationSchema = z.object({
@@ -70,7 +86,7 @@ export const conversationSchema = z.object({
   title: z.string(),
   createdAt: z.number(),
   updatedAt: z.number(),
-  messages: z.array(message),
+  messages: z.array(messageSchema),
   systemPrompt: z.string().optional(),
   sampling: samplingConfigSchema.optional(),
 });
@@ -90,8 +106,8 @@ type Same<A, B> = [A] extends [B]
   : false;
 const sameConversation: Same<z.infer<typeof conversationSchema>, Conversation> = true;
 const sameToken: Same<z.infer<typeof tokenEventSchema>, TokenEvent> = true;
-void sameConversation;
-void sameToken;
+const sameMessage: Same<z.infer<typeof messageSchema>, StoredMessage> = true;
+void [sameConversation, sameToken, sameMessage];
 
 /** The first problem zod found, as a short phrase naming where it is ("messages[2].summary.tokensPerSecond: …"). */
 export function describeIssue(err: z.ZodError): string {
@@ -106,4 +122,61 @@ export function describeIssue(err: z.ZodError): string {
     .join("")
     .replace(/^\./, "");
   return where ? `${where}: ${issue.message}` : issue.message;
+}
+
+/** Forks nested inside forks, at most (a hostile file nested deeper would overflow the stack of the checks). */
+export const MAX_FORK_DEPTH = 500;
+
+/**
+ * A conversation checked whole: the nesting of its versions bounded (walked without recursion, before
+ * zod recurses), its fields by the schema, then what the schema cannot say — every message id unique
+ * across all versions (the journal and the UI address messages by id) and each `version` within its
+ * `versions`. Throws a short reason.
+ */
+export function parseConversation(value: unknown): Conversation {
+  const depth = forkDepth(value);
+  if (depth > MAX_FORK_DEPTH) throw new Error(`versions nested ${depth} deep (at most ${MAX_FORK_DEPTH})`);
+  const r = conversationSchema.safeParse(value);
+  if (!r.success) throw new Error(describeIssue(r.error));
+  const problem = treeProblem(r.data);
+  if (problem) throw new Error(problem);
+  return r.data;
+}
+
+function forkDepth(value: unknown): number {
+  const root = (value as { messages?: unknown } | null)?.messages;
+  let deepest = 0;
+  const todo: [unknown, number][] = [[root, 0]];
+  while (todo.length) {
+    const [list, depth] = todo.pop()!;
+    deepest = Math.max(deepest, depth);
+    if (!Array.isArray(list) || depth > MAX_FORK_DEPTH) continue;
+    for (const m of list) {
+      const versions = (m as { versions?: unknown } | null)?.versions;
+      if (Array.isArray(versions)) for (const tail of versions) todo.push([tail, depth + 1]);
+    }
+  }
+  return deepest;
+}
+
+/** Every message of a conversation, on the active path and in every version kept beside it. */
+export function* allMessages(messages: readonly StoredMessage[]): Generator<StoredMessage> {
+  const todo: (readonly StoredMessage[])[] = [messages];
+  while (todo.length) {
+    for (const m of todo.pop()!) {
+      yield m;
+      if (m.versions) todo.push(...m.versions);
+    }
+  }
+}
+
+function treeProblem(c: Conversation): string | null {
+  const seen = new Set<string>();
+  for (const m of allMessages(c.messages)) {
+    if (seen.has(m.id)) return `message id ${JSON.stringify(m.id)} is used twice`;
+    seen.add(m.id);
+    const n = m.versions?.length ?? 0;
+    if ((m.version ?? 0) > n) return `message ${JSON.stringify(m.id)} is version ${m.version! + 1} of only ${n + 1}`;
+  }
+  return null;
 }

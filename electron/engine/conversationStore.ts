@@ -29,10 +29,16 @@ import path from "node:path";
 import type { Conversation, ConversationMeta } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { TEMP_MARK, writeFileAtomic, type WriteHooks } from "./atomicFile.js";
-import { conversationSchema, CONVERSATION_ID, describeIssue, journalLineSchema } from "./conversationSchema.js";
+import { CONVERSATION_ID, journalLineSchema, parseConversation } from "./conversationSchema.js";
 import { errorMessage } from "../../shared/errors.js";
 
-export const STORE_VERSION = 1;
+/**
+ * The file format's version. 2 added versions and branches (`StoredMessage.versions`); a version-1 file
+ * (before them) is a version-2 conversation with one version everywhere and loads unchanged
+ * (`migrateFile`), to be written as version 2 by its next save.
+ */
+export const STORE_VERSION = 2;
+const READABLE_VERSIONS = new Set([1, 2]);
 export const JOURNAL_EXT = ".journal";
 /** Longest time journal lines wait for fdatasync while an answer streams (power-loss bound). */
 export const JOURNAL_SYNC_MS = 1000;
@@ -196,6 +202,11 @@ export class ConversationStore {
     return [...this.conversations.values()].map(metaOf).sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
+  /** Every conversation, newest first. */
+  all(): Conversation[] {
+    return [...this.conversations.values()].sort((a, b) => b.updatedAt - a.updatedAt);
+  }
+
   get(id: string): Conversation {
     const c = this.conversations.get(id);
     if (!c) throw new Error(`No conversation ${id}`);
@@ -217,6 +228,22 @@ export class ConversationStore {
       throw err;
     }
     return c;
+  }
+
+  /**
+   * Adds conversations made elsewhere (an import, checked and given free ids by the caller), each saved.
+   * All or none: if one cannot be saved, those already written are removed again.
+   */
+  async addAll(list: readonly Conversation[]): Promise<void> {
+    const clash = list.find((c) => this.conversations.has(c.id));
+    if (clash) throw new Error(`A conversation ${clash.id} exists already`);
+    for (const c of list) this.conversations.set(c.id, c);
+    try {
+      for (const c of list) await this.save(c.id);
+    } catch (err) {
+      for (const c of list) await this.delete(c.id);
+      throw err;
+    }
   }
 
   async rename(id: string, title: string): Promise<ConversationMeta> {
@@ -332,7 +359,7 @@ function checkId(id: string): string {
   return id;
 }
 
-/** Parses and checks a conversation file; throws a short, readable reason for anything else. */
+/** Parses and checks a conversation file (any readable version); throws a short, readable reason for anything else. */
 export function parseConversationFile(text: string): Conversation {
   let parsed: unknown;
   try {
@@ -341,12 +368,19 @@ export function parseConversationFile(text: string): Conversation {
     throw new Error(text.trim() === "" ? "the file is empty" : `not valid JSON: ${errorMessage(err)}`, { cause: err });
   }
   const o = parsed as Partial<FileShape> | null;
-  if (typeof o !== "object" || o === null || o.version !== STORE_VERSION || typeof o.conversation !== "object") {
+  if (typeof o !== "object" || o === null || !READABLE_VERSIONS.has(o.version as number) || typeof o.conversation !== "object") {
     throw new Error("not a Tandem conversation file");
   }
-  const r = conversationSchema.safeParse(o.conversation);
-  if (!r.success) throw new Error(`not a valid conversation: ${describeIssue(r.error)}`);
-  return r.data;
+  try {
+    return parseConversation(migrateFile(o as FileShape).conversation);
+  } catch (err) {
+    throw new Error(`not a valid conversation: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** A file of an earlier version as the current version. 1 → 2: nothing to change (no message has versions yet). */
+export function migrateFile(file: FileShape): FileShape {
+  return file.version === 1 ? { version: 2, conversation: file.conversation } : file;
 }
 
 /** One journal line, or null when it is damaged (not JSON, not a token record). */

@@ -31,17 +31,20 @@ import type {
   StoredMessage,
   Theme,
 } from "../../shared/bridge.js";
-import { BRIDGE_OPS } from "../../shared/bridge.js";
+import { BRIDGE_OPS, MAX_IMPORT_CHARS } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
-import type { TokenEvent } from "../../shared/events.js";
+import type { AnswerSummary, TokenEvent } from "../../shared/events.js";
 import { ConfidenceRouter, validateTau, type Router } from "../../shared/router.js";
 import { resolveModelSource, VocabularyMismatchError } from "../../inference/modelFile.js";
 import { CloudCallError } from "./cloud/peer.js";
 import { TandemCloudClient } from "./cloud/tandemClient.js";
-import { ConversationStore } from "./conversationStore.js";
+import { ConversationStore, metaOf } from "./conversationStore.js";
 import { candidatesAt } from "./candidatesAt.js";
 import { CollaborativeDecoder } from "./decoder.js";
 import { exportConversation } from "./exportConversation.js";
+import { fork, selectVersion } from "./conversationVersions.js";
+import { exportAll, readImport } from "./conversationArchive.js";
+import { searchConversations } from "./conversationSearch.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { loadRouterFor } from "../../router/learnedRouter.js";
 import { SelfDistiller, type SelfDistillOptions } from "./selfDistill.js";
@@ -353,6 +356,24 @@ export class TandemService implements BridgeApi {
     return exportConversation(this.store.get(String(id)), format);
   }
 
+  async exportAll(_arg: OpArg<"exportAll"> = {}): Promise<OpResult<"exportAll">> {
+    return exportAll(this.store.all());
+  }
+
+  /** Checks the whole file first (conversationArchive.ts); then adds every conversation, or none. */
+  async importConversations({ content, dryRun }: OpArg<"importConversations">): Promise<OpResult<"importConversations">> {
+    if (typeof content !== "string" || content.length > MAX_IMPORT_CHARS) throw new Error("An import is the text of an export file");
+    const plan = readImport(content, (id) => this.store.has(id));
+    if (dryRun === true) return { imported: plan.conversations.map(metaOf), renamed: plan.renamed };
+    await this.store.addAll(plan.conversations);
+    this.emitConversations();
+    return { imported: plan.conversations.map(metaOf), renamed: plan.renamed };
+  }
+
+  async searchConversations({ query }: OpArg<"searchConversations">): Promise<OpResult<"searchConversations">> {
+    return searchConversations(this.store.all(), String(query ?? "").slice(0, 500));
+  }
+
   private emitConversations(): void {
     this.emit({ type: "conversations", conversations: this.store.list() });
   }
@@ -367,29 +388,28 @@ export class TandemService implements BridgeApi {
     if (!content.trim()) throw new Error("Empty message");
     checkRequestId(requestId);
     this.assertCanAnswer();
-    const undo = undoOf(conv);
     const user: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     // planned before anything changes: a prompt that cannot fit is refused with the conversation intact
     const planned = this.planFor(conv, [...conv.messages, user]);
-    conv.messages.push(user);
-    if (conv.messages.length === 1 && conv.title === "New chat") conv.title = titleFrom(content);
-    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
+    const path = [...conv.messages, user, newAnswer(planned, this.samplingOf(conv))];
+    const title = conv.messages.length === 0 && conv.title === "New chat" ? titleFrom(content) : conv.title;
+    return this.startAnswer(String(requestId), conv, { path, at: conv.messages.length, title }, planned);
   }
 
+  /** A new answer to the last user message; the answers it had stay as earlier versions (‹ 1/2 ›). */
   async regenerate({ requestId, conversationId }: OpArg<"regenerate">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
     checkRequestId(requestId);
     this.assertCanAnswer();
     let end = conv.messages.length;
     while (end > 0 && conv.messages[end - 1].role === "assistant") end--;
-    const user = conv.messages[end - 1];
-    if (!user) throw new Error("Nothing to regenerate");
+    if (!conv.messages[end - 1]) throw new Error("Nothing to regenerate");
     const planned = this.planFor(conv, conv.messages.slice(0, end));
-    const undo = undoOf(conv);
-    conv.messages.splice(end);
-    return this.startAnswer(String(requestId), conv, user.id, planned, undo);
+    const path = fork(conv.messages, end, [newAnswer(planned, this.samplingOf(conv))]);
+    return this.startAnswer(String(requestId), conv, { path, at: end - 1 }, planned);
   }
 
+  /** The edited message and a new answer become a new branch from that message; the old branch stays a version of it. */
   async editAndResend({ requestId, conversationId, messageId, text }: OpArg<"editAndResend">): Promise<AnswerHandle> {
     const conv = this.store.get(String(conversationId));
     checkRequestId(requestId);
@@ -398,12 +418,57 @@ export class TandemService implements BridgeApi {
     if (i < 0) throw new Error("No such message to edit");
     const content = String(text ?? "");
     if (!content.trim()) throw new Error("Empty message");
-    const edited: StoredMessage = { ...conv.messages[i], content, createdAt: Date.now() };
+    const edited: StoredMessage = { id: randomUUID(), role: "user", content, createdAt: Date.now() };
     const planned = this.planFor(conv, [...conv.messages.slice(0, i), edited]);
-    const undo = undoOf(conv);
-    conv.messages[i] = edited;
-    conv.messages.splice(i + 1);
-    return this.startAnswer(String(requestId), conv, edited.id, planned, undo);
+    const path = fork(conv.messages, i, [edited, newAnswer(planned, this.samplingOf(conv))]);
+    return this.startAnswer(String(requestId), conv, { path, at: i }, planned);
+  }
+
+  /**
+   * Writes on where the last answer stopped at the token limit: the same message gets more tokens. The
+   * models read the prompt it was answering plus the tokens it has, so the text goes on seamlessly.
+   */
+  async continueAnswer({ requestId, conversationId }: OpArg<"continueAnswer">): Promise<AnswerHandle> {
+    const conv = this.store.get(String(conversationId));
+    checkRequestId(requestId);
+    this.assertCanAnswer();
+    const at = conv.messages.length - 1;
+    const last = conv.messages[at];
+    if (last?.role !== "assistant" || last.summary?.stopReason !== "max-tokens" || at < 1) {
+      throw new Error("Only an answer that stopped at the token limit can be continued");
+    }
+    const done = last.tokens ?? [];
+    const planned = this.planFor(conv, conv.messages.slice(0, at), this.maxTokens + done.length);
+    const prompt = [...planned.tokens, ...done.map((t) => t.tokenId)];
+    if (prompt.length + Math.min(this.maxTokens, 16) > planned.plan.usage.window) {
+      throw new Error(`This answer fills the ${planned.plan.usage.window}-token context window; it cannot be continued`);
+    }
+    const context = { ...planned.plan.usage, used: prompt.length };
+    // a copy goes on (the stored one is kept if the start cannot be saved); no status while it streams
+    const { status: _s, ...rest } = last;
+    const continued: StoredMessage = { ...rest, tokens: [...done], context };
+    const next = { path: [...conv.messages.slice(0, at), continued], at: at - 1 };
+    return this.startAnswer(String(requestId), conv, next, { tokens: prompt, plan: { ...planned.plan, usage: context } });
+  }
+
+  /** Makes another version active where a message has several (‹ 2/3 ›): what the next answer reads. */
+  async selectVersion({ conversationId, messageId, version }: OpArg<"selectVersion">): Promise<Conversation> {
+    const conv = this.store.get(String(conversationId));
+    if (this.active?.handle.conversationId === conv.id) throw new Error("Stop the current answer before switching versions");
+    const at = conv.messages.findIndex((m) => m.id === messageId);
+    if (at < 0) throw new Error("No such message in this conversation");
+    const path = selectVersion(conv.messages, at, Number(version));
+    const before = { messages: conv.messages, updatedAt: conv.updatedAt };
+    Object.assign(conv, { messages: path, updatedAt: Date.now() });
+    try {
+      await this.store.save(conv.id);
+    } catch (err) {
+      Object.assign(conv, before); // the disk still has the other version active: so does the app
+      throw err;
+    }
+    this.keepFrom.delete(conv.id); // another path: its window is planned afresh
+    this.emitConversations();
+    return conv;
   }
 
   async stop({ requestId }: OpArg<"stop">): Promise<OpResult<"stop">> {
@@ -429,40 +494,33 @@ export class TandemService implements BridgeApi {
    * The prompt for answering `messages` (the conversation as it will be) under the context policy:
    * the system prompt, then the newest turns that fit (contextWindow.ts). Changes nothing.
    */
-  private planFor(conv: Conversation, messages: readonly StoredMessage[]): PlannedPrompt {
+  private planFor(conv: Conversation, messages: readonly StoredMessage[], maxTokens = this.maxTokens): PlannedPrompt {
     const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.defaultSystemPrompt;
     const turns: ChatMessage[] = messages.map((m) => ({ role: m.role, content: m.content }));
-    return planPrompt(this.slm!, { system, turns, keepFrom: this.keepFrom.get(conv.id) ?? 0, maxTokens: this.maxTokens });
+    return planPrompt(this.slm!, { system, turns, keepFrom: this.keepFrom.get(conv.id) ?? 0, maxTokens });
   }
 
   private get maxTokens(): number {
     return this.opts.maxTokens ?? 256;
   }
 
+  /**
+   * Makes `next.path` (ending with the new, empty answer) the conversation's active path, saves it and
+   * starts the answer; `at` is where the message answered sits. Nothing changes if the save fails.
+   */
   private async startAnswer(
     requestId: string,
     conv: Conversation,
-    userMessageId: string,
+    next: { path: StoredMessage[]; at: number; title?: string },
     planned: PlannedPrompt,
-    undo: () => void,
   ): Promise<AnswerHandle> {
     const slm = this.slm!;
     const { usage } = planned.plan;
-    this.keepFrom.set(conv.id, planned.plan.keepFrom);
-    if (usage.truncated) this.notice(truncationNotice(usage.window));
-    const assistant: StoredMessage = {
-      id: randomUUID(),
-      role: "assistant",
-      content: "",
-      createdAt: Date.now(),
-      tokens: [],
-      context: usage,
-      // a new seed per answer unless the conversation fixes one: Regenerate differs, and this reproduces it
-      sampling: resolveSampling(this.samplingOf(conv)),
-    };
-    conv.messages.push(assistant);
-    conv.updatedAt = Date.now();
-    const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId };
+    const assistant = next.path[next.path.length - 1];
+    const user = next.path[next.at];
+    const before = { messages: conv.messages, title: conv.title, updatedAt: conv.updatedAt };
+    Object.assign(conv, { messages: next.path, title: next.title ?? conv.title, updatedAt: Date.now() });
+    const handle: AnswerHandle = { requestId, conversationId: conv.id, messageId: assistant.id, userMessageId: user.id };
     const active: ActiveAnswer = {
       handle,
       abort: new AbortController(),
@@ -477,11 +535,12 @@ export class TandemService implements BridgeApi {
     } catch (err) {
       // nothing started: the engine takes the next message, and the conversation is what the disk holds
       this.active = null;
-      undo();
+      Object.assign(conv, before);
       throw new Error(`Could not save the conversation, so the answer was not started (${errorMessage(err)})`, { cause: err });
     }
-    const user = conv.messages.find((m) => m.id === userMessageId)!;
-    this.emit({ type: "answer-start", handle, tau: this.tau, user, context: usage });
+    this.keepFrom.set(conv.id, planned.plan.keepFrom);
+    if (usage.truncated) this.notice(truncationNotice(usage.window));
+    this.emit({ type: "answer-start", handle, tau: this.tau, user, at: next.at, answer: { ...assistant }, context: usage });
     this.emitConversations();
     // the SLM has one sequence: an inspector re-evaluation still running finishes first
     active.done = this.inspecting.then(() => this.runAnswer(slm, active, conv, assistant, planned.tokens));
@@ -490,6 +549,8 @@ export class TandemService implements BridgeApi {
 
   private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, prompt: number[]): Promise<void> {
     const { requestId, conversationId, messageId } = a.handle;
+    // what the message holds already: nothing for a new answer, the first part for a continued one
+    const base = { tokens: msg.tokens!.length, content: msg.content, summary: msg.summary };
     const flush = () => {
       if (a.timer) clearTimeout(a.timer);
       a.timer = null;
@@ -510,7 +571,8 @@ export class TandemService implements BridgeApi {
         sampling: msg.sampling,
       });
       let journalFailed = false;
-      for await (const ev of answer) {
+      for await (const decoded of answer) {
+        const ev = base.tokens ? { ...decoded, index: decoded.index + base.tokens } : decoded;
         msg.tokens!.push(ev);
         msg.content += ev.text;
         // committed to the conversation's journal before anyone sees it: a token shown in the UI
@@ -530,10 +592,10 @@ export class TandemService implements BridgeApi {
       const summary = await answer.summary;
       flush();
       // the decoder's text includes text held back until the end (a partial character, a stop prefix)
-      msg.content = summary.text;
-      msg.summary = summary;
+      msg.content = base.content + summary.text;
+      msg.summary = base.summary ? joinSummaries(base.summary, summary) : summary;
       msg.status = summary.stopReason === "abort" ? "stopped" : "complete";
-      this.addTotals(msg.tokens!, summary);
+      this.addTotals(msg.tokens!.slice(base.tokens), summary);
     } catch (err) {
       flush();
       msg.status = "error";
@@ -948,8 +1010,36 @@ function checkRequestId(requestId: unknown): void {
   if (typeof requestId !== "string" || !requestId || requestId.length > 100) throw new Error("Invalid request id");
 }
 
-/** Restores a conversation's messages and title as they are now (a start that could not be saved). */
-function undoOf(conv: Conversation): () => void {
-  const before = { messages: [...conv.messages], title: conv.title, updatedAt: conv.updatedAt };
-  return () => Object.assign(conv, { messages: before.messages, title: before.title, updatedAt: before.updatedAt });
+/** The summary of an answer written in two parts (Continue): counts added, the text joined, the last stop reason. */
+function joinSummaries(a: AnswerSummary, b: AnswerSummary): AnswerSummary {
+  const elapsedMs = a.elapsedMs + b.elapsedMs;
+  const tokens = a.tokens + b.tokens;
+  return {
+    ...b,
+    tokens,
+    cloudTokens: a.cloudTokens + b.cloudTokens,
+    fallbackTokens: a.fallbackTokens + b.fallbackTokens,
+    cloudCalls: a.cloudCalls + b.cloudCalls,
+    bytesUp: a.bytesUp + b.bytesUp,
+    bytesDown: a.bytesDown + b.bytesDown,
+    tokensPerSecond: elapsedMs > 0 ? (1000 * tokens) / elapsedMs : b.tokensPerSecond,
+    text: a.text + b.text,
+    elapsedMs,
+  };
+}
+
+/**
+ * The empty answer an answer starts as, with the context it reads and the sampling it is drawn with: a
+ * new seed per answer unless the conversation fixes one (Regenerate differs; the stored seed reproduces it).
+ */
+function newAnswer(planned: PlannedPrompt, sampling: SamplingConfig): StoredMessage {
+  return {
+    id: randomUUID(),
+    role: "assistant",
+    content: "",
+    createdAt: Date.now(),
+    tokens: [],
+    context: planned.plan.usage,
+    sampling: resolveSampling(sampling),
+  };
 }

@@ -94,6 +94,26 @@ export function cipherSecretStore(file: string, cipher: SecretCipher): SecretSto
   };
 }
 
+/**
+ * The token as the Electron app's engine keeps it: the engine runs in a utility process, which has no
+ * `safeStorage`, so the main process decrypts the token and hands it over at start (`initial`), and
+ * every change goes back to the main process (`save`) to be encrypted there (electron/engineSecrets.ts).
+ * The engine never writes the token to disk itself.
+ */
+export function relayedSecretStore(initial: string | null, save: (secret: string) => void): SecretStore {
+  let current = initial || null;
+  return {
+    kind: "keychain",
+    async read() {
+      return current;
+    },
+    async write(secret) {
+      current = secret || null;
+      save(secret);
+    },
+  };
+}
+
 async function readOrNull(file: string): Promise<Buffer | null> {
   try {
     return await readFile(file);

@@ -2,7 +2,8 @@
  * The message box: Enter sends, Shift+Enter is a new line; Stop while an answer streams. The text is
  * kept until an answer has started: while the local model is not ready yet, Send waits (disabled).
  */
-import { useRef, useState } from "react";
+import { useEffect, useRef, useState } from "react";
+import { ContextMeter } from "./ContextMeter";
 import { useApp, useSlice } from "../context";
 
 export function Composer() {
@@ -18,6 +19,13 @@ export function Composer() {
   const [text, setText] = useState("");
   const [sending, setSending] = useState(false);
   const box = useRef<HTMLTextAreaElement>(null);
+  const focusRequest = useSlice(
+    (s) => s.ui,
+    (s) => s.composerFocus,
+  );
+  useEffect(() => {
+    if (focusRequest) box.current?.focus();
+  }, [focusRequest]);
 
   const send = () => {
     if (!text.trim() || streaming || !ready || sending) return;
@@ -31,6 +39,7 @@ export function Composer() {
 
   return (
     <div className="composer">
+      <ContextMeter />
       <textarea
         ref={box}
         data-testid="composer"

@@ -5,7 +5,7 @@
  * Links keep only absolute http(s) and mailto URLs (javascript:, data:, file: and relative ones become
  * plain text) and open outside the app; images are never loaded (see `components`).
  */
-import { useMemo, useRef, useState, type ReactNode } from "react";
+import { useMemo, useRef, type ReactNode } from "react";
 import ReactMarkdown, { type Components } from "react-markdown";
 import rehypeHighlight from "rehype-highlight";
 import rehypeKatex from "rehype-katex";
@@ -13,6 +13,7 @@ import remarkGfm from "remark-gfm";
 import remarkMath from "remark-math";
 import { rehypeTokens, type TokenPluginOptions } from "../markdown/rehypeTokens";
 import { layoutTokens, type TokenLike } from "../markdown/tokenSpans";
+import { CopyButton } from "./CopyButton";
 
 /** The link targets an answer may carry; anything else (javascript:, data:, file:, relative) is dropped. */
 export function safeHref(url: string): string | null {
@@ -44,22 +45,9 @@ const components: Components = {
 /** A fenced code block with a Copy button (the text is read from the DOM: tokens split it into spans). */
 function CodeBlock({ children }: { children?: ReactNode }) {
   const pre = useRef<HTMLPreElement>(null);
-  const [copied, setCopied] = useState(false);
-  const copy = () => {
-    const text = pre.current?.textContent ?? "";
-    navigator.clipboard?.writeText(text).then(
-      () => {
-        setCopied(true);
-        setTimeout(() => setCopied(false), 1200);
-      },
-      () => setCopied(false),
-    );
-  };
   return (
     <div className="code-block">
-      <button type="button" className="copy-code" data-testid="copy-code" onClick={copy} aria-label="copy code">
-        {copied ? "Copied" : "Copy"}
-      </button>
+      <CopyButton text={() => pre.current?.textContent ?? ""} label="copy code" className="copy-code" testId="copy-code" />
       <pre ref={pre}>{children}</pre>
     </div>
   );

@@ -1,10 +1,14 @@
 /** The conversation: user messages (editable) and answers (rendered with their tokens' origins, or their raw token source; stats, chart). */
 import { memo, useEffect, useRef, useState } from "react";
 import type { Conversation, StoredMessage } from "../../shared/bridge";
+import type { AnswerSummary } from "../../shared/events";
 import { useApp, useSlice } from "../context";
 import { answerFigures, formatBytes, formatPercent } from "../state/answerStats";
 import { AnswerBody } from "./AnswerBody";
 import { ConfidenceChart } from "./ConfidenceChart";
+import { CopyButton } from "./CopyButton";
+import { SystemPromptBar } from "./SystemPromptBar";
+import { VersionSwitch } from "./VersionSwitch";
 import { TokenView } from "./TokenView";
 
 export function MessageList({ conversation }: { conversation: Conversation }) {
@@ -24,6 +28,7 @@ export function MessageList({ conversation }: { conversation: Conversation }) {
   const lastAssistant = [...conversation.messages].reverse().find((m) => m.role === "assistant")?.id;
   return (
     <div className="messages" data-testid="messages">
+      <SystemPromptBar conversation={conversation} />
       {conversation.messages.map((m) =>
         m.role === "user" ? (
           <UserMessage key={m.id} message={m} />
@@ -61,22 +66,43 @@ const UserMessage = memo(function UserMessage({ message }: { message: StoredMess
     );
   }
   return (
-    <div className="msg user" data-testid="user-message">
+    <div className="msg user" data-testid="user-message" data-message-id={message.id}>
       <div className="bubble">{message.content}</div>
-      {!streaming && (
-        <button
-          className="link"
-          onClick={() => {
-            setDraft(message.content);
-            stores.ui.setState({ editing: message.id });
-          }}
-        >
-          edit
-        </button>
-      )}
+      <div className="msg-tools">
+        <Versions message={message} streaming={streaming} />
+        <CopyButton className="link" text={() => message.content} label="Copy this message" testId="copy-message" />
+        {!streaming && (
+          <button
+            className="link"
+            data-testid="edit"
+            title="Edit and resend: a new branch; this one stays as a version"
+            onClick={() => {
+              setDraft(message.content);
+              stores.ui.setState({ editing: message.id });
+            }}
+          >
+            edit
+          </button>
+        )}
+      </div>
     </div>
   );
 });
+
+/** ‹ k/n › for a message that has versions; nothing for one that has none. */
+function Versions({ message, streaming }: { message: StoredMessage; streaming: boolean }) {
+  const { controller } = useApp();
+  const count = (message.versions?.length ?? 0) + 1;
+  if (count < 2) return null;
+  return (
+    <VersionSwitch
+      version={message.version ?? 0}
+      count={count}
+      disabled={streaming}
+      onSelect={(k) => void controller.selectVersion(message.id, k)}
+    />
+  );
+}
 
 const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { message: StoredMessage; isLast: boolean }) {
   const { controller, stores } = useApp();
@@ -92,6 +118,10 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
     (s) => s.session,
     (s) => (live ? (s.stats?.active?.tokensPerSecond ?? null) : null),
   );
+  const streaming = useSlice(
+    (s) => s.chat,
+    (s) => s.streaming !== null,
+  );
   const f = answerFigures(message);
   const showSource = tokenView && !live;
   return (
@@ -104,7 +134,7 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
       <div className="answer-body">
         {showSource ? <TokenView message={message} live={live} /> : <AnswerBody message={message} live={live} />}
         {message.status === "error" && <div className="error">The answer failed: {message.error}</div>}
-        {message.status === "stopped" && <div className="muted small">stopped</div>}
+        {!live && <StopReason message={message} canContinue={isLast && !streaming} />}
       </div>
       <div className="answer-footer">
         <div className="answer-stats" data-testid="answer-stats">
@@ -124,6 +154,8 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
         </div>
         {!live && message.status && (
           <div className="msg-actions">
+            <Versions message={message} streaming={streaming} />
+            <CopyButton className="link" text={() => message.content} label="Copy this answer" testId="copy-message" />
             <button
               className="link"
               data-testid="toggle-view"
@@ -144,3 +176,29 @@ const AssistantMessage = memo(function AssistantMessage({ message, isLast }: { m
     </div>
   );
 });
+
+const STOP_REASONS: Record<AnswerSummary["stopReason"], string | null> = {
+  eog: null, // the model ended its answer: nothing to say
+  "stop-string": "Ended at a stop string.",
+  "max-tokens": "Stopped at the token limit.",
+  abort: "Stopped.",
+  "context-full": "Stopped: the context window is full.",
+};
+
+/** Why an answer ended, when it is not the model's own end; Continue after the token limit. */
+function StopReason({ message, canContinue }: { message: StoredMessage; canContinue: boolean }) {
+  const { controller } = useApp();
+  const reason = message.summary?.stopReason ?? (message.status === "stopped" ? "abort" : null);
+  const text = reason && STOP_REASONS[reason];
+  if (!text) return null;
+  return (
+    <div className="stop-reason" data-testid="stop-reason" data-reason={reason}>
+      {text}
+      {reason === "max-tokens" && canContinue && (
+        <button className="link" data-testid="continue" onClick={() => void controller.continueAnswer()}>
+          Continue
+        </button>
+      )}
+    </div>
+  );
+}

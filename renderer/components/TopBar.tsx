@@ -95,7 +95,7 @@ export function TopBar() {
 }
 
 function MoreMenu() {
-  const { stores } = useApp();
+  const { stores, controller } = useApp();
   const showOrigins = useSlice(
     (s) => s.ui,
     (s) => s.showOrigins,
@@ -125,7 +125,15 @@ function MoreMenu() {
         </label>
         <label className="menu-row">
           Theme
-          <select data-testid="theme-select" value={theme} onChange={(e) => stores.ui.setState({ theme: e.target.value as Theme })}>
+          <select
+            data-testid="theme-select"
+            value={theme}
+            onChange={(e) => {
+              const theme = e.target.value as Theme;
+              stores.ui.setState({ theme });
+              void controller.updateSettings({ theme }).catch(() => {}); // kept for this session in any case
+            }}
+          >
             {THEMES.map((t) => (
               <option key={t} value={t}>
                 {t}

@@ -67,9 +67,10 @@ function onBridgeEvent(state: ChatState, e: BridgeEvent): ChatState {
       const streaming = { requestId, conversationId, messageId };
       const conv = state.loaded[conversationId];
       if (!conv) return { ...state, streaming, lastError: null };
-      const i = conv.messages.findIndex((m) => m.id === e.user.id);
+      // where the answered message sits: given by the engine (a new branch has a new id), else found by id
+      const i = e.at ?? conv.messages.findIndex((m) => m.id === e.user.id);
       const before = i >= 0 ? conv.messages.slice(0, i) : conv.messages;
-      const answer: StoredMessage = { id: messageId, role: "assistant", content: "", createdAt: Date.now(), tokens: [] };
+      const answer: StoredMessage = e.answer ?? { id: messageId, role: "assistant", content: "", createdAt: Date.now(), tokens: [] };
       const messages = [...before, e.user, answer];
       return { ...state, streaming, lastError: null, loaded: { ...state.loaded, [conversationId]: { ...conv, messages } } };
     }

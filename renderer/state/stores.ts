@@ -6,7 +6,7 @@
  *   ui      — what the user is looking at: the inspected token, source view per answer, display settings
  */
 import { createStore, type StoreApi } from "zustand/vanilla";
-import type { CloudStatus, LiveStats, ModelStatus } from "../../shared/bridge";
+import type { CloudStatus, LiveStats, ModelStatus, SettingsView } from "../../shared/bridge";
 import { chatReducer, initialChatState, type ChatAction, type ChatState } from "./chatReducer";
 
 export interface ChatStore extends ChatState {
@@ -30,10 +30,20 @@ export interface SessionState {
   cloud: CloudStatus | null;
   stats: LiveStats | null;
   notices: string[];
+  /** the settings in effect (saved values, command-line overrides), for the Settings form */
+  settings: SettingsView | null;
 }
 
 export function createSessionStore(): StoreApi<SessionState> {
-  return createStore<SessionState>()(() => ({ connected: false, tau: 0.5, models: null, cloud: null, stats: null, notices: [] }));
+  return createStore<SessionState>()(() => ({
+    connected: false,
+    tau: 0.5,
+    models: null,
+    cloud: null,
+    stats: null,
+    notices: [],
+    settings: null,
+  }));
 }
 
 export interface TokenRef {
@@ -50,6 +60,8 @@ export interface UiState {
   tokenView: Record<string, boolean>;
   /** the user message being edited */
   editing: string | null;
+  /** bumped to put the focus in the message box (New chat) */
+  composerFocus: number;
   /** app-wide: colour every token by its origin (local / cloud / fallback) */
   showOrigins: boolean;
   theme: Theme;
@@ -76,7 +88,7 @@ export function parseDisplaySettings(raw: string | null): DisplaySettings {
 }
 
 export function createUiStore(display: DisplaySettings = defaultDisplay): StoreApi<UiState> {
-  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null, ...display }));
+  return createStore<UiState>()(() => ({ hovered: null, pinned: null, tokenView: {}, editing: null, composerFocus: 0, ...display }));
 }
 
 /** The inspected token: the hovered one wins over the pinned one while the pointer is on a token. */

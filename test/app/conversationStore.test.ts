@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, wri
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConversationStore, JOURNAL_EXT } from "../../electron/engine/conversationStore.js";
+import { ConversationStore, JOURNAL_EXT, STORE_VERSION } from "../../electron/engine/conversationStore.js";
 import { TandemService } from "../../electron/engine/service.js";
 import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 import { presetConfig } from "../../shared/sampling.js";
@@ -200,7 +200,7 @@ describe("conversation store", () => {
       "truncated.json": [valid.slice(0, valid.length - 7), /not valid JSON/],
       "binary.json": ["\u0000\u0001\u00ff garbage", /not valid JSON/],
       "other-app.json": ['{"settings": {"theme": "dark"}}', /not a Tandem conversation file/],
-      "future.json": [valid.replace('"version":1', '"version":99'), /not a Tandem conversation file/],
+      "future.json": [valid.replace(`"version":${STORE_VERSION}`, '"version":99'), /not a Tandem conversation file/],
       "bad-message.json": [valid.replace('"messages":[]', '"messages":[{"role":"wizard"}]'), /message 1 is malformed/],
       "wrong-id.json": [valid, /holds conversation .*, not wrong-id\.json/],
     };

@@ -8,7 +8,7 @@
  * binary, on a Mac.)
  */
 import { fork, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -268,6 +268,28 @@ describe("the built Electron app, booted in Node against a fake electron module"
     const f2 = app.events.length;
     await app.call("send", { requestId: "r3", conversationId, text: "A dog" });
     expect((await app.waitForBridge("answer-end", (e) => e.requestId === "r3", f2)).message.status).toBe("complete");
+  });
+
+  it("the cloud token is encrypted by the main process (safeStorage); a restarted engine still has it", async () => {
+    const token = "boot-token-0123456789abcdef";
+    const status = await app.call<{ hasToken: boolean }>("setCloudSettings", { kind: "tandem", url: "http://127.0.0.1:9", token });
+    expect(status.hasToken).toBe(true);
+    const file = path.join(appData, "Tandem", "cloud-token");
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const stored = readFileSync(file, "utf8");
+    expect(stored).not.toContain(token);
+    // the fake keychain's mark: encrypted by the main process, never written plain by the engine
+    expect(Buffer.from(stored, "base64").subarray(0, 7).toString()).toBe("FAKEKC:");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const from = app.events.length;
+    const firstPid = app.events.filter((e) => e.ev === "engine-forked").at(-1)!.pid;
+    app.send({ cmd: "kill-engine" });
+    await app.waitFor((e) => e.ev === "engine-forked" && e.pid !== firstPid, "a new engine", from);
+    await app.waitForBridge("conversations", () => true, from);
+    const settings = await app.call<{ tokenStorage: string; cloud: { hasToken: boolean; url: string } }>("getSettings");
+    expect(settings).toMatchObject({ tokenStorage: "keychain", cloud: { hasToken: true, url: "http://127.0.0.1:9" } });
+    await app.call("setCloudSettings", { kind: "none", url: "", token: "" });
   });
 
   it("a second instance is refused and the first window comes forward", async () => {

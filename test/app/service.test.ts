@@ -115,21 +115,31 @@ describe.skipIf(!pair)("engine service (real engine, real cloud)", () => {
     expect(await service.stop({ requestId: "p1" })).toEqual({ stopped: false });
   });
 
-  it("regenerate replaces the last answer; edit-and-resend replaces the message and what follows", async () => {
+  it("regenerate adds a version of the last answer; edit-and-resend adds a branch; both keep the old ones", async () => {
     const c = await service.createConversation({});
     await service.send({ requestId: "g1", conversationId: c.id, text: "Tim" });
     await ended("g1");
+    const first = (await service.getConversation({ id: c.id })).messages[1];
     await service.regenerate({ requestId: "g2", conversationId: c.id });
     await ended("g2");
     let conv = await service.getConversation({ id: c.id });
     expect(conv.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
-    await service.editAndResend({ requestId: "g3", conversationId: c.id, messageId: conv.messages[0].id, text: "Sue" });
+    expect(conv.messages[1].version).toBe(1);
+    expect(conv.messages[1].versions!.map((v) => v.map((m) => m.id))).toEqual([[first.id]]);
+    const tim = conv.messages[0];
+    await service.editAndResend({ requestId: "g3", conversationId: c.id, messageId: tim.id, text: "Sue" });
     await ended("g3");
     conv = await service.getConversation({ id: c.id });
     expect(conv.messages.map((m) => [m.role, m.role === "user" ? m.content : m.status])).toEqual([
       ["user", "Sue"],
       ["assistant", "complete"],
     ]);
+    // the old branch, its two answers inside it
+    const [old] = conv.messages[0].versions!;
+    expect(old.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(old[0]).toMatchObject({ id: tim.id, content: "Tim" });
+    expect(old[1].versions!.map((v) => v[0].id)).toEqual([first.id]);
+    expect(conv.messages[0]).toMatchObject({ version: 1 });
   });
 
   it("exports JSON with every token's origin, and Markdown", async () => {

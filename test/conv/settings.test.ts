@@ -7,7 +7,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { presetConfig, SAMPLING_PRESETS } from "../../shared/sampling.js";
-import { cipherSecretStore, SETTINGS_FILE, SettingsStore, TOKEN_FILE, type SecretCipher } from "../../electron/engine/settings.js";
+import {
+  cipherSecretStore,
+  relayedSecretStore,
+  SETTINGS_FILE,
+  SettingsStore,
+  TOKEN_FILE,
+  type SecretCipher,
+} from "../../electron/engine/settings.js";
+import { TandemService } from "../../electron/engine/service.js";
+import { keychainKeeper } from "../../electron/engineSecrets.js";
 
 const dir = () => mkdtempSync(path.join(tmpdir(), "tandem-settings-"));
 
@@ -92,5 +101,45 @@ describe("settings store", () => {
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(await cipherSecretStore(file, cipher).read()).toBe("secret-token-0123456789");
     expect(cipherSecretStore(file, { ...cipher, isEncryptionAvailable: () => false }).kind).toBe("file");
+  });
+});
+
+describe("the cloud token in the Electron app (the main process encrypts, the engine relays)", () => {
+  // Electron's safeStorage cannot run here: a reversible XOR stands in at that edge only
+  const cipher: SecretCipher = {
+    isEncryptionAvailable: () => true,
+    encryptString: (p) => Buffer.from(Buffer.from(p, "utf8").map((b) => b ^ 0x5a)),
+    decryptString: (e) => Buffer.from(e.map((b) => b ^ 0x5a)).toString("utf8"),
+  };
+
+  it("the engine hands a new token to the main process and writes nothing itself; the next start gets it back", async () => {
+    const d = dir();
+    const keeper = (await keychainKeeper(d, cipher))!;
+    expect(keeper.secret()).toEqual({ token: null });
+    const sent: Promise<void>[] = [];
+    const service = await TandemService.open({
+      dataDir: d,
+      cloud: undefined,
+      secrets: relayedSecretStore(keeper.secret().token, (t) => sent.push(keeper.save(t))),
+      selfDistill: false,
+    });
+    try {
+      const status = await service.setCloudSettings({ kind: "tandem", url: "http://127.0.0.1:9", token: "relay-token-0123456789" });
+      expect(status.hasToken).toBe(true);
+      await service.close();
+      await Promise.all(sent);
+      const file = path.join(d, TOKEN_FILE);
+      expect(readFileSync(file, "utf8")).not.toContain("relay-token");
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      // a new main process (an app restart) decrypts it for the engine
+      expect((await keychainKeeper(d, cipher))!.secret()).toEqual({ token: "relay-token-0123456789" });
+      expect(keeper.secret()).toEqual({ token: "relay-token-0123456789" }); // and an engine restart in this one
+    } finally {
+      await service.close();
+    }
+  });
+
+  it("without OS encryption there is no keeper: the engine keeps its own 0600 file", async () => {
+    expect(await keychainKeeper(dir(), { ...cipher, isEncryptionAvailable: () => false })).toBeNull();
   });
 });

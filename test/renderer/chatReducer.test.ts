@@ -40,6 +40,17 @@ describe("chat reducer: streaming an answer", () => {
     expect(a.tokens!.map((t) => t.origin)).toEqual(["local", "cloud", "fallback"]);
   });
 
+  it("an edit's answer-start makes the new branch the path from `at` (the old branch is a version of the new message)", () => {
+    const a0: StoredMessage = { id: "a0", role: "assistant", content: "old", createdAt: 1 };
+    const s0 = loaded(conv([user("u0", "first"), a0, user("u1", "hi"), { ...a0, id: "a2" }]));
+    const edited: StoredMessage = { ...user("u1b", "hello"), versions: [[user("u1", "hi"), { ...a0, id: "a2" }]], version: 1 };
+    const answer: StoredMessage = { id: "a1", role: "assistant", content: "", createdAt: 2, tokens: [] };
+    const s = ev(s0, { type: "answer-start", handle: handle("u1b"), tau: 0.5, user: edited, at: 2, answer });
+    const messages = selectActiveConversation(s)!.messages;
+    expect(messages.map((m) => m.id)).toEqual(["u0", "a0", "u1b", "a1"]);
+    expect(messages[2].versions![0].map((m) => m.id)).toEqual(["u1", "a2"]);
+  });
+
   it("is pure: the previous state and untouched messages keep their identity", () => {
     const first = user("u0", "earlier");
     const s0 = ev(loaded(conv([first])), { type: "answer-start", handle: handle("u1"), tau: 0.5, user: user("u1", "hi") });

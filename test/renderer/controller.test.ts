@@ -51,6 +51,31 @@ describe("controller + stores", () => {
     expect(f.listeners.size).toBe(0);
   });
 
+  it("New chat reuses an empty conversation and focuses the message box; it creates one only when none is empty", async () => {
+    const stores = createStores();
+    const full = { ...conv, id: "c2", messages: [{ id: "u", role: "user" as const, content: "hi", createdAt: 1 }] };
+    const metas = [
+      { ...snapshot.conversations[0], id: "c2", messageCount: 1 },
+      { ...snapshot.conversations[0], id: "c1", messageCount: 0 },
+    ];
+    const f = fakeBridge({
+      snapshot: async () => ({ ...snapshot, conversations: metas }),
+      getConversation: async (a) => (a.id === "c1" ? conv : full),
+      createConversation: async () => ({ ...conv, id: "c3" }),
+    });
+    const ctl = createController(f.bridge, stores);
+    await ctl.sync();
+    expect(stores.chat.getState().activeId).toBe("c2");
+    await ctl.newChat();
+    expect(stores.chat.getState().activeId).toBe("c1");
+    expect(stores.ui.getState().composerFocus).toBe(1);
+    expect(f.calls.some(([op]) => op === "createConversation")).toBe(false);
+    f.push({ type: "conversations", conversations: metas.map((m) => ({ ...m, messageCount: 2 })) });
+    await ctl.newChat();
+    expect(stores.chat.getState().activeId).toBe("c3");
+    expect(stores.ui.getState().composerFocus).toBe(2);
+  });
+
   it("send carries a fresh request id; stop aborts that request; no second send while streaming", async () => {
     const stores = createStores();
     const f = fakeBridge({

@@ -226,6 +226,17 @@ class FakeUtilityProcess extends EventEmitter {
   }
 }
 
+// Electron's safeStorage (the OS keychain) cannot run here: a reversible XOR stands in, marked so a
+// test can tell its ciphertext from a plain token
+export const safeStorage = {
+  isEncryptionAvailable: () => true,
+  encryptString: (plain) => Buffer.concat([Buffer.from("FAKEKC:"), Buffer.from(Buffer.from(plain, "utf8").map((b) => b ^ 0x5a))]),
+  decryptString: (encrypted) => {
+    if (!encrypted.subarray(0, 7).equals(Buffer.from("FAKEKC:"))) throw new Error("not encrypted here");
+    return Buffer.from(encrypted.subarray(7).map((b) => b ^ 0x5a)).toString("utf8");
+  },
+};
+
 export const utilityProcess = {
   fork: (modulePath, args, options) => (engine = new FakeUtilityProcess(modulePath, args, options)),
 };
