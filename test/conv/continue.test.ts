@@ -1,6 +1,7 @@
 /**
  * Continue: an answer cut off at the token limit goes on in the same message, exactly as one longer
- * answer would have gone (real inference, greedy: τ = 0 keeps every token local and deterministic).
+ * answer would have gone (real inference, τ = 0, sampled at Balanced with a fixed seed: the draws are
+ * keyed by position, so the continued part draws what the longer answer drew there).
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { TandemService } from "../../electron/engine/service.js";
 import type { BridgeEvent } from "../../shared/bridge.js";
 import { storiesPair } from "../helpers/pair.js";
+import { presetConfig } from "../../shared/sampling.js";
 
 const pair = await storiesPair();
 const services: TandemService[] = [];
@@ -22,6 +24,7 @@ async function start(maxTokens: number, dataDir = mkdtempSync(path.join(tmpdir()
     maxTokens,
     contextSize: 512,
     selfDistill: false,
+    sampling: presetConfig("balanced", 77),
   });
   services.push(s);
   return s;

@@ -3,6 +3,7 @@
  * HTTP cloud token server. A 50-turn conversation ten times the window keeps answering under the
  * context policy; the cloud follows the trimmed prompt; settings survive a restart of the service.
  */
+import { presetConfig } from "../../shared/sampling.js";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -171,6 +172,7 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
       maxTokens: 40,
       contextSize: WINDOW,
       selfDistill: false,
+      sampling: presetConfig("precise"), // greedy: each cloud token is checked against the LLM's argmax
     });
     const llm = await LocalModel.load(pair!.llm, { contextSize: 2048 });
     try {
