@@ -14,11 +14,15 @@ import { planPrompt, truncationNotice } from "../electron/engine/conversationPro
 import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { terminalJson, terminalSafe } from "./terminalText.js";
 import { errorMessage } from "../shared/errors.js";
+import type { ShareSteer } from "../electron/engine/cloudControl/shareCalibration.js";
+import { shareReport, steered } from "../electron/engine/cloudControl/steer.js";
 
 export interface ReplOptions {
   decoder: CollaborativeDecoder;
   system: string;
   tau: number;
+  /** with a target cloud share: a steer per answer (cloudControl/); /tau turns it off */
+  newSteer?: () => ShareSteer;
   maxTokens: number;
   topK: number;
   json: boolean;
@@ -33,6 +37,8 @@ export interface ReplOptions {
 interface ReplState {
   system: string;
   tau: number;
+  /** answers steer τ to the target share (until /tau sets one) */
+  steering: boolean;
   turns: ChatMessage[];
   keepFrom: number;
   /** the answer being written, to stop on Ctrl-C */
@@ -43,7 +49,7 @@ interface ReplState {
 export async function runRepl(opts: ReplOptions, first?: string): Promise<number> {
   const tty = !!process.stdin.isTTY;
   const rl = createInterface({ input: process.stdin, terminal: tty });
-  const state: ReplState = { system: opts.system, tau: validateTau(opts.tau), turns: [], keepFrom: 0, abort: null };
+  const state: ReplState = { system: opts.system, tau: validateTau(opts.tau), steering: !!opts.newSteer, turns: [], keepFrom: 0, abort: null };
   const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
   // Ctrl-C stops the answer being written; at the prompt it ends the chat
   const onInterrupt = () => (state.abort ? state.abort.abort() : rl.close());
@@ -86,6 +92,7 @@ function command(state: ReplState, line: string, log: (m: string) => void): void
       if (rest.length !== 1 || !Number.isFinite(n) || n < 0 || n > 1)
         return log(`error: /tau takes a number from 0 to 1, got ${JSON.stringify(arg)}`);
       state.tau = n;
+      state.steering = false;
       return log(`τ = ${n}`);
     }
     default:
@@ -109,17 +116,19 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
   if (usage.truncated) process.stderr.write(`notice: ${truncationNotice(usage.window)}\n`);
   state.abort = new AbortController();
   try {
-    const run = opts.decoder.generate(planned.tokens, {
-      tau: () => state.tau,
+    const steer = state.steering ? opts.newSteer?.() : undefined;
+    const generated = opts.decoder.generate(planned.tokens, {
+      tau: steer ? () => steer.tau() : () => state.tau,
       maxTokens: opts.maxTokens,
       signal: state.abort.signal,
       topK: opts.topK,
     });
+    const run = steer ? steered(generated, steer) : generated;
     for await (const ev of run) process.stdout.write(opts.json ? terminalJson(ev) + "\n" : opts.paint(ev));
     const summary = await run.summary;
     state.turns = [...turns, { role: "assistant", content: summary.text }];
     state.keepFrom = planned.plan.keepFrom;
-    if (opts.json) process.stdout.write(terminalJson({ summary: { ...opts.jsonSummary(summary), context: usage } }) + "\n");
+    if (opts.json) process.stdout.write(terminalJson({ summary: { ...opts.jsonSummary(summary), ...(steer ? shareReport(steer) : {}), context: usage } }) + "\n");
     else process.stderr.write("\n" + opts.format(summary, usage) + "\n");
     return true;
   } catch (err) {
