@@ -13,6 +13,7 @@ import { z } from "zod";
 import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
 import { TandemError } from "./errors.js";
+import { ControlPatchSchema, type CloudControlView, type CloudSeenView, type ControlPatch } from "./cloudControl.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -259,6 +260,15 @@ export interface BridgeOps {
   /** The SLM's top candidates at one token of a stored answer, re-evaluated on demand (the inspector's
    *  pinned token; refused while an answer is being generated). */
   candidates: [{ conversationId: string; messageId: string; index: number }, { candidates: Candidate[] }];
+  /** The cloud controls (target share, budgets, local-only default), today's use, and the share τ would give. */
+  cloudControl: [Record<string, never>, CloudControlView];
+  /** Changes the cloud controls; a target share and an explicit τ exclude each other (setTau turns the share off). */
+  updateCloudControl: [ControlPatch, CloudControlView];
+  /** What the cloud has seen of a conversation, and whether it is local-only. */
+  cloudSeen: [{ conversationId: string }, CloudSeenView];
+  setLocalOnly: [{ conversationId: string; localOnly: boolean }, CloudSeenView];
+  /** The server deletes the conversation's session and confirms it (refused when that cannot be confirmed). */
+  forgetCloud: [{ conversationId: string }, CloudSeenView];
 }
 
 export type BridgeOp = keyof BridgeOps;
@@ -295,6 +305,11 @@ export const BRIDGE_OPS = [
   "updateSettings",
   "setSystemPrompt",
   "candidates",
+  "cloudControl",
+  "updateCloudControl",
+  "cloudSeen",
+  "setLocalOnly",
+  "forgetCloud",
 ] as const satisfies readonly BridgeOp[];
 
 // A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing
@@ -323,7 +338,9 @@ export type BridgeEvent =
   | { type: "models"; models: ModelStatus }
   | { type: "cloud"; cloud: CloudStatus }
   | { type: "stats"; stats: LiveStats }
-  | { type: "notice"; message: string };
+  | { type: "notice"; message: string }
+  | { type: "cloud-control"; control: CloudControlView }
+  | { type: "cloud-seen"; seen: CloudSeenView };
 
 export type BridgeListener = (event: BridgeEvent) => void;
 
@@ -402,6 +419,11 @@ export const BRIDGE_ARGS = {
   }),
   setSystemPrompt: z.object({ conversationId: id, systemPrompt: z.string().max(100_000).nullable() }),
   candidates: z.object({ conversationId: id, messageId: id, index: z.number().int().min(0).max(1_000_000) }),
+  cloudControl: none,
+  updateCloudControl: ControlPatchSchema,
+  cloudSeen: z.object({ conversationId: id }),
+  setLocalOnly: z.object({ conversationId: id, localOnly: z.boolean() }),
+  forgetCloud: z.object({ conversationId: id }),
 } as const;
 
 // compile-time: every operation has a schema, and each schema's type is its operation's argument type

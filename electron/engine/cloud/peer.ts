@@ -47,6 +47,8 @@ export interface CloudStats {
   bytesDown: number;
   /** sessions (re-)created */
   sessions: number;
+  /** token IDs sent to the cloud (deltas, re-syncs), where the peer counts them */
+  tokensUp?: number;
 }
 
 export type CloudState = "unknown" | "online" | "offline";

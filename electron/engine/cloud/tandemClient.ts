@@ -23,6 +23,9 @@ import {
   AppendResponseSchema,
   CreateSessionResponseSchema,
   ErrorBodySchema,
+  ForgetResponseSchema,
+  type ForgetRequest,
+  type ForgetResponse,
   nextResponseSchema,
   routeLineSchema,
   RouterUploadResponseSchema,
@@ -110,7 +113,7 @@ class ServerError extends HttpError {
 
 export class TandemCloudClient implements CloudPeer {
   readonly kind = "tandem";
-  readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
+  readonly stats: CloudStats & { tokensUp: number } = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0, tokensUp: 0 };
   readonly learnt = new CloudLearning();
   private readonly base: string;
   private readonly deadlineMs: number;
@@ -295,7 +298,7 @@ export class TandemCloudClient implements CloudPeer {
     const router = await this.replicaRouter(opts.router, signal);
     const base = await this.deltaBase(history, signal, optimistic);
     const body: RouteRequest = {
-      ...delta(history, base, history.slice(base)),
+      ...this.delta(history, base, history.slice(base)),
       tau: opts.tau,
       router,
       position: opts.position,
@@ -401,7 +404,7 @@ export class TandemCloudClient implements CloudPeer {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
         const r = await this.call(
           `/v1/sessions/${this.sessionId}/append`,
-          delta(target, base, chunk),
+          this.delta(target, base, chunk),
           signal,
           AppendResponseSchema,
           "append reply",
@@ -453,7 +456,7 @@ export class TandemCloudClient implements CloudPeer {
   private async sendNext(history: readonly number[], signal: AbortSignal, optimistic: boolean, draft: number): Promise<NextResponse> {
     const base = await this.deltaBase(history, signal, optimistic);
     const body: NextRequest = {
-      ...delta(history, base, history.slice(base)),
+      ...this.delta(history, base, history.slice(base)),
       topK: this.topK,
       ...(draft > 0 ? { draft } : {}),
       ...(this.opts.logprob === false ? { logprob: false } : {}),
@@ -490,7 +493,7 @@ export class TandemCloudClient implements CloudPeer {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
       const r = await this.call(
         `/v1/sessions/${this.sessionId}/append`,
-        delta(history, base, chunk),
+        this.delta(history, base, chunk),
         signal,
         AppendResponseSchema,
         "append reply",
@@ -562,6 +565,35 @@ export class TandemCloudClient implements CloudPeer {
         ? r
         : undefined;
     this.stats.sessions++;
+  }
+
+  /** A delta to send, counted into what the cloud has been shown (stats.tokensUp). */
+  private delta(history: readonly number[], base: number, tokens: number[]): AppendRequest {
+    this.stats.tokensUp += tokens.length;
+    return delta(history, base, tokens);
+  }
+
+  /** The server session holding this client's conversation, if one is open. */
+  get session(): string | undefined {
+    return this.sessionId;
+  }
+
+  /**
+   * The user's Forget: the server deletes `sessionId` (default: the current session) with everything
+   * it holds, and confirms it (ForgetResponse). The next call opens a new session and syncs again.
+   * Throws when the server does not confirm (unreachable, refused): then nothing is known to be forgotten.
+   */
+  async forget(sessionId = this.sessionId): Promise<ForgetResponse | null> {
+    if (!sessionId) return null;
+    if (sessionId === this.sessionId) {
+      await this.syncing;
+      this.sessionId = undefined;
+      this.confirmed = [];
+      this.uploaded = new WeakMap();
+    }
+    const signal = AbortSignal.timeout(Math.max(this.deadlineMs, 5000));
+    const body: ForgetRequest = { forget: true };
+    return this.call(`/v1/sessions/${encodeURIComponent(sessionId)}/forget`, body, signal, ForgetResponseSchema, "forget reply");
   }
 
   private expectLength(actual: unknown, expected: number): void {

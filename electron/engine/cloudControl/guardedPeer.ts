@@ -26,8 +26,8 @@ export interface CloudGate {
   bytesExhausted(stats: Readonly<CloudStats>): boolean;
   /** the cloud wrote `tokens` tokens for a call */
   charge(tokens: number): void;
-  /** what a refusal says, naming the limit and how to raise it */
-  budgetMessage(): string;
+  /** what a refusal says, naming the limit and how to raise it (`reserved`: tokens of calls still in flight) */
+  budgetMessage(reserved: number): string;
 }
 
 export const LOCAL_ONLY_MESSAGE = "this conversation never leaves the device";
@@ -96,7 +96,7 @@ export class GuardedPeer implements CloudPeer {
   private blocked(): CloudCallError | null {
     if (this.gate.localOnly) return new CloudCallError("local_only", LOCAL_ONLY_MESSAGE);
     if (this.gate.tokensLeft() - this.reserved < 1 || this.gate.bytesExhausted(this.inner.stats))
-      return new CloudCallError("budget", this.gate.budgetMessage());
+      return new CloudCallError("budget", this.gate.budgetMessage(this.reserved));
     return null;
   }
 }

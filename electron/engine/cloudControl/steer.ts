@@ -7,8 +7,8 @@ import type { TokenEvent } from "../../../shared/events.js";
 import type { Answer } from "../decoder.js";
 import type { ShareSteer } from "./shareCalibration.js";
 
-/** The answer's events, each shown to `steer` before it is passed on. */
-export function steered(answer: Answer, steer: ShareSteer): Answer {
+/** The answer's events, each shown to `steer` (or any observer of positions) before it is passed on. */
+export function steered(answer: Answer, steer: Pick<ShareSteer, "observe">): Answer {
   return {
     summary: answer.summary,
     [Symbol.asyncIterator]: () => {

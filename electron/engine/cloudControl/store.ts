@@ -12,49 +12,14 @@ import { z } from "zod";
 import { writeFileAtomic } from "../atomicFile.js";
 import type { CloudStats } from "../cloud/peer.js";
 import type { CloudGate } from "./guardedPeer.js";
+import { CloudSeenSchema, ControlSettingsSchema, count, type Budgets, type CloudSeen, type ControlSettings } from "../../../shared/cloudControl.js";
+
+export type { Budgets, CloudSeen, ControlSettings };
 
 export const CONTROL_FILE = "cloud-control.json";
 const MAX_FILE_BYTES = 8 << 20;
 const MAX_CONVERSATIONS = 10_000;
 const DAYS_KEPT = 7;
-
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const cap = count.nullable();
-
-export const BudgetsSchema = z.object({
-  /** cloud tokens per conversation (null: no cap) */
-  conversationTokens: cap,
-  /** cloud tokens per UTC day, all conversations */
-  dayTokens: cap,
-  /** bytes sent to the cloud per UTC day */
-  dayBytesUp: cap,
-});
-export type Budgets = z.infer<typeof BudgetsSchema>;
-
-export const ControlSettingsSchema = z.object({
-  /** about this share of positions from the cloud (τ calibrated); null: the τ set by the user rules */
-  targetShare: z.number().min(0).max(1).nullable(),
-  /** new conversations start local-only */
-  localOnlyDefault: z.boolean(),
-  budgets: BudgetsSchema,
-});
-export type ControlSettings = z.infer<typeof ControlSettingsSchema>;
-
-export const CloudSeenSchema = z.object({
-  /** token IDs of the conversation sent to the cloud (prompt, answers, re-syncs): the whole conversation so far is synced */
-  tokensUp: count,
-  /** tokens the cloud wrote (charged to the budgets: what it returned) */
-  cloudTokens: count,
-  bytesUp: count,
-  bytesDown: count,
-  server: z.string().max(2048).nullable(),
-  model: z.string().max(512).nullable(),
-  /** the server session that last held the conversation, until forgotten */
-  sessionId: z.string().max(256).nullable(),
-  /** when the server confirmed it forgot (ms since the epoch), null if never */
-  forgottenAt: z.number().nullable(),
-});
-export type CloudSeen = z.infer<typeof CloudSeenSchema>;
 
 const ConversationSchema = z.object({ localOnly: z.boolean(), seen: CloudSeenSchema });
 const DaySchema = z.object({ cloudTokens: count, bytesUp: count });
@@ -119,6 +84,10 @@ export class CloudControlStore {
 
   get settings(): ControlSettings {
     return structuredClone(this.data.settings);
+  }
+
+  get targetShare(): number | null {
+    return this.data.settings.targetShare;
   }
 
   /** Replaces the settings (checked by the caller with ControlSettingsSchema). */
@@ -189,7 +158,8 @@ export class CloudControlStore {
         conv().cloudTokens += tokens;
         this.day().cloudTokens += tokens;
       },
-      budgetMessage: () => budgetMessage(budgets, conv().cloudTokens, this.day()),
+      budgetMessage: (reserved: number) =>
+        budgetMessage(budgets, conv().cloudTokens + reserved, { ...this.day(), cloudTokens: this.day().cloudTokens + reserved }),
     };
   }
 
