@@ -9,6 +9,7 @@ import { ModelSetup } from "./ModelSetup";
 import { MessageList } from "./Messages";
 import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
+import { CloudPanel } from "./CloudPanel";
 
 export function App() {
   const { controller, stores } = useApp();
@@ -52,6 +53,9 @@ export function App() {
       <main className="main">
         <ErrorBoundary what="the top bar">
           <TopBar />
+        </ErrorBoundary>
+        <ErrorBoundary what="the cloud controls">
+          <CloudPanel />
         </ErrorBoundary>
         {!connected && (
           <div className="banner warn" data-testid="disconnected">

@@ -39,7 +39,10 @@ describe.skipIf(!hasStories)("terminal chat: target share and local-only", () =>
   it("--local-only: no cloud token, call or byte, and routed positions say why they stayed local", async () => {
     const { code, stdout, stderr } = await demo(["--json", "--local-only", "--tau", "0.9", "--max-tokens", "40", "Once upon a time"]);
     expect(code, stderr).toBe(0);
-    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const s = lines.at(-1).summary;
     expect([s.cloudTokens, s.cloudCalls, s.bytesUp, s.bytesDown]).toEqual([0, 0, 0, 0]);
     const fallbacks = lines.filter((l) => l.origin === "fallback");

@@ -30,7 +30,14 @@ describe("cloud controls in the engine service (real engine, real cloud)", () =>
   const token = randomBytes(12).toString("hex");
 
   const start = () =>
-    TandemService.start({ dataDir, slm: pair.slm, cloud: { kind: "tandem", url: wire.url, token }, tau: 1, maxTokens: 30, contextSize: 512 });
+    TandemService.start({
+      dataDir,
+      slm: pair.slm,
+      cloud: { kind: "tandem", url: wire.url, token },
+      tau: 1,
+      maxTokens: 30,
+      contextSize: 512,
+    });
 
   /** Sends a message and waits for the answer's end: its tokens. */
   async function answer(conversationId: string, text = "Once upon a time"): Promise<TokenEvent[]> {
@@ -126,13 +133,19 @@ describe("cloud controls in the engine service (real engine, real cloud)", () =>
     await service.updateCloudControl({ budgets: { conversationTokens: 6 } });
     try {
       const c = await service.createConversation({});
+      const usedBefore = (await service.cloudControl({})).usageToday;
       const tokens = await answer(c.id);
       const seen = await service.cloudSeen({ conversationId: c.id });
       expect(seen.cloudTokens).toBe(6);
+      const usedAfter = (await service.cloudControl({})).usageToday;
+      expect(usedAfter.cloudTokens - usedBefore.cloudTokens).toBe(6); // the day's count follows the conversation's
+      expect(usedAfter.bytesUp - usedBefore.bytesUp).toBe(seen.bytesUp);
       expect(tokens.filter((t) => t.origin === "cloud").length).toBeLessThanOrEqual(6);
       const fallback = tokens.filter((t) => t.origin === "fallback");
       expect(fallback.length).toBeGreaterThan(0);
-      expect(fallback.every((t) => /^budget: this conversation's cloud budget of 6 tokens is used up; raise it/.test(t.fallbackReason!))).toBe(true);
+      expect(
+        fallback.every((t) => /^budget: this conversation's cloud budget of 6 tokens is used up; raise it/.test(t.fallbackReason!)),
+      ).toBe(true);
       expect((await service.cloudControl({})).usageToday.cloudTokens).toBeGreaterThanOrEqual(6);
     } finally {
       await service.updateCloudControl({ budgets: { conversationTokens: null } });
