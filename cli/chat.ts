@@ -238,7 +238,9 @@ async function main(): Promise<number> {
     const window = calibration.window(pairKey({ slm: slm.identity.name, router: router.name, cloud: cloud?.kind ?? null }));
     const newSteer = cli.targetShare === undefined ? undefined : () => new ShareSteer(window, cli.targetShare!);
     if (!cli.json) {
-      log(`slm: ${slm.identity.name} · ${cli.targetShare === undefined ? `τ = ${validateTau(cli.tau)}` : `target cloud share ${cli.targetShare}`}`);
+      log(
+        `slm: ${slm.identity.name} · ${cli.targetShare === undefined ? `τ = ${validateTau(cli.tau)}` : `target cloud share ${cli.targetShare}`}`,
+      );
       log(description);
       if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
     }
@@ -274,7 +276,12 @@ async function main(): Promise<number> {
     if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
     const steer = newSteer?.();
-    const generated = decoder.generate(prompt, { tau: steer ? () => steer.tau() : cli.tau, maxTokens: cli.maxTokens, signal: abort.signal, topK: cli.topK });
+    const generated = decoder.generate(prompt, {
+      tau: steer ? () => steer.tau() : cli.tau,
+      maxTokens: cli.maxTokens,
+      signal: abort.signal,
+      topK: cli.topK,
+    });
     const answer = steer ? steered(generated, steer) : generated;
     for await (const ev of answer) {
       if (cli.json) process.stdout.write(terminalJson(ev) + "\n");

@@ -49,7 +49,14 @@ interface ReplState {
 export async function runRepl(opts: ReplOptions, first?: string): Promise<number> {
   const tty = !!process.stdin.isTTY;
   const rl = createInterface({ input: process.stdin, terminal: tty });
-  const state: ReplState = { system: opts.system, tau: validateTau(opts.tau), steering: !!opts.newSteer, turns: [], keepFrom: 0, abort: null };
+  const state: ReplState = {
+    system: opts.system,
+    tau: validateTau(opts.tau),
+    steering: !!opts.newSteer,
+    turns: [],
+    keepFrom: 0,
+    abort: null,
+  };
   const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
   // Ctrl-C stops the answer being written; at the prompt it ends the chat
   const onInterrupt = () => (state.abort ? state.abort.abort() : rl.close());
@@ -128,7 +135,10 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
     const summary = await run.summary;
     state.turns = [...turns, { role: "assistant", content: summary.text }];
     state.keepFrom = planned.plan.keepFrom;
-    if (opts.json) process.stdout.write(terminalJson({ summary: { ...opts.jsonSummary(summary), ...(steer ? shareReport(steer) : {}), context: usage } }) + "\n");
+    if (opts.json)
+      process.stdout.write(
+        terminalJson({ summary: { ...opts.jsonSummary(summary), ...(steer ? shareReport(steer) : {}), context: usage } }) + "\n",
+      );
     else process.stderr.write("\n" + opts.format(summary, usage) + "\n");
     return true;
   } catch (err) {

@@ -43,7 +43,6 @@ export const CloudSeenSchema = z.object({
 });
 export type CloudSeen = z.infer<typeof CloudSeenSchema>;
 
-
 /** What the app shows and sets: the settings, today's use, and the calibration behind the share control. */
 export interface CloudControlView extends ControlSettings {
   usageToday: { cloudTokens: number; bytesUp: number };

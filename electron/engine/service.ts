@@ -504,12 +504,14 @@ export class TandemService implements BridgeApi {
       const control = this.control.begin(conversationId, this.cloud, this.cloudSettings.url || null, this.pairKey());
       cloudControl = control;
       const decoder = new CollaborativeDecoder(slm, this.router, control.peer);
-      const answer = control.wrap(decoder.generate(prompt, {
-        tau: control.tau(() => this.tau),
-        maxTokens: this.maxTokens,
-        signal: a.abort.signal,
-        topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
-      }));
+      const answer = control.wrap(
+        decoder.generate(prompt, {
+          tau: control.tau(() => this.tau),
+          maxTokens: this.maxTokens,
+          signal: a.abort.signal,
+          topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
+        }),
+      );
       let journalFailed = false;
       for await (const ev of answer) {
         msg.tokens!.push(ev);
@@ -596,7 +598,9 @@ export class TandemService implements BridgeApi {
   /** An explicit τ turns a target share off: the last one set rules. */
   private async explicitTau(): Promise<void> {
     if (this.control.store.settings.targetShare === null) return;
-    await this.updateCloudControl({ targetShare: null }).catch((err) => this.notice(`Could not save the cloud controls: ${errorMessage(err)}`));
+    await this.updateCloudControl({ targetShare: null }).catch((err) =>
+      this.notice(`Could not save the cloud controls: ${errorMessage(err)}`),
+    );
   }
 
   async cloudSeen({ conversationId }: OpArg<"cloudSeen">): Promise<OpResult<"cloudSeen">> {

@@ -17,9 +17,7 @@ const MAX_FILE_BYTES = MAX_PAIRS * WINDOW_SIZE * 32 + 64 * 1024;
 
 const FileSchema = z.object({
   version: z.literal(1),
-  pairs: z
-    .array(z.object({ key: z.string().min(1).max(2048), scores: z.array(z.number().min(0).max(1)).max(WINDOW_SIZE) }))
-    .max(MAX_PAIRS),
+  pairs: z.array(z.object({ key: z.string().min(1).max(2048), scores: z.array(z.number().min(0).max(1)).max(WINDOW_SIZE) })).max(MAX_PAIRS),
 });
 
 /** What a model pair is, for calibration: the SLM's weights, the router, and the cloud's model. */

@@ -13,7 +13,15 @@
 import type { ModelIdentity } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
 import { CloudLearning } from "../cloudPolicy.js";
-import { CloudCallError, type CloudPeer, type CloudState, type CloudStats, type CloudStep, type NextOptions, type RouteOptions } from "../cloud/peer.js";
+import {
+  CloudCallError,
+  type CloudPeer,
+  type CloudState,
+  type CloudStats,
+  type CloudStep,
+  type NextOptions,
+  type RouteOptions,
+} from "../cloud/peer.js";
 import type { RouteStream } from "../cloud/routeStream.js";
 
 /** What the limits say about the next call. */

@@ -12,7 +12,14 @@ import { z } from "zod";
 import { writeFileAtomic } from "../atomicFile.js";
 import type { CloudStats } from "../cloud/peer.js";
 import type { CloudGate } from "./guardedPeer.js";
-import { CloudSeenSchema, ControlSettingsSchema, count, type Budgets, type CloudSeen, type ControlSettings } from "../../../shared/cloudControl.js";
+import {
+  CloudSeenSchema,
+  ControlSettingsSchema,
+  count,
+  type Budgets,
+  type CloudSeen,
+  type ControlSettings,
+} from "../../../shared/cloudControl.js";
 
 export type { Budgets, CloudSeen, ControlSettings };
 
