@@ -129,6 +129,24 @@ describe("cloud controls in the engine service (real engine, real cloud)", () =>
     await expect(service.cloudSeen({ conversationId: c.id })).rejects.toThrow();
   });
 
+  it("the day's use counts every conversation's cloud tokens and bytes, whatever came before", async () => {
+    const day0 = (await service.cloudControl({})).usageToday;
+    const a = await service.createConversation({});
+    await answer(a.id);
+    await service.forgetCloud({ conversationId: a.id });
+    const b = await service.createConversation({});
+    await service.setLocalOnly({ conversationId: b.id, localOnly: true });
+    await answer(b.id);
+    await service.updateCloudControl({ budgets: { conversationTokens: 3, dayTokens: null, dayBytesUp: null } });
+    const c = await service.createConversation({});
+    await answer(c.id);
+    await service.updateCloudControl({ budgets: { conversationTokens: null } });
+    const day1 = (await service.cloudControl({})).usageToday;
+    const all = await Promise.all([a, b, c].map((x) => service.cloudSeen({ conversationId: x.id })));
+    expect(day1.cloudTokens - day0.cloudTokens).toBe(all.reduce((n, s) => n + s.cloudTokens, 0));
+    expect(all[2]!.cloudTokens).toBe(3);
+  });
+
   it("a conversation budget: the cloud writes exactly up to the cap, then the answer goes on locally for the budget", async () => {
     await service.updateCloudControl({ budgets: { conversationTokens: 6 } });
     try {
