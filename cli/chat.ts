@@ -6,6 +6,7 @@
  *                   [--max-tokens n] [--deadline-ms n] [--candidates k] [--json] [--no-color]
  *                   [--preset precise|balanced|creative] [--temperature x] [--top-k n] [--top-p x]
  *                   [--min-p x] [--repeat-penalty x] [--seed n] "prompt"
+ *                   [--target-share x] (about x of the positions from the cloud; instead of --tau) [--local-only]
  *   npm run demo -- [same options]      (the stories260K-derived pair and an in-process cloud)
  *
  * Sampling (cli/samplingFlags.ts): Balanced by default with a new seed per answer, printed so it can be
@@ -42,12 +43,17 @@ import type { ContextUsage } from "../shared/chat.js";
 import { errorMessage, UsageError } from "../shared/errors.js";
 import { resolveSampling, type SamplingConfig, type SamplingSettings } from "../shared/sampling.js";
 import { describeSampling, SAMPLING_FLAG_OPTIONS, SAMPLING_USAGE, samplingFromFlags } from "./samplingFlags.js";
+import { CalibrationStore, pairKey } from "../electron/engine/cloudControl/calibrationStore.js";
+import { ShareSteer } from "../electron/engine/cloudControl/shareCalibration.js";
+import { shareReport, steered } from "../electron/engine/cloudControl/steer.js";
+import { localOnlyPeer } from "../electron/engine/cloudControl/guardedPeer.js";
 
 const USAGE = `usage: npm run chat -- [--slm <path|hf:uri>] [--llm <path|hf:uri>] [--cloud <url>] [--token T]
                       [--cloud-kind tandem|llama.cpp|vllm|sglang] [--cloud-model NAME] [--assume-same-vocab]
                       [--tau x] [--max-tokens n] [--deadline-ms n] [--candidates k] [--router FILE]
                       ${SAMPLING_USAGE}
                       [--system "text"] [--context n] [--json] [--no-color] "prompt"
+                      [--target-share x] [--local-only]
        npm run chat -- --interactive [same options]   (a REPL: one line a message; /system, /reset, /tau x, /exit)
        npm run demo -- [same options]`;
 
@@ -68,6 +74,10 @@ interface Cli {
   token?: string;
   router?: string;
   tau: number;
+  /** about this share of positions from the cloud: τ calibrated as the answer goes (cloudControl/); excludes --tau */
+  targetShare?: number;
+  /** nothing leaves the device: no cloud server, session or call */
+  localOnly: boolean;
   maxTokens: number;
   deadlineMs: number;
   /** the SLM's candidates shown with each token (--candidates) */
@@ -108,6 +118,8 @@ function cliFrom(argv: string[]): Cli {
       token: { type: "string" },
       router: { type: "string" },
       tau: { type: "string" },
+      "target-share": { type: "string" },
+      "local-only": { type: "boolean", default: false },
       "max-tokens": { type: "string" },
       "deadline-ms": { type: "string" },
       candidates: { type: "string" },
@@ -130,6 +142,8 @@ function cliFrom(argv: string[]): Cli {
     if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${name}: invalid value ${JSON.stringify(v)}`);
     return n;
   };
+  if (values.tau !== undefined && values["target-share"] !== undefined)
+    throw new UsageError("--tau sets the threshold, --target-share calibrates it: give one, not both");
   if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
   const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
   // settings that cannot work fail here, before a model is loaded (a CloudSettingsError: exit code 1)
@@ -154,6 +168,8 @@ function cliFrom(argv: string[]): Cli {
     token,
     router: values.router,
     tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
+    targetShare: values["target-share"] === undefined ? undefined : num("target-share", values["target-share"], 0, (n) => n >= 0 && n <= 1),
+    localOnly: values["local-only"]!,
     maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
     deadlineMs: num("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, (n) => n > 0),
     candidates: num("candidates", values.candidates, 0, (n) => Number.isInteger(n) && n >= 0 && n <= 20),
@@ -175,7 +191,7 @@ async function main(): Promise<number> {
   if (cli.demo) {
     const pair = await demoPair();
     cli.slm = process.argv.includes("--slm") ? cli.slm : pair.slm;
-    if (!cli.cloud && !process.argv.includes("--llm")) cli.llm = pair.llm;
+    if (!cli.cloud && !process.argv.includes("--llm") && !cli.localOnly) cli.llm = pair.llm;
   }
 
   let server: CloudServer | undefined;
@@ -194,6 +210,10 @@ async function main(): Promise<number> {
       cli.cloud = server.url;
       cli.token = token;
       if (!cli.json) log(`cloud: in-process token server at ${server.url} (${server.identity.name})`);
+    }
+    if (cli.localOnly) {
+      cli.cloud = cli.llm = undefined;
+      if (!cli.json) log("cloud: none (--local-only: nothing leaves this device)");
     }
     if (cli.cloud) {
       const common = {
@@ -226,9 +246,14 @@ async function main(): Promise<number> {
 
     // a learned router trained for this SLM when one matches it (router/trained/), else the confidence router
     const { router, description } = loadRouterFor(slm, { file: cli.router });
-    const decoder = new CollaborativeDecoder(slm, router, cloud);
+    const decoder = new CollaborativeDecoder(slm, router, cli.localOnly ? localOnlyPeer() : cloud);
+    const calibration = CalibrationStore.inMemory();
+    const window = calibration.window(pairKey({ slm: slm.identity.name, router: router.name, cloud: cloud?.kind ?? null }));
+    const newSteer = cli.targetShare === undefined ? undefined : () => new ShareSteer(window, cli.targetShare!);
     if (!cli.json) {
-      log(`slm: ${slm.identity.name} · τ = ${validateTau(cli.tau)}`);
+      log(
+        `slm: ${slm.identity.name} · ${cli.targetShare === undefined ? `τ = ${validateTau(cli.tau)}` : `target cloud share ${cli.targetShare}`}`,
+      );
       log(description);
       if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
     }
@@ -239,6 +264,7 @@ async function main(): Promise<number> {
           decoder,
           system: cli.system,
           tau: cli.tau,
+          newSteer,
           maxTokens: cli.maxTokens,
           topK: cli.candidates,
           sampling: cli.sampling,
@@ -265,20 +291,22 @@ async function main(): Promise<number> {
     const sampling = resolveSampling(cli.sampling);
     if (!cli.json) log(describeSampling(sampling));
     if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
-    const answer = decoder.generate(prompt, {
-      tau: cli.tau,
+    const steer = newSteer?.();
+    const generated = decoder.generate(prompt, {
+      tau: steer ? () => steer.tau() : cli.tau,
       maxTokens: cli.maxTokens,
       signal: abort.signal,
       topK: cli.candidates,
       sampling,
     });
+    const answer = steer ? steered(generated, steer) : generated;
     for await (const ev of answer) {
       if (cli.json) process.stdout.write(jsonEvent(ev, sampling) + "\n");
       else process.stdout.write(paint(ev, cli.color));
     }
     const summary = await answer.summary;
-    if (cli.json) process.stdout.write(terminalJson({ summary: jsonSummary(summary) }) + "\n");
-    else log("\n" + formatSummary(summary));
+    if (cli.json) process.stdout.write(terminalJson({ summary: { ...jsonSummary(summary), ...(steer ? shareReport(steer) : {}) } }) + "\n");
+    else log("\n" + formatSummary(summary) + (steer ? ` · target share ${(100 * steer.target).toFixed(1)}%` : ""));
     await cloud?.close();
     return 0;
   } finally {
@@ -295,7 +323,21 @@ function paint(ev: TokenEvent, color: boolean): string {
 
 function jsonSummary(s: AnswerSummary) {
   const { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router, sampling } = s;
-  return { tokens, cloudTokens, fallbackTokens, cloudCalls, bytesUp, bytesDown, tokensPerSecond, text, stopReason, router, sampling };
+  const cloudShare = tokens ? cloudTokens / tokens : 0;
+  return {
+    tokens,
+    cloudTokens,
+    fallbackTokens,
+    cloudCalls,
+    bytesUp,
+    bytesDown,
+    tokensPerSecond,
+    text,
+    stopReason,
+    router,
+    sampling,
+    cloudShare,
+  };
 }
 
 /** A --json token line: the event and what it was sampled with (so any line says how to reproduce it). */

@@ -15,11 +15,15 @@ import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { terminalJson, terminalSafe } from "./terminalText.js";
 import { errorMessage } from "../shared/errors.js";
 import { resolveSampling, type SamplingConfig } from "../shared/sampling.js";
+import type { ShareSteer } from "../electron/engine/cloudControl/shareCalibration.js";
+import { shareReport, steered } from "../electron/engine/cloudControl/steer.js";
 
 export interface ReplOptions {
   decoder: CollaborativeDecoder;
   system: string;
   tau: number;
+  /** with a target cloud share: a steer per answer (cloudControl/); /tau turns it off */
+  newSteer?: () => ShareSteer;
   maxTokens: number;
   topK: number;
   /** how answers are sampled: a new seed per answer unless it fixes one */
@@ -36,6 +40,8 @@ export interface ReplOptions {
 interface ReplState {
   system: string;
   tau: number;
+  /** answers steer τ to the target share (until /tau sets one) */
+  steering: boolean;
   turns: ChatMessage[];
   keepFrom: number;
   /** the answer being written, to stop on Ctrl-C */
@@ -46,7 +52,14 @@ interface ReplState {
 export async function runRepl(opts: ReplOptions, first?: string): Promise<number> {
   const tty = !!process.stdin.isTTY;
   const rl = createInterface({ input: process.stdin, terminal: tty });
-  const state: ReplState = { system: opts.system, tau: validateTau(opts.tau), turns: [], keepFrom: 0, abort: null };
+  const state: ReplState = {
+    system: opts.system,
+    tau: validateTau(opts.tau),
+    steering: !!opts.newSteer,
+    turns: [],
+    keepFrom: 0,
+    abort: null,
+  };
   const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
   // Ctrl-C stops the answer being written; at the prompt it ends the chat
   const onInterrupt = () => (state.abort ? state.abort.abort() : rl.close());
@@ -89,6 +102,7 @@ function command(state: ReplState, line: string, log: (m: string) => void): void
       if (rest.length !== 1 || !Number.isFinite(n) || n < 0 || n > 1)
         return log(`error: /tau takes a number from 0 to 1, got ${JSON.stringify(arg)}`);
       state.tau = n;
+      state.steering = false;
       return log(`τ = ${n}`);
     }
     default:
@@ -113,18 +127,23 @@ async function answer(opts: ReplOptions, state: ReplState, text: string): Promis
   state.abort = new AbortController();
   const sampling = resolveSampling(opts.sampling);
   try {
-    const run = opts.decoder.generate(planned.tokens, {
-      tau: () => state.tau,
+    const steer = state.steering ? opts.newSteer?.() : undefined;
+    const generated = opts.decoder.generate(planned.tokens, {
+      tau: steer ? () => steer.tau() : () => state.tau,
       maxTokens: opts.maxTokens,
       signal: state.abort.signal,
       topK: opts.topK,
       sampling,
     });
+    const run = steer ? steered(generated, steer) : generated;
     for await (const ev of run) process.stdout.write(opts.json ? terminalJson({ ...ev, sampling }) + "\n" : opts.paint(ev));
     const summary = await run.summary;
     state.turns = [...turns, { role: "assistant", content: summary.text }];
     state.keepFrom = planned.plan.keepFrom;
-    if (opts.json) process.stdout.write(terminalJson({ summary: { ...opts.jsonSummary(summary), context: usage } }) + "\n");
+    if (opts.json)
+      process.stdout.write(
+        terminalJson({ summary: { ...opts.jsonSummary(summary), ...(steer ? shareReport(steer) : {}), context: usage } }) + "\n",
+      );
     else process.stderr.write("\n" + opts.format(summary, usage) + "\n");
     return true;
   } catch (err) {

@@ -13,6 +13,7 @@ import {
   PROTOCOL_LIMITS,
   PROTOCOL_VERSION,
   type CreateSessionResponse,
+  type ForgetResponse,
   type HealthResponse,
   type ModelIdentity,
   type RouteLine,
@@ -28,7 +29,7 @@ import { DEFAULT_RATE_LIMIT, TokenBucketLimiter, type RateLimitOptions } from ".
 import { MIB } from "./memory.js";
 import { ConnectionGuard, type ConnectionLimits, type ConnectionStats } from "./connections.js";
 import { SessionManager, type MemoryStats, type QueueStats, type SessionStats, type SessionUsage } from "./sessions.js";
-import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate } from "./validate.js";
+import { parseAppend, parseCreateSession, parseJson, parseNext, parseRoute, parseTruncate, parseForget } from "./validate.js";
 import { SlmReplica } from "./replica.js";
 import { checkRouterUpload } from "./routerUpload.js";
 import { errorMessage } from "../shared/errors.js";
@@ -439,7 +440,7 @@ class Api {
       return sendJson(res, 200, body);
     }
 
-    const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate|route|router))?$/.exec(path);
+    const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate|route|router|forget))?$/.exec(path);
     if (!m) throw new CloudError("not_found", `No such endpoint: ${path.length > 100 ? `${path.slice(0, 100)}…` : path}`); // not echoed at length
     const [, id, action] = m;
     allowMethods(req, action ? "POST" : "DELETE");
@@ -469,6 +470,11 @@ class Api {
         const json = parseJson(body);
         checkRouterUpload(json, replica);
         const response: RouterUploadResponse = { digest: replica.upload(client, body, json) };
+        return sendJson(res, 200, response);
+      }
+      case "forget": {
+        parseForget(parseJson(body));
+        const response: ForgetResponse = { forgotten: true, ...(await this.sessions.forget(id)) };
         return sendJson(res, 200, response);
       }
       case "route":

@@ -164,6 +164,17 @@ export class SessionPool {
     await this.close(s);
   }
 
+  /** Deletes a session if it is there (the user's Forget), after the requests already running on it. */
+  async forget(id: string): Promise<{ existed: boolean; tokensDropped: number }> {
+    this.ensureOpen();
+    const s = this.sessions.get(id);
+    if (!s) return { existed: false, tokensDropped: 0 };
+    const tokensDropped = s.sequence.nextTokenIndex;
+    this.counters.deleted++;
+    await this.close(s);
+    return { existed: true, tokensDropped };
+  }
+
   /** Evicts every session idle for longer than the idle timeout; resolves to how many. */
   async sweep(): Promise<number> {
     const idle = [...this.sessions.values()].filter((s) => this.isIdle(s));

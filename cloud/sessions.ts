@@ -128,6 +128,11 @@ export class SessionManager {
     return this.pool.delete(id);
   }
 
+  /** Deletes a session if it is there (the user's Forget): whether it was, and how many tokens it held. */
+  forget(id: string): Promise<{ existed: boolean; tokensDropped: number }> {
+    return this.pool.forget(id);
+  }
+
   /** Evicts every session idle for longer than the idle timeout; resolves to how many. */
   sweep(): Promise<number> {
     return this.pool.sweep();

@@ -20,6 +20,8 @@ import {
   type RouteRequest,
   type RouterUpload,
   type TruncateRequest,
+  ForgetRequestSchema,
+  type ForgetRequest,
 } from "../shared/protocol.js";
 import { CloudError } from "./errors.js";
 import { errorMessage } from "../shared/errors.js";
@@ -95,6 +97,10 @@ export function parseNext(
 
 export function parseRoute(v: unknown, vocabSize: number): RouteRequest {
   return parseMessage(routeRequestSchema(vocabSize), v);
+}
+
+export function parseForget(v: unknown): ForgetRequest {
+  return parseMessage(ForgetRequestSchema, v);
 }
 
 export function parseTruncate(v: unknown): TruncateRequest {

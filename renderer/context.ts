@@ -2,12 +2,15 @@
 import { createContext, useContext } from "react";
 import { useStore } from "zustand";
 import type { StoreApi } from "zustand/vanilla";
+import type { Bridge } from "../shared/bridge";
 import type { Controller } from "./state/controller";
 import type { Stores } from "./state/stores";
 
 export interface AppContext {
   stores: Stores;
   controller: Controller;
+  /** the bridge itself, for panels whose operations the controller does not wrap (CloudPanel) */
+  bridge?: Bridge;
 }
 
 export const Ctx = createContext<AppContext | null>(null);

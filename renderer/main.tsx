@@ -56,7 +56,7 @@ if (window.tandem) void controller.sync().catch((e: Error) => onError(e.message)
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
-    <Ctx.Provider value={{ stores, controller }}>
+    <Ctx.Provider value={{ stores, controller, bridge }}>
       <App />
     </Ctx.Provider>
   </StrictMode>,

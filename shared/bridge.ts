@@ -14,6 +14,7 @@ import type { AnswerSummary, Candidate, TokenEvent } from "./events.js";
 import type { ContextUsage } from "./chat.js";
 import { TandemError } from "./errors.js";
 import { samplingConfigSchema, type SamplingConfig, type SamplingSettings } from "./sampling.js";
+import { ControlPatchSchema, type CloudControlView, type CloudSeenView, type ControlPatch } from "./cloudControl.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Conversations
@@ -308,6 +309,15 @@ export interface BridgeOps {
   /** The SLM's top candidates at one token of a stored answer, re-evaluated on demand (the inspector's
    *  pinned token; refused while an answer is being generated). */
   candidates: [{ conversationId: string; messageId: string; index: number }, { candidates: Candidate[] }];
+  /** The cloud controls (target share, budgets, local-only default), today's use, and the share τ would give. */
+  cloudControl: [Record<string, never>, CloudControlView];
+  /** Changes the cloud controls; a target share and an explicit τ exclude each other (setTau turns the share off). */
+  updateCloudControl: [ControlPatch, CloudControlView];
+  /** What the cloud has seen of a conversation, and whether it is local-only. */
+  cloudSeen: [{ conversationId: string }, CloudSeenView];
+  setLocalOnly: [{ conversationId: string; localOnly: boolean }, CloudSeenView];
+  /** The server deletes the conversation's session and confirms it (refused when that cannot be confirmed). */
+  forgetCloud: [{ conversationId: string }, CloudSeenView];
 }
 
 export type BridgeOp = keyof BridgeOps;
@@ -350,6 +360,11 @@ export const BRIDGE_OPS = [
   "setSystemPrompt",
   "setSampling",
   "candidates",
+  "cloudControl",
+  "updateCloudControl",
+  "cloudSeen",
+  "setLocalOnly",
+  "forgetCloud",
 ] as const satisfies readonly BridgeOp[];
 
 // A compile-time check that BRIDGE_OPS lists every operation: adding one to BridgeOps without listing
@@ -387,7 +402,9 @@ export type BridgeEvent =
   | { type: "models"; models: ModelStatus }
   | { type: "cloud"; cloud: CloudStatus }
   | { type: "stats"; stats: LiveStats }
-  | { type: "notice"; message: string };
+  | { type: "notice"; message: string }
+  | { type: "cloud-control"; control: CloudControlView }
+  | { type: "cloud-seen"; seen: CloudSeenView };
 
 export type BridgeListener = (event: BridgeEvent) => void;
 
@@ -476,6 +493,11 @@ export const BRIDGE_ARGS = {
   setSystemPrompt: z.object({ conversationId: id, systemPrompt: z.string().max(100_000).nullable() }),
   setSampling: z.object({ conversationId: id, sampling: samplingConfigSchema.nullable() }),
   candidates: z.object({ conversationId: id, messageId: id, index: z.number().int().min(0).max(1_000_000) }),
+  cloudControl: none,
+  updateCloudControl: ControlPatchSchema,
+  cloudSeen: z.object({ conversationId: id }),
+  setLocalOnly: z.object({ conversationId: id, localOnly: z.boolean() }),
+  forgetCloud: z.object({ conversationId: id }),
 } as const;
 
 // compile-time: every operation has a schema, and each schema's type is its operation's argument type

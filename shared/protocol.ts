@@ -16,6 +16,7 @@
  *   POST   /v1/sessions/:id/route       RouteRequest → NDJSON stream of RouteLine (servers with an SLM replica)
  *   POST   /v1/sessions/:id/router      a router network for the replica → RouterUploadResponse
  *   DELETE /v1/sessions/:id             → { ok: true }
+ *   POST   /v1/sessions/:id/forget      ForgetRequest → ForgetResponse (delete, confirmed: the user's Forget)
  *
  * Every request but /health carries `Authorization: Bearer <token>` unless the server was started
  * without a token on loopback. Every error is `ErrorBody` with a stable `code`.
@@ -391,6 +392,22 @@ export type NextResponse = z.infer<ReturnType<typeof nextResponseSchema>>;
 
 export const TruncateRequestSchema = object({ length: integer(0) });
 export type TruncateRequest = z.infer<typeof TruncateRequestSchema>;
+
+/**
+ * The user's Forget: the server deletes the session with everything it holds and says so. A session
+ * it does not have (evicted, restarted) is confirmed too: nothing of it is held.
+ */
+export const ForgetRequestSchema = object({ forget: z.literal(true, { error: "must be true" }) });
+export type ForgetRequest = z.infer<typeof ForgetRequestSchema>;
+
+export const ForgetResponseSchema = object({
+  forgotten: z.literal(true),
+  /** whether the session was there to delete */
+  existed: z.boolean(),
+  /** tokens the session held when it was deleted */
+  tokensDropped: integer(0),
+});
+export type ForgetResponse = z.infer<typeof ForgetResponseSchema>;
 
 export const ERROR_CODES = [
   "unauthorized",

@@ -56,6 +56,8 @@ import { authFailure, checkCloudSettings, sameServer } from "./cloudSettings.js"
 import { preflightModelFile } from "../../inference/modelPreflight.js";
 import { errorMessage } from "../../shared/errors.js";
 import { DEFAULT_CHAT_SAMPLING, resolveSampling, samplingConfigSchema, type SamplingConfig } from "../../shared/sampling.js";
+import { CloudControl } from "./cloudControl/engineControl.js";
+import { pairKey } from "./cloudControl/calibrationStore.js";
 
 export interface ServiceOptions {
   /** where conversations (and downloaded models) live: the user's data folder */
@@ -174,6 +176,8 @@ export class TandemService implements BridgeApi {
   private inspecting: Promise<unknown> = Promise.resolve();
   /** this engine's hold on its data folder, released by close() */
   private lock: DataFolderLock | null = null;
+  /** target share, budgets, local-only, what the cloud has seen (cloudControl/) */
+  private control!: CloudControl;
   private readonly downloads = new ModelDownloads((download) => {
     this.models = { ...this.models, download };
     this.emit({ type: "models", models: this.models });
@@ -218,6 +222,8 @@ export class TandemService implements BridgeApi {
       const token = await settings.secrets.read().catch(() => null); // unreadable: as if none was saved
       const service = new TandemService(opts, store, settings, token);
       service.lock = lock;
+      service.control = await CloudControl.open(opts.dataDir);
+      service.notices.push(...service.control.notices);
       return service;
     } catch (err) {
       await lock.release();
@@ -295,6 +301,7 @@ export class TandemService implements BridgeApi {
     this.tau = validateTau(Number(tau));
     this.emit({ type: "tau", tau: this.tau });
     this.persist({ tau: this.tau });
+    await this.explicitTau();
     return { tau: this.tau };
   }
 
@@ -333,6 +340,7 @@ export class TandemService implements BridgeApi {
 
   async createConversation({ title }: OpArg<"createConversation">): Promise<Conversation> {
     const c = await this.store.create(typeof title === "string" && title.trim() ? title.trim().slice(0, 200) : undefined);
+    await this.control.created(c.id);
     this.emitConversations();
     return c;
   }
@@ -347,6 +355,8 @@ export class TandemService implements BridgeApi {
     if (this.active?.handle.conversationId === id) await this.stopActive();
     const deleted = await this.store.delete(String(id));
     this.keepFrom.delete(String(id));
+    // the cloud forgets it too (best effort: an offline cloud evicts the idle session anyway)
+    if (deleted) await this.control.drop(String(id), this.cloud);
     this.emitConversations();
     return { deleted };
   }
@@ -561,15 +571,20 @@ export class TandemService implements BridgeApi {
       this.emit({ type: "stats", stats: this.liveStats() });
     };
     this.distiller?.beginAnswer();
+    let cloudControl: { end(): Promise<void> } | null = null;
     try {
-      const decoder = new CollaborativeDecoder(slm, this.router, this.cloud);
-      const answer = decoder.generate(prompt, {
-        tau: () => this.tau,
-        maxTokens: this.maxTokens,
-        signal: a.abort.signal,
-        topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
-        sampling: msg.sampling,
-      });
+      const control = this.control.begin(conversationId, this.cloud, this.cloudSettings.url || null, this.pairKey());
+      cloudControl = control;
+      const decoder = new CollaborativeDecoder(slm, this.router, control.peer);
+      const answer = control.wrap(
+        decoder.generate(prompt, {
+          tau: control.tau(() => this.tau),
+          maxTokens: this.maxTokens,
+          signal: a.abort.signal,
+          topK: this.opts.topK ?? inspectorCandidates(slm.vocabSize),
+          sampling: msg.sampling,
+        }),
+      );
       let journalFailed = false;
       for await (const decoded of answer) {
         const ev = base.tokens ? { ...decoded, index: decoded.index + base.tokens } : decoded;
@@ -602,6 +617,7 @@ export class TandemService implements BridgeApi {
       msg.error = errorMessage(err);
     }
     conv.updatedAt = Date.now();
+    await this.endCloudControl(cloudControl, conversationId);
     this.active = null;
     try {
       await this.store.save(conversationId);
@@ -628,6 +644,69 @@ export class TandemService implements BridgeApi {
   private notice(message: string): void {
     this.notices.push(message);
     this.emit({ type: "notice", message });
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Cloud controls (cloudControl/): target share, budgets, local-only, what the cloud has seen, Forget
+
+  /** The model pair a calibration belongs to: the SLM, the router scoring it, the cloud's model. */
+  private pairKey(): string {
+    return pairKey({ slm: this.slm?.identity.name ?? "none", router: this.router.name, cloud: this.cloud?.model?.name ?? null });
+  }
+
+  private controlView() {
+    return this.control.view(this.slm ? this.pairKey() : null, this.tau);
+  }
+
+  async cloudControl(_arg: OpArg<"cloudControl"> = {}): Promise<OpResult<"cloudControl">> {
+    return this.controlView();
+  }
+
+  async updateCloudControl(patch: OpArg<"updateCloudControl">): Promise<OpResult<"updateCloudControl">> {
+    await this.control.update(patch);
+    const view = this.controlView();
+    this.emit({ type: "cloud-control", control: view });
+    return view;
+  }
+
+  /** An explicit τ turns a target share off: the last one set rules. */
+  private async explicitTau(): Promise<void> {
+    if (this.control.store.settings.targetShare === null) return;
+    await this.updateCloudControl({ targetShare: null }).catch((err) =>
+      this.notice(`Could not save the cloud controls: ${errorMessage(err)}`),
+    );
+  }
+
+  async cloudSeen({ conversationId }: OpArg<"cloudSeen">): Promise<OpResult<"cloudSeen">> {
+    this.store.get(String(conversationId)); // an unknown conversation is an error, not an empty record
+    return this.control.seen(String(conversationId));
+  }
+
+  async setLocalOnly({ conversationId, localOnly }: OpArg<"setLocalOnly">): Promise<OpResult<"setLocalOnly">> {
+    this.store.get(String(conversationId));
+    const seen = await this.control.setLocalOnly(String(conversationId), localOnly === true);
+    this.emit({ type: "cloud-seen", seen });
+    return seen;
+  }
+
+  async forgetCloud({ conversationId }: OpArg<"forgetCloud">): Promise<OpResult<"forgetCloud">> {
+    this.store.get(String(conversationId));
+    if (this.active?.handle.conversationId === conversationId) throw new Error("Stop the current answer before asking the cloud to forget");
+    const seen = await this.control.forget(String(conversationId), this.cloud);
+    this.emit({ type: "cloud-seen", seen });
+    return seen;
+  }
+
+  /** After an answer: what the cloud saw of it is recorded, the calibration kept; the UI is told. */
+  private async endCloudControl(control: { end(): Promise<void> } | null, conversationId: string): Promise<void> {
+    if (!control) return;
+    try {
+      await control.end();
+    } catch (err) {
+      this.notice(`Could not save what the cloud has seen: ${errorMessage(err)}`);
+    }
+    this.emit({ type: "cloud-seen", seen: this.control.seen(conversationId) });
+    this.emit({ type: "cloud-control", control: this.controlView() });
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -787,6 +866,7 @@ export class TandemService implements BridgeApi {
     if (p.tau !== undefined) {
       this.tau = p.tau;
       this.emit({ type: "tau", tau: this.tau });
+      await this.explicitTau();
     }
     if (p.theme !== undefined) this.theme = p.theme;
     if (p.systemPrompt !== undefined) this.defaultSystemPrompt = p.systemPrompt;

@@ -10,6 +10,7 @@ import { MessageList } from "./Messages";
 import { SamplingBar } from "./SamplingPanel";
 import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
+import { CloudPanel } from "./CloudPanel";
 
 export function App() {
   const { controller, stores } = useApp();
@@ -53,6 +54,9 @@ export function App() {
       <main className="main">
         <ErrorBoundary what="the top bar">
           <TopBar />
+        </ErrorBoundary>
+        <ErrorBoundary what="the cloud controls">
+          <CloudPanel />
         </ErrorBoundary>
         {!connected && (
           <div className="banner warn" data-testid="disconnected">

@@ -5,7 +5,7 @@
  * once instead of waiting on a dead server; one success resets it.
  */
 import type { z } from "zod";
-import { CloudCallError, type CloudState } from "./peer.js";
+import { CloudCallError, fallbackCause, type CloudState } from "./peer.js";
 import {
   describeIssue,
   LogprobSchema,
@@ -21,12 +21,21 @@ export interface HealthOptions {
   backoffMs?: number;
   maxBackoffMs?: number;
   onStateChange?: (state: CloudState, detail?: string) => void;
+  /**
+   * A background health check: while offline it is asked every `healthCheckMs` whether the cloud answers,
+   * and a yes ends the back-off at once (the status is back online without waiting for a call).
+   */
+  healthCheck?: () => Promise<boolean>;
+  /** default 1000 */
+  healthCheckMs?: number;
 }
 
 export class CloudHealth {
   private current: CloudState = "unknown";
   private retryAt = 0;
   private backoff: number;
+  private probeTimer: ReturnType<typeof setTimeout> | null = null;
+  private stopped = false;
 
   constructor(private readonly opts: HealthOptions = {}) {
     this.backoff = opts.backoffMs ?? 1000;
@@ -62,8 +71,36 @@ export class CloudHealth {
     if (e.reason === "http" && (e.status ?? 0) < 500 && e.status !== 429) return false;
     this.retryAt = Date.now() + this.backoff;
     this.backoff = Math.min(this.backoff * 2, this.opts.maxBackoffMs ?? 15_000);
-    this.set("offline", e.message);
+    // the status names the cause first, as fallback tokens do ("timeout: no answer from the cloud within 1500 ms")
+    this.set("offline", `${fallbackCause(e.reason)}: ${e.message}`);
+    this.scheduleProbe();
     return true;
+  }
+
+  /** No more health checks (the client is closed). */
+  stop(): void {
+    this.stopped = true;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+  }
+
+  private scheduleProbe(): void {
+    if (!this.opts.healthCheck || this.probeTimer || this.stopped) return;
+    this.probeTimer = setTimeout(() => void this.runProbe(), this.opts.healthCheckMs ?? 1000);
+    this.probeTimer.unref?.();
+  }
+
+  private async runProbe(): Promise<void> {
+    let ok = false;
+    try {
+      ok = await this.opts.healthCheck!();
+    } catch {
+      // not answering is what a health check is for
+    }
+    this.probeTimer = null;
+    if (this.stopped || this.current !== "offline") return; // a call came back meanwhile
+    if (ok) this.online();
+    else this.scheduleProbe();
   }
 
   private set(s: CloudState, detail?: string): void {

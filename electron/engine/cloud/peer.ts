@@ -55,6 +55,8 @@ export interface CloudStats {
   bytesDown: number;
   /** sessions (re-)created */
   sessions: number;
+  /** token IDs sent to the cloud (deltas, re-syncs), where the peer counts them */
+  tokensUp?: number;
 }
 
 export type CloudState = "unknown" | "online" | "offline";
@@ -93,7 +95,9 @@ export type CloudFailure =
   | "http"
   | "malformed"
   | "aborted"
-  | "vocab_mismatch";
+  | "vocab_mismatch"
+  | "budget" // the user's cap on cloud tokens or bytes is reached (cloudControl/guardedPeer.ts)
+  | "local_only"; // the conversation is local-only: nothing leaves the device
 
 export class CloudCallError extends TandemError {
   constructor(
@@ -104,4 +108,34 @@ export class CloudCallError extends TandemError {
     super(reason, message);
     this.name = "CloudCallError";
   }
+}
+
+/** The cause a fallback token names (the inspector, the legend, the status): one of a few words a user can act on. */
+export type FallbackCause = "offline" | "timeout" | "refused" | "budget" | "local-only";
+
+export function fallbackCause(reason: CloudFailure): FallbackCause {
+  switch (reason) {
+    case "offline":
+    case "unreachable":
+    case "aborted":
+      return "offline";
+    case "timeout":
+      return "timeout";
+    case "budget":
+      return "budget";
+    case "local_only":
+      return "local-only";
+    default:
+      return "refused"; // the cloud answered, but not with a token: an HTTP error, a malformed reply, another vocabulary
+  }
+}
+
+/** A fallback token's reason: its cause first, then the detail ("timeout: no answer from the cloud within 1500 ms"). */
+export function fallbackReason(err: CloudCallError): string {
+  return `${fallbackCause(err.reason)}: ${err.message}`;
+}
+
+/** Whether a failure cost no network time (the call was never sent): such a fallback is not a cloud call. */
+export function sentNothing(err: CloudCallError): boolean {
+  return err.reason === "offline" || err.reason === "budget" || err.reason === "local_only";
 }

@@ -26,7 +26,11 @@ export class RouteStream {
   private wake: (() => void)[] = [];
   private readonly controller = new AbortController();
 
-  constructor(private readonly deadlineMs: number) {}
+  constructor(
+    private readonly deadlineMs: number,
+    /** more time for the first position: the server's reading of the tokens it has not seen yet (tandemClient's catch-up allowance) */
+    private readonly catchUpMs = 0,
+  ) {}
 
   /** aborts the request (what the client reads the stream with) */
   get signal(): AbortSignal {
@@ -64,7 +68,8 @@ export class RouteStream {
    * (a call's deadline: the chat never waits longer on the network for one token).
    */
   async at(offset: number, signal?: AbortSignal): Promise<RouteWait> {
-    const deadline = performance.now() + this.deadlineMs;
+    const allowed = this.deadlineMs + (this.entries.length === 0 ? this.catchUpMs : 0);
+    const deadline = performance.now() + allowed;
     for (;;) {
       if (signal?.aborted) return { kind: "aborted" };
       const entry = this.entries[offset];
@@ -72,7 +77,7 @@ export class RouteStream {
       if (this.endedWith !== undefined) return { kind: "ended", error: this.endedWith };
       const left = deadline - performance.now();
       if (left <= 0)
-        return { kind: "timeout", error: new CloudCallError("timeout", `no answer from the cloud within ${this.deadlineMs} ms`) };
+        return { kind: "timeout", error: new CloudCallError("timeout", `no answer from the cloud within ${Math.round(allowed)} ms`) };
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

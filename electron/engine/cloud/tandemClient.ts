@@ -23,6 +23,9 @@ import {
   AppendResponseSchema,
   CreateSessionResponseSchema,
   ErrorBodySchema,
+  ForgetResponseSchema,
+  type ForgetRequest,
+  type ForgetResponse,
   nextResponseSchema,
   routeLineSchema,
   RouterUploadResponseSchema,
@@ -97,6 +100,20 @@ export interface TandemClientOptions extends HealthOptions {
 }
 
 export const DEFAULT_DEADLINE_MS = 1500;
+
+/**
+ * The cloud's reading speed before it is measured, ms per token, and the margin on a measured one. A
+ * call's deadline allows for the tokens the server has not read yet (a pasted page the background
+ * sync is still uploading): the server reads them first, in order, and a deadline that counted that
+ * work would mark a healthy cloud offline. Too generous a guess only delays noticing a hung server on
+ * such a call; an unreachable one fails at once.
+ */
+export const PRIOR_READ_MS_PER_TOKEN = 5;
+const READ_MARGIN = 2;
+/** most extra time a call's deadline allows for catching up */
+export const MAX_CATCH_UP_MS = 120_000;
+/** replies that read fewer tokens than this say more about the round trip than the reading speed */
+const MIN_READ_SAMPLE = 32;
 export const DEFAULT_SYNC_CHUNK = 4;
 
 /** Errors the server answers with a JSON body; anything else is a failure of the call itself. */
@@ -111,7 +128,7 @@ class ServerError extends HttpError {
 
 export class TandemCloudClient implements CloudPeer {
   readonly kind = "tandem";
-  readonly stats: CloudStats = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0 };
+  readonly stats: CloudStats & { tokensUp: number } = { calls: 0, failures: 0, bytesUp: 0, bytesDown: 0, sessions: 0, tokensUp: 0 };
   readonly learnt = new CloudLearning();
   private readonly base: string;
   private readonly deadlineMs: number;
@@ -145,13 +162,16 @@ export class TandemCloudClient implements CloudPeer {
   private replica: ReplicaInfo | undefined;
   /** router networks uploaded (or on their way) to the current session, by router */
   private uploaded = new WeakMap<Router, Promise<string>>();
+  /** the server's measured reading speed, ms per token (smoothed); null until a large enough reply */
+  private readMsPerToken: number | null = null;
 
   constructor(private readonly opts: TandemClientOptions) {
     this.base = parseCloudUrl(opts.url);
     this.deadlineMs = opts.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.topK = Math.max(0, Math.min(opts.topK ?? 0, PROTOCOL_LIMITS.maxTopK));
     if (opts.logprob === false && this.topK > 0) throw new Error("topK alternatives are log-probabilities: they need logprob");
-    this.health = new CloudHealth(opts);
+    // while offline, /health is asked every second: the status is back online as soon as the cloud answers
+    this.health = new CloudHealth({ healthCheck: () => this.probe(), ...opts });
   }
 
   get state(): CloudState {
@@ -187,13 +207,15 @@ export class TandemCloudClient implements CloudPeer {
     this.health.checkOpen();
     const t0 = performance.now();
     this.stats.calls++;
-    const deadline = deadlineSignal(signal, this.deadlineMs);
+    const deadlineMs = this.deadlineMs + this.catchUpMs(history);
+    const deadline = deadlineSignal(signal, deadlineMs);
     const snapshot = history.slice();
     const draft = Math.max(0, Math.min(Math.floor(opts.draft ?? 0), PROTOCOL_LIMITS.maxDraft));
     this.callsInFlight.set(snapshot, { draft: draft > 0 });
     try {
       await this.ensureSession(deadline);
       const res = await this.nextWithResync(snapshot, deadline, draft, opts.sampling);
+      this.learnReading(res.evaluated, performance.now() - t0);
       this.health.online();
       this.syncPaused = false;
       return {
@@ -209,17 +231,31 @@ export class TandemCloudClient implements CloudPeer {
       };
     } catch (err) {
       this.stats.failures++;
-      throw this.fail(err, deadline, signal);
+      throw this.fail(err, deadline, signal, deadlineMs);
     } finally {
       this.callsInFlight.delete(snapshot);
     }
+  }
+
+  /** Extra time for a request on `history`: the server's reading of the tokens it is not known to hold. */
+  private catchUpMs(history: readonly number[]): number {
+    const unread = history.length - commonPrefixLength(this.confirmed, history);
+    const perToken = (this.readMsPerToken ?? PRIOR_READ_MS_PER_TOKEN) * READ_MARGIN;
+    return Math.ceil(Math.min(MAX_CATCH_UP_MS, unread * perToken)); // AbortSignal.timeout takes whole ms
+  }
+
+  /** Learns the server's reading speed from a reply that read `evaluated` tokens in `ms` (round trip included: an overestimate, the safe side). */
+  private learnReading(evaluated: number | undefined, ms: number): void {
+    if (evaluated === undefined || evaluated < MIN_READ_SAMPLE) return;
+    const rate = ms / evaluated;
+    this.readMsPerToken = this.readMsPerToken === null ? rate : this.readMsPerToken + 0.3 * (rate - this.readMsPerToken);
   }
 
   route(history: readonly number[], opts: RouteOptions, signal?: AbortSignal): RouteStream | null {
     if (this.opts.replica === false || this.closed || !this.device || !this.health.open) return null;
     const kind = opts.router.replica?.kind;
     if (!kind || !this.replica?.routers.includes(kind)) return null;
-    const stream = new RouteStream(this.deadlineMs);
+    const stream = new RouteStream(this.deadlineMs, this.catchUpMs(history));
     const snapshot = history.slice();
     // a stream leaves tokens beyond its history (like a continuation); while it runs the sync waits
     this.callsInFlight.set(snapshot, { draft: true });
@@ -296,7 +332,7 @@ export class TandemCloudClient implements CloudPeer {
     const router = await this.replicaRouter(opts.router, signal);
     const base = await this.deltaBase(history, signal, optimistic);
     const body: RouteRequestBody = {
-      ...delta(history, base, history.slice(base)),
+      ...this.delta(history, base, history.slice(base)),
       tau: opts.tau,
       router,
       ...(opts.sampling ? { sampling: compactSampling(opts.sampling) } : {}),
@@ -393,7 +429,8 @@ export class TandemCloudClient implements CloudPeer {
   }
 
   private async appendInBackground(target: readonly number[], base: number): Promise<void> {
-    const signal = AbortSignal.timeout(this.deadlineMs);
+    const signal = AbortSignal.timeout(this.deadlineMs + this.catchUpMs(target));
+    let t0 = performance.now();
     const epoch = this.epoch;
     // until the reply arrives the server may hold either state; only the common prefix is certain
     this.confirmed = this.confirmed.slice(0, base);
@@ -403,12 +440,14 @@ export class TandemCloudClient implements CloudPeer {
         const chunk = target.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
         const r = await this.call(
           `/v1/sessions/${this.sessionId}/append`,
-          delta(target, base, chunk),
+          this.delta(target, base, chunk),
           signal,
           AppendResponseSchema,
           "append reply",
         );
         this.expectLength(r.length, base + chunk.length);
+        this.learnReading(r.evaluated, performance.now() - t0);
+        t0 = performance.now();
         base = r.length;
         if (epoch === this.epoch) this.confirmed = target.slice(0, base);
       }
@@ -421,10 +460,26 @@ export class TandemCloudClient implements CloudPeer {
     }
   }
 
+  /** Whether the server answers /health now (the background health check; its bytes are not the conversation's). */
+  private async probe(): Promise<boolean> {
+    if (this.closed) return false;
+    const r = await cloudRequest(
+      `${this.base}/health`,
+      "GET",
+      undefined,
+      this.opts.token,
+      AbortSignal.timeout(this.deadlineMs),
+      { bytesUp: 0, bytesDown: 0 },
+      64 * 1024,
+    );
+    return r.ok && (JSON.parse(r.text) as { ok?: unknown }).ok === true;
+  }
+
   async close(): Promise<void> {
     // terminal: a call still in flight must not open a new session when it finds this one deleted
     // (it would hold a server slot until idle eviction)
     this.closed = true;
+    this.health.stop();
     this.observed = [];
     this.observedLength = 0;
     this.syncPaused = false;
@@ -466,7 +521,7 @@ export class TandemCloudClient implements CloudPeer {
   ): Promise<NextResponse> {
     const base = await this.deltaBase(history, signal, optimistic);
     const body: NextRequestBody = {
-      ...delta(history, base, history.slice(base)),
+      ...this.delta(history, base, history.slice(base)),
       topK: this.topK,
       ...(draft > 0 ? { draft } : {}),
       // with every call, not once per answer: calls may overtake each other, and sessions be re-made (docs/sampling.md)
@@ -505,7 +560,7 @@ export class TandemCloudClient implements CloudPeer {
       const chunk = history.slice(base, base + PROTOCOL_LIMITS.maxDeltaTokens);
       const r = await this.call(
         `/v1/sessions/${this.sessionId}/append`,
-        delta(history, base, chunk),
+        this.delta(history, base, chunk),
         signal,
         AppendResponseSchema,
         "append reply",
@@ -577,6 +632,35 @@ export class TandemCloudClient implements CloudPeer {
         ? r
         : undefined;
     this.stats.sessions++;
+  }
+
+  /** A delta to send, counted into what the cloud has been shown (stats.tokensUp). */
+  private delta(history: readonly number[], base: number, tokens: number[]): AppendRequest {
+    this.stats.tokensUp += tokens.length;
+    return delta(history, base, tokens);
+  }
+
+  /** The server session holding this client's conversation, if one is open. */
+  get session(): string | undefined {
+    return this.sessionId;
+  }
+
+  /**
+   * The user's Forget: the server deletes `sessionId` (default: the current session) with everything
+   * it holds, and confirms it (ForgetResponse). The next call opens a new session and syncs again.
+   * Throws when the server does not confirm (unreachable, refused): then nothing is known to be forgotten.
+   */
+  async forget(sessionId = this.sessionId): Promise<ForgetResponse | null> {
+    if (!sessionId) return null;
+    if (sessionId === this.sessionId) {
+      await this.syncing;
+      this.sessionId = undefined;
+      this.confirmed = [];
+      this.uploaded = new WeakMap();
+    }
+    const signal = AbortSignal.timeout(Math.max(this.deadlineMs, 5000));
+    const body: ForgetRequest = { forget: true };
+    return this.call(`/v1/sessions/${encodeURIComponent(sessionId)}/forget`, body, signal, ForgetResponseSchema, "forget reply");
   }
 
   private expectLength(actual: unknown, expected: number): void {

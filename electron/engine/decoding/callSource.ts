@@ -5,7 +5,7 @@
  */
 import { errorMessage } from "../../../shared/errors.js";
 import type { SamplingSettings } from "../../../shared/sampling.js";
-import { CloudCallError, type CloudPeer } from "../cloud/peer.js";
+import { CloudCallError, fallbackReason, sentNothing, type CloudPeer } from "../cloud/peer.js";
 import { Pending, type RoutedAt, type RoutedResult, type TokenSource } from "./routed.js";
 
 export class CallSource implements TokenSource {
@@ -45,9 +45,9 @@ export async function callCloud(
     if (signal?.aborted) return { kind: "aborted" };
     return {
       kind: "fallback",
-      reason: err instanceof CloudCallError ? err.message : `cloud error: ${errorMessage(err)}`,
-      // a call skipped because the cloud is known to be down cost no network time
-      latencyMs: err instanceof CloudCallError && err.reason === "offline" ? null : performance.now() - t0,
+      reason: err instanceof CloudCallError ? fallbackReason(err) : `refused: cloud error: ${errorMessage(err)}`,
+      // a call skipped (the cloud known to be down, a budget, a local-only conversation) cost no network time
+      latencyMs: err instanceof CloudCallError && sentNothing(err) ? null : performance.now() - t0,
     };
   }
 }

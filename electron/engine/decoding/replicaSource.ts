@@ -15,7 +15,7 @@
  * costs one LLM step, not a round trip. A cloud that cannot follow is asked per call (`calls`).
  */
 import type { Router } from "../../../shared/router.js";
-import type { CloudCallError, CloudPeer } from "../cloud/peer.js";
+import { fallbackReason, sentNothing, type CloudCallError, type CloudPeer } from "../cloud/peer.js";
 import type { RouteStream, RouteWait } from "../cloud/routeStream.js";
 import { callCloud, type CallSource } from "./callSource.js";
 import { Pending, type RoutedAt, type RoutedResult, type TokenSource } from "./routed.js";
@@ -122,7 +122,7 @@ export class ReplicaSource implements TokenSource {
     if (w.kind === "entry") return cloudEntry(w.entry.tokenId, t0);
     if (this.stream === stream) this.drop(w.kind === "timeout" ? w.error : null);
     if (!w.error) return { kind: "unavailable" }; // ended without a position: cannot happen with a well-behaved server
-    return { kind: "fallback", reason: w.error.message, latencyMs: w.error.reason === "offline" ? null : performance.now() - t0 };
+    return { kind: "fallback", reason: fallbackReason(w.error), latencyMs: sentNothing(w.error) ? null : performance.now() - t0 };
   }
 
   /** Whether the running stream's entry for the position after `history` has arrived already (nothing to wait for). */
