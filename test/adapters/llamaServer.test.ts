@@ -237,6 +237,8 @@ describe.skipIf(!hasStories || !hasLlamaServer)("llama.cpp's own server (llama-s
         "1",
         "--max-tokens",
         "16",
+        "--preset",
+        "precise", // greedy: compared with the LLM's greedy text
         "--json",
         prompt,
       ],

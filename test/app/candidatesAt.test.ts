@@ -3,6 +3,7 @@
  * is re-evaluated with the real SLM (stories260K, one thread). Its top candidate is the SLM's own
  * greedy token there, and the candidates match the ones the decoder collects while answering.
  */
+import { presetConfig } from "../../shared/sampling.js";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -30,6 +31,7 @@ describe.skipIf(!pair)("candidates on demand", () => {
       maxTokens: 24,
       contextSize: 512,
       topK: 5,
+      sampling: presetConfig("precise"), // greedy: the SLM's token is its top candidate
     });
     const conv = await service.createConversation({});
     conversationId = conv.id;
