@@ -115,6 +115,8 @@ describe.skipIf(!!skip)("sampling: the panel, Regenerate and seeds (local model)
     const line = chat.page.getByTestId("insp-sampling");
     await line.waitFor();
     const text = (await line.textContent()) ?? "";
+    // a sampled answer: the inspector gives the small model's probability of its draw
+    expect(await chat.page.getByTestId("insp-slm-prob").textContent()).toMatch(/^p [01]\.\d{3} for /);
     if (shotName) await shot(chat.page, shotName);
     await chat.page.keyboard.press("Escape");
     await chat.lastAnswer().getByTestId("toggle-view").click(); // back to the rendered answer

@@ -141,6 +141,15 @@ function TokenDetails({ t, message, router, pinned }: { t: TokenEvent; message: 
           Scored by the <strong>{router.split(" (")[0] || "active"}</strong> router: {routerMeaning(router)}. Below τ, the cloud writes the
           token.
         </dd>
+        {t.slmProb !== undefined && (
+          <>
+            <dt>small model's draw</dt>
+            <dd data-testid="insp-slm-prob">
+              p {t.slmProb.toFixed(3)} for {t.slmTokenId === t.tokenId ? "this token" : `its own token ${t.slmTokenId}`}, in the
+              distribution it was drawn from (after penalties, truncation and temperature)
+            </dd>
+          </>
+        )}
         {t.cloud && (
           <>
             <dt>cloud token</dt>
