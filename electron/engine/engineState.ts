@@ -9,6 +9,7 @@ import type {
   BridgeListener,
   CloudSettings,
   CloudStatus,
+  Conversation,
   LiveStats,
   ModelStatus,
   StageStatus,
@@ -143,6 +144,19 @@ export class EngineState {
   statusFromSettings(state: CloudStatus["state"], detail: string | null, model: string | null = null): CloudStatus {
     const s = this.cloudSettings;
     return { kind: s.kind, url: s.url, hasToken: !!s.token, state, detail, model };
+  }
+
+  /** Stops the answer being written, if any, and waits until it has ended (saved, reported). */
+  async stopActive(): Promise<void> {
+    const a = this.active;
+    if (!a) return;
+    a.abort.abort();
+    await a.done;
+  }
+
+  /** The sampling a conversation's answers use: its own, or the app's default. */
+  samplingOf(conv: Conversation): SamplingConfig {
+    return conv.sampling ?? this.defaultSampling;
   }
 
   get maxTokens(): number {
