@@ -96,6 +96,7 @@ export class TandemService implements BridgeApi {
     const slm = this.s.opts.slm ?? this.s.settings.get().slm ?? null;
     if (slm && !this.s.closed) await this.models.loadSlm(slm);
     if (this.s.slm && !this.s.closed && this.s.cloudSettings.kind !== "none") await this.connection.connectCloud();
+    void this.controls.calibrateIfNeeded();
   }
 
   subscribe(listener: BridgeListener): () => void {
@@ -110,6 +111,7 @@ export class TandemService implements BridgeApi {
       this.s.active.abort.abort();
       await this.s.active.done;
     }
+    await this.s.inspecting; // an inspector re-evaluation or a calibration on the SLM (they stop at `closed`)
     await this.s.distiller?.dispose();
     await this.s.saving;
     await this.s.store.flush();

@@ -5,6 +5,7 @@
  */
 import { useApp, useSlice } from "../context";
 import { formatPercent, routedShareAt } from "../state/answerStats";
+import { useCloudControl } from "../state/useCloudControl";
 import type { ChatState } from "../state/chatReducer";
 import { THEMES, type Theme } from "../state/stores";
 import { Legend } from "./Legend";
@@ -44,13 +45,16 @@ export function TopBar() {
     (s) => s.session,
     (s) => s.tau,
   );
-  const share = useSlice(
+  const recent = useSlice(
     (s) => s.chat,
     (s) => {
       const scores = recentScores(s);
       return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
     },
   );
+  // before any answer is shown: the engine's calibration (a short local answer it scored when the model loaded)
+  const calibrated = useCloudControl(tau)?.calibration.shareAtTau ?? null;
+  const share = recent ?? calibrated;
   return (
     <header className="topbar">
       <div className="tau" data-testid="tau">
@@ -76,7 +80,11 @@ export function TopBar() {
           <span
             className="tau-share"
             data-testid="tau-share"
-            title="share of the tokens of your recent answers whose router score is below this τ"
+            title={
+              recent !== null
+                ? "share of the tokens of your recent answers whose router score is below this τ"
+                : "share of the router's recent scores below this τ (calibrated on a short local answer when the model loaded)"
+            }
           >
             {share === null ? "cloud share: after a first answer" : `≈${formatPercent(share)} cloud at this τ`}
           </span>

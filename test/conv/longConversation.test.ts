@@ -78,6 +78,10 @@ describe.skipIf(!pair)("a conversation longer than the window (real engine)", ()
     try {
       const slm = slmOf(service);
       expect(slm.contextSize).toBe(WINDOW);
+      // a new data folder: the engine first scores a short local answer to calibrate the cloud share
+      // (cloudControls.ts), once, at load; the turns are measured after it
+      for (let i = 0; i < 200 && (await service.cloudControl({})).calibration.scores === 0; i++)
+        await new Promise((r) => setTimeout(r, 25));
       const system = "A story for a child. ";
       const c = await service.createConversation({});
       await service.setSystemPrompt({ conversationId: c.id, systemPrompt: system });

@@ -43,6 +43,27 @@ export class CloudControl {
     return [...this.store.notices, ...this.calibration.notices];
   }
 
+  /** True when the calibration of `pair` holds no score yet (a fresh install, or a model pair never used). */
+  needsCalibration(pair: string): boolean {
+    return this.calibration.window(pair).size === 0;
+  }
+
+  /**
+   * Fills an empty calibration of `pair` with the router's scores of a short local answer (the
+   * caller's `decode`, run while the app is idle after a model loads), so "≈x% at this τ" and the
+   * target share have something to go on before the first answer. Returns how many scores it added.
+   */
+  async calibrateFrom(pair: string, decode: () => AsyncIterable<{ confidence: number }>): Promise<number> {
+    if (!this.needsCalibration(pair)) return 0;
+    const scores: number[] = [];
+    for await (const e of decode()) scores.push(e.confidence);
+    // added at once: the view never shows a calibration half made
+    const window = this.calibration.window(pair);
+    for (const score of scores) window.add(score);
+    await this.calibration.save();
+    return scores.length;
+  }
+
   /** The controls, today's use, and what the calibration of `pair` says at `tau` (and at the target). */
   view(pair: string | null, tau: number): CloudControlView {
     const s = this.store.settings;
