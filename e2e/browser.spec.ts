@@ -57,6 +57,14 @@ describe.skipIf(!!skip)("browser mode, end to end", () => {
     if (cloud) await kill(cloud.child);
   });
 
+  it("a fresh install knows the cloud share a τ gives before the first answer (calibrated when the model loaded)", async () => {
+    await chat.waitFor(
+      async () => /^≈\d+(\.\d)?% cloud at this τ$/.test((await page.getByTestId("tau-share").textContent()) ?? ""),
+      "the share estimate",
+    );
+    expect(await chat.answers.count()).toBe(0); // no answer was needed for it
+  });
+
   it("at τ = 0 no token comes from the cloud", async () => {
     await chat.newChat();
     await chat.setTau(0);
