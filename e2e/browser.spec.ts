@@ -266,9 +266,9 @@ describe.skipIf(!!skip)("browser mode: hostile model output and hostile settings
   });
 
   it("a damaged conversation file found at start: a notice says it was set aside; the app works", async () => {
-    expect((await chat.notices()).join("\n")).toMatch(
-      /The conversation file damaged\.json could not be read \(not valid JSON.*moved aside to .*damaged\.json\.corrupt-\d+/,
-    );
+    // the notice comes with the engine's first snapshot: wait for it rather than read the page at once
+    const setAside = /The conversation file damaged\.json could not be read \(not valid JSON.*moved aside to .*damaged\.json\.corrupt-\d+/;
+    await chat.waitFor(async () => setAside.test((await chat.notices()).join("\n")), "the set-aside notice");
     await chat.waitFor(async () => (await chat.cloudState()) === "online", "the hostile cloud to be online");
   });
 

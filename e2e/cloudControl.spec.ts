@@ -60,8 +60,13 @@ describe.skipIf(!!skip)("cloud controls in the app", () => {
   it("share control, seen panel and Forget, local-only, budget notice (1440×900, light)", async () => {
     const { page, chat, logged } = await open({ width: 1440, height: 900, scheme: "light" });
     const expected = page.getByTestId("share-expected");
-    // a new data folder: no router score yet, and the panel says when the share will be known
-    expect(await expected.textContent()).toMatch(/shown once the router has scored an answer/);
+    // a new data folder: before any answer, the share comes from the short local answer the engine
+    // scored when the model loaded (cloudControls.ts), and the top bar says the same
+    await chat.waitFor(async () => /would send ≈/.test((await expected.textContent()) ?? ""), "the calibrated share");
+    const percent = (text: string | null) => Number(/≈(\d+(?:\.\d)?)%/.exec(text ?? "")?.[1]);
+    const topBar = await page.getByTestId("tau-share").textContent();
+    expect(topBar).toMatch(/cloud at this τ$/);
+    expect(Math.abs(percent(topBar) - percent(await expected.textContent()))).toBeLessThanOrEqual(0.5); // one number, rounded apart
     await chat.newChat();
     expect(await page.getByTestId("seen-summary").textContent()).toMatch(/^Nothing/);
     await chat.send("Once upon a time");

@@ -52,9 +52,10 @@ export function TopBar() {
       return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
     },
   );
-  // before any answer is shown: the engine's calibration (a short local answer it scored when the model loaded)
+  // the engine's calibration (the router's recent scores, from a short local answer at load on): the
+  // same number as the Cloud panel's; the answers shown here only when the engine has none
   const calibrated = useCloudControl(tau)?.calibration.shareAtTau ?? null;
-  const share = recent ?? calibrated;
+  const share = calibrated ?? recent;
   return (
     <header className="topbar">
       <div className="tau" data-testid="tau">
@@ -81,9 +82,9 @@ export function TopBar() {
             className="tau-share"
             data-testid="tau-share"
             title={
-              recent !== null
-                ? "share of the tokens of your recent answers whose router score is below this τ"
-                : "share of the router's recent scores below this τ (calibrated on a short local answer when the model loaded)"
+              calibrated !== null
+                ? "share of the router's recent scores below this τ (its calibration: your recent answers, and a short local answer scored when the model loaded)"
+                : "share of the tokens of your recent answers whose router score is below this τ"
             }
           >
             {share === null ? "cloud share: after a first answer" : `≈${formatPercent(share)} cloud at this τ`}
