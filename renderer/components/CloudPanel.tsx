@@ -7,6 +7,7 @@ import { useCallback, useEffect, useState } from "react";
 import type { CloudControlView, CloudSeenView, ControlPatch } from "../../shared/cloudControl";
 import { errorMessage } from "../../shared/errors.js";
 import { useApp, useSlice } from "../context";
+import { useCloudControl } from "../state/useCloudControl";
 
 const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
 
@@ -20,19 +21,17 @@ export function CloudPanel() {
     (s) => s.session,
     (s) => s.tau,
   );
-  const [control, setControl] = useState<CloudControlView | null>(null);
+  // the controls as the engine has them: the same state the top bar's estimate reads
+  const control = useCloudControl(tau);
   const [seen, setSeen] = useState<CloudSeenView | null>(null);
   const note = useCallback((m: string) => stores.session.setState((s) => ({ notices: [...s.notices, m] })), [stores]);
 
   useEffect(() => {
     if (!bridge) return;
-    void bridge.cloudControl({}).then(setControl, () => {});
     return bridge.subscribe((e) => {
-      if (e.type === "cloud-control") setControl(e.control);
-      else if (e.type === "cloud-seen") setSeen((s) => (s === null || e.seen.conversationId === s.conversationId ? e.seen : s));
-      else if (e.type === "tau") void bridge.cloudControl({}).then(setControl, () => {});
+      if (e.type === "cloud-seen") setSeen((s) => (s === null || e.seen.conversationId === s.conversationId ? e.seen : s));
     });
-  }, [bridge, tau]);
+  }, [bridge]);
   useEffect(() => {
     if (!bridge || !activeId) return setSeen(null);
     void bridge.cloudSeen({ conversationId: activeId }).then(setSeen, () => setSeen(null));
@@ -40,7 +39,10 @@ export function CloudPanel() {
 
   if (!bridge || !control) return null;
   const update = (patch: ControlPatch) =>
-    bridge.updateCloudControl(patch).then(setControl, (e: unknown) => note(`Cloud controls: ${errorMessage(e)}`));
+    bridge.updateCloudControl(patch).then(
+      () => {}, // the engine's cloud-control event carries the new controls to every view
+      (e: unknown) => note(`Cloud controls: ${errorMessage(e)}`),
+    );
   const budgetHit = budgetReached(control, seen);
   return (
     <details className="cloud-panel" data-testid="cloud-panel">
