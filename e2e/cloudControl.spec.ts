@@ -53,7 +53,7 @@ describe.skipIf(!!skip)("cloud controls in the app", () => {
     await chat.open(web.url);
     await chat.waitFor(async () => (await chat.cloudState()) === "online", "the cloud to be online");
     await page.getByTestId("cloud-panel").locator("summary").click();
-    await page.getByTestId("share-control").waitFor();
+    await page.getByTestId("budgets").waitFor();
     return { page, chat, logged };
   }
 
@@ -85,18 +85,16 @@ describe.skipIf(!!skip)("cloud controls in the app", () => {
     expect(await page.getByTestId("seen-forgotten").textContent()).toMatch(/server confirmed it deleted its copy/);
     expect(await page.getByTestId("cloud-forget").isDisabled()).toBe(true);
 
-    // the target share becomes the control: about 10% of each answer, and τ is calibrated
-    await page.getByTestId("mode-share").click();
-    await chat.waitFor(
-      async () => /about 10% of each answer/.test((await page.getByTestId("cloud-panel").locator("summary").textContent()) ?? ""),
-      "the share mode",
-    );
+    // the target share becomes the control (the top bar's switch): about 10% of each answer, τ calibrated
+    await chat.setShare(0.1);
+    const summary = page.getByTestId("cloud-panel").locator("summary");
+    await chat.waitFor(async () => /about 10% of each answer/.test((await summary.textContent()) ?? ""), "the share mode");
     expect(await expected.textContent()).toMatch(/10% is τ ≈ \d\.\d\d/);
+    expect(await page.getByTestId("share-tau").textContent()).toMatch(/^τ ≈ \d\.\d\d$/);
+    await shot(page, "wide-light-share-mode");
     await page.getByTestId("mode-tau").click();
-    await chat.waitFor(
-      async () => /^Cloud: τ/.test((await page.getByTestId("cloud-panel").locator("summary").textContent()) ?? ""),
-      "τ mode",
-    );
+    await chat.waitFor(async () => /^Cloud: τ 0\.90/.test((await summary.textContent()) ?? ""), "τ mode, τ as it was");
+    expect(await page.getByTestId("tau-value").textContent()).toBe("0.90");
 
     // local-only: the next answer has no cloud token, and the cloud is sent nothing more
     await chat.newChat();
@@ -130,7 +128,7 @@ describe.skipIf(!!skip)("cloud controls in the app", () => {
     { name: "narrow-light", width: 800, height: 600, scheme: "light" },
     { name: "narrow-dark", width: 800, height: 600, scheme: "dark" },
   ] as const) {
-    it(`${view.name}: the panel with the share control, seen panel and budget notice`, async () => {
+    it(`${view.name}: the top bar and the panel: seen panel and budget notice`, async () => {
       const { page, logged } = await open(view);
       await page.getByTestId("budgets").waitFor();
       expect(await page.getByTestId("share-expected").textContent()).toMatch(/would send ≈\d/); // kept from the answers before
@@ -139,4 +137,53 @@ describe.skipIf(!!skip)("cloud controls in the app", () => {
       await page.context().close();
     });
   }
+});
+
+describe.skipIf(!!skip)("a fresh install's cloud control", () => {
+  let browser: Browser;
+  let cloud: CloudProc;
+  let web: WebProc;
+
+  beforeAll(async () => {
+    [browser, cloud] = await Promise.all([launchChromium(), startCloud(fixtures.storiesLlm!)]);
+    // no --tau: the app's default control, the target share
+    web = await startWeb({ dataDir: tempDir("tandem-e2e-fresh-share-"), slm: fixtures.storiesSlm!, cloud, paceMs: 5, maxTokens: 60 });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    if (web) await kill(web.child, "SIGTERM");
+    if (cloud) await kill(cloud.child);
+  });
+
+  it("is the target share (about 7%), with its calibrated τ; an answer's cloud tokens count in today's use", async () => {
+    const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: "light" });
+    const page = await context.newPage();
+    const logged: string[] = [];
+    page.on("pageerror", (e) => logged.push(`pageerror: ${e.message}`));
+    const chat = new ChatPage(page);
+    await chat.open(web.url);
+    await chat.waitFor(async () => (await page.getByTestId("tau").getAttribute("data-mode")) === "share", "the share control");
+    expect(await page.getByTestId("share-value").textContent()).toBe("7.0%");
+    expect(await page.getByTestId("tau-help").textContent()).toMatch(/about this share of each answer/);
+    expect(await page.getByTestId("tau-slider").count()).toBe(0); // τ is the advanced control, one click away
+    // calibrated from the short local answer the engine scores at load: the τ this share is now
+    await chat.waitFor(async () => /^τ ≈ \d\.\d\d$/.test((await page.getByTestId("share-tau").textContent()) ?? ""), "the calibrated τ");
+    await chat.waitFor(async () => (await chat.cloudState()) === "online", "the cloud to be online");
+    await chat.send("Once upon a time");
+    expect(await chat.waitForAnswerEnd()).toBe("complete");
+    const counts = await chat.originCounts();
+    expect(counts.cloud + counts.fallback).toBeGreaterThan(0); // the share routes some positions
+    expect(counts.cloud + counts.fallback).toBeLessThan(counts.local); // and only some
+    await page.getByTestId("cloud-panel").locator("summary").click();
+    // what the cloud wrote: the answer's cloud tokens (and a call's continuation tokens, when it fell back to calls)
+    const today = async () => Number(/\(today (\d+)\)/.exec((await page.getByTestId("usage-today").textContent()) ?? "")?.[1] ?? -1);
+    await chat.waitFor(async () => (await today()) >= counts.cloud, `today's use to count the answer's ${counts.cloud} cloud tokens`);
+    expect(await today()).toBeLessThanOrEqual(counts.cloud + 4 * (counts.cloud + counts.fallback));
+    await shot(page, "fresh-wide-light");
+    await page.setViewportSize({ width: 800, height: 600 });
+    await page.emulateMedia({ colorScheme: "dark" });
+    await shot(page, "fresh-narrow-dark");
+    expect(logged).toEqual([]);
+    await context.close();
+  });
 });

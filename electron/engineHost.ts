@@ -6,6 +6,7 @@
  * engineProtocol.ts. Imports no `electron`: Electron hands a utility process `process.parentPort`.
  */
 import { bindService, TandemService } from "./engine/service.js";
+import { APP_TARGET_SHARE } from "../shared/cloudControl.js";
 import { relayedSecretStore } from "./engine/settings.js";
 import { callOp, type BridgeApi, type BridgeEvent } from "../shared/bridge.js";
 import { messageOf, parseToEngine, type EngineStartOptions, type FromEngine } from "./engineProtocol.js";
@@ -33,6 +34,7 @@ export async function openTandemService(o: EngineStartOptions, saveSecret: (toke
     cloud: o.cloud ?? undefined,
     paceMs: o.paceMs,
     maxTokens: o.maxTokens,
+    freshTargetShare: APP_TARGET_SHARE, // the app's default control (issue 18)
     // the main process keeps the token encrypted (it has safeStorage); absent, the engine's own 0600 file
     secrets: o.secret ? relayedSecretStore(o.secret.token, saveSecret) : undefined,
   });

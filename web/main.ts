@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startCloudServer, type CloudServer } from "../cloud/server.js";
 import { emptyStage, bindService, TandemService } from "../electron/engine/service.js";
+import { APP_TARGET_SHARE } from "../shared/cloudControl.js";
 import { preflightModelFile } from "../inference/modelPreflight.js";
 import { isRemoteModelUri } from "../inference/modelFile.js";
 import { defaultModelsDir } from "../inference/appFolders.js";
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
     cloudDefault,
     llm: llmStage,
     tau: values.tau !== undefined ? Number(values.tau) : undefined,
+    freshTargetShare: APP_TARGET_SHARE, // the app's default control; --tau makes τ the control
     // tiny fixture models answer faster than the eye: pace them unless told otherwise
     paceMs: values["pace-ms"] !== undefined ? Number(values["pace-ms"]) : fixtures ? 25 : 0,
     maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : fixtures ? 160 : 512,

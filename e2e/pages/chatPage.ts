@@ -34,9 +34,25 @@ export class ChatPage {
     );
   }
 
+  /** Sets τ, switching the top bar's control from the target share to τ first when needed (as a person would). */
   async setTau(tau: number): Promise<void> {
+    if ((await this.page.getByTestId("tau").getAttribute("data-mode")) !== "tau") {
+      await this.page.getByTestId("mode-tau").click();
+      await this.page.getByTestId("tau-slider").waitFor();
+    }
     await this.page.getByTestId("tau-slider").fill(String(tau));
     await this.waitFor(async () => (await this.page.getByTestId("tau-value").textContent()) === tau.toFixed(2), `τ = ${tau}`);
+  }
+
+  /** Sets the target cloud share (0–0.5) in the top bar, switching from τ first when needed. */
+  async setShare(share: number): Promise<void> {
+    if ((await this.page.getByTestId("tau").getAttribute("data-mode")) !== "share") {
+      await this.page.getByTestId("mode-share").click();
+      await this.page.getByTestId("share-slider").waitFor();
+    }
+    await this.page.getByTestId("share-slider").fill(String(share));
+    const shown = `${(100 * share).toFixed(share > 0 && share < 0.1 ? 1 : 0)}%`;
+    await this.waitFor(async () => (await this.page.getByTestId("share-value").textContent()) === shown, `share ${shown}`);
   }
 
   async send(text: string): Promise<void> {

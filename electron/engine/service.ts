@@ -83,6 +83,8 @@ export class TandemService implements BridgeApi {
       const state = new EngineState(opts, store, settings, token);
       state.lock = lock;
       state.control = await CloudControl.open(opts.dataDir);
+      if (opts.freshTargetShare !== undefined && opts.tau === undefined && settings.get().tau === undefined)
+        state.control.store.startWith({ targetShare: opts.freshTargetShare });
       state.notices.push(...state.control.notices);
       return new TandemService(state);
     } catch (err) {

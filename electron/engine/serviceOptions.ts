@@ -36,6 +36,12 @@ export interface ServiceOptions {
   /** status of an LLM hosted in-process by the caller (browser mode); shown, not managed, here */
   llm?: StageStatus;
   tau?: number;
+  /**
+   * The target cloud share a fresh install starts with (the app: APP_TARGET_SHARE, its default
+   * control). Ignored when τ is given (a flag) or saved, or once the cloud controls were saved.
+   * Absent: τ rules (the CLI, tests).
+   */
+  freshTargetShare?: number;
   maxTokens?: number;
   /** SLM candidates per token for the inspector */
   topK?: number;

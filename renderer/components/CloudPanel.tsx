@@ -1,7 +1,7 @@
 /**
- * The cloud, under the user's control: how much of an answer may come from it (a target share, the
- * default; τ stays in the top bar as the advanced control), budgets, local-only conversations, and
- * what the cloud has seen of this conversation, with Forget.
+ * The cloud, under the user's control: what the top bar's share (or τ) means on the router's recent
+ * scores, budgets, local-only conversations, and what the cloud has seen of this conversation, with
+ * Forget.
  */
 import { useCallback, useEffect, useState } from "react";
 import type { CloudControlView, CloudSeenView, ControlPatch } from "../../shared/cloudControl";
@@ -57,7 +57,7 @@ export function CloudPanel() {
           cloud again.
         </p>
       )}
-      <ShareControl control={control} tau={tau} update={update} />
+      <ShareExplained control={control} tau={tau} />
       <Budgets control={control} update={update} />
       <label className="cloud-row">
         <input
@@ -73,58 +73,28 @@ export function CloudPanel() {
   );
 }
 
-function ShareControl(props: { control: CloudControlView; tau: number; update: (p: ControlPatch) => Promise<void> }) {
-  const { control, tau, update } = props;
-  const [draft, setDraft] = useState(control.targetShare ?? 0.1);
+/** What the top bar's control means on the router's recent scores (the calibration behind it). */
+function ShareExplained(props: { control: CloudControlView; tau: number }) {
+  const { control, tau } = props;
   const c = control.calibration;
-  const expected =
-    c.shareAtTau === null
-      ? "the share this τ gives is shown once the router has scored an answer"
-      : `τ ${tau.toFixed(2)} would send ≈${pct(c.shareAtTau)} of the tokens to the cloud (from ${c.scores} recent router scores)`;
+  const target = control.targetShare;
+  let text: string;
+  if (target !== null)
+    text =
+      `Set in the top bar: about ${pct(target)} of each answer; τ is calibrated from the router's recent scores as the answer goes` +
+      (c.tauForTarget === null
+        ? " (once it has scored an answer)."
+        : `: ${pct(target)} is τ ≈ ${c.tauForTarget.toFixed(2)} on ${c.scores} of them.`);
+  else
+    text =
+      `Set in the top bar: τ (advanced; switch it to Share for about a fixed part of each answer). ` +
+      (c.shareAtTau === null
+        ? "The share a τ gives is shown once the router has scored an answer."
+        : `τ ${tau.toFixed(2)} would send ≈${pct(c.shareAtTau)} of the tokens to the cloud (from ${c.scores} recent router scores).`);
   return (
-    <fieldset className="cloud-share" data-testid="share-control">
-      <legend>How much may come from the cloud</legend>
-      <label className="cloud-row">
-        <input
-          type="radio"
-          name="cloud-mode"
-          data-testid="mode-share"
-          checked={control.targetShare !== null}
-          onChange={() => void update({ targetShare: draft })}
-        />
-        About
-        <input
-          type="range"
-          min={0}
-          max={0.5}
-          step={0.01}
-          value={control.targetShare ?? draft}
-          data-testid="share-slider"
-          aria-label="target cloud share"
-          onChange={(e) => setDraft(Number(e.target.value))}
-          onMouseUp={() => void update({ targetShare: draft })}
-          onKeyUp={() => void update({ targetShare: draft })}
-          onTouchEnd={() => void update({ targetShare: draft })}
-        />
-        <output data-testid="share-value">{pct(control.targetShare ?? draft)}</output> of each answer (τ is calibrated as the answer goes)
-      </label>
-      <label className="cloud-row">
-        <input
-          type="radio"
-          name="cloud-mode"
-          data-testid="mode-tau"
-          checked={control.targetShare === null}
-          onChange={() => void update({ targetShare: null })}
-        />
-        Advanced: the threshold τ in the top bar
-      </label>
-      <p className="cloud-muted" data-testid="share-expected">
-        {expected}
-        {control.targetShare !== null &&
-          c.tauForTarget !== null &&
-          ` · ${pct(control.targetShare)} is τ ≈ ${c.tauForTarget.toFixed(2)} on them`}
-      </p>
-    </fieldset>
+    <p className="cloud-muted" data-testid="share-expected">
+      {text}
+    </p>
   );
 }
 
@@ -143,7 +113,10 @@ function Budgets(props: { control: CloudControlView; update: (p: ControlPatch) =
         <input inputMode="numeric" data-testid="budget-conversation" value={conv} onChange={(e) => setConv(e.target.value)} />
       </label>
       <label>
-        Cloud tokens per day <span className="cloud-muted">(today {u.cloudTokens})</span>
+        Cloud tokens per day{" "}
+        <span className="cloud-muted" data-testid="usage-today">
+          (today {u.cloudTokens})
+        </span>
         <input inputMode="numeric" data-testid="budget-day" value={day} onChange={(e) => setDay(e.target.value)} />
       </label>
       <label>

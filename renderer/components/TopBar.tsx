@@ -1,11 +1,11 @@
 /**
- * Always in view, on one row: τ with what it means and the cloud share it would give, the legend, the
- * cloud indicator, and a menu for what does not fit (display settings, the full legend, why the cloud
- * is offline).
+ * Always in view, on one row: how much comes from the cloud (a target share, or τ with the share it
+ * gives: ShareControl.tsx), the legend, the cloud indicator, and a menu for what does not fit
+ * (display settings, the full legend, why the cloud is offline).
  */
 import { useApp, useSlice } from "../context";
 import { formatPercent, routedShareAt } from "../state/answerStats";
-import { useCloudControl } from "../state/useCloudControl";
+import { ShareControl } from "./ShareControl";
 import type { ChatState } from "../state/chatReducer";
 import { THEMES, type Theme } from "../state/stores";
 import { Legend } from "./Legend";
@@ -40,7 +40,6 @@ export function cloudLabel(cloud: CloudStatus | null): string {
 }
 
 export function TopBar() {
-  const { controller } = useApp();
   const tau = useSlice(
     (s) => s.session,
     (s) => s.tau,
@@ -52,48 +51,9 @@ export function TopBar() {
       return scores.length ? Math.round(routedShareAt(scores, tau) * 1000) / 1000 : null;
     },
   );
-  // the engine's calibration (the router's recent scores, from a short local answer at load on): the
-  // same number as the Cloud panel's; the answers shown here only when the engine has none
-  const calibrated = useCloudControl(tau)?.calibration.shareAtTau ?? null;
-  const share = calibrated ?? recent;
   return (
     <header className="topbar">
-      <div className="tau" data-testid="tau">
-        <div className="tau-row">
-          <label htmlFor="tau-slider">
-            τ{" "}
-            <span className="tau-value" data-testid="tau-value">
-              {tau.toFixed(2)}
-            </span>
-          </label>
-          <input
-            id="tau-slider"
-            data-testid="tau-slider"
-            type="range"
-            min={0}
-            max={1}
-            step={0.01}
-            value={tau}
-            onChange={(e) => void controller.setTau(Number(e.target.value))}
-            aria-label="τ: the router sends a token to the cloud when its score is below τ"
-            aria-describedby="tau-help"
-          />
-          <span
-            className="tau-share"
-            data-testid="tau-share"
-            title={
-              calibrated !== null
-                ? "share of the router's recent scores below this τ (its calibration: your recent answers, and a short local answer scored when the model loaded)"
-                : "share of the tokens of your recent answers whose router score is below this τ"
-            }
-          >
-            {share === null ? "cloud share: after a first answer" : `≈${formatPercent(share)} cloud at this τ`}
-          </span>
-        </div>
-        <div id="tau-help" className="tau-help" data-testid="tau-help">
-          Tokens the router scores below τ are written by the cloud · 0 all local, 1 all cloud
-        </div>
-      </div>
+      <ShareControl fallbackShare={recent} />
       <Legend />
       <div className="status">
         <CloudIndicator />

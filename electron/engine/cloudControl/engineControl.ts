@@ -147,6 +147,7 @@ export class CloudControl {
       // without a steer the scores still feed the calibration: "≈x% at this τ" comes from them
       wrap: (answer) => steered(answer, steer ?? { observe: (e) => window.add(e.confidence) }),
       end: async () => {
+        peer?.chargeStreams(); // a stream's tokens count when the answer is done with it
         if (cloud && before) {
           const sent = cloud.stats.tokensUp - before.tokens;
           await this.store.recordSeen(conversationId, {

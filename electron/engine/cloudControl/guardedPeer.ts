@@ -8,7 +8,8 @@
  *                cap; past it (or past the bytes-up cap) routed positions fall back, reason "budget"
  *
  * Route streams (the server's SLM replica) are used only where no token cap applies: a stream's
- * positions cannot be reserved one by one.
+ * positions cannot be reserved one by one. The LLM tokens the answer took from them (routed entries
+ * that are the answer's committed tokens) are charged when the answer ends (`chargeStreams`).
  */
 import type { ModelIdentity } from "../../../shared/protocol.js";
 import type { Router } from "../../../shared/router.js";
@@ -43,6 +44,10 @@ export const LOCAL_ONLY_MESSAGE = "this conversation never leaves the device";
 export class GuardedPeer implements CloudPeer {
   /** tokens reserved by calls in flight */
   private reserved = 0;
+  /** the route streams handed out, not yet charged, with the answer position each began at */
+  private streams: { start: number; stream: RouteStream }[] = [];
+  /** the answer's committed tokens, as last observed */
+  private committed: readonly number[] = [];
 
   constructor(
     private readonly inner: CloudPeer,
@@ -86,12 +91,34 @@ export class GuardedPeer implements CloudPeer {
   }
 
   observe(history: readonly number[]): void {
+    this.committed = history;
     if (this.blocked() === null) this.inner.observe?.(history);
   }
 
   route(history: readonly number[], opts: RouteOptions, signal?: AbortSignal): RouteStream | null {
     if (!this.inner.route || this.blocked() !== null || Number.isFinite(this.gate.tokensLeft())) return null;
-    return this.inner.route(history, opts, signal);
+    const stream = this.inner.route(history, opts, signal);
+    if (stream) this.streams.push({ start: history.length, stream });
+    return stream;
+  }
+
+  /**
+   * Charges the LLM tokens the answer took from its route streams: routed entries equal to the
+   * committed token at their position, up to where a stream left the answer (each position once,
+   * though streams may overlap). Returns how many.
+   */
+  chargeStreams(): number {
+    const taken = new Set<number>();
+    for (const { start, stream } of this.streams) {
+      for (let i = 0; i < stream.entries.length && start + i < this.committed.length; i++) {
+        const e = stream.entries[i]!;
+        if (e.tokenId !== this.committed[start + i]) break; // the stream left the answer here
+        if (e.routed) taken.add(start + i);
+      }
+    }
+    this.streams = [];
+    if (taken.size > 0) this.gate.charge(taken.size);
+    return taken.size;
   }
 
   prepareRoute(router: Router): void {

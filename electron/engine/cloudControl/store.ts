@@ -65,6 +65,8 @@ export class CloudControlStore {
     private readonly file: string | null,
     private data: ControlFile,
     readonly notices: string[] = [],
+    /** the defaults are in use: no file yet (a fresh install, or controls never changed), or one set aside */
+    readonly fresh = false,
   ) {}
 
   static inMemory(): CloudControlStore {
@@ -77,16 +79,24 @@ export class CloudControlStore {
     try {
       text = await readFile(file, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return new CloudControlStore(file, blank());
-      return new CloudControlStore(file, blank(), [`Could not read the cloud controls (${(err as Error).message}); defaults are used.`]);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return new CloudControlStore(file, blank(), [], true);
+      return new CloudControlStore(
+        file,
+        blank(),
+        [`Could not read the cloud controls (${(err as Error).message}); defaults are used.`],
+        true,
+      );
     }
     const ok = FileSchema.safeParse(text.length <= MAX_FILE_BYTES ? safeJson(text) : undefined);
     if (ok.success) return new CloudControlStore(file, ok.data);
     const aside = `${file}.corrupt-${Date.now()}`;
     await rename(file, aside).catch(() => {});
-    return new CloudControlStore(file, blank(), [
-      `The cloud controls could not be read; the file was set aside as ${path.basename(aside)} and defaults are used.`,
-    ]);
+    return new CloudControlStore(
+      file,
+      blank(),
+      [`The cloud controls could not be read; the file was set aside as ${path.basename(aside)} and defaults are used.`],
+      true,
+    );
   }
 
   get settings(): ControlSettings {
@@ -95,6 +105,14 @@ export class CloudControlStore {
 
   get targetShare(): number | null {
     return this.data.settings.targetShare;
+  }
+
+  /**
+   * The settings a fresh install starts with (the app's defaults), in memory only: the file is
+   * written when the user first changes a control, so until then every start begins the same way.
+   */
+  startWith(s: Partial<ControlSettings>): void {
+    if (this.fresh) this.data.settings = ControlSettingsSchema.parse({ ...this.data.settings, ...s });
   }
 
   /** Replaces the settings (checked by the caller with ControlSettingsSchema). */
