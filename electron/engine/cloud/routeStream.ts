@@ -2,7 +2,7 @@
  * The device's end of a /route stream (RouteRequest in shared/protocol.ts): the positions a cloud's
  * SLM replica decided, as they arrive. The decoder reads them by offset from the stream's first
  * position and verifies each against its own tokens (electron/engine/decoding/replicaSource.ts); the
- * client fills them in (tandemClient.ts).
+ * client fills them in (routeReader.ts).
  */
 import { CloudCallError } from "./peer.js";
 
@@ -28,7 +28,7 @@ export class RouteStream {
 
   constructor(
     private readonly deadlineMs: number,
-    /** more time for the first position: the server's reading of the tokens it has not seen yet (tandemClient's catch-up allowance) */
+    /** more time for the first position: the server's reading of the tokens it has not seen yet (the client's catch-up allowance, readingSpeed.ts) */
     private readonly catchUpMs = 0,
   ) {}
 
