@@ -49,17 +49,27 @@ async function main(): Promise<number> {
 
   let server: CloudServer;
   try {
-    console.error(`Loading ${args.model} …`);
-    const modelPath = await resolveModelSource(args.model, { onProgress: downloadProgress() });
-    const replicaModelPath = args.server.replicaModelPath
-      ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() })
-      : undefined;
-    server = await startCloudServer({ ...args.server, modelPath, replicaModelPath });
+    server = await start(args);
   } catch (err) {
     console.error(`tandem cloud: ${errorMessage(err)}`);
     return 1;
   }
+  printBanner(server, args);
+  return serveUntilSignal(server);
+}
 
+/** Fetches the models if they are not on disk yet, then starts the server. */
+async function start(args: ParsedCloudArgs): Promise<CloudServer> {
+  console.error(`Loading ${args.model} …`);
+  const modelPath = await resolveModelSource(args.model, { onProgress: downloadProgress() });
+  const replicaModelPath = args.server.replicaModelPath
+    ? await resolveModelSource(args.server.replicaModelPath, { onProgress: downloadProgress() })
+    : undefined;
+  return startCloudServer({ ...args.server, modelPath, replicaModelPath });
+}
+
+/** What the operator needs: the address, the model and its vocabulary hash, the backend, memory, how clients authenticate. */
+function printBanner(server: CloudServer, args: ParsedCloudArgs): void {
   const id = server.identity;
   const rt = server.runtime;
   const mem = server.memory();
@@ -88,8 +98,11 @@ async function main(): Promise<number> {
   if (!isLoopbackHost(server.host)) {
     console.log("Note: this is plain HTTP. Across the internet, put it behind a TLS proxy or an SSH tunnel.");
   }
+}
 
-  return await new Promise<number>((resolve) => {
+/** Serves until SIGINT or SIGTERM (a second one exits at once): 0 after a clean shutdown, 1 if it failed. */
+function serveUntilSignal(server: CloudServer): Promise<number> {
+  return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) {

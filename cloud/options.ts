@@ -54,40 +54,52 @@ export interface ParsedCloudArgs {
 
 const GPU_CHOICES: Readonly<Record<string, GpuChoice>> = { auto: "auto", cuda: "cuda", vulkan: "vulkan", metal: "metal", cpu: false };
 
+const CLOUD_FLAGS = {
+  model: { type: "string", short: "m" },
+  host: { type: "string", default: "127.0.0.1" },
+  port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  "no-auth": { type: "boolean", default: false },
+  gpu: { type: "string", default: "auto" },
+  "max-sessions": { type: "string" },
+  "context-size": { type: "string" },
+  "max-kv-mb": { type: "string" },
+  "max-queue": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "rate-limit": { type: "string" },
+  slm: { type: "string" },
+  "replica-slots": { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+type CloudFlags = ReturnType<typeof readFlags>;
+
 export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedCloudArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        model: { type: "string", short: "m" },
-        host: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", short: "p", default: String(DEFAULT_PORT) },
-        token: { type: "string" },
-        "token-file": { type: "string" },
-        "no-auth": { type: "boolean", default: false },
-        gpu: { type: "string", default: "auto" },
-        "max-sessions": { type: "string" },
-        "context-size": { type: "string" },
-        "max-kv-mb": { type: "string" },
-        "max-queue": { type: "string" },
-        "idle-timeout": { type: "string" },
-        "rate-limit": { type: "string" },
-        slm: { type: "string" },
-        "replica-slots": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(errorMessage(err));
-  }
+  const values = readFlags(argv);
   const empty: ParsedCloudArgs = { help: true, server: {}, model: "", tokenSource: "none", warnings: [] };
   if (values.help) return empty;
   if (!values.model) throw new UsageError("--model is required");
+  checkAuthFlags(values);
+  const gpu = GPU_CHOICES[values.gpu];
+  if (gpu === undefined) throw new UsageError(`--gpu must be one of ${Object.keys(GPU_CHOICES).join(", ")}, got "${values.gpu}"`);
+  const warnings: string[] = [];
+  const { token, tokenSource } = values["no-auth"]
+    ? { token: undefined, tokenSource: "none" as const }
+    : chooseToken(values, env, warnings);
+  return { help: false, model: values.model, tokenSource, warnings, server: { ...serverFlags(values), token, gpu } };
+}
 
-  const host = values.host;
+function readFlags(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: CLOUD_FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+}
+
+/** The token flags agree with each other and with the address. */
+function checkAuthFlags(values: CloudFlags): void {
   const noAuth = values["no-auth"];
   if (values.token !== undefined && values["token-file"] !== undefined) {
     throw new UsageError("--token and --token-file both give a token; choose one");
@@ -95,54 +107,52 @@ export function parseCloudArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (noAuth && (values.token !== undefined || values["token-file"] !== undefined)) {
     throw new UsageError("--no-auth contradicts --token / --token-file; choose one");
   }
-  if (noAuth && !isLoopbackHost(host)) {
+  if (noAuth && !isLoopbackHost(values.host)) {
     throw new UsageError(
-      `--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not ${host}: anyone who can reach it could use the model`,
+      `--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not ${values.host}: anyone who can reach it could use the model`,
     );
   }
-  const gpu = GPU_CHOICES[values.gpu];
-  if (gpu === undefined) throw new UsageError(`--gpu must be one of ${Object.keys(GPU_CHOICES).join(", ")}, got "${values.gpu}"`);
+}
 
-  const warnings: string[] = [];
-  let token: string | undefined;
-  let tokenSource: ParsedCloudArgs["tokenSource"] = "none";
-  if (!noAuth) {
-    if (values.token !== undefined) [token, tokenSource] = [values.token, "flag"];
-    else if (values["token-file"] !== undefined) [token, tokenSource] = [readTokenFile(values["token-file"], warnings), "file"];
-    else if (env.TANDEM_CLOUD_TOKEN) [token, tokenSource] = [env.TANDEM_CLOUD_TOKEN, "env"];
-    // a server without a token is never the default: make one up and print it
-    else [token, tokenSource] = [randomBytes(24).toString("base64url"), "generated"];
-    try {
-      checkTokenStrength(token); // before a possibly long download
-    } catch (err) {
-      throw new UsageError(
-        `${errorMessage(err)}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`,
-      );
-    }
+/** The access token: the flag's, the file's, the environment's, or a new random one; checked before a possibly long download. */
+function chooseToken(
+  values: CloudFlags,
+  env: NodeJS.ProcessEnv,
+  warnings: string[],
+): { token: string; tokenSource: ParsedCloudArgs["tokenSource"] } {
+  let token: string;
+  let tokenSource: ParsedCloudArgs["tokenSource"];
+  if (values.token !== undefined) [token, tokenSource] = [values.token, "flag"];
+  else if (values["token-file"] !== undefined) [token, tokenSource] = [readTokenFile(values["token-file"], warnings), "file"];
+  else if (env.TANDEM_CLOUD_TOKEN) [token, tokenSource] = [env.TANDEM_CLOUD_TOKEN, "env"];
+  // a server without a token is never the default: make one up and print it
+  else [token, tokenSource] = [randomBytes(24).toString("base64url"), "generated"];
+  try {
+    checkTokenStrength(token);
+  } catch (err) {
+    throw new UsageError(
+      `${errorMessage(err)}${tokenSource === "file" ? ` (in ${values["token-file"]})` : tokenSource === "env" ? " (in TANDEM_CLOUD_TOKEN)" : ""}`,
+    );
   }
+  return { token, tokenSource };
+}
 
+/** The server's numeric limits and addresses from the flags, each range-checked. */
+function serverFlags(values: CloudFlags): ParsedCloudArgs["server"] {
   const idleSeconds = optionalInt(values["idle-timeout"], "--idle-timeout", 1, 7 * 24 * 3600);
   const rate = optionalInt(values["rate-limit"], "--rate-limit", 0, 1_000_000);
   return {
-    help: false,
-    model: values.model,
-    tokenSource,
-    warnings,
-    server: {
-      host,
-      port: intArg(values.port, "--port", 0, 65535),
-      token,
-      allowNoAuth: noAuth,
-      gpu,
-      maxSessions: optionalInt(values["max-sessions"], "--max-sessions", 1, MAX_SEQUENCES),
-      contextSize: optionalInt(values["context-size"], "--context-size", 16, 1 << 22),
-      maxKvMb: optionalInt(values["max-kv-mb"], "--max-kv-mb", 1, 1 << 30),
-      maxQueued: optionalInt(values["max-queue"], "--max-queue", 1, 1 << 20),
-      idleTimeoutMs: idleSeconds === undefined ? undefined : idleSeconds * 1000,
-      rateLimit: rate === undefined ? undefined : rate === 0 ? false : { perSecond: rate, burst: 2 * rate },
-      ...(values.slm ? { replicaModelPath: values.slm } : {}),
-      replicaSlots: optionalInt(values["replica-slots"], "--replica-slots", 1, 64),
-    },
+    host: values.host,
+    port: intArg(values.port, "--port", 0, 65535),
+    allowNoAuth: values["no-auth"],
+    maxSessions: optionalInt(values["max-sessions"], "--max-sessions", 1, MAX_SEQUENCES),
+    contextSize: optionalInt(values["context-size"], "--context-size", 16, 1 << 22),
+    maxKvMb: optionalInt(values["max-kv-mb"], "--max-kv-mb", 1, 1 << 30),
+    maxQueued: optionalInt(values["max-queue"], "--max-queue", 1, 1 << 20),
+    idleTimeoutMs: idleSeconds === undefined ? undefined : idleSeconds * 1000,
+    rateLimit: rate === undefined ? undefined : rate === 0 ? false : { perSecond: rate, burst: 2 * rate },
+    ...(values.slm ? { replicaModelPath: values.slm } : {}),
+    replicaSlots: optionalInt(values["replica-slots"], "--replica-slots", 1, 64),
   };
 }
 

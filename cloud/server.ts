@@ -162,6 +162,8 @@ export const DEFAULT_HEADERS_TIMEOUT_MS = 5000;
 const LISTEN_BACKLOG = 4096;
 /** how long a socket answered with a protocol error (400, 408, 431) may take to read it before it is destroyed */
 const CLOSE_GRACE_MS = 1000;
+/** what a POST to /v1/sessions/:id/… may ask */
+type SessionAction = "next" | "append" | "truncate" | "route" | "router" | "forget";
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function startCloudServer(opts: CloudServerOptions): Promise<CloudServer> {
@@ -169,106 +171,16 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
   const log = opts.log ?? ((m: string) => console.error(m));
   // refuse a bad security configuration before spending time on the model
   const verify = authConfig(opts, host);
-
-  let model: LlamaModel;
-  let ownsModel = false;
-  let threads = opts.threads;
-  if (opts.model) {
-    model = opts.model;
-  } else if (opts.modelPath) {
-    const file = await resolveModelSource(opts.modelPath);
-    const loaded = await loadModelFile(await runtimeFor(opts.gpu), file);
-    model = loaded.model;
-    ownsModel = true;
-    threads ??= loaded.threads;
-  } else {
-    throw new Error("startCloudServer needs a model: pass modelPath or model");
-  }
-
+  const { model, ownsModel, threads } = await serverModel(opts);
   let sessions: SessionManager | undefined;
   let replica: SlmReplica | undefined;
   try {
     const identity = modelIdentity(model);
-    sessions = await SessionManager.create({
-      model,
-      vocabSize: identity.vocabSize,
-      maxSessions: opts.maxSessions,
-      maxKvBytes: opts.maxKvMb === undefined ? undefined : Math.floor(opts.maxKvMb * MIB),
-      maxQueuedPerSession: opts.maxQueuedPerSession,
-      maxQueued: opts.maxQueued,
-      contextSize: opts.contextSize,
-      threads,
-      idleTimeoutMs: opts.idleTimeoutMs,
-      maxSessionsPerOwner: opts.maxSessionsPerClient,
-    });
-    if (opts.replicaModelPath) {
-      replica = await SlmReplica.load(model.llama, await resolveModelSource(opts.replicaModelPath), {
-        slots: opts.replicaSlots,
-        contextSize: sessions.capacity,
-      });
-      if (replica.identity.vocabHash !== identity.vocabHash) throw new VocabularyMismatchError(replica.identity, identity);
-    }
+    sessions = await createSessions(model, identity.vocabSize, threads, opts);
+    replica = await loadReplica(model, identity, sessions.capacity, opts);
     const runtime: RuntimeInfo = { gpu: model.llama.gpu, gpuLayers: model.gpuLayers, totalLayers: model.fileInsights.totalLayers };
-    const startedAt = Date.now();
-    const api = new Api(
-      sessions,
-      replica,
-      identity,
-      verify,
-      opts.rateLimit === false ? undefined : new TokenBucketLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT),
-      log,
-      runtime,
-      startedAt,
-      {
-        maxConnections: positiveLimit(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, "maxConnections"),
-        maxPerAddress: positiveLimit(opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "maxConnectionsPerAddress"),
-      },
-    );
-    const headersTimeout = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-    const server = http.createServer(
-      {
-        // Node checks the header and request timeouts on this interval (default 30 s, which let
-        // unfinished sockets live a minute): check often enough for a short header timeout to bite
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
-        // since Node 18 the header timer runs from a request's first byte (or the connection's start),
-        // not across keep-alive idle time, so it can be far shorter than keepAliveTimeout
-        headersTimeout,
-        requestTimeout: Math.max(headersTimeout, 30_000),
-      },
-      (req, res) => void api.handle(req, res),
-    );
-    // clients hold connections open between tokens; Node's 5 s default would make them reconnect often
-    server.keepAliveTimeout = 65_000;
-    // each connection costs a socket and, while a body is read, up to maxBodyBytes: bound them
-    server.on("connection", (socket: Socket) => api.connections.admit(socket));
-    server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      // malformed HTTP never reaches the handler. Answer like Node's own handler would (431 for
-      // oversized headers, 408 for a request that took too long, 400 otherwise), but only when no
-      // response of ours is under way on that socket: a status line in the middle of one would corrupt it.
-      if (socket.writable && !api.busySockets.has(socket) && err.code !== "ECONNRESET") {
-        const status =
-          err.code === "HPE_HEADER_OVERFLOW"
-            ? "431 Request Header Fields Too Large"
-            : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-              ? "408 Request Timeout"
-              : "400 Bad Request";
-        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-        // a client that never reads (a flood of unfinished requests) would hold the half-closed socket
-        // open: give a real one a moment to read the answer, then free it
-        setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-      } else socket.destroy();
-    });
-
-    // CONNECT (proxy tunnels) bypasses the request handler, and without a listener Node just drops the
-    // connection (found by the fuzz test): answer it like any other method this server does not take
-    server.on("connect", (_req: IncomingMessage, socket: Socket) => {
-      const body = JSON.stringify(new CloudError("bad_request", "CONNECT is not supported: this is not a proxy").toBody());
-      socket.end(
-        `HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST, DELETE\r\nContent-Type: application/json; charset=utf-8\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    });
-
+    const api = createApi(sessions, replica, identity, verify, runtime, opts, log);
+    const server = httpServer(api, opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS);
     const address = await listen(server, host, opts.port ?? DEFAULT_PORT);
     if (!verify && !isLoopbackHost(address.address)) {
       // `host` was a name that resolved to a non-loopback address: never serve that without a token
@@ -305,6 +217,120 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<CloudS
     if (ownsModel) await model.dispose();
     throw err;
   }
+}
+
+function createApi(
+  sessions: SessionManager,
+  replica: SlmReplica | undefined,
+  identity: ModelIdentity,
+  verify: BearerVerifier | undefined,
+  runtime: RuntimeInfo,
+  opts: CloudServerOptions,
+  log: (message: string) => void,
+): Api {
+  const limiter = opts.rateLimit === false ? undefined : new TokenBucketLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
+  return new Api(sessions, replica, identity, verify, limiter, log, runtime, Date.now(), {
+    maxConnections: positiveLimit(opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, "maxConnections"),
+    maxPerAddress: positiveLimit(opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, "maxConnectionsPerAddress"),
+  });
+}
+
+/** The model to serve: the one given (not ours to dispose), or loaded from `modelPath`. */
+async function serverModel(opts: CloudServerOptions): Promise<{ model: LlamaModel; ownsModel: boolean; threads: number | undefined }> {
+  if (opts.model) return { model: opts.model, ownsModel: false, threads: opts.threads };
+  if (!opts.modelPath) throw new Error("startCloudServer needs a model: pass modelPath or model");
+  const file = await resolveModelSource(opts.modelPath);
+  const loaded = await loadModelFile(await runtimeFor(opts.gpu), file);
+  return { model: loaded.model, ownsModel: true, threads: opts.threads ?? loaded.threads };
+}
+
+function createSessions(
+  model: LlamaModel,
+  vocabSize: number,
+  threads: number | undefined,
+  opts: CloudServerOptions,
+): Promise<SessionManager> {
+  return SessionManager.create({
+    model,
+    vocabSize,
+    maxSessions: opts.maxSessions,
+    maxKvBytes: opts.maxKvMb === undefined ? undefined : Math.floor(opts.maxKvMb * MIB),
+    maxQueuedPerSession: opts.maxQueuedPerSession,
+    maxQueued: opts.maxQueued,
+    contextSize: opts.contextSize,
+    threads,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    maxSessionsPerOwner: opts.maxSessionsPerClient,
+  });
+}
+
+/** The device's SLM beside the LLM (`replicaModelPath`), which must share its vocabulary; undefined without one. */
+async function loadReplica(
+  model: LlamaModel,
+  identity: ModelIdentity,
+  contextSize: number,
+  opts: CloudServerOptions,
+): Promise<SlmReplica | undefined> {
+  if (!opts.replicaModelPath) return undefined;
+  const replica = await SlmReplica.load(model.llama, await resolveModelSource(opts.replicaModelPath), {
+    slots: opts.replicaSlots,
+    contextSize,
+  });
+  if (replica.identity.vocabHash !== identity.vocabHash) {
+    await replica.dispose();
+    throw new VocabularyMismatchError(replica.identity, identity);
+  }
+  return replica;
+}
+
+/** The HTTP server over `api`, with timeouts and answers to what never reaches its handler. */
+function httpServer(api: Api, headersTimeout: number): http.Server {
+  const server = http.createServer(
+    {
+      // Node checks the header and request timeouts on this interval (default 30 s, which let
+      // unfinished sockets live a minute): check often enough for a short header timeout to bite
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+      // since Node 18 the header timer runs from a request's first byte (or the connection's start),
+      // not across keep-alive idle time, so it can be far shorter than keepAliveTimeout
+      headersTimeout,
+      requestTimeout: Math.max(headersTimeout, 30_000),
+    },
+    (req, res) => void api.handle(req, res),
+  );
+  // clients hold connections open between tokens; Node's 5 s default would make them reconnect often
+  server.keepAliveTimeout = 65_000;
+  // each connection costs a socket and, while a body is read, up to maxBodyBytes: bound them
+  server.on("connection", (socket: Socket) => api.connections.admit(socket));
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(api, err, socket));
+  // CONNECT (proxy tunnels) bypasses the request handler, and without a listener Node just drops the
+  // connection (found by the fuzz test): answer it like any other method this server does not take
+  server.on("connect", (_req: IncomingMessage, socket: Socket) => {
+    const body = JSON.stringify(new CloudError("bad_request", "CONNECT is not supported: this is not a proxy").toBody());
+    socket.end(
+      `HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, POST, DELETE\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+  return server;
+}
+
+/**
+ * Malformed HTTP never reaches the handler. Answer like Node's own handler would (431 for oversized
+ * headers, 408 for a request that took too long, 400 otherwise), but only when no response of ours is
+ * under way on that socket: a status line in the middle of one would corrupt it.
+ */
+function answerClientError(api: Api, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || api.busySockets.has(socket) || err.code === "ECONNRESET") return void socket.destroy();
+  const status =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? "431 Request Header Fields Too Large"
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? "408 Request Timeout"
+        : "400 Bad Request";
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  // a client that never reads (a flood of unfinished requests) would hold the half-closed socket
+  // open: give a real one a moment to read the answer, then free it
+  setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
 }
 
 /** The token verifier, or undefined for an allowed no-auth server; throws on an unsafe configuration. */
@@ -401,45 +427,9 @@ class Api {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = pathOf(req.url);
-    if (path === "/health") {
-      allowMethods(req, "GET");
-      const health: CloudHealthResponse = {
-        ok: true,
-        protocol: PROTOCOL_VERSION,
-        model: this.identity,
-        sessions: this.sessions.size,
-        maxSessions: this.sessions.maxSessions,
-        contextSize: this.sessions.capacity,
-      };
-      // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
-      // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
-      const authorized = this.verify
-        ? req.headers.authorization !== undefined && this.verify(req.headers.authorization)
-        : !browserRefusal(req);
-      if (authorized) health.detail = this.detail();
-      return sendJson(res, 200, health);
-    }
-
+    if (path === "/health") return this.health(req, res);
     const client = this.admit(req);
-    if (path === "/v1/sessions") {
-      allowMethods(req, "POST");
-      const request = parseCreateSession(parseJson(await readBody(req, PROTOCOL_LIMITS.maxBodyBytes)));
-      const { client: device } = request;
-      // the hash covers the tokenizer's real entries; the sizes may differ by padding rows (Qwen2.5
-      // 0.5B vs 32B) and each side range-checks IDs against its own size
-      if (device.vocabHash !== this.identity.vocabHash) {
-        throw new CloudError("vocab_mismatch", new VocabularyMismatchError(device, this.identity).message);
-      }
-      const { sessionId } = await this.sessions.open(client);
-      const body: CreateSessionResponse = {
-        sessionId,
-        model: this.identity,
-        contextSize: this.sessions.capacity,
-        ...(this.replica ? { replica: this.replica.info } : {}),
-      };
-      return sendJson(res, 200, body);
-    }
-
+    if (path === "/v1/sessions") return this.createSession(req, res, client);
     const m = /^\/v1\/sessions\/([^/]+)(?:\/(next|append|truncate|route|router|forget))?$/.exec(path);
     if (!m) throw new CloudError("not_found", `No such endpoint: ${path.length > 100 ? `${path.slice(0, 100)}…` : path}`); // not echoed at length
     const [, id, action] = m;
@@ -447,6 +437,55 @@ class Api {
     const body = await readBody(req, PROTOCOL_LIMITS.maxBodyBytes);
     // ids are UUIDs; anything else cannot name a session (and is not echoed back at length)
     if (!SESSION_ID.test(id)) throw new CloudError("session_not_found", "No such session");
+    return this.sessionAction(res, id, action as SessionAction | undefined, body, client);
+  }
+
+  private health(req: IncomingMessage, res: ServerResponse): void {
+    allowMethods(req, "GET");
+    const health: CloudHealthResponse = {
+      ok: true,
+      protocol: PROTOCOL_VERSION,
+      model: this.identity,
+      sessions: this.sessions.size,
+      maxSessions: this.sessions.maxSessions,
+      contextSize: this.sessions.capacity,
+    };
+    // /health stays open to anyone (load balancers, the client's vocabulary check); the detail only
+    // for the token's holders. On an open (loopback, --no-auth) server everyone is a holder.
+    const authorized = this.verify
+      ? req.headers.authorization !== undefined && this.verify(req.headers.authorization)
+      : !browserRefusal(req);
+    if (authorized) health.detail = this.detail();
+    return sendJson(res, 200, health);
+  }
+
+  private async createSession(req: IncomingMessage, res: ServerResponse, client: string): Promise<void> {
+    allowMethods(req, "POST");
+    const request = parseCreateSession(parseJson(await readBody(req, PROTOCOL_LIMITS.maxBodyBytes)));
+    const { client: device } = request;
+    // the hash covers the tokenizer's real entries; the sizes may differ by padding rows (Qwen2.5
+    // 0.5B vs 32B) and each side range-checks IDs against its own size
+    if (device.vocabHash !== this.identity.vocabHash) {
+      throw new CloudError("vocab_mismatch", new VocabularyMismatchError(device, this.identity).message);
+    }
+    const { sessionId } = await this.sessions.open(client);
+    const body: CreateSessionResponse = {
+      sessionId,
+      model: this.identity,
+      contextSize: this.sessions.capacity,
+      ...(this.replica ? { replica: this.replica.info } : {}),
+    };
+    return sendJson(res, 200, body);
+  }
+
+  /** A request about session `id`: DELETE (no action) or one of the POST actions. */
+  private async sessionAction(
+    res: ServerResponse,
+    id: string,
+    action: SessionAction | undefined,
+    body: Buffer,
+    client: string,
+  ): Promise<void> {
     const vocab = this.identity.vocabSize;
     switch (action) {
       case undefined:

@@ -98,46 +98,89 @@ const REQUEST_TIMEOUT_MS = 30_000;
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const sessions = opts.sessions ?? 64;
   const log = opts.log ?? (() => {});
-  const failures: string[] = [];
-  let failureCount = 0;
-  const fail = (what: string) => {
-    failureCount++;
-    if (failures.length < 50) failures.push(what);
-  };
-
-  let child: ChildServer | undefined;
-  let url = opts.url;
-  let token = opts.token;
-  if (!url) {
-    if (!opts.model) throw new Error("runSoak needs a server url or a model to start one with");
-    token = `soak-${randomBytes(16).toString("hex")}`;
-    log(`starting the cloud server (${opts.model}, ${sessions} sessions)…`);
-    child = await startChildServer(
-      // every session here shares one client key (one token, one address), unlike 64 real devices: a
-      // per-client limit fit for one device would throttle the lot, so it is raised, not turned off
-      [
-        "--model",
-        opts.model,
-        "--port",
-        "0",
-        "--max-sessions",
-        String(sessions),
-        "--context-size",
-        String(opts.contextSize ?? 512),
-        "--rate-limit",
-        "100000",
-      ],
-      { token },
+  const server = await soakServer(opts, sessions, log);
+  const { child } = server;
+  const run = new SoakRun(new SoakClient(server.url, server.token));
+  try {
+    const health = (await run.client.call("GET", "/health")).json as unknown as CloudHealthResponse;
+    if (health.maxSessions < sessions)
+      throw new Error(`the server holds at most ${health.maxSessions} sessions, fewer than the ${sessions} asked for`);
+    const before = await run.client.detail();
+    if (before.sessions.length > 0) log(`note: the server already holds ${before.sessions.length} sessions`);
+    const started = Date.now();
+    const every = opts.sampleEveryMs ?? Math.min(10_000, Math.max(1000, Math.floor(opts.durationMs / 40)));
+    const memory = new MemorySampler(run, child, started, every);
+    const progress = setInterval(
+      () => log(run.progress(started, memory.samples.at(-1))),
+      Math.max(5000, Math.min(30_000, opts.durationMs / 10)),
     );
-    url = child.url;
+    const world: DeviceWorld = { run, identity: health.model, capacity: health.contextSize, deadline: started + opts.durationMs };
+    await Promise.all(Array.from({ length: sessions }, (_, n) => new VirtualDevice(world, n, opts.seed ?? 1).run()));
+    const durationMs = Date.now() - started;
+    clearInterval(progress);
+    await memory.stop();
+    const after = await run.client.detail();
+    checkAfter(run, before, after, child);
+    const memoryAfter = memoryReport(run, memory.samples, after, opts, durationMs); // may fail the run: before `ok`
+    return {
+      ok: run.failureCount === 0,
+      failures: run.failures,
+      failureCount: run.failureCount,
+      sessions,
+      durationMs,
+      ...run.requestReport(durationMs),
+      memory: memoryAfter,
+      server: { url: run.client.base, model: health.model.name, startedHere: child !== undefined },
+    };
+  } finally {
+    await child?.stop();
   }
-  const base = url.replace(/\/$/, "");
-  const headers: Record<string, string> = { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) };
+}
 
-  async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-    const res = await fetch(base + path, {
+/** The server to soak: the running one at `url`, or one started here in a child process (its memory is then its own). */
+async function soakServer(
+  opts: SoakOptions,
+  sessions: number,
+  log: (line: string) => void,
+): Promise<{ url: string; token: string | undefined; child: ChildServer | undefined }> {
+  if (opts.url) return { url: opts.url, token: opts.token, child: undefined };
+  if (!opts.model) throw new Error("runSoak needs a server url or a model to start one with");
+  const token = `soak-${randomBytes(16).toString("hex")}`;
+  log(`starting the cloud server (${opts.model}, ${sessions} sessions)…`);
+  const child = await startChildServer(
+    // every session here shares one client key (one token, one address), unlike 64 real devices: a
+    // per-client limit fit for one device would throttle the lot, so it is raised, not turned off
+    [
+      "--model",
+      opts.model,
+      "--port",
+      "0",
+      "--max-sessions",
+      String(sessions),
+      "--context-size",
+      String(opts.contextSize ?? 512),
+      "--rate-limit",
+      "100000",
+    ],
+    { token },
+  );
+  return { url: child.url, token, child };
+}
+
+/** Plain HTTP + JSON to the server, each request bounded in time; an unparsable body is kept as text. */
+class SoakClient {
+  readonly base: string;
+  private readonly headers: Record<string, string>;
+
+  constructor(url: string, token: string | undefined) {
+    this.base = url.replace(/\/$/, "");
+    this.headers = { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  }
+
+  async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(this.base + path, {
       method,
-      headers,
+      headers: this.headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
@@ -150,254 +193,336 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     return { status: res.status, json };
   }
-  async function detail(): Promise<HealthDetail> {
-    const r = await call("GET", "/health");
+
+  async detail(): Promise<HealthDetail> {
+    const r = await this.call("GET", "/health");
     const d = (r.json as unknown as CloudHealthResponse).detail;
     if (r.status !== 200 || !d) throw new Error(`/health gave ${r.status} and ${d ? "" : "no "}detail (is the token right?)`);
     return d;
   }
+}
 
-  try {
-    const health = (await call("GET", "/health")).json as unknown as CloudHealthResponse;
-    const identity: ModelIdentity = health.model;
-    const capacity = health.contextSize;
-    const vocab = identity.vocabSize;
-    if (health.maxSessions < sessions)
-      throw new Error(`the server holds at most ${health.maxSessions} sessions, fewer than the ${sessions} asked for`);
-    const before = await detail();
-    if (before.sessions.length > 0) log(`note: the server already holds ${before.sessions.length} sessions`);
+/** What the run has seen so far: failures (the first 50 kept), requests by kind, next latencies, what the devices did. */
+class SoakRun {
+  readonly failures: string[] = [];
+  failureCount = 0;
+  requests = 0;
+  readonly byKind: Record<string, number> = {};
+  readonly latencies: number[] = [];
+  readonly counts = { predictions: 0, rePredictions: 0, tieFlips: 0, rollbacks: 0, truncates: 0, recreated: 0 };
 
-    const started = Date.now();
-    const deadline = started + opts.durationMs;
-    const byKind: Record<string, number> = {};
-    const latencies: number[] = [];
-    const counts = { predictions: 0, rePredictions: 0, tieFlips: 0, rollbacks: 0, truncates: 0, recreated: 0 };
-    const samples: MemorySample[] = [];
-    let requests = 0;
+  constructor(readonly client: SoakClient) {}
 
-    // ---- memory sampler ----
-    const every = opts.sampleEveryMs ?? Math.min(10_000, Math.max(1000, Math.floor(opts.durationMs / 40)));
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        try {
-          const d = await detail();
-          samples.push({
-            atMs: Date.now() - started,
-            rssBytes: d.memory.process.rssBytes,
-            heapUsedBytes: d.memory.process.heapUsedBytes,
-            tokensHeld: d.memory.tokensHeld,
-            kvBytesInUse: d.memory.kvBytesInUse,
-            pending: d.queue.pending,
-            sessions: d.sessions.length,
-          });
-        } catch (err) {
-          fail(`health sample failed: ${errorMessage(err)}`);
-        }
-        if (child?.exited() != null) fail(`the server exited (${child.exited()})`);
-        await sleep(every);
-      }
-    })();
-    const progress = setInterval(
-      () => {
-        const s = samples[samples.length - 1];
-        log(
-          `  ${Math.round((Date.now() - started) / 1000)} s: ${requests} requests, ${failureCount} failures` +
-            (s ? `, server RSS ${mib(s.rssBytes)} MiB, ${s.tokensHeld} tokens held` : ""),
-        );
-      },
-      Math.max(5000, Math.min(30_000, opts.durationMs / 10)),
-    );
-
-    // ---- one virtual device per session ----
-    const device = async (n: number) => {
-      const rnd = rng((opts.seed ?? 1) * 7919 + n);
-      const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
-      const tokens = (k: number) => Array.from({ length: k }, () => int(0, vocab - 1));
-      const request = async (kind: string, method: string, path: string, body?: unknown) => {
-        const t0 = performance.now();
-        let r;
-        try {
-          r = await call(method, path, body);
-        } catch (err) {
-          fail(`session ${n} ${kind}: no answer: ${errorMessage(err)}`);
-          return undefined;
-        }
-        requests++;
-        byKind[kind] = (byKind[kind] ?? 0) + 1;
-        if (kind.startsWith("next")) latencies.push(performance.now() - t0);
-        if (r.status !== 200) {
-          fail(`session ${n} ${kind}: HTTP ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
-          return undefined;
-        }
-        return r.json;
-      };
-      const create = async () => {
-        const r = await request("create", "POST", "/v1/sessions", { protocol: PROTOCOL_VERSION, client: identity });
-        return typeof r?.sessionId === "string" ? r.sessionId : undefined;
-      };
-
-      let id = await create();
-      /** the tokens the server holds, as this device knows them */
-      let history: number[] = [];
-      /** tokens made since the last sync: the delta of the next call */
-      let pending: number[] = tokens(int(4, 24)); // the prompt
-      /** what the server predicted after history[0..L), with its margin over the runner-up */
-      const predicted = new Map<number, { tokenId: number; margin: number }>();
-      const forgetFrom = (L: number) => {
-        for (const k of predicted.keys()) if (k > L) predicted.delete(k);
-      };
-
-      while (id && Date.now() < deadline) {
-        // keep a conversation inside the session: start over (truncate to a prefix) when it fills up
-        if (history.length + pending.length + 32 > capacity) {
-          const keep = int(0, Math.floor(capacity / 4));
-          const r = await request("truncate", "POST", `/v1/sessions/${id}/truncate`, { length: keep });
-          if (!r) break;
-          if (r.length !== keep) fail(`session ${n} truncate: length ${r.length}, expected ${keep}`);
-          history = history.slice(0, keep);
-          forgetFrom(keep);
-          pending = pending.length ? pending.slice(0, 4) : tokens(1);
-          counts.truncates++;
-          continue;
-        }
-        const roll = rnd();
-        if (roll < 0.55) {
-          // a cloud-routed token: send the delta, take the LLM's token, feed it back next time
-          const topK = int(0, 1) * 2;
-          const L = history.length + pending.length;
-          const r = await request("next", "POST", `/v1/sessions/${id}/next`, { base: history.length, tokens: pending, topK });
-          if (!r) break;
-          checkNext(r, L, pending.length, topK, vocab, (m) => fail(`session ${n} next: ${m}`));
-          history = history.concat(pending);
-          forgetFrom(L);
-          predicted.set(L, { tokenId: r.tokenId as number, margin: margin(r) });
-          counts.predictions++;
-          // the device accepts it (and, as its SLM goes on, adds a few local tokens)
-          pending = [r.tokenId as number, ...tokens(int(0, 3))];
-        } else if (roll < 0.72) {
-          // background sync of local tokens
-          const r = await request("append", "POST", `/v1/sessions/${id}/append`, { base: history.length, tokens: pending });
-          if (!r) break;
-          const L = history.length + pending.length;
-          if (r.length !== L || r.evaluated !== pending.length)
-            fail(`session ${n} append: ${JSON.stringify(r)}, expected length ${L}, evaluated ${pending.length}`);
-          history = history.concat(pending);
-          forgetFrom(L - 1);
-          pending = tokens(int(1, 8));
-        } else if (roll < 0.84 && history.length > 2) {
-          // the device disagreed a few tokens back: roll back and continue on another branch
-          const back = int(1, Math.min(16, history.length - 1));
-          const b = history.length - back;
-          const delta = tokens(int(1, 4));
-          const r = await request("next-rollback", "POST", `/v1/sessions/${id}/next`, { base: b, tokens: delta, topK: 2 });
-          if (!r) break;
-          checkNext(r, b + delta.length, delta.length, 2, vocab, (m) => fail(`session ${n} rollback: ${m}`));
-          history = history.slice(0, b).concat(delta);
-          forgetFrom(b);
-          predicted.set(history.length, { tokenId: r.tokenId as number, margin: margin(r) });
-          counts.rollbacks++;
-          pending = [r.tokenId as number];
-        } else if (roll < 0.92 && history.length > 0 && predicted.has(history.length)) {
-          // re-predict at the same history (a retried call): must give the same token
-          const first = predicted.get(history.length)!;
-          const r = await request("next-repredict", "POST", `/v1/sessions/${id}/next`, { base: history.length, tokens: [], topK: 2 });
-          if (!r) break;
-          checkNext(r, history.length, 1, 2, vocab, (m) => fail(`session ${n} re-predict: ${m}`));
-          counts.rePredictions++;
-          if (r.tokenId !== first.tokenId) {
-            if (Math.min(first.margin, margin(r)) < TIE) counts.tieFlips++;
-            else
-              fail(
-                `session ${n} re-predict at ${history.length}: token ${r.tokenId as number}, first ${first.tokenId} (margins ${first.margin}, ${margin(r)})`,
-              );
-          }
-        } else if (roll < 0.99) {
-          // truncate near the end (the user edited the last message)
-          const keep = int(Math.floor((history.length * 3) / 4), history.length);
-          const r = await request("truncate", "POST", `/v1/sessions/${id}/truncate`, { length: keep });
-          if (!r) break;
-          if (r.length !== keep || r.evaluated !== 0) fail(`session ${n} truncate: ${JSON.stringify(r)}, expected length ${keep}`);
-          history = history.slice(0, keep);
-          forgetFrom(keep - 1);
-          if (pending.length === 0) pending = tokens(1);
-          counts.truncates++;
-        } else {
-          // a new conversation: delete and re-create
-          const r = await request("delete", "DELETE", `/v1/sessions/${id}`);
-          if (!r) break;
-          id = await create();
-          history = [];
-          predicted.clear();
-          pending = tokens(int(4, 24));
-          counts.recreated++;
-        }
-        await sleep(int(0, 10)); // the SLM's own steps between calls
-      }
-      if (id) await request("delete", "DELETE", `/v1/sessions/${id}`);
-    };
-    await Promise.all(Array.from({ length: sessions }, (_, n) => device(n)));
-    const durationMs = Date.now() - started;
-    clearInterval(progress);
-    sampling = false;
-    await sampler;
-
-    // ---- after: everything given back, nothing logged ----
-    const after = await detail();
-    if (after.memory.tokensHeld !== before.memory.tokensHeld || after.sessions.length !== before.sessions.length) {
-      fail(`after deleting every session the server holds ${after.sessions.length} sessions and ${after.memory.tokensHeld} tokens`);
-    }
-    if (after.queue.pending !== 0) fail(`${after.queue.pending} requests still pending after the run`);
-    if ((after.stats.errors.internal ?? 0) > (before.stats.errors.internal ?? 0))
-      fail(`the server answered ${after.stats.errors.internal} internal errors`);
-    if (child && /failed:|cannot answer/.test(child.output())) fail(`the server logged errors:\n${child.output().slice(-2000)}`);
-
-    // ---- memory: first half against second half, after the warm-up ----
-    const warm = opts.durationMs * (opts.warmupFraction ?? 0.1);
-    const mid = warm + (durationMs - warm) / 2;
-    const firstHalf = samples.filter((s) => s.atMs >= warm && s.atMs < mid);
-    const secondHalf = samples.filter((s) => s.atMs >= mid);
-    const maxGrowthBytes = opts.maxGrowthBytes ?? 24 * 1024 * 1024;
-    const m1 = median(firstHalf.map((s) => s.rssBytes));
-    const m2 = median(secondHalf.map((s) => s.rssBytes));
-    if (firstHalf.length < 2 || secondHalf.length < 2)
-      fail(`too few memory samples to compare halves (${firstHalf.length} and ${secondHalf.length}); run longer`);
-    else if (m2 - m1 > maxGrowthBytes)
-      fail(`server RSS grew ${mib(m2 - m1)} MiB from the first half to the second (bound ${mib(maxGrowthBytes)} MiB)`);
-
-    const sorted = latencies.slice().sort((a, b) => a - b);
-    return {
-      ok: failureCount === 0,
-      failures,
-      failureCount,
-      sessions,
-      durationMs,
-      requests,
-      requestsPerSecond: round(requests / (durationMs / 1000)),
-      byKind,
-      ...counts,
-      nextLatencyMs: { p50: round(quantile(sorted, 0.5)), p99: round(quantile(sorted, 0.99)), max: round(sorted[sorted.length - 1] ?? 0) },
-      memory: {
-        samples: samples.length,
-        firstHalfRssMedianBytes: m1,
-        secondHalfRssMedianBytes: m2,
-        growthBytes: m2 - m1,
-        maxGrowthBytes,
-        firstRssBytes: samples[0]?.rssBytes ?? 0,
-        lastRssBytes: samples[samples.length - 1]?.rssBytes ?? 0,
-        peakRssBytes: Math.max(0, ...samples.map((s) => s.rssBytes)),
-        firstHalfHeapMedianBytes: median(firstHalf.map((s) => s.heapUsedBytes)),
-        secondHalfHeapMedianBytes: median(secondHalf.map((s) => s.heapUsedBytes)),
-        peakTokensHeld: Math.max(0, ...samples.map((s) => s.tokensHeld)),
-        peakKvBytesInUse: Math.max(0, ...samples.map((s) => s.kvBytesInUse)),
-        kvBytesAllocated: after.memory.kvBytesAllocated,
-        peakPending: after.queue.peakPending,
-      },
-      server: { url: base, model: identity.name, startedHere: child !== undefined },
-    };
-  } finally {
-    await child?.stop();
+  fail(what: string): void {
+    this.failureCount++;
+    if (this.failures.length < 50) this.failures.push(what);
   }
+
+  /** One request of session `n`'s: its reply's JSON, or undefined (counted as a failure) when it had none or not a 200. */
+  async request(n: number, kind: string, method: string, path: string, body?: unknown): Promise<Record<string, unknown> | undefined> {
+    const t0 = performance.now();
+    let r;
+    try {
+      r = await this.client.call(method, path, body);
+    } catch (err) {
+      this.fail(`session ${n} ${kind}: no answer: ${errorMessage(err)}`);
+      return undefined;
+    }
+    this.requests++;
+    this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
+    if (kind.startsWith("next")) this.latencies.push(performance.now() - t0);
+    if (r.status !== 200) {
+      this.fail(`session ${n} ${kind}: HTTP ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
+      return undefined;
+    }
+    return r.json;
+  }
+
+  progress(started: number, s: MemorySample | undefined): string {
+    return (
+      `  ${Math.round((Date.now() - started) / 1000)} s: ${this.requests} requests, ${this.failureCount} failures` +
+      (s ? `, server RSS ${mib(s.rssBytes)} MiB, ${s.tokensHeld} tokens held` : "")
+    );
+  }
+
+  requestReport(durationMs: number) {
+    const sorted = this.latencies.slice().sort((a, b) => a - b);
+    return {
+      requests: this.requests,
+      requestsPerSecond: round(this.requests / (durationMs / 1000)),
+      byKind: this.byKind,
+      ...this.counts,
+      nextLatencyMs: { p50: round(quantile(sorted, 0.5)), p99: round(quantile(sorted, 0.99)), max: round(sorted[sorted.length - 1] ?? 0) },
+    };
+  }
+}
+
+/** Samples the server's memory through its /health every `every` ms until stopped; a server that exits is a failure. */
+class MemorySampler {
+  readonly samples: MemorySample[] = [];
+  private sampling = true;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly run: SoakRun,
+    private readonly child: ChildServer | undefined,
+    private readonly started: number,
+    private readonly every: number,
+  ) {
+    this.loop = this.sampleUntilStopped();
+  }
+
+  async stop(): Promise<void> {
+    this.sampling = false;
+    await this.loop;
+  }
+
+  private async sampleUntilStopped(): Promise<void> {
+    while (this.sampling) {
+      try {
+        const d = await this.run.client.detail();
+        this.samples.push({
+          atMs: Date.now() - this.started,
+          rssBytes: d.memory.process.rssBytes,
+          heapUsedBytes: d.memory.process.heapUsedBytes,
+          tokensHeld: d.memory.tokensHeld,
+          kvBytesInUse: d.memory.kvBytesInUse,
+          pending: d.queue.pending,
+          sessions: d.sessions.length,
+        });
+      } catch (err) {
+        this.run.fail(`health sample failed: ${errorMessage(err)}`);
+      }
+      if (this.child?.exited() != null) this.run.fail(`the server exited (${this.child.exited()})`);
+      await sleep(this.every);
+    }
+  }
+}
+
+interface DeviceWorld {
+  run: SoakRun;
+  identity: ModelIdentity;
+  /** tokens per session on the server */
+  capacity: number;
+  deadline: number;
+}
+
+/** One virtual device on one session: a conversation's calls, syncs, rollbacks, truncations and re-creations, at random. */
+class VirtualDevice {
+  private readonly rnd: () => number;
+  private id: string | undefined;
+  /** the tokens the server holds, as this device knows them */
+  private history: number[] = [];
+  /** tokens made since the last sync: the delta of the next call */
+  private pending: number[];
+  /** what the server predicted after history[0..L), with its margin over the runner-up */
+  private readonly predicted = new Map<number, { tokenId: number; margin: number }>();
+
+  constructor(
+    private readonly world: DeviceWorld,
+    private readonly n: number,
+    seed: number,
+  ) {
+    this.rnd = rng(seed * 7919 + n);
+    this.pending = this.tokens(this.int(4, 24)); // the prompt
+  }
+
+  async run(): Promise<void> {
+    this.id = await this.create();
+    while (this.id && Date.now() < this.world.deadline) {
+      // keep a conversation inside the session: start over (truncate to a prefix) when it fills up
+      if (this.history.length + this.pending.length + 32 > this.world.capacity) {
+        if (!(await this.startOver())) break;
+        continue;
+      }
+      if (!(await this.act(this.id, this.rnd()))) break;
+      await sleep(this.int(0, 10)); // the SLM's own steps between calls
+    }
+    if (this.id) await this.request("delete", "DELETE", `/v1/sessions/${this.id}`);
+  }
+
+  /** One thing a device does, picked by `roll`; false when its request failed (the device stops). */
+  private act(id: string, roll: number): Promise<boolean> {
+    const h = this.history.length;
+    if (roll < 0.55) return this.next(id);
+    if (roll < 0.72) return this.append(id);
+    if (roll < 0.84 && h > 2) return this.rollback(id);
+    if (roll < 0.92 && h > 0 && this.predicted.has(h)) return this.repredict(id);
+    if (roll < 0.99) return this.truncateTail(id);
+    return this.recreate(id);
+  }
+
+  /** A cloud-routed token: send the delta, take the LLM's token, feed it back next time. */
+  private async next(id: string): Promise<boolean> {
+    const topK = this.int(0, 1) * 2;
+    const L = this.history.length + this.pending.length;
+    const r = await this.request("next", "POST", `/v1/sessions/${id}/next`, { base: this.history.length, tokens: this.pending, topK });
+    if (!r) return false;
+    checkNext(r, L, this.pending.length, topK, this.world.identity.vocabSize, (m) => this.fail(`next: ${m}`));
+    this.history = this.history.concat(this.pending);
+    this.forgetFrom(L);
+    this.predicted.set(L, { tokenId: r.tokenId as number, margin: margin(r) });
+    this.world.run.counts.predictions++;
+    // the device accepts it (and, as its SLM goes on, adds a few local tokens)
+    this.pending = [r.tokenId as number, ...this.tokens(this.int(0, 3))];
+    return true;
+  }
+
+  /** Background sync of local tokens. */
+  private async append(id: string): Promise<boolean> {
+    const r = await this.request("append", "POST", `/v1/sessions/${id}/append`, { base: this.history.length, tokens: this.pending });
+    if (!r) return false;
+    const L = this.history.length + this.pending.length;
+    if (r.length !== L || r.evaluated !== this.pending.length)
+      this.fail(`append: ${JSON.stringify(r)}, expected length ${L}, evaluated ${this.pending.length}`);
+    this.history = this.history.concat(this.pending);
+    this.forgetFrom(L - 1);
+    this.pending = this.tokens(this.int(1, 8));
+    return true;
+  }
+
+  /** The device disagreed a few tokens back: roll back and continue on another branch. */
+  private async rollback(id: string): Promise<boolean> {
+    const back = this.int(1, Math.min(16, this.history.length - 1));
+    const b = this.history.length - back;
+    const delta = this.tokens(this.int(1, 4));
+    const r = await this.request("next-rollback", "POST", `/v1/sessions/${id}/next`, { base: b, tokens: delta, topK: 2 });
+    if (!r) return false;
+    checkNext(r, b + delta.length, delta.length, 2, this.world.identity.vocabSize, (m) => this.fail(`rollback: ${m}`));
+    this.history = this.history.slice(0, b).concat(delta);
+    this.forgetFrom(b);
+    this.predicted.set(this.history.length, { tokenId: r.tokenId as number, margin: margin(r) });
+    this.world.run.counts.rollbacks++;
+    this.pending = [r.tokenId as number];
+    return true;
+  }
+
+  /** Re-predict at the same history (a retried call): must give the same token, but at a near-tie. */
+  private async repredict(id: string): Promise<boolean> {
+    const h = this.history.length;
+    const first = this.predicted.get(h)!;
+    const r = await this.request("next-repredict", "POST", `/v1/sessions/${id}/next`, { base: h, tokens: [], topK: 2 });
+    if (!r) return false;
+    checkNext(r, h, 1, 2, this.world.identity.vocabSize, (m) => this.fail(`re-predict: ${m}`));
+    const counts = this.world.run.counts;
+    counts.rePredictions++;
+    if (r.tokenId !== first.tokenId) {
+      if (Math.min(first.margin, margin(r)) < TIE) counts.tieFlips++;
+      else this.fail(`re-predict at ${h}: token ${r.tokenId as number}, first ${first.tokenId} (margins ${first.margin}, ${margin(r)})`);
+    }
+    return true;
+  }
+
+  /** Truncate near the end (the user edited the last message). */
+  private async truncateTail(id: string): Promise<boolean> {
+    const keep = this.int(Math.floor((this.history.length * 3) / 4), this.history.length);
+    const r = await this.request("truncate", "POST", `/v1/sessions/${id}/truncate`, { length: keep });
+    if (!r) return false;
+    if (r.length !== keep || r.evaluated !== 0) this.fail(`truncate: ${JSON.stringify(r)}, expected length ${keep}`);
+    this.history = this.history.slice(0, keep);
+    this.forgetFrom(keep - 1);
+    if (this.pending.length === 0) this.pending = this.tokens(1);
+    this.world.run.counts.truncates++;
+    return true;
+  }
+
+  /** The session is nearly full: keep a short prefix and go on from there. */
+  private async startOver(): Promise<boolean> {
+    const keep = this.int(0, Math.floor(this.world.capacity / 4));
+    const r = await this.request("truncate", "POST", `/v1/sessions/${this.id}/truncate`, { length: keep });
+    if (!r) return false;
+    if (r.length !== keep) this.fail(`truncate: length ${r.length}, expected ${keep}`);
+    this.history = this.history.slice(0, keep);
+    this.forgetFrom(keep);
+    this.pending = this.pending.length ? this.pending.slice(0, 4) : this.tokens(1);
+    this.world.run.counts.truncates++;
+    return true;
+  }
+
+  /** A new conversation: delete and re-create. */
+  private async recreate(id: string): Promise<boolean> {
+    const r = await this.request("delete", "DELETE", `/v1/sessions/${id}`);
+    if (!r) return false;
+    this.id = await this.create();
+    this.history = [];
+    this.predicted.clear();
+    this.pending = this.tokens(this.int(4, 24));
+    this.world.run.counts.recreated++;
+    return true;
+  }
+
+  private async create(): Promise<string | undefined> {
+    const r = await this.request("create", "POST", "/v1/sessions", { protocol: PROTOCOL_VERSION, client: this.world.identity });
+    return typeof r?.sessionId === "string" ? r.sessionId : undefined;
+  }
+
+  private request(kind: string, method: string, path: string, body?: unknown) {
+    return this.world.run.request(this.n, kind, method, path, body);
+  }
+
+  private fail(what: string): void {
+    this.world.run.fail(`session ${this.n} ${what}`);
+  }
+
+  private forgetFrom(L: number): void {
+    for (const k of this.predicted.keys()) if (k > L) this.predicted.delete(k);
+  }
+
+  private int(lo: number, hi: number): number {
+    return lo + Math.floor(this.rnd() * (hi - lo + 1));
+  }
+
+  private tokens(k: number): number[] {
+    return Array.from({ length: k }, () => this.int(0, this.world.identity.vocabSize - 1));
+  }
+}
+
+/** After the run: every session and token given back, no request left pending, no internal error answered or logged. */
+function checkAfter(run: SoakRun, before: HealthDetail, after: HealthDetail, child: ChildServer | undefined): void {
+  if (after.memory.tokensHeld !== before.memory.tokensHeld || after.sessions.length !== before.sessions.length) {
+    run.fail(`after deleting every session the server holds ${after.sessions.length} sessions and ${after.memory.tokensHeld} tokens`);
+  }
+  if (after.queue.pending !== 0) run.fail(`${after.queue.pending} requests still pending after the run`);
+  if ((after.stats.errors.internal ?? 0) > (before.stats.errors.internal ?? 0))
+    run.fail(`the server answered ${after.stats.errors.internal} internal errors`);
+  if (child && /failed:|cannot answer/.test(child.output())) run.fail(`the server logged errors:\n${child.output().slice(-2000)}`);
+}
+
+/** Memory: the first half of the run against the second, after the warm-up (growth past the bound fails the run). */
+function memoryReport(
+  run: SoakRun,
+  samples: MemorySample[],
+  after: HealthDetail,
+  opts: SoakOptions,
+  durationMs: number,
+): SoakReport["memory"] {
+  const warm = opts.durationMs * (opts.warmupFraction ?? 0.1);
+  const mid = warm + (durationMs - warm) / 2;
+  const firstHalf = samples.filter((s) => s.atMs >= warm && s.atMs < mid);
+  const secondHalf = samples.filter((s) => s.atMs >= mid);
+  const maxGrowthBytes = opts.maxGrowthBytes ?? 24 * 1024 * 1024;
+  const m1 = median(firstHalf.map((s) => s.rssBytes));
+  const m2 = median(secondHalf.map((s) => s.rssBytes));
+  if (firstHalf.length < 2 || secondHalf.length < 2)
+    run.fail(`too few memory samples to compare halves (${firstHalf.length} and ${secondHalf.length}); run longer`);
+  else if (m2 - m1 > maxGrowthBytes)
+    run.fail(`server RSS grew ${mib(m2 - m1)} MiB from the first half to the second (bound ${mib(maxGrowthBytes)} MiB)`);
+  return {
+    samples: samples.length,
+    firstHalfRssMedianBytes: m1,
+    secondHalfRssMedianBytes: m2,
+    growthBytes: m2 - m1,
+    maxGrowthBytes,
+    firstRssBytes: samples[0]?.rssBytes ?? 0,
+    lastRssBytes: samples[samples.length - 1]?.rssBytes ?? 0,
+    peakRssBytes: Math.max(0, ...samples.map((s) => s.rssBytes)),
+    firstHalfHeapMedianBytes: median(firstHalf.map((s) => s.heapUsedBytes)),
+    secondHalfHeapMedianBytes: median(secondHalf.map((s) => s.heapUsedBytes)),
+    peakTokensHeld: Math.max(0, ...samples.map((s) => s.tokensHeld)),
+    peakKvBytesInUse: Math.max(0, ...samples.map((s) => s.kvBytesInUse)),
+    kvBytesAllocated: after.memory.kvBytesAllocated,
+    peakPending: after.queue.peakPending,
+  };
 }
 
 /** Checks a next reply against the protocol and what was sent. */

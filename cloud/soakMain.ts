@@ -14,30 +14,30 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ensureFixtures } from "../models/fixtures.js";
-import { mib, runSoak } from "./soak.js";
+import { mib, runSoak, type SoakOptions, type SoakReport } from "./soak.js";
 import { errorMessage } from "../shared/errors.js";
 
 const USAGE = `Usage: npm run soak -- [--minutes 5] [--sessions 64] [--model <gguf>] [--context-size 512] [--seed 1]
                      [--max-growth-mb 24] [--url <server> --token-file <file>]`;
 
+const FLAGS = {
+  minutes: { type: "string", default: "5" },
+  sessions: { type: "string", default: "64" },
+  model: { type: "string" },
+  "context-size": { type: "string", default: "512" },
+  seed: { type: "string", default: "1" },
+  "max-growth-mb": { type: "string", default: "24" },
+  url: { type: "string" },
+  "token-file": { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+type SoakFlags = ReturnType<typeof parseArgs<{ options: typeof FLAGS; strict: true; allowPositionals: false }>>["values"];
+
 async function main(): Promise<number> {
-  let values;
+  let values: SoakFlags;
   try {
-    ({ values } = parseArgs({
-      options: {
-        minutes: { type: "string", default: "5" },
-        sessions: { type: "string", default: "64" },
-        model: { type: "string" },
-        "context-size": { type: "string", default: "512" },
-        seed: { type: "string", default: "1" },
-        "max-growth-mb": { type: "string", default: "24" },
-        url: { type: "string" },
-        "token-file": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    ({ values } = parseArgs({ options: FLAGS, strict: true, allowPositionals: false }));
   } catch (err) {
     console.error(`${errorMessage(err)}\n${USAGE}`);
     return 2;
@@ -46,54 +46,64 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const num = (v: string, name: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${v}"`);
-    return n;
-  };
-  let minutes: number, sessions: number, contextSize: number, seed: number, maxGrowthMb: number;
-  let token: string | undefined;
-  let model: string | undefined = values.model;
+  let opts: SoakOptions, minutes: number;
   try {
-    // bounded and self-stopping: at most a day
-    minutes = num(values.minutes, "--minutes", 0.1, 24 * 60);
-    sessions = Math.floor(num(values.sessions, "--sessions", 1, 256));
-    contextSize = Math.floor(num(values["context-size"], "--context-size", 64, 1 << 20));
-    seed = Math.floor(num(values.seed, "--seed", 0, 2 ** 31));
-    maxGrowthMb = num(values["max-growth-mb"], "--max-growth-mb", 0, 1 << 20);
-    if (values.url) {
-      token = values["token-file"]
-        ? readFileSync(values["token-file"], "utf8").split(/\r?\n/, 1)[0].trim()
-        : process.env.TANDEM_CLOUD_TOKEN;
-    } else if (!model) {
-      const f = await ensureFixtures();
-      if (!f.storiesLlm) throw new Error(`no model: ${f.sharedMissingReason ?? "stories fixture missing"}; pass --model`);
-      model = f.storiesLlm;
-    }
+    ({ opts, minutes } = await soakOptions(values));
   } catch (err) {
     console.error(`soak: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
-
-  console.log(`soak: ${sessions} sessions for ${minutes} min against ${values.url ?? `a server started here (${model})`}`);
-  let report;
+  console.log(`soak: ${opts.sessions} sessions for ${minutes} min against ${values.url ?? `a server started here (${opts.model})`}`);
+  let report: SoakReport;
   try {
-    report = await runSoak({
-      sessions,
-      durationMs: Math.round(minutes * 60_000),
-      url: values.url,
-      token,
-      model,
-      contextSize,
-      seed,
-      maxGrowthBytes: maxGrowthMb * 1024 * 1024,
-      log: (line) => console.log(line),
-    });
+    report = await runSoak(opts);
   } catch (err) {
     console.error(`soak: ${errorMessage(err)}`);
     console.log(JSON.stringify({ soak: { ok: false, error: errorMessage(err) } }));
     return 1;
   }
+  printReport(report);
+  return report.ok ? 0 : 1;
+}
+
+/** The run the flags ask for, each number range-checked; the token from --token-file or the environment, the model the stories fixture by default. */
+async function soakOptions(values: SoakFlags): Promise<{ opts: SoakOptions; minutes: number }> {
+  const num = (v: string, name: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number from ${min} to ${max}, got "${v}"`);
+    return n;
+  };
+  // bounded and self-stopping: at most a day
+  const minutes = num(values.minutes, "--minutes", 0.1, 24 * 60);
+  const sessions = Math.floor(num(values.sessions, "--sessions", 1, 256));
+  const contextSize = Math.floor(num(values["context-size"], "--context-size", 64, 1 << 20));
+  const seed = Math.floor(num(values.seed, "--seed", 0, 2 ** 31));
+  const maxGrowthMb = num(values["max-growth-mb"], "--max-growth-mb", 0, 1 << 20);
+  let token: string | undefined;
+  let model: string | undefined = values.model;
+  if (values.url) {
+    token = values["token-file"] ? readFileSync(values["token-file"], "utf8").split(/\r?\n/, 1)[0].trim() : process.env.TANDEM_CLOUD_TOKEN;
+  } else if (!model) {
+    const f = await ensureFixtures();
+    if (!f.storiesLlm) throw new Error(`no model: ${f.sharedMissingReason ?? "stories fixture missing"}; pass --model`);
+    model = f.storiesLlm;
+  }
+  const opts: SoakOptions = {
+    sessions,
+    durationMs: Math.round(minutes * 60_000),
+    url: values.url,
+    token,
+    model,
+    contextSize,
+    seed,
+    maxGrowthBytes: maxGrowthMb * 1024 * 1024,
+    log: (line) => console.log(line),
+  };
+  return { opts, minutes };
+}
+
+/** The summary lines, the failures, and last the report as one JSON line. */
+function printReport(report: SoakReport): void {
   const m = report.memory;
   console.log(
     `soak ${report.ok ? "passed" : "FAILED"}: ${report.sessions} sessions, ${(report.durationMs / 1000).toFixed(0)} s, ` +
@@ -110,7 +120,6 @@ async function main(): Promise<number> {
   );
   for (const f of report.failures) console.log(`  error: ${f}`);
   console.log(JSON.stringify({ soak: report }));
-  return report.ok ? 0 : 1;
 }
 
 process.exitCode = await main();

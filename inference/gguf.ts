@@ -516,6 +516,22 @@ export interface ReadGgufOptions {
 function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions): GgufFile {
   if (src.size < 4) throw new GgufError(`not a GGUF file: only ${src.size} bytes`, path);
   const c = new Cursor(src, path);
+  const version = readVersion(c, src, path);
+  c.context = "tensor count";
+  // each tensor info takes at least 24 bytes, each key/value pair at least 13
+  const nTensors = c.count("tensor count", Math.min(Math.floor(src.size / 24), GGUF_LIMITS.maxTensors));
+  c.context = "metadata count";
+  const nKv = c.count("metadata count", Math.min(Math.floor(src.size / 13), GGUF_LIMITS.maxKvs));
+  const kvs = readKvs(c, nKv, path, opts);
+  const alignment = checkedAlignment(kvs, path);
+  const tensors = readTensorInfos(c, nTensors, alignment, path);
+  const dataOffset = alignUp(c.pos, alignment);
+  if (opts.checkTensorData !== false) checkTensorData(tensors, dataOffset, src.size, path);
+  return new GgufFile(version, kvs, tensors, alignment, dataOffset, src.size, path);
+}
+
+/** The magic and the version (2 or 3); anything else is refused with what it is. */
+function readVersion(c: Cursor, src: ByteSource, path: string | undefined): number {
   const magic = c.u32();
   if (magic !== GGUF_MAGIC) {
     const shown = src
@@ -532,12 +548,10 @@ function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions)
     const hint = version === 0x02000000 || version === 0x03000000 ? " (big-endian GGUF is not supported)" : "";
     throw new GgufError(`unsupported GGUF version ${version}${hint}`, path);
   }
-  c.context = "tensor count";
-  // each tensor info takes at least 24 bytes, each key/value pair at least 13
-  const nTensors = c.count("tensor count", Math.min(Math.floor(src.size / 24), GGUF_LIMITS.maxTensors));
-  c.context = "metadata count";
-  const nKv = c.count("metadata count", Math.min(Math.floor(src.size / 13), GGUF_LIMITS.maxKvs));
+  return version;
+}
 
+function readKvs(c: Cursor, nKv: number, path: string | undefined, opts: ReadGgufOptions): GgufKv[] {
   const kvs: GgufKv[] = [];
   for (let i = 0; i < nKv; i++) {
     c.context = `metadata key #${i}`;
@@ -548,17 +562,20 @@ function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions)
     if (opts.skipArrays && type === GgufType.ARRAY) skipValue(c, type, path);
     else kvs.push({ key, type, value: readValue(c, type, path) });
   }
+  return kvs;
+}
 
-  let alignment = GGUF_DEFAULT_ALIGNMENT;
-  const alignKv = kvs.find((kv) => kv.key === "general.alignment");
-  if (alignKv) {
-    const a = Number(alignKv.value);
-    if (!Number.isInteger(a) || a <= 0 || (a & (a - 1)) !== 0) {
-      throw new GgufError(`corrupt GGUF: general.alignment ${String(alignKv.value)} is not a power of two`, path);
-    }
-    alignment = a;
+/** `alignmentOf(kvs)`, which a file read must have as a power of two. */
+function checkedAlignment(kvs: readonly GgufKv[], path: string | undefined): number {
+  const a = alignmentOf(kvs);
+  if (!Number.isInteger(a) || a <= 0 || (a & (a - 1)) !== 0) {
+    const given = kvs.find((kv) => kv.key === "general.alignment")?.value;
+    throw new GgufError(`corrupt GGUF: general.alignment ${String(given)} is not a power of two`, path);
   }
+  return a;
+}
 
+function readTensorInfos(c: Cursor, nTensors: number, alignment: number, path: string | undefined): GgufTensorInfo[] {
   const tensors: GgufTensorInfo[] = [];
   for (let i = 0; i < nTensors; i++) {
     c.context = `tensor info #${i}`;
@@ -577,17 +594,17 @@ function parse(src: ByteSource, path: string | undefined, opts: ReadGgufOptions)
     }
     tensors.push({ name, shape, type, offset, byteSize: tensorByteSize(type, shape, name) });
   }
+  return tensors;
+}
 
-  const dataOffset = alignUp(c.pos, alignment);
-  if (opts.checkTensorData !== false) {
-    for (const t of tensors) {
-      const end = dataOffset + t.offset + t.byteSize;
-      if (end > src.size) {
-        throw new GgufError(`truncated GGUF: tensor "${t.name}" data ends at byte ${end} but the file has only ${src.size} bytes`, path);
-      }
+/** Every tensor's data lies inside the file: a truncated download fails here, not inside llama.cpp. */
+function checkTensorData(tensors: readonly GgufTensorInfo[], dataOffset: number, size: number, path: string | undefined): void {
+  for (const t of tensors) {
+    const end = dataOffset + t.offset + t.byteSize;
+    if (end > size) {
+      throw new GgufError(`truncated GGUF: tensor "${t.name}" data ends at byte ${end} but the file has only ${size} bytes`, path);
     }
   }
-  return new GgufFile(version, kvs, tensors, alignment, dataOffset, src.size, path);
 }
 
 /** Parses the header of a GGUF file on disk (synchronous; reads only the header). */

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { AnswerHandle, Conversation, LiveStats, OpArg, OpResult, StoredMessage } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import type { AnswerSummary, TokenEvent } from "../../shared/events.js";
-import { CollaborativeDecoder } from "./decoder.js";
+import { CollaborativeDecoder, type Answer } from "./decoder.js";
 import { fork } from "./conversationVersions.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { planPrompt, truncationNotice, type PlannedPrompt } from "./conversationPrompt.js";
@@ -178,19 +178,11 @@ export class Answers {
     return handle;
   }
 
+  /** Runs the answer `msg` over `prompt` to its end: decode and stream, then save and tell. */
   private async runAnswer(slm: LocalModel, a: ActiveAnswer, conv: Conversation, msg: StoredMessage, prompt: number[]): Promise<void> {
-    const { requestId, conversationId, messageId } = a.handle;
+    const { conversationId } = a.handle;
     // what the message holds already: nothing for a new answer, the first part for a continued one
     const base = { tokens: msg.tokens!.length, content: msg.content, summary: msg.summary };
-    const flush = () => {
-      if (a.timer) clearTimeout(a.timer);
-      a.timer = null;
-      if (!a.pending.length) return;
-      const tokens = a.pending;
-      a.pending = [];
-      this.s.emit({ type: "answer-delta", requestId, conversationId, messageId, tokens });
-      this.s.emit({ type: "stats", stats: this.liveStats() });
-    };
     this.s.distiller?.beginAnswer();
     let cloudControl: { end(): Promise<void> } | null = null;
     try {
@@ -206,40 +198,65 @@ export class Answers {
           sampling: msg.sampling,
         }),
       );
-      let journalFailed = false;
-      for await (const decoded of answer) {
-        const ev = base.tokens ? { ...decoded, index: decoded.index + base.tokens } : decoded;
-        msg.tokens!.push(ev);
-        msg.content += ev.text;
-        // committed to the conversation's journal before anyone sees it: a token shown in the UI
-        // survives a crash of this process (conversationStore.ts); a failing disk must not stop the
-        // answer, which is saved again when it ends
-        try {
-          await this.s.store.appendToken(conversationId, messageId, ev);
-        } catch (err) {
-          if (!journalFailed)
-            this.s.notice(`Could not save the answer as it streams (${errorMessage(err)}); it will be saved when it ends.`);
-          journalFailed = true;
-        }
-        a.pending.push(ev);
-        a.timer ??= setTimeout(flush, this.s.opts.flushMs ?? 16);
-        if (this.s.opts.paceMs) await sleep(this.s.opts.paceMs, a.abort.signal);
-        if (a.abort.signal.aborted) break;
-      }
+      await this.streamTokens(a, msg, answer, base.tokens);
       const summary = await answer.summary;
-      flush();
+      this.flush(a);
       // the decoder's text includes text held back until the end (a partial character, a stop prefix)
       msg.content = base.content + summary.text;
       msg.summary = base.summary ? joinSummaries(base.summary, summary) : summary;
       msg.status = summary.stopReason === "abort" ? "stopped" : "complete";
       this.addTotals(msg.tokens!.slice(base.tokens), summary);
     } catch (err) {
-      flush();
+      this.flush(a);
       msg.status = "error";
       msg.error = errorMessage(err);
     }
     conv.updatedAt = Date.now();
     await this.controls.endCloudControl(cloudControl, conversationId);
+    await this.endAnswer(a, msg);
+  }
+
+  /**
+   * Adds each decoded token to `msg` (its index after the `offset` tokens the message had), to the
+   * conversation's journal and to the next delta, until the answer ends or is stopped.
+   */
+  private async streamTokens(a: ActiveAnswer, msg: StoredMessage, answer: Answer, offset: number): Promise<void> {
+    let journalFailed = false;
+    for await (const decoded of answer) {
+      const ev = offset ? { ...decoded, index: decoded.index + offset } : decoded;
+      msg.tokens!.push(ev);
+      msg.content += ev.text;
+      // committed to the conversation's journal before anyone sees it: a token shown in the UI
+      // survives a crash of this process (conversationStore.ts); a failing disk must not stop the
+      // answer, which is saved again when it ends
+      try {
+        await this.s.store.appendToken(a.handle.conversationId, a.handle.messageId, ev);
+      } catch (err) {
+        if (!journalFailed) this.s.notice(`Could not save the answer as it streams (${errorMessage(err)}); it will be saved when it ends.`);
+        journalFailed = true;
+      }
+      a.pending.push(ev);
+      a.timer ??= setTimeout(() => this.flush(a), this.s.opts.flushMs ?? 16);
+      if (this.s.opts.paceMs) await sleep(this.s.opts.paceMs, a.abort.signal);
+      if (a.abort.signal.aborted) break;
+    }
+  }
+
+  /** Sends the tokens decoded since the last delta, with the live stats. */
+  private flush(a: ActiveAnswer): void {
+    if (a.timer) clearTimeout(a.timer);
+    a.timer = null;
+    if (!a.pending.length) return;
+    const tokens = a.pending;
+    a.pending = [];
+    const { requestId, conversationId, messageId } = a.handle;
+    this.s.emit({ type: "answer-delta", requestId, conversationId, messageId, tokens });
+    this.s.emit({ type: "stats", stats: this.liveStats() });
+  }
+
+  /** The answer has ended (`msg` complete, stopped or failed): the engine is free, the conversation saved, and everyone told. */
+  private async endAnswer(a: ActiveAnswer, msg: StoredMessage): Promise<void> {
+    const { requestId, conversationId, messageId } = a.handle;
     this.s.active = null;
     try {
       await this.s.store.save(conversationId);

@@ -15,27 +15,31 @@ import type { Pending, TokenSource } from "./routed.js";
  */
 export const MAX_PIPELINED_CALLS = 3;
 
-/**
- * The call about the routed guessed position `event`, after the committed tokens and `guessed` (the
- * routed position's guess and the guesses after it); null when it must wait for the answers before it.
- */
-export function askAhead(
-  answer: AnswerState,
-  calls: TokenSource | null,
-  guessed: readonly number[],
-  event: TokenEvent,
-  earlier: readonly { pending: Pending | null }[],
-): Pending | null {
-  if (!calls || !answer.learnt.guesses.pipeline) return null;
-  if (earlier.filter((g) => g.pending).length >= MAX_PIPELINED_CALLS) return null;
-  return calls.ask({
-    history: [...answer.committed, ...guessed],
-    position: event.index,
-    tau: event.tau,
-    room: 0,
-    continuation: 0, // the text after it is the next call's to answer
-    previousRouted: false,
-    signal: answer.signal,
-    sampling: answer.sampling,
-  });
+/** The pipelined calls of one run-ahead, asked through `calls` (the answer's call per position). */
+export class PipelinedCalls {
+  private asked = 0;
+
+  constructor(
+    private readonly answer: AnswerState,
+    private readonly calls: TokenSource,
+  ) {}
+
+  /**
+   * The call about the routed guessed position `event`, after the committed tokens and `guessed` (the
+   * routed position's guess and the guesses after it); null when it must wait for the answers before it.
+   */
+  ask(guessed: readonly number[], event: TokenEvent): Pending | null {
+    if (!this.answer.learnt.guesses.pipeline || this.asked >= MAX_PIPELINED_CALLS) return null;
+    this.asked++;
+    return this.calls.ask({
+      history: [...this.answer.committed, ...guessed],
+      position: event.index,
+      tau: event.tau,
+      room: 0,
+      continuation: 0, // the text after it is the next call's to answer
+      previousRouted: false,
+      signal: this.answer.signal,
+      sampling: this.answer.sampling,
+    });
+  }
 }

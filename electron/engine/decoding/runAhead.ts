@@ -11,8 +11,8 @@
 import type { TokenEvent } from "../../../shared/events.js";
 import type { SlmStep } from "../../../inference/localModel.js";
 import { wasRouted, type AnswerState } from "./answer.js";
-import { askAhead } from "./pipelinedCalls.js";
-import { routedEvent, type Pending, type TokenSource } from "./routed.js";
+import type { PipelinedCalls } from "./pipelinedCalls.js";
+import { routedEvent, type Pending } from "./routed.js";
 
 /** the run-ahead while the cloud mostly overrules the SLM's guesses */
 const SHORT_RUN_AHEAD = 8;
@@ -45,13 +45,13 @@ export function runAheadLimit(answer: AnswerState, speculate: number): number {
   return answer.learnt.guesses.pipeline ? speculate : Math.min(speculate, SHORT_RUN_AHEAD);
 }
 
-/** Runs ahead of `routed` while `pending` is awaited, at most `limit` tokens; `calls` asks pipelined calls (null: none). */
+/** Runs ahead of `routed` while `pending` is awaited, at most `limit` tokens; `pipeline` asks pipelined calls (null: none). */
 export async function runAhead(
   answer: AnswerState,
   routed: RoutedStep,
   pending: Pending,
   limit: number,
-  calls: TokenSource | null,
+  pipeline: PipelinedCalls | null,
 ): Promise<Guesses> {
   const guesses: Guess[] = [];
   let after = await answer.slm.advance(routed.step.tokenId, answer.needs);
@@ -67,7 +67,7 @@ export async function runAhead(
     const guess: Guess = { event, guess: after.tokenId, pending: null };
     if (wasRouted(event)) {
       // that position must wait for this answer, unless it may be asked about now
-      guess.pending = askAhead(answer, calls, [routed.step.tokenId, ...guesses.map((g) => g.guess)], event, guesses);
+      guess.pending = pipeline?.ask([routed.step.tokenId, ...guesses.map((g) => g.guess)], event) ?? null;
       if (!guess.pending) break;
     }
     guesses.push(guess);
