@@ -522,6 +522,70 @@ async function samplingDefaultsCheck(o: CloudCheckOptions, http: Http, model: st
   };
 }
 
+/** A check that throws is a FAIL line named `name`, not the end of the report. */
+function guardedBy(add: (c: CheckLine) => void) {
+  return async (name: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (err) {
+      add({ name, status: "FAIL", detail: errorMessage(err) });
+    }
+  };
+}
+
+/** The vocabulary checks each engine allows (its identity, size or tokenizer); returns the model it serves, when asked. */
+async function vocabularyChecks(o: CloudCheckOptions, http: Http, add: (c: CheckLine) => void): Promise<string | undefined> {
+  const dev = o.device;
+  const guarded = guardedBy(add);
+  switch (o.kind) {
+    case "tandem":
+      await guarded("vocabulary hash", async () => {
+        const h = await http.call("GET", "/health");
+        const model = isObject(h) ? (h as Partial<HealthResponse>).model : undefined;
+        if (!isObject(model) || typeof model.vocabHash !== "string" || typeof model.vocabSize !== "number")
+          throw new Error("/health reply has no model identity: is this a Tandem token server?");
+        add(hashCheck(dev, model as ModelIdentity));
+      });
+      return o.model;
+    case "llama.cpp":
+      await guarded("vocabulary size", async () => {
+        const models = await http.call("GET", "/v1/models");
+        const m = isObject(models) && Array.isArray(models.data) && isObject(models.data[0]) ? models.data[0] : undefined;
+        add(sizeCheck(dev, m && isObject(m.meta) ? m.meta.n_vocab : undefined));
+      });
+      await guarded("text probes", () => tokenizerChecks(dev, llamaCppTokenizer(http), add));
+      return o.model;
+    case "vllm": {
+      let model = o.model;
+      await guarded("served model", async () => {
+        model = await servedVllmModel(http, model);
+        add({ name: "served model", status: "PASS", detail: model });
+      });
+      if (model !== undefined) await guarded("text probes", () => tokenizerChecks(dev, vllmTokenizer(http, model!), add));
+      return model;
+    }
+    case "sglang":
+      await guarded("text probes", () => tokenizerChecks(dev, sglangTokenizer(http), add));
+      return o.model;
+    default: {
+      const k: never = o.kind;
+      throw new Error(`Unknown cloud kind ${JSON.stringify(k)}`);
+    }
+  }
+}
+
+/** The model a vLLM server serves: the one asked for if it serves it, else its first. */
+async function servedVllmModel(http: Http, asked: string | undefined): Promise<string> {
+  const list = await http.call("GET", "/v1/models");
+  const served = (isObject(list) && Array.isArray(list.data) ? list.data : [])
+    .map((m: unknown) => (isObject(m) ? m.id : undefined))
+    .filter((id): id is string => typeof id === "string");
+  if (served.length === 0) throw new Error("/v1/models lists no model");
+  if (asked !== undefined && !served.includes(asked))
+    throw new Error(`the server does not serve ${asked} (it serves ${served.join(", ")})`);
+  return asked ?? served[0]!;
+}
+
 export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckReport> {
   const base = parseCloudUrl(o.url);
   const timeoutMs = o.timeoutMs ?? 15_000;
@@ -532,58 +596,7 @@ export async function runCloudCheck(o: CloudCheckOptions): Promise<CloudCheckRep
     checks.push(c);
     o.onCheck?.(c);
   };
-  const guarded = async (name: string, fn: () => Promise<void>) => {
-    try {
-      await fn();
-    } catch (err) {
-      add({ name, status: "FAIL", detail: errorMessage(err) });
-    }
-  };
-
-  let servedModel = o.model;
-  switch (o.kind) {
-    case "tandem":
-      await guarded("vocabulary hash", async () => {
-        const h = await http.call("GET", "/health");
-        const model = isObject(h) ? (h as Partial<HealthResponse>).model : undefined;
-        if (!isObject(model) || typeof model.vocabHash !== "string" || typeof model.vocabSize !== "number")
-          throw new Error("/health reply has no model identity: is this a Tandem token server?");
-        add(hashCheck(dev, model as ModelIdentity));
-      });
-      break;
-    case "llama.cpp":
-      await guarded("vocabulary size", async () => {
-        const models = await http.call("GET", "/v1/models");
-        const m = isObject(models) && Array.isArray(models.data) && isObject(models.data[0]) ? models.data[0] : undefined;
-        add(sizeCheck(dev, m && isObject(m.meta) ? m.meta.n_vocab : undefined));
-      });
-      await guarded("text probes", () => tokenizerChecks(dev, llamaCppTokenizer(http), add));
-      break;
-    case "vllm": {
-      let model = o.model;
-      await guarded("served model", async () => {
-        const list = await http.call("GET", "/v1/models");
-        const served = (isObject(list) && Array.isArray(list.data) ? list.data : [])
-          .map((m: unknown) => (isObject(m) ? m.id : undefined))
-          .filter((id): id is string => typeof id === "string");
-        if (served.length === 0) throw new Error("/v1/models lists no model");
-        if (model !== undefined && !served.includes(model))
-          throw new Error(`the server does not serve ${model} (it serves ${served.join(", ")})`);
-        model ??= served[0]!;
-        add({ name: "served model", status: "PASS", detail: model });
-      });
-      if (model !== undefined) await guarded("text probes", () => tokenizerChecks(dev, vllmTokenizer(http, model!), add));
-      servedModel = model;
-      break;
-    }
-    case "sglang":
-      await guarded("text probes", () => tokenizerChecks(dev, sglangTokenizer(http), add));
-      break;
-    default: {
-      const k: never = o.kind;
-      throw new Error(`Unknown cloud kind ${JSON.stringify(k)}`);
-    }
-  }
+  const servedModel = await vocabularyChecks(o, http, add);
   const next = await nextTokenCheck(o, timeoutMs);
   add(next);
   if (o.kind !== "tandem" && next.status === "PASS") add(await samplingDefaultsCheck(o, http, servedModel, timeoutMs));
