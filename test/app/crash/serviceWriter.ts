@@ -7,10 +7,10 @@
  *   node serviceWriter.mjs <dataDir> <slm.gguf>
  */
 import { TandemService } from "../../../electron/engine/service.js";
+import { say } from "./report.js";
 
 const [dataDir, slm] = process.argv.slice(2);
 const service = await TandemService.start({ dataDir, slm, tau: 0.5, maxTokens: 400, contextSize: 1024, paceMs: 0 });
-const say = (line: string) => process.stdout.write(line + "\n");
 let answered: () => void = () => {};
 service.subscribe((e) => {
   if (e.type === "answer-delta") say(`D ${e.conversationId} ${e.messageId} ${e.tokens[e.tokens.length - 1].index + 1}`);

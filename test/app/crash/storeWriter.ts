@@ -8,8 +8,8 @@
  *   regenerate  drop the trailing answers, then as send without a new user message
  *   create / rename / delete                                                       (the bridge ops)
  *
- * Every store operation is reported on stdout twice, synchronously (stdout is a pipe: blocking writes
- * on Linux, so a line printed is in the pipe before the next instruction runs):
+ * Every store operation is reported on stdout twice, synchronously (report.ts: a line printed is in
+ * the pipe before the next instruction runs):
  *   "I <op> ..."  before it starts — the operation in flight, whose effect may or may not be on disk;
  *   "C <op> ..."  after its promise resolved — committed: it must survive the kill.
  * Token contents are a pure function of (message id, index) (crashModel.ts), so the parent can check
@@ -21,11 +21,11 @@ import { randomUUID } from "node:crypto";
 import type { StoredMessage } from "../../../shared/bridge.js";
 import { ConversationStore } from "../../../electron/engine/conversationStore.js";
 import { mulberry32, tokenFor, textOf } from "./crashModel.js";
+import { say } from "./report.js";
 
 const [dataDir, seedArg] = process.argv.slice(2);
 const rand = mulberry32(Number(seedArg));
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
-const say = (line: string) => process.stdout.write(line + "\n");
 
 say("loading"); // the parent may kill during the recovery that opening the store does
 const store = await ConversationStore.open(dataDir);
