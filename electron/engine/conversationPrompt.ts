@@ -5,7 +5,7 @@
  */
 import type { ChatMessage } from "../../shared/chat.js";
 import type { LocalModel } from "../../inference/localModel.js";
-import { answerReserve, planContext, type ContextPlan } from "./contextWindow.js";
+import { answerReserve, planContext, planSlideAhead, type ContextPlan, type SlideAhead } from "./contextWindow.js";
 
 export interface PlannedPrompt {
   /** prompt tokens for the decoder */
@@ -13,10 +13,18 @@ export interface PlannedPrompt {
   plan: ContextPlan;
 }
 
-export function planPrompt(
-  slm: Pick<LocalModel, "contextSize" | "promptFromMessages" | "keepEnd">,
-  conv: { system: string | null; turns: readonly ChatMessage[]; keepFrom: number; maxTokens: number; slideKeep?: number },
-): PlannedPrompt {
+type PromptModel = Pick<LocalModel, "contextSize" | "promptFromMessages" | "keepEnd">;
+
+export interface ConversationWindow {
+  system: string | null;
+  turns: readonly ChatMessage[];
+  /** the first turn the last plan kept (0 for a new conversation) */
+  keepFrom: number;
+  maxTokens: number;
+  slideKeep?: number;
+}
+
+export function planPrompt(slm: PromptModel, conv: ConversationWindow & { preSlid?: SlideAhead }): PlannedPrompt {
   const window = slm.contextSize;
   const plan = planContext({
     system: conv.system,
@@ -25,11 +33,40 @@ export function planPrompt(
     reserve: answerReserve(window, conv.maxTokens),
     keepFrom: conv.keepFrom,
     slideKeep: conv.slideKeep,
+    preSlid: conv.preSlid,
     measure: (messages) => slm.promptFromMessages(messages).length,
     keepEnd: (text, tokens) => slm.keepEnd(text, tokens),
   });
   const tokens = slm.promptFromMessages(plan.messages);
   return { tokens, plan: { ...plan, usage: { ...plan.usage, used: tokens.length } } };
+}
+
+/** A slide planned ahead, with the prompt tokens every next prompt after it starts with. */
+export interface PlannedSlide extends SlideAhead {
+  prefix: number[];
+}
+
+/**
+ * When an answer has ended (`conv.turns` ends with it): the slide the next turn will need
+ * (contextWindow.ts, planSlideAhead), or null, with the tokens the next prompt will start with
+ * whatever the message: those two prompts with different messages share, but the last (without a
+ * chat template the concatenated text may merge with the message's start; with one, it is one token).
+ */
+export function planNextSlide(slm: PromptModel, conv: ConversationWindow): PlannedSlide | null {
+  const window = slm.contextSize;
+  const measure = (messages: ChatMessage[]) => slm.promptFromMessages(messages).length;
+  const ahead = planSlideAhead({ ...conv, window, reserve: answerReserve(window, conv.maxTokens), measure });
+  if (!ahead) return null;
+  const kept: ChatMessage[] = [
+    ...(conv.system ? [{ role: "system" as const, content: conv.system }] : []),
+    ...conv.turns.slice(ahead.keepFrom),
+  ];
+  const a = slm.promptFromMessages([...kept, { role: "user", content: "A" }]);
+  const b = slm.promptFromMessages([...kept, { role: "user", content: "?\n" }]);
+  let common = 0;
+  while (common < a.length && a[common] === b[common]) common++;
+  // the token before the message may still merge with its first characters: left to the next turn
+  return { ...ahead, prefix: a.slice(0, Math.max(0, common - 1)) };
 }
 
 /** The notice for an answer whose newest message was cut to fit (the plan's `truncated`). */
