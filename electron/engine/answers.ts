@@ -132,7 +132,8 @@ export class Answers {
   private planFor(conv: Conversation, messages: readonly StoredMessage[], maxTokens = this.s.maxTokens): PlannedPrompt {
     const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.s.defaultSystemPrompt;
     const turns: ChatMessage[] = messages.map((m) => ({ role: m.role, content: m.content }));
-    return planPrompt(this.s.slm!, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens });
+    const preSlid = this.s.idle.slideFor(conv);
+    return planPrompt(this.s.slm!, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens, preSlid });
   }
 
   /**
@@ -241,6 +242,9 @@ export class Answers {
     conv.updatedAt = Date.now();
     await this.controls.endCloudControl(cloudControl, conversationId);
     this.s.active = null;
+    // idle pre-slide: the next turn's slide is planned now, before another answer can start, and
+    // evaluated while the user types (idlePrefill.ts)
+    this.s.idle.afterAnswer(conv);
     try {
       await this.s.store.save(conversationId);
     } catch (err) {
