@@ -2,7 +2,7 @@
  * Bench figure (e): time to first token over a 30-turn conversation several times longer than the
  * SLM's window, the app's context policy (contextWindow.ts: the window slides by half its budget,
  * the KV cache is reused between slides, and a slide the next turn needs is made when an answer
- * ends, its kept prefix evaluated while the user types: idlePrefill.ts) against re-evaluating the
+ * ends, and the next prompt's known start evaluated while the user types: idlePrefill.ts) against re-evaluating the
  * whole prompt every turn (the same prompts, the cache emptied first). The idle work is awaited
  * between turns, outside the clock, and reported on its own (tokens, ms). Also reported: sliding by just enough every turn, with the
  * cache kept (its prefix changes at every turn once the window is full, so little is reused).
@@ -13,7 +13,7 @@ import type { ChatMessage } from "../shared/chat.js";
 import { LocalModel } from "../inference/localModel.js";
 import { ConfidenceRouter } from "../shared/router.js";
 import { CollaborativeDecoder } from "../electron/engine/decoder.js";
-import { planNextSlide, planPrompt } from "../electron/engine/conversationPrompt.js";
+import { planNextTurn, planPrompt } from "../electron/engine/conversationPrompt.js";
 import type { SlideAhead } from "../electron/engine/contextWindow.js";
 import { prefill } from "../electron/engine/idlePrefill.js";
 import { median, type Figure } from "./stats.js";
@@ -33,6 +33,7 @@ interface Variant {
   evaluated: number[];
   idleMs: number[];
   idleTokens: number[];
+  idleSlides: number;
 }
 
 const SYSTEM = "A story. ";
@@ -62,15 +63,16 @@ async function turn(v: Variant, text: string, maxTokens: number): Promise<void> 
   if (v.ahead) await slideAhead(v, maxTokens);
 }
 
-/** When the answer has ended: the next turn's slide, if it needs one, and (idle) its prefix evaluated. */
+/** When the answer has ended: the next turn's slide, if it needs one, and (idle) its prompt's known start evaluated. */
 async function slideAhead(v: Variant, maxTokens: number): Promise<void> {
-  const next = planNextSlide(v.slm, { system: SYSTEM, turns: v.turns, keepFrom: v.keepFrom, maxTokens, slideKeep: v.slideKeep });
-  v.preSlid = next ?? undefined;
-  if (!next || !v.ahead?.idle) return;
+  const next = planNextTurn(v.slm, { system: SYSTEM, turns: v.turns, keepFrom: v.keepFrom, maxTokens, slideKeep: v.slideKeep });
+  v.preSlid = next.slide ?? undefined;
+  if (!v.ahead?.idle) return;
   const t0 = performance.now();
   const r = await prefill(v.slm, next.prefix);
   v.idleMs.push(performance.now() - t0);
   v.idleTokens.push(r.evaluated);
+  if (next.slide) v.idleSlides++;
 }
 
 export async function figureE(
@@ -81,7 +83,7 @@ export async function figureE(
 ): Promise<Record<string, unknown>> {
   log(`\n(e) time to first token over ${opts.turns} turns, ${opts.window}-token window (stories260K SLM, one thread)`);
   const load = () => LocalModel.load(slmFile, { contextSize: opts.window });
-  const fresh = () => ({ turns: [], keepFrom: 0, ttftMs: [], evaluated: [], idleMs: [], idleTokens: [] });
+  const fresh = () => ({ turns: [], keepFrom: 0, ttftMs: [], evaluated: [], idleMs: [], idleTokens: [], idleSlides: 0 });
   const variants: Variant[] = [
     { name: "policy (slide by half, idle pre-slide)", slm: await load(), clear: false, ahead: { idle: true }, ...fresh() },
     // the policy's prompts (its slides planned ahead too), each evaluated whole
@@ -103,13 +105,16 @@ export async function figureE(
       medianTtftMs: +median(v.ttftMs).toFixed(2),
       maxTtftMs: +Math.max(...v.ttftMs).toFixed(1),
       promptTokensEvaluated: sum(v.evaluated),
+      idleSlides: v.idleSlides,
       idleTokensEvaluated: sum(v.idleTokens),
       idleMs: +sum(v.idleMs).toFixed(1),
     }));
     for (const r of rows)
       log(
         `  ${r.variant.padEnd(40)} total ${r.totalTtftMs} ms · median ${r.medianTtftMs} ms · max ${r.maxTtftMs} ms · ${r.promptTokensEvaluated} prompt tokens evaluated` +
-          (r.idleTokensEvaluated ? ` · idle, between turns (not in the times): ${r.idleTokensEvaluated} tokens, ${r.idleMs} ms` : ""),
+          (r.idleTokensEvaluated
+            ? ` · idle, between turns (not in the times): ${r.idleTokensEvaluated} tokens (${r.idleSlides} pre-slides), ${r.idleMs} ms`
+            : ""),
       );
     const [policy, whole, justEnough] = rows;
     // the idle work changes no answer: the policy and its foil read the same prompts, so they write the same text

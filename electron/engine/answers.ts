@@ -242,9 +242,8 @@ export class Answers {
     conv.updatedAt = Date.now();
     await this.controls.endCloudControl(cloudControl, conversationId);
     this.s.active = null;
-    // idle pre-slide: the next turn's slide is planned now, before another answer can start, and
-    // evaluated while the user types (idlePrefill.ts)
-    this.s.idle.afterAnswer(conv);
+    // idle pre-slide (idlePrefill.ts): the next turn's slide is planned before another answer can start
+    const idle = this.s.idle.afterAnswer(conv);
     try {
       await this.s.store.save(conversationId);
     } catch (err) {
@@ -254,6 +253,7 @@ export class Answers {
     else this.s.emit({ type: "answer-end", requestId, conversationId, message: msg });
     this.s.emit({ type: "stats", stats: this.liveStats() });
     this.s.emitConversations();
+    idle.start(); // and evaluated while the user types
     if (this.s.distiller) void this.models.learnRouter(this.s.distiller);
   }
 

@@ -41,32 +41,31 @@ export function planPrompt(slm: PromptModel, conv: ConversationWindow & { preSli
   return { tokens, plan: { ...plan, usage: { ...plan.usage, used: tokens.length } } };
 }
 
-/** A slide planned ahead, with the prompt tokens every next prompt after it starts with. */
-export interface PlannedSlide extends SlideAhead {
+/** What is known of the next turn when an answer ends: its slide, if it needs one, and the tokens its prompt starts with. */
+export interface NextTurn {
+  /** the slide planned ahead (contextWindow.ts, planSlideAhead), or null: the next prompt keeps the same start */
+  slide: SlideAhead | null;
+  /** the tokens every next prompt starts with, whatever the message */
   prefix: number[];
 }
 
 /**
- * When an answer has ended (`conv.turns` ends with it): the slide the next turn will need
- * (contextWindow.ts, planSlideAhead), or null, with the tokens the next prompt will start with
- * whatever the message: those two prompts with different messages share, but the last (without a
- * chat template the concatenated text may merge with the message's start; with one, it is one token).
+ * When an answer has ended (`conv.turns` ends with it): the next turn's slide, if it needs one, and
+ * its prompt's start: the tokens two prompts with different messages share, but the last (without a
+ * chat template the concatenated text may merge with the message's first characters; with one, that
+ * token is the template's).
  */
-export function planNextSlide(slm: PromptModel, conv: ConversationWindow): PlannedSlide | null {
+export function planNextTurn(slm: PromptModel, conv: ConversationWindow): NextTurn {
   const window = slm.contextSize;
   const measure = (messages: ChatMessage[]) => slm.promptFromMessages(messages).length;
-  const ahead = planSlideAhead({ ...conv, window, reserve: answerReserve(window, conv.maxTokens), measure });
-  if (!ahead) return null;
-  const kept: ChatMessage[] = [
-    ...(conv.system ? [{ role: "system" as const, content: conv.system }] : []),
-    ...conv.turns.slice(ahead.keepFrom),
-  ];
+  const slide = planSlideAhead({ ...conv, window, reserve: answerReserve(window, conv.maxTokens), measure });
+  const system: ChatMessage[] = conv.system ? [{ role: "system", content: conv.system }] : [];
+  const kept = [...system, ...conv.turns.slice(slide?.keepFrom ?? conv.keepFrom)];
   const a = slm.promptFromMessages([...kept, { role: "user", content: "A" }]);
   const b = slm.promptFromMessages([...kept, { role: "user", content: "?\n" }]);
   let common = 0;
   while (common < a.length && a[common] === b[common]) common++;
-  // the token before the message may still merge with its first characters: left to the next turn
-  return { ...ahead, prefix: a.slice(0, Math.max(0, common - 1)) };
+  return { slide, prefix: a.slice(0, Math.max(0, common - 1)) };
 }
 
 /** The notice for an answer whose newest message was cut to fit (the plan's `truncated`). */

@@ -2,6 +2,7 @@
  * Idle-time pre-slide. When an answer ends and the next turn will have to slide the context window
  * (contextWindow.ts, planSlideAhead), the slide is decided at once and the SLM evaluates the next
  * prompt's kept prefix while the user types, so the next answer evaluates only its new message.
+ * Between slides the same work is small: the end of the answer as the next prompt tokenises it.
  *
  * The decision is made when the answer ends, whether or not the idle work runs, so the next prompt
  * does not depend on timing; the idle work only fills the KV cache with tokens the next prompt starts
@@ -17,7 +18,7 @@ import type { Conversation } from "../../shared/bridge.js";
 import type { LocalModel } from "../../inference/localModel.js";
 import { errorMessage } from "../../shared/errors.js";
 import type { SlideAhead } from "./contextWindow.js";
-import { planNextSlide } from "./conversationPrompt.js";
+import { planNextTurn, type NextTurn } from "./conversationPrompt.js";
 import type { EngineState } from "./engineState.js";
 
 /** Tokens evaluated between two checks for a user waiting: small enough to give way within one batch. */
@@ -68,24 +69,27 @@ export class IdlePrefill {
     return r && r.after === conv.messages.at(-1)?.id ? r.slide : undefined;
   }
 
-  /** Call when an answer of `conv` has ended: plans the next turn's slide now, and pre-fills it in the background. */
-  afterAnswer(conv: Conversation): void {
+  /**
+   * Call when an answer of `conv` has ended, before another can start: plans the next turn's slide now
+   * (the next plan reads it); `start()` the returned work once the answer's end is reported.
+   */
+  afterAnswer(conv: Conversation): { start(): void } {
+    const none = { start() {} };
     this.slides.delete(conv.id);
     const slm = this.s.slm;
     const last = conv.messages.at(-1);
-    if (!slm || !last || this.s.closed) return;
-    let next: ReturnType<typeof planNextSlide>;
+    if (!slm || !last || this.s.closed) return none;
+    let next: NextTurn;
     try {
       const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.s.defaultSystemPrompt;
       const turns = conv.messages.map((m) => ({ role: m.role, content: m.content }));
-      next = planNextSlide(slm, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens: this.s.maxTokens });
+      next = planNextTurn(slm, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens: this.s.maxTokens });
     } catch (err) {
       console.warn(`Idle pre-slide not planned: ${errorMessage(err)}`);
-      return;
+      return none;
     }
-    if (!next) return;
-    this.slides.set(conv.id, { slide: { keepFrom: next.keepFrom, turns: next.turns }, after: last.id });
-    this.start(slm, next.prefix);
+    if (next.slide) this.slides.set(conv.id, { slide: next.slide, after: last.id });
+    return { start: () => this.start(slm, next.prefix) };
   }
 
   /** Stops the idle work, if any, and waits until the SLM is free of it. */

@@ -9,17 +9,19 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BridgeEvent, StoredMessage } from "../../shared/bridge.js";
+import type { StoredMessage } from "../../shared/bridge.js";
 import type { ChatMessage } from "../../shared/chat.js";
 import { ConfidenceRouter } from "../../shared/router.js";
 import { presetConfig } from "../../shared/sampling.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { CollaborativeDecoder } from "../../electron/engine/decoder.js";
-import { planNextSlide, planPrompt } from "../../electron/engine/conversationPrompt.js";
+import { planNextTurn, planPrompt } from "../../electron/engine/conversationPrompt.js";
+import type { SlideAhead } from "../../electron/engine/contextWindow.js";
 import { PREFILL_CHUNK, prefill } from "../../electron/engine/idlePrefill.js";
 import type { EngineState } from "../../electron/engine/engineState.js";
 import { inspectorCandidates } from "../../electron/engine/inspectorCost.js";
 import { TandemService } from "../../electron/engine/service.js";
+import { answered } from "../helpers/answered.js";
 import { storiesPair } from "../helpers/pair.js";
 import { noteMissingShared } from "../helpers/shared.js";
 
@@ -58,34 +60,37 @@ describe.skipIf(!pair)("idle pre-slide (real inference)", () => {
     await cold?.dispose();
   });
 
-  it("after the pre-slide the next answer evaluates only its new message, and writes what a cold cache writes", async () => {
+  it("the next prompt starts with the planned prefix; after a pre-slide the answer evaluates only its new message, and writes what a cold cache writes", async () => {
     const conv = { system: SYSTEM, maxTokens: 40 };
     const turns: ChatMessage[] = [];
     let keepFrom = 0;
-    let ahead: ReturnType<typeof planNextSlide> = null;
+    let ahead: SlideAhead | null = null;
+    let prefix: number[] = [];
     for (let turn = 0; turn < 20 && !ahead; turn++) {
       turns.push({ role: "user", content: message(turn) });
       const { tokens, plan } = planPrompt(warm, { ...conv, turns, keepFrom });
+      // between slides too, the start known when the last answer ended is where this prompt starts
+      expect(tokens.slice(0, prefix.length), `turn ${turn}`).toEqual(prefix);
       turns.push({ role: "assistant", content: (await decode(warm, tokens)).text });
       keepFrom = plan.keepFrom;
-      ahead = planNextSlide(warm, { ...conv, turns, keepFrom });
+      ({ slide: ahead, prefix } = planNextTurn(warm, { ...conv, turns, keepFrom }));
     }
     expect(ahead, "a slide is planned within 20 turns of a 512-token window").not.toBeNull();
     expect(ahead!.keepFrom).toBeGreaterThan(keepFrom);
-    const idle = await prefill(warm, ahead!.prefix);
+    const idle = await prefill(warm, prefix);
     expect(idle.complete).toBe(true);
     expect(idle.evaluated).toBeGreaterThan(0);
-    expect([...warm.history]).toEqual(ahead!.prefix);
+    expect([...warm.history]).toEqual(prefix);
 
     const text = message(99);
     const next = [...turns, { role: "user", content: text } as ChatMessage];
     const { tokens, plan } = planPrompt(warm, { ...conv, turns: next, keepFrom, preSlid: ahead! });
     expect(plan.keepFrom).toBe(ahead!.keepFrom);
     expect(plan.usage.slid).toBe(true);
-    expect(tokens.slice(0, ahead!.prefix.length)).toEqual(ahead!.prefix);
+    expect(tokens.slice(0, prefix.length)).toEqual(prefix);
     const w = await decode(warm, tokens);
     // the new message (with no chat template, its tokens and the one its start may merge with)
-    expect(w.atFirst).toBe(tokens.length - ahead!.prefix.length);
+    expect(w.atFirst).toBe(tokens.length - prefix.length);
     expect(w.atFirst).toBeLessThanOrEqual(warm.tokenizeText(text).length + 2);
     await cold.clear();
     const c = await decode(cold, tokens);
@@ -185,17 +190,6 @@ describe.skipIf(!pair)("idle pre-slide (real inference)", () => {
     expect(replay.tokens).toEqual(msg.tokens!.map((t) => t.tokenId));
   }
 });
-
-function answered(service: TandemService, requestId: string): Promise<BridgeEvent> {
-  return new Promise((resolve) => {
-    const off = service.subscribe((e) => {
-      if ((e.type === "answer-end" || e.type === "answer-error") && e.requestId === requestId) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
   let n = 0;
