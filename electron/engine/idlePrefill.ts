@@ -75,6 +75,7 @@ export class IdlePrefill {
    */
   afterAnswer(conv: Conversation): { start(): void } {
     const none = { start() {} };
+    this.work?.abort.abort(); // the work planned after an earlier answer is stale
     this.slides.delete(conv.id);
     const slm = this.s.slm;
     const last = conv.messages.at(-1);

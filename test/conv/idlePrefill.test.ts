@@ -2,8 +2,8 @@
  * The idle pre-slide (idlePrefill.ts), on the real engine: the stories260K SLM, one thread. When an
  * answer ends and the next turn must slide the window, the slide is planned at once and the kept
  * prefix is evaluated while the user types; the next answer then evaluates only its new message and
- * writes the tokens a cold cache writes. A new answer started meanwhile stops the idle work at its
- * chunk.
+ * writes the tokens a cold cache writes (greedy). A new answer, or the inspector, started meanwhile
+ * stops the idle work at its chunk.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -98,7 +98,7 @@ describe.skipIf(!pair)("idle pre-slide (real inference)", () => {
     expect(w.tokens).toEqual(c.tokens);
   }, 120_000);
 
-  it("in the engine: planned when the answer ends, evaluated while idle, given up at its chunk by a new answer", async () => {
+  it("in the engine: planned when the answer ends, evaluated while idle, given up at its chunk by a new answer or the inspector", async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), "tandem-idle-"));
     const service = await TandemService.start({
       dataDir,
@@ -158,26 +158,44 @@ describe.skipIf(!pair)("idle pre-slide (real inference)", () => {
       expect(prompt.length - held).toBeLessThanOrEqual(slm.tokenizeText(message(turn - 1)).length + 2);
       await expectColdReplay(r.msg, prompt);
 
-      // 2. an answer sent while the idle work runs: it stops after the chunk it is evaluating
-      planned = await untilSlidePlanned();
-      const idleBefore = { ...s.idle.totals };
-      // a spy on the real SLM: the message is sent as the idle work's first chunk starts evaluating
-      let started!: () => void;
-      const idleStarts = new Promise<void>((resolve) => (started = resolve));
-      const begin = slm.begin.bind(slm);
-      slm.begin = (prompt, needs) => {
-        if (s.active == null) started();
-        return begin(prompt, needs);
+      /** a spy on the real SLM: resolves as the idle work's first chunk starts evaluating */
+      const idleChunk = () =>
+        new Promise<void>((resolve) => {
+          const begin = slm.begin.bind(slm);
+          slm.begin = (prompt, needs) => {
+            if (s.active == null) {
+              slm.begin = begin;
+              resolve();
+            }
+            return begin(prompt, needs);
+          };
+        });
+      const expectGaveWay = (before: typeof s.idle.totals) => {
+        expect(s.idle.totals.stopped).toBe(before.stopped + 1);
+        expect(s.idle.totals.completed).toBe(before.completed);
+        expect(s.idle.totals.tokens - before.tokens).toBeGreaterThan(0);
+        expect(s.idle.totals.tokens - before.tokens).toBeLessThanOrEqual(PREFILL_CHUNK);
       };
-      r = await send(() => idleStarts);
-      slm.begin = begin;
-      expect(s.idle.totals.stopped).toBe(idleBefore.stopped + 1);
-      expect(s.idle.totals.completed).toBe(idleBefore.completed);
-      expect(s.idle.totals.tokens - idleBefore.tokens).toBeGreaterThan(0);
-      expect(s.idle.totals.tokens - idleBefore.tokens).toBeLessThanOrEqual(PREFILL_CHUNK);
+
+      // 2. an answer sent while the idle work runs: the idle work stops after the chunk it is evaluating
+      planned = await untilSlidePlanned();
+      let idleBefore = { ...s.idle.totals };
+      const chunk = idleChunk();
+      r = await send(() => chunk);
+      expectGaveWay(idleBefore);
       expect(r.msg.context).toMatchObject({ slid: true, droppedMessages: planned.keepFrom });
       prompt = slm.tokenizeText([SYSTEM, ...r.conv.messages.slice(planned.keepFrom, r.i).map((m) => m.content)].join(""));
       await expectColdReplay(r.msg, prompt);
+
+      // 3. the inspector asking for candidates meanwhile: the same
+      await untilSlidePlanned();
+      idleBefore = { ...s.idle.totals };
+      await idleChunk();
+      // (the first answer: the inspector re-reads an answer's whole history, not the window's)
+      const first = s.store.get(c.id).messages[1];
+      const candidates = await service.candidates({ conversationId: c.id, messageId: first.id, index: 0 });
+      expectGaveWay(idleBefore);
+      expect(candidates.candidates.length).toBeGreaterThan(0);
     } finally {
       await service.close();
     }
