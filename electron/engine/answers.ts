@@ -132,7 +132,8 @@ export class Answers {
   private planFor(conv: Conversation, messages: readonly StoredMessage[], maxTokens = this.s.maxTokens): PlannedPrompt {
     const system = typeof conv.systemPrompt === "string" ? conv.systemPrompt : this.s.defaultSystemPrompt;
     const turns: ChatMessage[] = messages.map((m) => ({ role: m.role, content: m.content }));
-    return planPrompt(this.s.slm!, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens });
+    const preSlid = this.s.idle.slideFor(conv);
+    return planPrompt(this.s.slm!, { system, turns, keepFrom: this.s.keepFrom.get(conv.id) ?? 0, maxTokens, preSlid });
   }
 
   /**
@@ -258,6 +259,8 @@ export class Answers {
   private async endAnswer(a: ActiveAnswer, msg: StoredMessage): Promise<void> {
     const { requestId, conversationId, messageId } = a.handle;
     this.s.active = null;
+    // idle pre-slide (idlePrefill.ts): the next turn's slide is planned before another answer can start
+    const idle = this.s.idle.afterAnswer(conv);
     try {
       await this.s.store.save(conversationId);
     } catch (err) {
@@ -267,6 +270,7 @@ export class Answers {
     else this.s.emit({ type: "answer-end", requestId, conversationId, message: msg });
     this.s.emit({ type: "stats", stats: this.liveStats() });
     this.s.emitConversations();
+    idle.start(); // and evaluated while the user types
     if (this.s.distiller) void this.models.learnRouter(this.s.distiller);
   }
 

@@ -25,6 +25,7 @@ import type { SettingsStore } from "./settings.js";
 import type { DataFolderLock } from "./dataLock.js";
 import type { CloudControl } from "./cloudControl/engineControl.js";
 import { ModelDownloads } from "./modelDownloads.js";
+import { IdlePrefill } from "./idlePrefill.js";
 import { errorMessage } from "../../shared/errors.js";
 import { DEFAULT_CHAT_SAMPLING, type SamplingConfig } from "../../shared/sampling.js";
 import type { ServiceOptions } from "./serviceOptions.js";
@@ -83,6 +84,8 @@ export class EngineState {
   adopting: Promise<void> | null = null;
   /** The inspector's re-evaluation of a stored answer on the SLM: an answer starting meanwhile waits for it. */
   inspecting: Promise<unknown> = Promise.resolve();
+  /** the next turn's slide, planned when an answer ends and evaluated while the user types (idlePrefill.ts) */
+  readonly idle = new IdlePrefill(this);
   /** this engine's hold on its data folder, released by close() */
   lock: DataFolderLock | null = null;
   /** target share, budgets, local-only, what the cloud has seen (cloudControl/) */

@@ -62,6 +62,7 @@ export class Models {
 
   /** The inspector's candidates for one token, on demand (candidatesAt.ts). */
   async candidates({ conversationId, messageId, index }: OpArg<"candidates">): Promise<OpResult<"candidates">> {
+    await this.s.idle.cancel(); // the SLM has one sequence: the idle pre-slide gives way
     if (this.s.active || this.s.adopting) throw new Error("Candidates are computed once the answer has ended");
     if (!this.s.slm) throw new Error("The local model is not loaded yet");
     const run = candidatesAt(this.s.slm, this.s.store.get(String(conversationId)), String(messageId), Number(index));
@@ -107,6 +108,7 @@ export class Models {
       });
       const old = this.s.slm;
       this.s.slm = model;
+      await this.s.idle.cancel(); // the idle pre-slide may be using the old model
       await old?.dispose();
       if (!this.s.opts.router) await this.chooseRouter(model);
       this.setSlmStage({ loaded: true, name: model.identity.name, progress: null, error: null });

@@ -10,9 +10,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCloudServer, type CloudServer } from "../../cloud/server.js";
-import type { BridgeEvent, Conversation } from "../../shared/bridge.js";
+import type { Conversation } from "../../shared/bridge.js";
 import { LocalModel } from "../../inference/localModel.js";
 import { TandemService } from "../../electron/engine/service.js";
+import { answered } from "../helpers/answered.js";
 import { storiesPair } from "../helpers/pair.js";
 import { noteMissingShared } from "../helpers/shared.js";
 
@@ -43,17 +44,6 @@ const WORDS = [
 /** A user message of `n` words, different for each turn. */
 const message = (turn: number, n: number) =>
   Array.from({ length: n }, (_, k) => WORDS[(turn * 7 + k * 5 + (k >> 3)) % WORDS.length]).join(" ") + ". ";
-
-function answered(service: TandemService, requestId: string): Promise<BridgeEvent> {
-  return new Promise((resolve) => {
-    const off = service.subscribe((e) => {
-      if ((e.type === "answer-end" || e.type === "answer-error") && e.requestId === requestId) {
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
 
 /** The SLM inside the service (the test reads its KV cache and its count of evaluated tokens). */
 const slmOf = (s: TandemService): LocalModel => (s as unknown as { slm: LocalModel }).slm;
