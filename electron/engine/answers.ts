@@ -214,7 +214,7 @@ export class Answers {
     }
     conv.updatedAt = Date.now();
     await this.controls.endCloudControl(cloudControl, conversationId);
-    await this.endAnswer(a, msg);
+    await this.endAnswer(a, msg, conv);
   }
 
   /**
@@ -256,7 +256,7 @@ export class Answers {
   }
 
   /** The answer has ended (`msg` complete, stopped or failed): the engine is free, the conversation saved, and everyone told. */
-  private async endAnswer(a: ActiveAnswer, msg: StoredMessage): Promise<void> {
+  private async endAnswer(a: ActiveAnswer, msg: StoredMessage, conv: Conversation): Promise<void> {
     const { requestId, conversationId, messageId } = a.handle;
     this.s.active = null;
     // idle pre-slide (idlePrefill.ts): the next turn's slide is planned before another answer can start
