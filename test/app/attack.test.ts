@@ -218,3 +218,49 @@ describe.skipIf(!pair)("attack: an import brings in nothing an operation would r
     page.close();
   });
 });
+
+describe.skipIf(!pair)("attack: stored token ids the loaded model does not have", () => {
+  it("continue and the inspector refuse them with a reason, and the stored answer stays as it was", async () => {
+    const page = await Page.open();
+    const summary = {
+      tokens: 3,
+      cloudTokens: 0,
+      fallbackTokens: 0,
+      cloudCalls: 0,
+      bytesUp: 0,
+      bytesDown: 0,
+      tokensPerSecond: 1,
+      text: " x x x",
+      stopReason: "max-tokens",
+      router: "confidence",
+      elapsedMs: 1,
+    };
+    const answer = { id: "a1", role: "assistant", content: " x x x", createdAt: 1, status: "complete", summary };
+    const r = await page.ok<ImportResult>("importConversations", {
+      content: archive(
+        conversation({
+          id: "foreign-tokens",
+          messages: [
+            { id: "u1", role: "user", content: "Once upon a time", createdAt: 1 },
+            { ...answer, tokens: [token(0, 5), token(1, 99_999_999), token(2, 6)] },
+          ],
+        }),
+      ),
+    });
+    const id = r.imported[0]!.id;
+    const before = await page.ok<Conversation>("getConversation", { id });
+    const cont = await page.call("continueAnswer", { requestId: "foreign-1", conversationId: id });
+    expect(cont.ok).toBe(false);
+    expect(cont.error).toMatch(/token ids the loaded model does not have/);
+    const inspect = await page.call("candidates", { conversationId: id, messageId: "a1", index: 2 });
+    expect(inspect.ok).toBe(false);
+    expect(inspect.error).toMatch(/token ids the loaded model does not have/);
+    await new Promise((r) => setTimeout(r, 300)); // an answer that had started would have failed by now
+    expect(await page.ok<Conversation>("getConversation", { id })).toEqual(before);
+    // the engine answers as before
+    const c = await page.ok<Conversation>("createConversation", {});
+    await page.ok("send", { requestId: "after-foreign", conversationId: c.id, text: "Once upon a time" });
+    await page.ok("stop", { requestId: "after-foreign" });
+    page.close();
+  });
+});
