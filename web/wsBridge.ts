@@ -12,6 +12,13 @@ import { callOp, checkWireRequest, MAX_WIRE_MESSAGE_BYTES, type BridgeApi, type 
 
 export const BRIDGE_PATH = "/bridge";
 
+/**
+ * Most bytes of replies and events waiting for one page to read them. A page that sends calls and
+ * never reads their replies (a flood of exportAll) would otherwise grow the engine's memory without
+ * end; past this it is disconnected (a page that reconnects gets a fresh snapshot).
+ */
+export const MAX_BUFFERED_BYTES = 32 << 20;
+
 export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e: BridgeEvent) => void) => () => void): WebSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WIRE_MESSAGE_BYTES });
   server.on("upgrade", (req, socket, head) => {
@@ -30,6 +37,7 @@ export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e
   wss.on("connection", (ws: WebSocket) => {
     const send = (m: WireMessage) => {
       if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return void ws.terminate();
       try {
         ws.send(JSON.stringify(m));
       } catch (err) {

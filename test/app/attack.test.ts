@@ -264,3 +264,27 @@ describe.skipIf(!pair)("attack: stored token ids the loaded model does not have"
     page.close();
   });
 });
+
+describe.skipIf(!pair)("attack: a page that floods calls and never reads the replies", () => {
+  it("is disconnected once its unread replies pass the bound, instead of growing the engine's memory", async () => {
+    const page = await Page.open();
+    // a conversation of about 1 MB: every exportAll reply carries it
+    const big = conversation({ id: "big-one", messages: [{ id: "u1", role: "user", content: "w ".repeat(450_000), createdAt: 1 }] });
+    await page.ok("importConversations", { content: archive(big) });
+    const socket = (page.ws as unknown as { _socket: import("node:net").Socket })._socket;
+    socket.pause(); // the page stops reading
+    let replies = 0;
+    page.ws.on("message", () => replies++);
+    const calls = 120;
+    for (let i = 0; i < calls; i++) page.ws.send(JSON.stringify({ kind: "call", id: 10_000 + i, op: "exportAll", arg: {} }));
+    await new Promise((r) => setTimeout(r, 4000));
+    socket.resume();
+    const code = await Promise.race([page.closeCode, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+    expect(code, `${replies} replies read, no disconnect`).not.toBeNull();
+    expect(replies).toBeLessThan(calls);
+    // other pages are served as before
+    const other = await Page.open();
+    expect(await other.ok("listConversations", {})).toBeInstanceOf(Array);
+    other.close();
+  }, 60_000);
+});
