@@ -41,6 +41,7 @@ import { ContextPolicyError } from "../electron/engine/contextWindow.js";
 import { planPrompt, truncationNotice } from "../electron/engine/conversationPrompt.js";
 import type { ContextUsage } from "../shared/chat.js";
 import { errorMessage, UsageError } from "../shared/errors.js";
+import { FLAG_RANGES, numberFlag } from "./numberFlags.js";
 import { resolveSampling, type SamplingConfig, type SamplingSettings } from "../shared/sampling.js";
 import { describeSampling, SAMPLING_FLAG_OPTIONS, SAMPLING_USAGE, samplingFromFlags } from "./samplingFlags.js";
 import { CalibrationStore, pairKey } from "../electron/engine/cloudControl/calibrationStore.js";
@@ -136,12 +137,6 @@ function cliFrom(argv: string[]): Cli {
     console.log(USAGE);
     process.exit(0);
   }
-  const num = (name: string, v: string | undefined, def: number, ok: (n: number) => boolean): number => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${name}: invalid value ${JSON.stringify(v)}`);
-    return n;
-  };
   if (values.tau !== undefined && values["target-share"] !== undefined)
     throw new UsageError("--tau sets the threshold, --target-share calibrates it: give one, not both");
   if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
@@ -167,20 +162,20 @@ function cliFrom(argv: string[]): Cli {
     assumeSameVocab: values["assume-same-vocab"]!,
     token,
     router: values.router,
-    tau: num("tau", values.tau, demo ? 0.5 : 0.3, (n) => n >= 0 && n <= 1),
-    targetShare: values["target-share"] === undefined ? undefined : num("target-share", values["target-share"], 0, (n) => n >= 0 && n <= 1),
+    tau: numberFlag("tau", values.tau, demo ? 0.5 : 0.3, FLAG_RANGES.tau),
+    targetShare:
+      values["target-share"] === undefined ? undefined : numberFlag("target-share", values["target-share"], 0, FLAG_RANGES.share),
     localOnly: values["local-only"]!,
-    maxTokens: num("max-tokens", values["max-tokens"], demo ? 64 : 256, (n) => Number.isInteger(n) && n > 0),
-    deadlineMs: num("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, (n) => n > 0),
-    candidates: num("candidates", values.candidates, 0, (n) => Number.isInteger(n) && n >= 0 && n <= 20),
+    maxTokens: numberFlag("max-tokens", values["max-tokens"], demo ? 64 : 256, FLAG_RANGES.maxTokens),
+    deadlineMs: numberFlag("deadline-ms", values["deadline-ms"], DEFAULT_DEADLINE_MS, FLAG_RANGES.deadlineMs),
+    candidates: numberFlag("candidates", values.candidates, 0, FLAG_RANGES.candidates),
     sampling: samplingFromFlags(values, demo),
     json: values.json!,
     color: !values["no-color"] && !process.env.NO_COLOR,
     prompt,
     interactive,
     system: values.system ?? "",
-    context:
-      values.context === undefined ? undefined : num("context", values.context, 0, (n) => Number.isInteger(n) && n >= 64 && n <= 1 << 20),
+    context: values.context === undefined ? undefined : numberFlag("context", values.context, 0, FLAG_RANGES.contextSize),
   };
 }
 

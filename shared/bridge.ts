@@ -424,17 +424,29 @@ export type WireMessage =
 
 /** Validates an incoming call before dispatch: a malformed or unknown call is refused, never run. */
 export function parseWireRequest(raw: string): WireRequest | null {
+  const r = checkWireRequest(raw);
+  return r.ok ? r.call : null;
+}
+
+/** A call that cannot be run: why, and its id when it had a usable one (so the caller can be answered). */
+export type WireRefusal = { ok: false; id: number | null; error: string };
+
+/** `parseWireRequest` with the reason for a refusal: a page waiting on a call with a good id gets an answer, not silence. */
+export function checkWireRequest(raw: string): { ok: true; call: WireRequest } | WireRefusal {
   let v: unknown;
   try {
     v = JSON.parse(raw);
   } catch {
-    return null;
+    return { ok: false, id: null, error: "Malformed call: not JSON" };
   }
-  if (typeof v !== "object" || v === null) return null;
+  if (typeof v !== "object" || v === null) return { ok: false, id: null, error: "Malformed call: not an object" };
   const o = v as Record<string, unknown>;
-  if (o.kind !== "call" || !Number.isSafeInteger(o.id) || !isBridgeOp(o.op)) return null;
-  if (typeof o.arg !== "object" || o.arg === null || Array.isArray(o.arg)) return null;
-  return { kind: "call", id: o.id as number, op: o.op, arg: o.arg };
+  const id = Number.isSafeInteger(o.id) ? (o.id as number) : null;
+  if (o.kind !== "call" || id === null) return { ok: false, id, error: "Malformed call: kind or id missing" };
+  if (!isBridgeOp(o.op)) return { ok: false, id, error: `Unknown operation ${JSON.stringify(String(o.op).slice(0, 60))}` };
+  if (typeof o.arg !== "object" || o.arg === null || Array.isArray(o.arg))
+    return { ok: false, id, error: `Invalid ${o.op} call: the argument must be an object` };
+  return { ok: true, call: { kind: "call", id, op: o.op, arg: o.arg } };
 }
 
 /** Longest import, characters (an export of all conversations) over IPC; browser mode's WebSocket takes MAX_WIRE_MESSAGE_BYTES. */

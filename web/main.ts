@@ -21,31 +21,54 @@ import { isRemoteModelUri } from "../inference/modelFile.js";
 import { defaultModelsDir } from "../inference/appFolders.js";
 import type { CloudSettings, StageStatus } from "../shared/bridge.js";
 import { startWebServer } from "./server.js";
-import { errorMessage } from "../shared/errors.js";
+import { errorMessage, UsageError } from "../shared/errors.js";
+import { FLAG_RANGES, numberFlag } from "../cli/numberFlags.js";
 import { lockDataFolder } from "../electron/engine/dataLock.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
+const OPTIONS = {
+  port: { type: "string", default: "5174" },
+  host: { type: "string", default: "127.0.0.1" },
+  data: { type: "string" },
+  slm: { type: "string" },
+  llm: { type: "string" },
+  cloud: { type: "string" },
+  token: { type: "string" },
+  "no-cloud": { type: "boolean", default: false },
+  // start with no local model, as the app does on first run: the UI offers the catalogue
+  "first-run": { type: "boolean", default: false },
+  // no default: a flag overrides the saved value only when given (settings.json)
+  tau: { type: "string" },
+  "pace-ms": { type: "string" },
+  "max-tokens": { type: "string" },
+  static: { type: "string", default: path.join(repoRoot, "dist", "renderer") },
+} as const;
+
+const USAGE = `usage: npm run web -- [--port 5174] [--data <dir>] [--slm <path|hf:uri>] [--llm <path|hf:uri>]
+                     [--cloud <url> --token T] [--no-cloud] [--first-run] [--tau x] [--pace-ms n] [--max-tokens n]`;
+
+/** The command line, checked before anything starts (a UsageError: exit code 2). */
+function parseCli(args: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: OPTIONS });
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  const { values } = parsed;
+  return {
+    values,
+    port: numberFlag("port", values.port, 5174, FLAG_RANGES.port),
+    tau: values.tau === undefined ? undefined : numberFlag("tau", values.tau, 0, FLAG_RANGES.tau),
+    paceMs: values["pace-ms"] === undefined ? undefined : numberFlag("pace-ms", values["pace-ms"], 0, FLAG_RANGES.paceMs),
+    maxTokens: values["max-tokens"] === undefined ? undefined : numberFlag("max-tokens", values["max-tokens"], 0, FLAG_RANGES.maxTokens),
+  };
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      port: { type: "string", default: "5174" },
-      host: { type: "string", default: "127.0.0.1" },
-      data: { type: "string" },
-      slm: { type: "string" },
-      llm: { type: "string" },
-      cloud: { type: "string" },
-      token: { type: "string" },
-      "no-cloud": { type: "boolean", default: false },
-      // start with no local model, as the app does on first run: the UI offers the catalogue
-      "first-run": { type: "boolean", default: false },
-      // no default: a flag overrides the saved value only when given (settings.json)
-      tau: { type: "string" },
-      "pace-ms": { type: "string" },
-      "max-tokens": { type: "string" },
-      static: { type: "string", default: path.join(repoRoot, "dist", "renderer") },
-    },
-  });
+  const cli = parseCli(process.argv.slice(2));
+  const { values } = cli;
   if (values.host !== "127.0.0.1" && values.host !== "localhost" && values.host !== "::1") {
     throw new Error("Browser mode serves the engine without a login: it listens on loopback only");
   }
@@ -97,18 +120,18 @@ async function main(): Promise<void> {
     cloud,
     cloudDefault,
     llm: llmStage,
-    tau: values.tau !== undefined ? Number(values.tau) : undefined,
+    tau: cli.tau,
     freshTargetShare: APP_TARGET_SHARE, // the app's default control; --tau makes τ the control
     // tiny fixture models answer faster than the eye: pace them unless told otherwise
-    paceMs: values["pace-ms"] !== undefined ? Number(values["pace-ms"]) : fixtures ? 25 : 0,
-    maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : fixtures ? 160 : 512,
+    paceMs: cli.paceMs ?? (fixtures ? 25 : 0),
+    maxTokens: cli.maxTokens ?? (fixtures ? 160 : 512),
   });
   const web = await startWebServer({
     staticDir: values.static!,
     api: bindService(service),
     subscribe: (l) => service.subscribe(l),
     host: values.host,
-    port: Number(values.port),
+    port: cli.port,
   });
   const snap = await service.snapshot();
   if (snap.models.slm.error) console.log(`slm: ${snap.models.slm.error}`);
@@ -135,5 +158,6 @@ process.on("unhandledRejection", (reason) => console.error("unhandled rejection:
 
 main().catch((err) => {
   console.error(`error: ${errorMessage(err) ?? err}`);
-  process.exit(1);
+  if (err instanceof UsageError) console.error(USAGE);
+  process.exit(err instanceof UsageError ? 2 : 1);
 });

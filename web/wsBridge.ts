@@ -1,6 +1,6 @@
 /**
  * The bridge over a WebSocket (browser mode): the same function table as Electron's IPC. Calls are
- * validated (parseWireRequest) before dispatch; pushed events go to every connected page.
+ * validated (checkWireRequest) before dispatch; pushed events go to every connected page.
  *
  * Security: the server listens on loopback only, and an upgrade is accepted only from a page this
  * server served (Origin must equal its own origin, addressed by a loopback name), so another web site
@@ -8,9 +8,16 @@
  */
 import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer, type WebSocket } from "ws";
-import { callOp, MAX_WIRE_MESSAGE_BYTES, parseWireRequest, type BridgeApi, type BridgeEvent, type WireMessage } from "../shared/bridge.js";
+import { callOp, checkWireRequest, MAX_WIRE_MESSAGE_BYTES, type BridgeApi, type BridgeEvent, type WireMessage } from "../shared/bridge.js";
 
 export const BRIDGE_PATH = "/bridge";
+
+/**
+ * Most bytes of replies and events waiting for one page to read them. A page that sends calls and
+ * never reads their replies (a flood of exportAll) would otherwise grow the engine's memory without
+ * end; past this it is disconnected (a page that reconnects gets a fresh snapshot).
+ */
+export const MAX_BUFFERED_BYTES = 32 << 20;
 
 export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e: BridgeEvent) => void) => () => void): WebSocketServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WIRE_MESSAGE_BYTES });
@@ -30,6 +37,7 @@ export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e
   wss.on("connection", (ws: WebSocket) => {
     const send = (m: WireMessage) => {
       if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return void ws.terminate();
       try {
         ws.send(JSON.stringify(m));
       } catch (err) {
@@ -44,8 +52,13 @@ export function attachWsBridge(server: Server, api: BridgeApi, subscribe: (l: (e
     ws.on("error", () => ws.terminate());
     ws.on("message", (data, isBinary) => {
       if (isBinary) return ws.close(1003, "text frames only");
-      const call = parseWireRequest(String(data));
-      if (!call) return ws.close(1008, "malformed call");
+      const checked = checkWireRequest(String(data));
+      if (!checked.ok) {
+        // the caller hears why before the socket closes (a page out of step with this host is not left waiting)
+        if (checked.id !== null) send({ kind: "result", id: checked.id, ok: false, error: checked.error });
+        return ws.close(1008, "malformed call");
+      }
+      const { call } = checked;
       // through a promise: an operation that throws synchronously is answered like one that rejects
       Promise.resolve()
         .then(() => callOp(api, call.op, call.arg))

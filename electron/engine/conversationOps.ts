@@ -26,7 +26,7 @@ export class ConversationOps {
   }
 
   async createConversation({ title }: OpArg<"createConversation">): Promise<Conversation> {
-    const c = await this.s.store.create(typeof title === "string" && title.trim() ? title.trim().slice(0, 200) : undefined);
+    const c = await this.s.store.create(typeof title === "string" ? title : undefined);
     await this.s.control.created(c.id);
     this.s.emitConversations();
     return c;

@@ -10,28 +10,49 @@ import { z } from "zod";
 import type { Conversation, StoredMessage } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { samplingConfigSchema, samplingSettingsSchema } from "../../shared/sampling.js";
+import { MAX_SYSTEM_PROMPT_CHARS } from "./settings.js";
 
 /** Conversation ids are file names: letters, digits and dashes only (no dot, no space, no separator). */
 export const CONVERSATION_ID = /^[A-Za-z0-9-]{1,64}$/;
 
+/** Longest title, in characters (code points): a list row, a file name, a Markdown heading. */
+export const MAX_TITLE_CHARS = 200;
+
+// C0/C1 controls (line breaks, ESC, NUL), and the bidirectional overrides and isolates that reorder the text around them
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const TITLE_UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]+/g;
+
+/**
+ * A title as the app keeps it: one line of at most MAX_TITLE_CHARS, no control characters (a title
+ * is written into notices printed on a terminal, Markdown headings and file names). Empty when
+ * nothing printable is left: the caller chooses the fallback.
+ */
+export function conversationTitle(raw: string): string {
+  const line = raw.replace(TITLE_UNSAFE, " ").replace(/\s+/g, " ").trim();
+  if (line.length <= MAX_TITLE_CHARS) return line;
+  return Array.from(line).slice(0, MAX_TITLE_CHARS).join("").trimEnd(); // by code point: no half of a pair
+}
+
 const int = z.number().int();
-const candidate = z.object({ tokenId: int, prob: z.number(), text: z.string().optional() });
+/** token ids index a vocabulary: never negative (the model checks the upper end, it alone knows its size) */
+const tokenId = int.min(0);
+const candidate = z.object({ tokenId, prob: z.number(), text: z.string().optional() });
 const cloudVerdict = z.object({
-  tokenId: int,
+  tokenId,
   logprob: z.number().optional(),
-  top: z.array(z.object({ tokenId: int, logprob: z.number() })),
+  top: z.array(z.object({ tokenId, logprob: z.number() })),
   fromDraft: z.boolean().optional(),
 });
 
 export const tokenEventSchema = z.object({
   index: int.min(0),
-  tokenId: int,
+  tokenId,
   text: z.string(),
   origin: z.enum(["local", "cloud", "fallback"]),
   confidence: z.number(),
   tau: z.number(),
   cloudLatencyMs: z.number().nullable(),
-  slmTokenId: int,
+  slmTokenId: tokenId,
   slmProb: z.number().optional(),
   slmTop: z.array(candidate).optional(),
   cloud: cloudVerdict.optional(),
@@ -83,11 +104,12 @@ export const messageSchema = z.object({
 
 export const conversationSchema = z.object({
   id: z.string().regex(CONVERSATION_ID, "not a valid conversation id (letters, digits and dashes only)"),
-  title: z.string(),
+  // the same bounds as the operations that set them: a file or an import cannot bring in what a page could not
+  title: z.string().transform(conversationTitle),
   createdAt: z.number(),
   updatedAt: z.number(),
   messages: z.array(messageSchema),
-  systemPrompt: z.string().optional(),
+  systemPrompt: z.string().max(MAX_SYSTEM_PROMPT_CHARS).optional(),
   sampling: samplingConfigSchema.optional(),
 });
 
@@ -175,6 +197,7 @@ function treeProblem(c: Conversation): string | null {
   for (const m of allMessages(c.messages)) {
     if (seen.has(m.id)) return `message id ${JSON.stringify(m.id)} is used twice`;
     seen.add(m.id);
+    if (m.role === "user" && (m.tokens || m.summary)) return `message ${JSON.stringify(m.id)} is the user's but carries an answer's tokens`;
     const n = m.versions?.length ?? 0;
     if ((m.version ?? 0) > n) return `message ${JSON.stringify(m.id)} is version ${m.version! + 1} of only ${n + 1}`;
   }

@@ -29,7 +29,7 @@ import path from "node:path";
 import type { Conversation, ConversationMeta } from "../../shared/bridge.js";
 import type { TokenEvent } from "../../shared/events.js";
 import { TEMP_MARK, writeFileAtomic, type WriteHooks } from "./atomicFile.js";
-import { CONVERSATION_ID, journalLineSchema, parseConversation } from "./conversationSchema.js";
+import { CONVERSATION_ID, conversationTitle, journalLineSchema, parseConversation } from "./conversationSchema.js";
 import { errorMessage } from "../../shared/errors.js";
 
 /**
@@ -219,7 +219,13 @@ export class ConversationStore {
 
   async create(title = "New chat"): Promise<Conversation> {
     const now = Date.now();
-    const c: Conversation = { id: randomUUID(), title, createdAt: now, updatedAt: now, messages: [] };
+    const c: Conversation = {
+      id: randomUUID(),
+      title: conversationTitle(title) || "New chat",
+      createdAt: now,
+      updatedAt: now,
+      messages: [],
+    };
     this.conversations.set(c.id, c);
     try {
       await this.save(c.id);
@@ -249,7 +255,7 @@ export class ConversationStore {
   async rename(id: string, title: string): Promise<ConversationMeta> {
     const c = this.get(id);
     const before = { title: c.title, updatedAt: c.updatedAt };
-    c.title = title.trim().slice(0, 200) || c.title;
+    c.title = conversationTitle(title) || c.title;
     c.updatedAt = Date.now();
     try {
       await this.save(id);
@@ -274,6 +280,9 @@ export class ConversationStore {
    * then removes the journal it supersedes.
    */
   save(id: string): Promise<void> {
+    // every title is written through here (create, rename, an answer's first words, an import): one line, bounded
+    const conv = this.conversations.get(id);
+    if (conv) conv.title = conversationTitle(conv.title) || "New chat";
     return this.chain(id, async () => {
       const c = this.conversations.get(id);
       if (!c) return; // deleted meanwhile

@@ -175,7 +175,8 @@ export class TandemService implements BridgeApi {
     return this.answers.editAndResend(arg);
   }
 
-  continueAnswer(arg: OpArg<"continueAnswer">): Promise<OpResult<"continueAnswer">> {
+  async continueAnswer(arg: OpArg<"continueAnswer">): Promise<OpResult<"continueAnswer">> {
+    this.assertTokensFitModel(arg.conversationId);
     return this.answers.continueAnswer(arg);
   }
 
@@ -263,8 +264,26 @@ export class TandemService implements BridgeApi {
     return this.models.cancelDownload(arg);
   }
 
-  candidates(arg: OpArg<"candidates">): Promise<OpResult<"candidates">> {
+  async candidates(arg: OpArg<"candidates">): Promise<OpResult<"candidates">> {
+    this.assertTokensFitModel(arg.conversationId);
     return this.models.candidates(arg);
+  }
+
+  /**
+   * The two operations that feed an answer's stored token ids back into the SLM (the rest re-tokenise
+   * the text): ids from a file or an import that the loaded model does not have are refused here,
+   * before anything changes — llama.cpp's "Eval has failed" would otherwise mark the stored answer an
+   * error. Checks nothing when no model is loaded (the operation says so itself).
+   */
+  private assertTokensFitModel(conversationId: string): void {
+    const vocab = this.s.slm?.vocabSize;
+    if (vocab === undefined || !this.s.store.has(conversationId)) return;
+    for (const m of this.s.store.get(conversationId).messages) {
+      if (m.tokens?.some((t) => t.tokenId >= vocab))
+        throw new Error(
+          `This conversation holds token ids the loaded model does not have (its vocabulary has ${vocab}): it came from another model`,
+        );
+    }
   }
 
   cloudStatus(arg: OpArg<"cloudStatus"> = {}): Promise<OpResult<"cloudStatus">> {

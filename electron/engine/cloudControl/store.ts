@@ -171,20 +171,25 @@ export class CloudControlStore {
    * tokens come back (GuardedPeer). `bytesAtStart` is the peer's byte counter when the answer began.
    */
   gate(conversationId: string, bytesAtStart: number): CloudGate {
-    const budgets = this.data.settings.budgets;
+    // read live at every call, never captured at the answer's start: local-only or a lower budget set
+    // while an answer streams holds from its next call
+    const budgets = () => this.data.settings.budgets;
     const conv = () => this.entry(conversationId).seen;
     const left = (capValue: number | null, used: number) => (capValue === null ? Infinity : Math.max(0, capValue - used));
+    const localOnly = () => this.localOnly(conversationId);
     return {
-      localOnly: this.localOnly(conversationId),
-      tokensLeft: () => Math.min(left(budgets.conversationTokens, conv().cloudTokens), left(budgets.dayTokens, this.day().cloudTokens)),
+      get localOnly() {
+        return localOnly();
+      },
+      tokensLeft: () => Math.min(left(budgets().conversationTokens, conv().cloudTokens), left(budgets().dayTokens, this.day().cloudTokens)),
       bytesExhausted: (stats: Readonly<CloudStats>) =>
-        budgets.dayBytesUp !== null && this.day().bytesUp + (stats.bytesUp - bytesAtStart) >= budgets.dayBytesUp,
+        budgets().dayBytesUp !== null && this.day().bytesUp + (stats.bytesUp - bytesAtStart) >= budgets().dayBytesUp!,
       charge: (tokens: number) => {
         conv().cloudTokens += tokens;
         this.day().cloudTokens += tokens;
       },
       budgetMessage: (reserved: number) =>
-        budgetMessage(budgets, conv().cloudTokens + reserved, { ...this.day(), cloudTokens: this.day().cloudTokens + reserved }),
+        budgetMessage(budgets(), conv().cloudTokens + reserved, { ...this.day(), cloudTokens: this.day().cloudTokens + reserved }),
     };
   }
 
