@@ -112,7 +112,11 @@ describe("terminal chat: hostile files and settings", () => {
   });
   afterAll(async () => server?.close());
 
-  it("every bad model file as --slm: exit 1 with a clear message, before any token, never a hang", async () => {
+  // many processes in two lanes: the whole run may take minutes on a loaded machine; each process is
+  // still bound (never a hang: 30 s each below, and the 120 s kill in `chat`)
+  const MANY_PROCESSES = { timeout: 300_000 };
+
+  it("every bad model file as --slm: exit 1 with a clear message, before any token, never a hang", MANY_PROCESSES, async () => {
     const models = await hostileModels();
     const results = await inPairs(models, async (m) => {
       const t0 = performance.now();
@@ -131,17 +135,21 @@ describe("terminal chat: hostile files and settings", () => {
     expectCleanError(await chat(["--slm", slm, "--llm", huge.file, "hello"]), huge.error);
   });
 
-  it("every invalid cloud setting: exit 1 with a clear message before a model is loaded; the token never echoed", async () => {
-    const results = await inPairs(INVALID_CLOUD_SETTINGS, (c) =>
-      chat(["--cloud", c.url, ...(c.token ? ["--token", c.token] : []), "hello"]),
-    );
-    results.forEach((r, i) => {
-      const c = INVALID_CLOUD_SETTINGS[i];
-      expectCleanError(r, c.error);
-      if (c.token) expect(r.stderr).not.toContain(c.token);
-    });
-    console.log(`hostile inputs (CLI): ${INVALID_CLOUD_SETTINGS.length} invalid cloud settings rejected with exit code 1 and a message`);
-  });
+  it(
+    "every invalid cloud setting: exit 1 with a clear message before a model is loaded; the token never echoed",
+    MANY_PROCESSES,
+    async () => {
+      const results = await inPairs(INVALID_CLOUD_SETTINGS, (c) =>
+        chat(["--cloud", c.url, ...(c.token ? ["--token", c.token] : []), "hello"]),
+      );
+      results.forEach((r, i) => {
+        const c = INVALID_CLOUD_SETTINGS[i];
+        expectCleanError(r, c.error);
+        if (c.token) expect(r.stderr).not.toContain(c.token);
+      });
+      console.log(`hostile inputs (CLI): ${INVALID_CLOUD_SETTINGS.length} invalid cloud settings rejected with exit code 1 and a message`);
+    },
+  );
 
   it("a wrong token or none: the server's 401 is a clear error, exit 1, before any token", async () => {
     expectCleanError(
