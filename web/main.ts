@@ -66,49 +66,71 @@ function parseCli(args: string[]) {
   };
 }
 
-async function main(): Promise<void> {
-  const cli = parseCli(process.argv.slice(2));
-  const { values } = cli;
+type Cli = ReturnType<typeof parseCli>;
+type Values = Cli["values"];
+
+/** Browser mode has no login: anything but loopback is refused before the data folder is touched. */
+function checkLoopback(values: Values): void {
   if (values.host !== "127.0.0.1" && values.host !== "localhost" && values.host !== "::1") {
     throw new Error("Browser mode serves the engine without a login: it listens on loopback only");
   }
+}
+
+/** The models to serve: the flags, or without --slm the fixture pair (whose LLM --llm may replace). */
+async function chooseModels(values: Values): Promise<{ slm?: string; llm?: string; fixtures: boolean }> {
+  if (values.slm) return { slm: values.slm, llm: values.llm, fixtures: false };
+  const { ensureFixtures } = await import("../models/fixtures.js");
+  const f = await ensureFixtures();
+  if (f.storiesSlm && f.storiesLlm) return { slm: f.storiesSlm, llm: values.llm ?? f.storiesLlm, fixtures: true };
+  console.log(`fixtures: ${f.sharedMissingReason ?? "../shared missing"}; using the random Qwen2-vocabulary pair`);
+  return { slm: f.randA, llm: values.llm ?? f.randB, fixtures: true };
+}
+
+interface CloudChoice {
+  /** given: overrides the saved cloud */
+  cloud?: CloudSettings;
+  /** the in-process server: only the default when nothing is saved */
+  cloudDefault?: CloudSettings;
+  llmStage: StageStatus;
+  cloudServer?: CloudServer;
+}
+
+/** The cloud from the flags, else the LLM in an in-process token server (its failure is the LLM's status). */
+async function chooseCloud(values: Values, llm: string | undefined): Promise<CloudChoice> {
+  const none: CloudSettings | undefined = values["no-cloud"] ? { kind: "none", url: "", token: "" } : undefined;
+  if (values.cloud)
+    return {
+      cloud: { kind: "tandem", url: values.cloud, token: values.token ?? process.env.TANDEM_CLOUD_TOKEN ?? "" },
+      llmStage: emptyStage(),
+    };
+  if (!llm || values["no-cloud"]) return { cloud: none, llmStage: emptyStage() };
+  const token = randomBytes(18).toString("base64url");
+  const llmStage: StageStatus = { ...emptyStage(llm) };
+  try {
+    // a truncated or too large model: a clear error in the model status instead of a failed or endless load
+    if (!isRemoteModelUri(llm)) await preflightModelFile(path.resolve(llm));
+    const cloudServer = await startCloudServer({ modelPath: llm, host: "127.0.0.1", port: 0, token, log: () => {} });
+    console.log(`cloud: in-process token server at ${cloudServer.url} (${cloudServer.identity.name})`);
+    return {
+      cloud: none,
+      cloudDefault: { kind: "tandem", url: cloudServer.url, token },
+      llmStage: { ...llmStage, loaded: true, name: cloudServer.identity.name },
+      cloudServer,
+    };
+  } catch (err) {
+    return { cloud: none, llmStage: { ...llmStage, error: errorMessage(err) } };
+  }
+}
+
+async function main(): Promise<void> {
+  const cli = parseCli(process.argv.slice(2));
+  const { values } = cli;
+  checkLoopback(values);
   const dataDir = path.resolve(values.data ?? process.env.TANDEM_DATA_DIR ?? path.join(homedir(), ".tandem"));
   // the folder first: a second instance is refused at once, before it spends a minute loading an LLM
   const dataLock = await lockDataFolder(dataDir);
-  let slm = values.slm;
-  let llm = values.llm;
-  let fixtures = false;
-  if (!slm) {
-    const { ensureFixtures } = await import("../models/fixtures.js");
-    const f = await ensureFixtures();
-    fixtures = true;
-    if (f.storiesSlm && f.storiesLlm) [slm, llm] = [f.storiesSlm, llm ?? f.storiesLlm];
-    else {
-      console.log(`fixtures: ${f.sharedMissingReason ?? "../shared missing"}; using the random Qwen2-vocabulary pair`);
-      [slm, llm] = [f.randA, llm ?? f.randB];
-    }
-  }
-
-  let cloudServer: CloudServer | undefined;
-  // given: overrides the saved cloud; the in-process server is only the default when nothing is saved
-  let cloud: CloudSettings | undefined = values["no-cloud"] ? { kind: "none", url: "", token: "" } : undefined;
-  let cloudDefault: CloudSettings | undefined;
-  let llmStage: StageStatus = emptyStage();
-  if (values.cloud) cloud = { kind: "tandem", url: values.cloud, token: values.token ?? process.env.TANDEM_CLOUD_TOKEN ?? "" };
-  else if (llm && !values["no-cloud"]) {
-    const token = randomBytes(18).toString("base64url");
-    llmStage = { ...emptyStage(llm) };
-    try {
-      // a truncated or too large model: a clear error in the model status instead of a failed or endless load
-      if (!isRemoteModelUri(llm)) await preflightModelFile(path.resolve(llm));
-      cloudServer = await startCloudServer({ modelPath: llm, host: "127.0.0.1", port: 0, token, log: () => {} });
-      llmStage = { ...llmStage, loaded: true, name: cloudServer.identity.name };
-      cloudDefault = { kind: "tandem", url: cloudServer.url, token };
-      console.log(`cloud: in-process token server at ${cloudServer.url} (${cloudServer.identity.name})`);
-    } catch (err) {
-      llmStage = { ...llmStage, error: errorMessage(err) };
-    }
-  }
+  const { slm, llm, fixtures } = await chooseModels(values);
+  const { cloud, cloudDefault, llmStage, cloudServer } = await chooseCloud(values, llm);
 
   const service = await TandemService.start({
     dataDir,
@@ -133,19 +155,30 @@ async function main(): Promise<void> {
     host: values.host,
     port: cli.port,
   });
+  await reportStarted(service, dataDir, web.url);
+  closeOnSignals(async () => {
+    await web.close();
+    await service.close();
+    await cloudServer?.close();
+  });
+}
+
+/** What the model loads said, then the URL (the tests and the user wait for that line). */
+async function reportStarted(service: TandemService, dataDir: string, url: string): Promise<void> {
   const snap = await service.snapshot();
   if (snap.models.slm.error) console.log(`slm: ${snap.models.slm.error}`);
   for (const n of snap.notices) console.log(`notice: ${n}`);
   console.log(`data: ${dataDir}`);
-  console.log(`Tandem browser mode: ${web.url}`);
+  console.log(`Tandem browser mode: ${url}`);
+}
 
+/** Ctrl-C or a TERM closes everything once, then exits 0. */
+function closeOnSignals(close: () => Promise<void>): void {
   let closing = false;
   const shutdown = async () => {
     if (closing) return;
     closing = true;
-    await web.close();
-    await service.close();
-    await cloudServer?.close();
+    await close();
     process.exit(0);
   };
   process.on("SIGINT", shutdown);
