@@ -104,49 +104,38 @@ function parseCli(argv: string[]): Cli {
   }
 }
 
+const OPTIONS = {
+  demo: { type: "boolean", default: false },
+  slm: { type: "string" },
+  llm: { type: "string" },
+  cloud: { type: "string" },
+  "cloud-kind": { type: "string" },
+  "cloud-model": { type: "string" },
+  "assume-same-vocab": { type: "boolean", default: false },
+  token: { type: "string" },
+  router: { type: "string" },
+  tau: { type: "string" },
+  "target-share": { type: "string" },
+  "local-only": { type: "boolean", default: false },
+  "max-tokens": { type: "string" },
+  "deadline-ms": { type: "string" },
+  candidates: { type: "string" },
+  ...SAMPLING_FLAG_OPTIONS,
+  json: { type: "boolean", default: false },
+  "no-color": { type: "boolean", default: false },
+  interactive: { type: "boolean", short: "i", default: false },
+  system: { type: "string" },
+  context: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function cliFrom(argv: string[]): Cli {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      demo: { type: "boolean", default: false },
-      slm: { type: "string" },
-      llm: { type: "string" },
-      cloud: { type: "string" },
-      "cloud-kind": { type: "string" },
-      "cloud-model": { type: "string" },
-      "assume-same-vocab": { type: "boolean", default: false },
-      token: { type: "string" },
-      router: { type: "string" },
-      tau: { type: "string" },
-      "target-share": { type: "string" },
-      "local-only": { type: "boolean", default: false },
-      "max-tokens": { type: "string" },
-      "deadline-ms": { type: "string" },
-      candidates: { type: "string" },
-      ...SAMPLING_FLAG_OPTIONS,
-      json: { type: "boolean", default: false },
-      "no-color": { type: "boolean", default: false },
-      interactive: { type: "boolean", short: "i", default: false },
-      system: { type: "string" },
-      context: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
   if (values.help) {
     console.log(USAGE);
     process.exit(0);
   }
-  if (values.tau !== undefined && values["target-share"] !== undefined)
-    throw new UsageError("--tau sets the threshold, --target-share calibrates it: give one, not both");
-  if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
-  const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
-  // settings that cannot work fail here, before a model is loaded (a CloudSettingsError: exit code 1)
-  const cloud = values.cloud === undefined ? undefined : checkCloudSettings({ url: values.cloud, token: token ?? "" }).url;
-  const kind = (values["cloud-kind"] ?? "tandem") as CloudKind;
-  if (!CLOUD_KINDS.includes(kind))
-    throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
-  if (kind !== "tandem" && !cloud) throw new UsageError(`--cloud-kind ${kind} needs --cloud <url> (the engine's address)`);
+  const { cloud, kind, token } = cloudFlags(values);
   const demo = values.demo!;
   const interactive = values.interactive!;
   // interactive: a prompt given on the command line is the first message, if any
@@ -179,135 +168,183 @@ function cliFrom(argv: string[]): Cli {
   };
 }
 
+type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>["values"];
+
+/** The flags that choose the cloud, checked in this order; settings that cannot work fail before a model loads. */
+function cloudFlags(values: Values): { cloud?: string; kind: CloudKind; token?: string } {
+  if (values.tau !== undefined && values["target-share"] !== undefined)
+    throw new UsageError("--tau sets the threshold, --target-share calibrates it: give one, not both");
+  if (values.llm && values.cloud) throw new UsageError("--llm starts a cloud in-process; give --llm or --cloud, not both");
+  const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
+  // a CloudSettingsError: exit code 1
+  const cloud = values.cloud === undefined ? undefined : checkCloudSettings({ url: values.cloud, token: token ?? "" }).url;
+  const kind = (values["cloud-kind"] ?? "tandem") as CloudKind;
+  if (!CLOUD_KINDS.includes(kind))
+    throw new UsageError(`--cloud-kind: expected one of ${CLOUD_KINDS.join(", ")}, got ${JSON.stringify(values["cloud-kind"])}`);
+  if (kind !== "tandem" && !cloud) throw new UsageError(`--cloud-kind ${kind} needs --cloud <url> (the engine's address)`);
+  return { cloud, kind, token };
+}
+
+// every line the chat prints may carry text from a model file or a server
+const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
+
 async function main(): Promise<number> {
   const cli = parseCli(process.argv.slice(2));
-  // every line the chat prints may carry text from a model file or a server
-  const log = (msg: string) => process.stderr.write(terminalSafe(msg) + "\n");
-  if (cli.demo) {
-    const pair = await demoPair();
-    cli.slm = process.argv.includes("--slm") ? cli.slm : pair.slm;
-    if (!cli.cloud && !process.argv.includes("--llm") && !cli.localOnly) cli.llm = pair.llm;
-  }
-
+  if (cli.demo) await useDemoPair(cli);
   let server: CloudServer | undefined;
-  let cloud: CloudPeer | null = null;
+  const slm = await loadSlm(cli);
+  try {
+    if (cli.llm) server = await startInProcessCloud(cli);
+    if (cli.localOnly) {
+      cli.cloud = cli.llm = undefined;
+      if (!cli.json) log("cloud: none (--local-only: nothing leaves this device)");
+    }
+    const cloud = cli.cloud ? await connectCloud(cli, slm) : null;
+    const session = startSession(cli, slm, cloud);
+    const code = cli.interactive ? await chatInteractively(cli, slm, session) : await answerOnce(cli, slm, session);
+    await cloud?.close();
+    return code;
+  } finally {
+    await server?.close();
+    await slm.dispose();
+  }
+}
+
+/** --demo: the stories260K-derived pair, unless --slm / --llm / --cloud / --local-only say otherwise. */
+async function useDemoPair(cli: Cli): Promise<void> {
+  const pair = await demoPair();
+  cli.slm = process.argv.includes("--slm") ? cli.slm : pair.slm;
+  if (!cli.cloud && !process.argv.includes("--llm") && !cli.localOnly) cli.llm = pair.llm;
+}
+
+async function loadSlm(cli: Cli): Promise<LocalModel> {
   // a truncated file or a model too large for this computer: a clear error before llama.cpp sees it
   if (cli.llm && !isRemoteModelUri(cli.llm)) await preflightModelFile(path.resolve(cli.llm));
   const slmFile = await resolveModelSource(cli.slm, { download: !cli.demo });
   await preflightModelFile(slmFile);
   // the hidden state costs nothing measurable and is what a learned router reads
   // a conversation defaults to the model's own window (within memory); one answer needs less
-  const slm = await LocalModel.load(slmFile, { hiddenState: true, contextSize: cli.context ?? (cli.interactive ? "model" : undefined) });
-  try {
-    if (cli.llm) {
-      const token = randomBytes(18).toString("base64url");
-      server = await startCloudServer({ modelPath: cli.llm, host: "127.0.0.1", port: 0, token });
-      cli.cloud = server.url;
-      cli.token = token;
-      if (!cli.json) log(`cloud: in-process token server at ${server.url} (${server.identity.name})`);
-    }
-    if (cli.localOnly) {
-      cli.cloud = cli.llm = undefined;
-      if (!cli.json) log("cloud: none (--local-only: nothing leaves this device)");
-    }
-    if (cli.cloud) {
-      const common = {
-        url: cli.cloud,
-        token: cli.token,
-        deadlineMs: cli.deadlineMs,
-        onStateChange: (s: string, detail?: string) => !cli.json && log(`cloud: ${s}${detail ? ` (${detail})` : ""}`),
-      };
-      // the probe is tokenised without BOS, as the engines' /tokenize endpoints do
-      const engine = { ...common, probe: vocabularyProbe((t) => slm.model.tokenize(t, false)), assumeSameVocabulary: cli.assumeSameVocab };
-      const client: CloudPeer =
-        cli.cloudKind === "tandem"
-          ? new TandemCloudClient(common)
-          : cli.cloudKind === "vllm"
-            ? createCloudPeer({ kind: "vllm", model: cli.cloudModel, ...engine })
-            : createCloudPeer({ kind: cli.cloudKind, ...engine });
-      try {
-        const m = await client.connect(slm.identity);
-        if (!cli.json) log(`cloud: connected to ${m.name}`);
-      } catch (err) {
-        // a wrong vocabulary or a refused token can never work: refuse before any token. An unreachable
-        // or slow cloud may come back: go on locally (routed tokens become fallback), as the app does.
-        if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) throw err;
-        const refused = authFailure(err, cli.cloud, !!cli.token);
-        if (refused) throw new CloudSettingsError(refused);
-        log(`cloud: offline (${errorMessage(err)}); answering locally`);
-      }
-      cloud = client;
-    }
+  return LocalModel.load(slmFile, { hiddenState: true, contextSize: cli.context ?? (cli.interactive ? "model" : undefined) });
+}
 
-    // a learned router trained for this SLM when one matches it (router/trained/), else the confidence router
-    const { router, description } = loadRouterFor(slm, { file: cli.router });
-    const decoder = new CollaborativeDecoder(slm, router, cli.localOnly ? localOnlyPeer() : cloud);
-    const calibration = CalibrationStore.inMemory();
-    const window = calibration.window(pairKey({ slm: slm.identity.name, router: router.name, cloud: cloud?.kind ?? null }));
-    const newSteer = cli.targetShare === undefined ? undefined : () => new ShareSteer(window, cli.targetShare!);
-    if (!cli.json) {
-      log(
-        `slm: ${slm.identity.name} · ${cli.targetShare === undefined ? `τ = ${validateTau(cli.tau)}` : `target cloud share ${cli.targetShare}`}`,
-      );
-      log(description);
-      if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
-    }
-    if (cli.interactive) {
-      if (!cli.json) log(`context: ${slm.contextSize} tokens`);
-      const code = await runRepl(
-        {
-          decoder,
-          system: cli.system,
-          tau: cli.tau,
-          newSteer,
-          maxTokens: cli.maxTokens,
-          topK: cli.candidates,
-          sampling: cli.sampling,
-          json: cli.json,
-          paint: (ev) => paint(ev, cli.color),
-          format: formatSummary,
-          jsonSummary,
-        },
-        cli.prompt || undefined,
-      );
-      await cloud?.close();
-      return code;
-    }
-    const abort = new AbortController();
-    process.once("SIGINT", () => abort.abort());
-    // the app's context policy: a prompt longer than the window keeps its end (and says so)
-    const { tokens: prompt, plan } = planPrompt(slm, {
-      system: cli.system || null,
-      turns: [{ role: "user", content: cli.prompt }],
-      keepFrom: 0,
-      maxTokens: cli.maxTokens,
-    });
-    if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
-    const sampling = resolveSampling(cli.sampling);
-    if (!cli.json) log(describeSampling(sampling));
-    if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
-    const steer = newSteer?.();
-    const generated = decoder.generate(prompt, {
-      tau: steer ? () => steer.tau() : cli.tau,
-      maxTokens: cli.maxTokens,
-      signal: abort.signal,
-      topK: cli.candidates,
-      sampling,
-    });
-    const answer = steer ? steered(generated, steer) : generated;
-    for await (const ev of answer) {
-      if (cli.json) process.stdout.write(jsonEvent(ev, sampling) + "\n");
-      else process.stdout.write(paint(ev, cli.color));
-    }
-    const summary = await answer.summary;
-    if (cli.json) process.stdout.write(terminalJson({ summary: { ...jsonSummary(summary), ...(steer ? shareReport(steer) : {}) } }) + "\n");
-    else log("\n" + formatSummary(summary) + (steer ? ` · target share ${(100 * steer.target).toFixed(1)}%` : ""));
-    await cloud?.close();
-    return 0;
-  } finally {
-    await server?.close();
-    await slm.dispose();
+/** --llm: the cloud token server on loopback with a random bearer token; the chat then uses it as --cloud. */
+async function startInProcessCloud(cli: Cli): Promise<CloudServer> {
+  const token = randomBytes(18).toString("base64url");
+  const server = await startCloudServer({ modelPath: cli.llm!, host: "127.0.0.1", port: 0, token });
+  cli.cloud = server.url;
+  cli.token = token;
+  if (!cli.json) log(`cloud: in-process token server at ${server.url} (${server.identity.name})`);
+  return server;
+}
+
+function cloudPeer(cli: Cli, slm: LocalModel): CloudPeer {
+  const common = {
+    url: cli.cloud!,
+    token: cli.token,
+    deadlineMs: cli.deadlineMs,
+    onStateChange: (s: string, detail?: string) => !cli.json && log(`cloud: ${s}${detail ? ` (${detail})` : ""}`),
+  };
+  // the probe is tokenised without BOS, as the engines' /tokenize endpoints do
+  const engine = { ...common, probe: vocabularyProbe((t) => slm.model.tokenize(t, false)), assumeSameVocabulary: cli.assumeSameVocab };
+  return cli.cloudKind === "tandem"
+    ? new TandemCloudClient(common)
+    : cli.cloudKind === "vllm"
+      ? createCloudPeer({ kind: "vllm", model: cli.cloudModel, ...engine })
+      : createCloudPeer({ kind: cli.cloudKind, ...engine });
+}
+
+async function connectCloud(cli: Cli, slm: LocalModel): Promise<CloudPeer> {
+  const client = cloudPeer(cli, slm);
+  try {
+    const m = await client.connect(slm.identity);
+    if (!cli.json) log(`cloud: connected to ${m.name}`);
+  } catch (err) {
+    // a wrong vocabulary or a refused token can never work: refuse before any token. An unreachable
+    // or slow cloud may come back: go on locally (routed tokens become fallback), as the app does.
+    if (err instanceof VocabularyMismatchError || (err instanceof CloudCallError && err.reason === "vocab_mismatch")) throw err;
+    const refused = authFailure(err, cli.cloud!, !!cli.token);
+    if (refused) throw new CloudSettingsError(refused);
+    log(`cloud: offline (${errorMessage(err)}); answering locally`);
   }
+  return client;
+}
+
+interface Session {
+  decoder: CollaborativeDecoder;
+  /** --target-share: a fresh τ controller per answer */
+  newSteer?: () => ShareSteer;
+}
+
+/** The router, the decoder and the share controller, and the header lines that say what answers. */
+function startSession(cli: Cli, slm: LocalModel, cloud: CloudPeer | null): Session {
+  // a learned router trained for this SLM when one matches it (router/trained/), else the confidence router
+  const { router, description } = loadRouterFor(slm, { file: cli.router });
+  const decoder = new CollaborativeDecoder(slm, router, cli.localOnly ? localOnlyPeer() : cloud);
+  const calibration = CalibrationStore.inMemory();
+  const window = calibration.window(pairKey({ slm: slm.identity.name, router: router.name, cloud: cloud?.kind ?? null }));
+  const newSteer = cli.targetShare === undefined ? undefined : () => new ShareSteer(window, cli.targetShare!);
+  if (!cli.json) {
+    log(
+      `slm: ${slm.identity.name} · ${cli.targetShare === undefined ? `τ = ${validateTau(cli.tau)}` : `target cloud share ${cli.targetShare}`}`,
+    );
+    log(description);
+    if (cli.color) log(`legend: ${COLORS.local}local${RESET} ${COLORS.cloud}cloud${RESET} ${COLORS.fallback}fallback${RESET}`);
+  }
+  return { decoder, newSteer };
+}
+
+function chatInteractively(cli: Cli, slm: LocalModel, { decoder, newSteer }: Session): Promise<number> {
+  if (!cli.json) log(`context: ${slm.contextSize} tokens`);
+  return runRepl(
+    {
+      decoder,
+      system: cli.system,
+      tau: cli.tau,
+      newSteer,
+      maxTokens: cli.maxTokens,
+      topK: cli.candidates,
+      sampling: cli.sampling,
+      json: cli.json,
+      paint: (ev) => paint(ev, cli.color),
+      format: formatSummary,
+      jsonSummary,
+    },
+    cli.prompt || undefined,
+  );
+}
+
+/** One answer to the prompt, streamed as it comes (Ctrl-C stops it), then its summary. */
+async function answerOnce(cli: Cli, slm: LocalModel, { decoder, newSteer }: Session): Promise<number> {
+  const abort = new AbortController();
+  process.once("SIGINT", () => abort.abort());
+  // the app's context policy: a prompt longer than the window keeps its end (and says so)
+  const { tokens: prompt, plan } = planPrompt(slm, {
+    system: cli.system || null,
+    turns: [{ role: "user", content: cli.prompt }],
+    keepFrom: 0,
+    maxTokens: cli.maxTokens,
+  });
+  if (plan.usage.truncated) log(`notice: ${truncationNotice(plan.usage.window)}`);
+  const sampling = resolveSampling(cli.sampling);
+  if (!cli.json) log(describeSampling(sampling));
+  if (!cli.json && !slm.hasChatTemplate) process.stdout.write(terminalSafe(cli.prompt));
+  const steer = newSteer?.();
+  const generated = decoder.generate(prompt, {
+    tau: steer ? () => steer.tau() : cli.tau,
+    maxTokens: cli.maxTokens,
+    signal: abort.signal,
+    topK: cli.candidates,
+    sampling,
+  });
+  const answer = steer ? steered(generated, steer) : generated;
+  for await (const ev of answer) {
+    if (cli.json) process.stdout.write(jsonEvent(ev, sampling) + "\n");
+    else process.stdout.write(paint(ev, cli.color));
+  }
+  const summary = await answer.summary;
+  if (cli.json) process.stdout.write(terminalJson({ summary: { ...jsonSummary(summary), ...(steer ? shareReport(steer) : {}) } }) + "\n");
+  else log("\n" + formatSummary(summary) + (steer ? ` · target share ${(100 * steer.target).toFixed(1)}%` : ""));
+  return 0;
 }
 
 function paint(ev: TokenEvent, color: boolean): string {
