@@ -16,7 +16,7 @@ import { resolveModelSource } from "../inference/modelFile.js";
 import { checkGgufFile } from "../inference/modelPreflight.js";
 import { parseCloudUrl } from "../electron/engine/cloud/callSupport.js";
 import { CLOUD_KINDS, type CloudKind } from "../electron/engine/cloud/adapters/index.js";
-import { runCloudCheck, type CheckLine } from "../electron/engine/cloud/adapters/vocabCheck.js";
+import { runCloudCheck, type CheckLine, type CloudCheckReport } from "../electron/engine/cloud/adapters/vocabCheck.js";
 import { deviceVocabulary } from "../electron/engine/cloud/adapters/vocabulary.js";
 import { errorMessage } from "../shared/errors.js";
 
@@ -35,27 +35,45 @@ Exit code: 0 PASS, 1 FAIL or UNVERIFIED, 2 usage error.`;
 
 const COLOR: Record<CheckLine["status"], string> = { PASS: "\x1b[32m", FAIL: "\x1b[31m", WARN: "\x1b[33m", SKIP: "\x1b[2m" };
 
-async function main(): Promise<number> {
-  let values;
+/** What to check, from the command line. */
+interface Flags {
+  kind: CloudKind;
+  url: string;
+  token?: string;
+  model?: string;
+  slm: string;
+  timeoutMs?: number;
+  json: boolean;
+}
+
+const OPTIONS = {
+  kind: { type: "string" },
+  url: { type: "string" },
+  token: { type: "string" },
+  model: { type: "string" },
+  slm: { type: "string" },
+  "timeout-ms": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** The flags as given; node's message for an unknown option or a missing value, with the usage: exit 2. */
+function parseFlags() {
   try {
-    ({ values } = parseArgs({
-      options: {
-        kind: { type: "string" },
-        url: { type: "string" },
-        token: { type: "string" },
-        model: { type: "string" },
-        slm: { type: "string" },
-        "timeout-ms": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    return parseArgs({ options: OPTIONS, strict: true, allowPositionals: false }).values;
   } catch (err) {
     console.error(`${errorMessage(err)}\n\n${USAGE}`);
     return 2;
   }
+}
+
+/**
+ * The flags checked in order; a number is the exit code when there is nothing to check (each failure
+ * a message and 2; --help the usage and 0).
+ */
+function checkFlags(): Flags | number {
+  const values = parseFlags();
+  if (typeof values === "number") return values;
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -83,41 +101,60 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const json = values.json;
-  const color = !json && process.stdout.isTTY && !process.env.NO_COLOR;
-  const say = (s: string) => {
-    if (!json) console.log(s);
-  };
+  const token = values.token ?? process.env.TANDEM_CLOUD_TOKEN;
+  return { kind, url: values.url, token, model: values.model, slm: values.slm ?? defaultSlm.uri, timeoutMs, json: values.json! };
+}
 
-  // Only the tokenizer is needed: a vocabulary-only load reads no weights (seconds, even for 32B).
-  const slmSource = values.slm ?? defaultSlm.uri;
-  let vocab;
-  let dispose: () => Promise<void>;
+type DeviceVocabulary = ReturnType<typeof deviceVocabulary>;
+
+/** Only the tokenizer is needed: a vocabulary-only load reads no weights (seconds, even for 32B). */
+async function loadDeviceVocabulary(slmSource: string): Promise<{ vocab: DeviceVocabulary; dispose: () => Promise<void> } | number> {
   try {
     const file = await resolveModelSource(slmSource);
     await checkGgufFile(file);
     const llama = await getTandemLlama();
     const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
-    vocab = deviceVocabulary(model);
-    dispose = () => model.dispose();
+    return { vocab: deviceVocabulary(model), dispose: () => model.dispose() };
   } catch (err) {
     console.error(`cloud:check: cannot read the device model ${slmSource}: ${errorMessage(err)}`);
     return 2;
   }
+}
 
-  say(`Checking ${kind} at ${values.url}`);
+function describeDevice(vocab: DeviceVocabulary): string {
   const id = vocab.identity;
   const padding = vocab.realSize < id.vocabSize ? `, ${vocab.realSize} before [PAD] padding` : "";
-  say(`device model: ${id.name}: ${id.vocabSize} tokens${padding}, vocab sha256 ${id.vocabHash.slice(0, 16)}…`);
+  return `device model: ${id.name}: ${id.vocabSize} tokens${padding}, vocab sha256 ${id.vocabHash.slice(0, 16)}…`;
+}
+
+const EXPLAIN: Record<CloudCheckReport["result"], string> = {
+  PASS: "every check that could compare the vocabularies agreed",
+  FAIL: "do not use this pair for token-level routing until the failures above are fixed",
+  UNVERIFIED: "nothing could compare the vocabularies; confirm them by hand as docs/deploy-gpu.md says",
+};
+
+async function main(): Promise<number> {
+  const flags = checkFlags();
+  if (typeof flags === "number") return flags;
+  const { kind, url, json } = flags;
+  const color = !json && process.stdout.isTTY && !process.env.NO_COLOR;
+  const say = (s: string) => {
+    if (!json) console.log(s);
+  };
+  const device = await loadDeviceVocabulary(flags.slm);
+  if (typeof device === "number") return device;
+
+  say(`Checking ${kind} at ${url}`);
+  say(describeDevice(device.vocab));
   let report;
   try {
     report = await runCloudCheck({
       kind,
-      url: values.url,
-      token: values.token ?? process.env.TANDEM_CLOUD_TOKEN,
-      model: values.model,
-      device: vocab,
-      timeoutMs,
+      url,
+      token: flags.token,
+      model: flags.model,
+      device: device.vocab,
+      timeoutMs: flags.timeoutMs,
       onCheck: (c) => {
         const status = color ? `${COLOR[c.status]}${c.status}\x1b[0m` : c.status;
         say(`${status}  ${c.name.padEnd(16)} ${c.detail}`);
@@ -125,21 +162,12 @@ async function main(): Promise<number> {
     });
   } catch (err) {
     console.error(`cloud:check: ${errorMessage(err)}`);
-    await dispose();
+    await device.dispose();
     return 2;
   }
-  await dispose();
-  if (json) {
-    console.log(JSON.stringify(report));
-  } else {
-    const explain =
-      report.result === "PASS"
-        ? "every check that could compare the vocabularies agreed"
-        : report.result === "FAIL"
-          ? "do not use this pair for token-level routing until the failures above are fixed"
-          : "nothing could compare the vocabularies; confirm them by hand as docs/deploy-gpu.md says";
-    say(`RESULT: ${report.result}: ${explain}`);
-  }
+  await device.dispose();
+  if (json) console.log(JSON.stringify(report));
+  else say(`RESULT: ${report.result}: ${EXPLAIN[report.result]}`);
   return report.result === "PASS" ? 0 : 1;
 }
 
